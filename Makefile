@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# Each creates .venv itself from the lock file (uv: seconds, not minutes).
+PY      ?= python3
+VENV    := .venv
+VPY     := $(VENV)/bin/python
+UV      := $(PY) -m uv
+STAMP   := $(VENV)/.installed-stamp
+BUILD   := build
+NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+
+.PHONY: venv demo test lab lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q --disable-pip-version-check uv
+	@test -x $(VPY) || $(UV) venv -q -p $(PY) $(VENV)
+	$(UV) pip install -q -p $(VPY) -r requirements.lock
+	$(UV) pip install -q -p $(VPY) --no-deps -e .
+	@touch $(STAMP)
+
+# The quickstart notebook, executed headless. Offline with the scripted model; with LOOM_MODEL
+# (e.g. anthropic:claude-sonnet-5) and its key in the environment, the same notebook uses that model.
+demo: $(STAMP)
+	@mkdir -p $(BUILD)
+	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=600 \
+		--output-dir $(BUILD) notebooks/01_quickstart.ipynb
+	@echo "Demo written to $(abspath $(BUILD))/01_quickstart.html"
+
+test: $(STAMP)
+	$(VPY) -m pytest tests notebooks $(NBVAL)
+
+lab: $(STAMP)
+	@$(VPY) -c "import jupyterlab" 2>/dev/null || $(UV) pip install -q -p $(VPY) jupyterlab
+	$(VENV)/bin/jupyter lab notebooks
+
+# Re-pin after changing dependencies in pyproject.toml.
+lock:
+	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) $(BUILD) .pytest_cache

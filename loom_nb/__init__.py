@@ -1,0 +1,85 @@
+"""loom_nb: a notebook-native agent toolkit.
+
+The kernel (everything here but ``loom_nb.notebook``) imports no IPython, ipywidgets or pandas.
+``%load_ext loom_nb`` loads the notebook layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .agent import Agent
+from .capability import Capability
+from .errors import (
+    ConfigError,
+    LoomError,
+    ModelError,
+    NotSupportedError,
+    ScriptExhaustedError,
+    StoreError,
+    ToolError,
+)
+from .events import RunEvent
+from .messages import Message, TextPart, ToolCall, ToolResult, Usage
+from .models import Model, ModelRequest, ModelResponse
+from .result import RunError, RunResult
+from .runtime import Limits, Runtime
+from .session import Run, RunStream, Session, SessionConfig
+from .signals import RuntimeSignal, SignalAdapter, SignalDecision
+from .store import InMemoryStore, SQLiteStore
+from .task import RunContext, RuntimeTask
+from .tools import Tool, tool
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Agent",
+    "Capability",
+    "ConfigError",
+    "InMemoryStore",
+    "Limits",
+    "LoomError",
+    "Message",
+    "Model",
+    "ModelError",
+    "ModelRequest",
+    "ModelResponse",
+    "NotSupportedError",
+    "Run",
+    "RunContext",
+    "RunError",
+    "RunEvent",
+    "RunResult",
+    "RunStream",
+    "Runtime",
+    "RuntimeSignal",
+    "RuntimeTask",
+    "SQLiteStore",
+    "ScriptExhaustedError",
+    "Session",
+    "SessionConfig",
+    "SignalAdapter",
+    "SignalDecision",
+    "StoreError",
+    "TextPart",
+    "Tool",
+    "ToolCall",
+    "ToolError",
+    "ToolResult",
+    "Usage",
+    "__version__",
+    "tool",
+]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext loom_nb``: imported lazily so that ``import loom_nb`` stays IPython-free."""
+    from .notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .notebook import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -1,0 +1,117 @@
+"""Run coroutines from sync code, including inside Jupyter's running event loop, without patching.
+
+One long-lived event loop runs on a daemon thread. ``run_sync`` hands it a coroutine and waits.
+All sync entry points (``run_sync``, the magics, background runs) share this loop, so the
+loop-bound resources they create (SDK connection pools, MCP sessions) stay on one loop.
+
+The coroutine runs in a copy of the caller's ``contextvars`` context: ipykernel keeps the parent
+message of the executing cell in a context variable, so prints and displays made by a run land in
+the cell that started it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+__all__ = ["bridge_loop", "in_bridge_thread", "run_sync", "submit"]
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+#: How long an interrupted caller waits for the run to record its cancellation.
+CANCEL_GRACE_SECONDS = 10.0
+
+
+def bridge_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or _thread is None or not _thread.is_alive():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _thread = threading.Thread(target=serve, name="loom-nb-loop", daemon=True)
+            _thread.start()
+            ready.wait()
+            _loop = loop
+        return _loop
+
+
+def in_bridge_thread() -> bool:
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Start ``coro`` on the background loop, in a copy of the caller's context."""
+    loop = bridge_loop()
+    context = contextvars.copy_context()
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    # The future stays PENDING until the task ends (as with run_coroutine_threadsafe), so that
+    # future.cancel() works while the coroutine runs, and cancels the task.
+    def start() -> None:
+        if future.cancelled():
+            coro.close()
+            return
+        task = loop.create_task(coro, context=context)
+        future.add_done_callback(
+            lambda f: loop.call_soon_threadsafe(task.cancel) if f.cancelled() else None
+        )
+        task.add_done_callback(lambda t: _copy_outcome(t, future))
+
+    loop.call_soon_threadsafe(start)
+    return future
+
+
+def _copy_outcome(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -> None:
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif task.exception() is not None:
+        future.set_exception(task.exception())  # type: ignore[arg-type]
+    else:
+        future.set_result(task.result())
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from sync code and return its result.
+
+    Works in a plain script and inside a running event loop (a Jupyter cell). An interrupt
+    (Ctrl-C, the notebook's stop button) cancels the coroutine, waits briefly for it to record the
+    cancellation, and re-raises ``KeyboardInterrupt``.
+    """
+    if in_bridge_thread():
+        coro.close()
+        raise ConfigError(
+            "run_sync was called from inside a running loom_nb run (e.g. from an async tool); "
+            "use `await agent.run(...)` there instead."
+        )
+    done = threading.Event()
+    future = submit(_signal_when_done(coro, done))
+    try:
+        return future.result()
+    except KeyboardInterrupt:
+        future.cancel()
+        done.wait(CANCEL_GRACE_SECONDS)
+        raise
+
+
+async def _signal_when_done(coro: Coroutine[Any, Any, T], done: threading.Event) -> T:
+    try:
+        return await coro
+    finally:
+        done.set()

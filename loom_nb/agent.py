@@ -1,0 +1,141 @@
+"""Agent: the user-side specification of an agent. It is data; runs and sessions execute it."""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from . import _bridge
+from .capability import Capability
+from .context import render_system
+from .errors import ConfigError, NotSupportedError
+from .models import Model, ToolDefinition, resolve_model
+from .result import RunResult
+from .runtime import Runtime
+from .session import RunStream, Session, SessionConfig
+from .signals import SignalAdapter, SignalDecision
+from .store import InMemoryStore
+from .task import RunContext, RuntimeTask
+from .tools import Tool, as_tool
+
+__all__ = ["Agent"]
+
+
+class Agent:
+    """An agent: a model, instructions, capabilities and tools, under a runtime.
+
+    Args:
+        model: a :class:`Model`, or a ``"provider:name"`` string such as
+            ``"anthropic:claude-sonnet-5"``.
+        instructions: the system instructions.
+        capabilities: bundles of tools (``Capability.tools(...)``).
+        tools: functions or ``@tool``s, added to the capabilities' tools.
+        runtime: limits and policies; ``Runtime.sdk()`` when not given.
+        name: a label for displays, traces and DataFrames.
+
+    ``agent.run(...)`` runs once, with no history; ``agent.session(...)`` keeps history across
+    runs.
+    """
+
+    def __init__(
+        self,
+        model: Model | str,
+        instructions: str = "",
+        *,
+        capabilities: Iterable[Capability] = (),
+        tools: Iterable[Tool | Callable[..., Any]] = (),
+        runtime: Runtime | None = None,
+        name: str = "agent",
+    ) -> None:
+        self.model: Model = resolve_model(model)
+        if not isinstance(instructions, str):
+            raise ConfigError("Agent(instructions=...) takes a str.")
+        self.instructions = instructions
+        self.capabilities: tuple[Capability, ...] = tuple(capabilities)
+        for cap in self.capabilities:
+            if not isinstance(cap, Capability):
+                raise ConfigError(
+                    f"Agent(capabilities=...) takes Capability objects, got {type(cap).__name__}; "
+                    f"wrap functions with Capability.tools(...) or pass them as tools=[...]."
+                )
+        if isinstance(tools, Tool) or callable(tools):
+            raise ConfigError("Agent(tools=...) takes a list of tools, e.g. tools=[get_weather].")
+        self.runtime = runtime or Runtime.sdk()
+        if not isinstance(self.runtime, Runtime):
+            raise ConfigError("Agent(runtime=...) takes a Runtime, e.g. Runtime.sdk(max_turns=20).")
+        self.name = name
+        self.tools: dict[str, Tool] = _collect_tools(self.capabilities, tools)
+        self.system_prompt = render_system(instructions, [c.instructions for c in self.capabilities])
+        self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.definition for t in self.tools.values())
+        self._sessions: weakref.WeakValueDictionary[tuple[int, str], Session] = weakref.WeakValueDictionary()
+
+    def __repr__(self) -> str:
+        return (f"Agent(name={self.name!r}, model={self.model.identifier!r}, "
+                f"tools={list(self.tools)})")
+
+    # -- one-off runs ------------------------------------------------------------------------------
+
+    def _one_off(self) -> Session:
+        # Each one-off run gets a private session in a private store: no history carries over,
+        # and nothing accumulates in the process-wide store.
+        return Session(self, SessionConfig(store=InMemoryStore()))
+
+    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+        """Run once on a prompt or a :class:`RuntimeTask` and return the :class:`RunResult`."""
+        return await self._one_off().run(prompt_or_task, context)
+
+    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+        """:meth:`run` from sync code; works inside a running event loop such as a Jupyter cell."""
+        return _bridge.run_sync(self.run(prompt_or_task, context))
+
+    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunStream:
+        """Run once and yield its :class:`RunEvent` s as they happen (``async for``)."""
+        return self._one_off().stream(prompt_or_task, context)
+
+    async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
+        raise NotSupportedError(
+            "Signals and the AttentionPolicy are not available in this version of loom_nb yet; "
+            "run the agent directly with agent.run(...)."
+        )
+
+    # -- sessions ----------------------------------------------------------------------------------
+
+    def session(self, config: SessionConfig | None = None) -> Session:
+        """Open a session; an id that exists in the store restores its history.
+
+        Opening the same id on the same store twice in one process returns the same Session.
+        """
+        if config is not None and not isinstance(config, SessionConfig):
+            raise ConfigError("agent.session() takes a SessionConfig(id=..., store=..., metadata=...).")
+        if config is not None and config.id is not None:
+            from .store import open_store
+
+            key = (id(open_store(config.store)), config.id)
+            existing = self._sessions.get(key)
+            if existing is not None and not existing.closed:
+                existing.metadata.update(config.metadata)
+                return existing
+        session = Session(self, config)
+        self._sessions[(id(session.store), session.id)] = session
+        return session
+
+    def _forget(self, session: Session) -> None:
+        self._sessions.pop((id(session.store), session.id), None)
+
+
+def _collect_tools(capabilities: tuple[Capability, ...],
+                   tools: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
+    collected: dict[str, Tool] = {}
+    sources: dict[str, str] = {}
+    entries = [(t, cap.name) for cap in capabilities for t in cap.toolset]
+    entries += [(as_tool(t), "tools=") for t in tools]
+    for item, source in entries:
+        if item.name in collected:
+            raise ConfigError(
+                f"Two tools are named {item.name!r} (from {sources[item.name]} and {source}); "
+                f"rename one with @tool(name=...)."
+            )
+        collected[item.name] = item
+        sources[item.name] = source
+    return collected

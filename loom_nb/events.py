@@ -1,0 +1,106 @@
+"""The RunEvent stream: the single record of what a run did.
+
+Displays, widgets, stores and DataFrames all subscribe to this one stream and never reach into
+the loop. The vocabulary of ``type`` (documented in docs/events.md):
+
+======================  ==========================================================================
+``run.started``         a run begins: prompt, task, context inputs, agent and model names
+``model.request``       a request goes to the model: turn, message count, tools, context snapshot
+``model.delta``         streamed text as it arrives (live only, see below)
+``model.response``      the complete model turn: text, tool calls, usage, stop reason
+``tool.call``           the model asks for a tool, with its arguments
+``tool.result``         the tool's result or error, with its duration
+``run.finished``        a run ends, whatever its status: output, usage, error, turns
+======================  ==========================================================================
+
+Later policies add ``governance.decision``, ``signal.decision``, ``run.interrupted``,
+``context.compacted``, ``context.renewed`` and ``quality.verdict``.
+
+``model.delta`` events are *live only*: :meth:`Agent.stream` yields them and displays draw them,
+but they are not stored and not part of ``RunResult.events``; the following ``model.response``
+carries the whole text. A delta's ``seq`` is the ``seq`` of that ``model.response``, so the stored
+events of a run are numbered 0, 1, 2, ... without gaps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, TypeAlias
+
+__all__ = ["EventType", "RunEvent", "utcnow"]
+
+EventType: TypeAlias = Literal[
+    "run.started",
+    "run.finished",
+    "model.request",
+    "model.delta",
+    "model.response",
+    "tool.call",
+    "tool.result",
+    "governance.decision",
+    "signal.decision",
+    "run.interrupted",
+    "context.compacted",
+    "context.renewed",
+    "quality.verdict",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEvent:
+    """One step of a run.
+
+    Attributes:
+        type: what happened (see the module docstring for the vocabulary).
+        run_id: the run it belongs to.
+        session_id: the session of that run.
+        seq: position in the run, from 0, without gaps among stored events.
+        ts: when it happened (UTC).
+        data: the details, JSON-serializable.
+        parent_run_id: the run that started this one, for sub-runs.
+    """
+
+    type: EventType
+    run_id: str
+    session_id: str
+    seq: int
+    ts: datetime = field(default_factory=utcnow)
+    data: dict[str, Any] = field(default_factory=dict)
+    parent_run_id: str | None = None
+
+    @property
+    def event_id(self) -> str:
+        """A stable id: the run id and the sequence number."""
+        return f"{self.run_id}:{self.seq}"
+
+    @property
+    def live_only(self) -> bool:
+        return self.type == "model.delta"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "run_id": self.run_id,
+            "session_id": self.session_id,
+            "seq": self.seq,
+            "ts": self.ts.isoformat(),
+            "data": self.data,
+            "parent_run_id": self.parent_run_id,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunEvent:
+        return cls(
+            type=data["type"],
+            run_id=data["run_id"],
+            session_id=data["session_id"],
+            seq=int(data["seq"]),
+            ts=datetime.fromisoformat(data["ts"]),
+            data=data.get("data") or {},
+            parent_run_id=data.get("parent_run_id"),
+        )

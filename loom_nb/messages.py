@@ -1,0 +1,136 @@
+"""Provider-neutral messages: what a conversation is, independent of any vendor's wire format.
+
+A :class:`Message` has a role and a tuple of parts. Providers translate to and from their own
+types inside their module; nothing outside ``loom_nb/models/`` sees a vendor type. Every type here
+round-trips through plain JSON (``to_dict`` / ``message_from_dict``), which is how sessions are
+stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+__all__ = [
+    "Message",
+    "Part",
+    "Role",
+    "TextPart",
+    "ToolCall",
+    "ToolResult",
+    "Usage",
+    "message_from_dict",
+]
+
+Role: TypeAlias = Literal["user", "assistant", "tool"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextPart:
+    """Plain text written by the user or the model."""
+
+    text: str
+    kind: Literal["text"] = "text"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCall:
+    """The model asks for a tool to be run."""
+
+    id: str
+    name: str
+    args: dict[str, Any] = field(default_factory=dict)
+    kind: Literal["tool_call"] = "tool_call"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolResult:
+    """What a tool returned (or why it failed), sent back to the model."""
+
+    call_id: str
+    name: str
+    content: str
+    is_error: bool = False
+    kind: Literal["tool_result"] = "tool_result"
+
+
+Part: TypeAlias = TextPart | ToolCall | ToolResult
+_PART_TYPES: dict[str, type[Part]] = {"text": TextPart, "tool_call": ToolCall, "tool_result": ToolResult}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Message:
+    """One turn of a conversation.
+
+    ``user`` messages carry text, ``assistant`` messages carry text and tool calls, and ``tool``
+    messages carry the results of the previous assistant turn's tool calls.
+    """
+
+    role: Role
+    parts: tuple[Part, ...]
+
+    @classmethod
+    def user(cls, text: str) -> Message:
+        return cls(role="user", parts=(TextPart(text=text),))
+
+    @property
+    def text(self) -> str:
+        """The text parts joined together (empty when there are none)."""
+        return "".join(p.text for p in self.parts if isinstance(p, TextPart))
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolCall))
+
+    @property
+    def tool_results(self) -> tuple[ToolResult, ...]:
+        return tuple(p for p in self.parts if isinstance(p, ToolResult))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"role": self.role, "parts": [_part_to_dict(p) for p in self.parts]}
+
+
+def _part_to_dict(part: Part) -> dict[str, Any]:
+    data = {name: getattr(part, name) for name in part.__slots__}  # type: ignore[union-attr]
+    return data
+
+
+def message_from_dict(data: dict[str, Any]) -> Message:
+    """Rebuild a :class:`Message` from :meth:`Message.to_dict` output."""
+    parts = []
+    for raw in data["parts"]:
+        fields = dict(raw)
+        part_type = _PART_TYPES[fields.pop("kind")]
+        parts.append(part_type(**fields))
+    return Message(role=data["role"], parts=tuple(parts))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Usage:
+    """Token counts of one model response, or summed over a run."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    requests: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
+            requests=self.requests + other.requests,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+    def to_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Usage:
+        return cls(**{k: int(v) for k, v in (data or {}).items() if k in cls.__slots__})  # type: ignore[attr-defined]

@@ -1,0 +1,250 @@
+"""The model seam: one provider-neutral request in, a stream of deltas ending in one response out.
+
+A provider implements :meth:`Model.stream`; everything else (the agent loop, displays, stores)
+speaks only the types in this module. Factories are static methods on :class:`Model`:
+``Model.scripted``, ``Model.function``, ``Model.anthropic``, ``Model.openai``, and
+``Model.from_string("provider:name")``; ``Model.from_env()`` reads ``LOOM_MODEL``.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from ..errors import ConfigError
+from ..messages import Message, Usage
+
+if TYPE_CHECKING:
+    from .function import FunctionModel
+    from .scripted import ScriptedModel, Turn
+
+__all__ = [
+    "Model",
+    "ModelRequest",
+    "ModelResponse",
+    "StopReason",
+    "TextDelta",
+    "ToolCallDelta",
+    "ToolDefinition",
+    "register_provider",
+    "resolve_model",
+]
+
+StopReason: TypeAlias = Literal[
+    "end_turn", "tool_use", "max_tokens", "stop_sequence", "refusal", "context_window_exceeded"
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolDefinition:
+    """A tool as the model sees it: name, description and a JSON schema of its arguments."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRequest:
+    """Everything one model call needs.
+
+    Attributes:
+        system: the rendered system prompt (instructions and the run's working context).
+        messages: the conversation so far, oldest first.
+        tools: the tools the model may call.
+        settings: provider-neutral settings for this call (``max_tokens``, ``temperature``, ...).
+    """
+
+    system: str
+    messages: tuple[Message, ...]
+    tools: tuple[ToolDefinition, ...] = ()
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelResponse:
+    """One complete assistant turn."""
+
+    message: Message
+    usage: Usage = field(default_factory=Usage)
+    stop_reason: StopReason = "end_turn"
+    model_name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of streamed assistant text."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallDelta:
+    """A piece of a tool call's arguments, as the model writes it."""
+
+    call_id: str
+    name: str
+    args_delta: str
+
+
+StreamItem: TypeAlias = TextDelta | ToolCallDelta | ModelResponse
+
+
+class Model(ABC):
+    """A language model behind the provider-neutral protocol.
+
+    Subclasses implement :meth:`stream`, which yields :class:`TextDelta` /
+    :class:`ToolCallDelta` items as they arrive and ends with exactly one :class:`ModelResponse`.
+    """
+
+    provider: str = "custom"
+    name: str = "model"
+    #: The model's context window in tokens, when known or given (``context_window=``).
+    context_window: int | None = None
+
+    @abstractmethod
+    def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        """Yield deltas, then one final :class:`ModelResponse`."""
+
+    async def request(self, request: ModelRequest) -> ModelResponse:
+        """The complete response, without the deltas."""
+        final: ModelResponse | None = None
+        async for item in self.stream(request):
+            if isinstance(item, ModelResponse):
+                final = item
+        if final is None:
+            raise ConfigError(f"{type(self).__name__}.stream ended without a ModelResponse")
+        return final
+
+    @property
+    def identifier(self) -> str:
+        """``provider:name``, the form ``Model.from_string`` accepts."""
+        return f"{self.provider}:{self.name}"
+
+    def __repr__(self) -> str:
+        return f"<Model {self.identifier}>"
+
+    # -- factories -------------------------------------------------------------------------------
+
+    @staticmethod
+    def scripted(
+        turns: list[Turn], *, name: str = "scripted", context_window: int | None = None
+    ) -> ScriptedModel:
+        """An offline, deterministic model that plays ``turns`` in order, across runs.
+
+        Each turn is a ``str`` (answer with that text), a dict ``{"tool": NAME, "args": {...}}``
+        (call that tool), or a list of such dicts (several calls in one turn).
+        """
+        from .scripted import ScriptedModel
+
+        return ScriptedModel(turns, name=name, context_window=context_window)
+
+    @staticmethod
+    def function(
+        fn: Callable[..., Any], *, name: str = "function", context_window: int | None = None
+    ) -> FunctionModel:
+        """A model whose answers come from a Python function of the :class:`ModelRequest`."""
+        from .function import FunctionModel
+
+        return FunctionModel(fn, name=name, context_window=context_window)
+
+    @staticmethod
+    def anthropic(
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        context_window: int | None = None,
+        **settings: Any,
+    ) -> Model:
+        """Claude through the official ``anthropic`` SDK (env ``ANTHROPIC_API_KEY``)."""
+        factory = _provider("anthropic")
+        return factory(
+            name, api_key=api_key, base_url=base_url, context_window=context_window, **settings
+        )
+
+    @staticmethod
+    def openai(
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        api: Literal["chat", "responses"] = "chat",
+        context_window: int | None = None,
+        **settings: Any,
+    ) -> Model:
+        """OpenAI or any OpenAI-compatible server through the official ``openai`` SDK."""
+        factory = _provider("openai")
+        return factory(
+            name,
+            api_key=api_key,
+            base_url=base_url,
+            api=api,
+            context_window=context_window,
+            **settings,
+        )
+
+    @staticmethod
+    def from_string(spec: str, **kwargs: Any) -> Model:
+        """Build a model from ``"provider:name"``, e.g. ``"anthropic:claude-sonnet-5"``."""
+        provider, sep, name = spec.partition(":")
+        if not sep or not provider or not name:
+            raise ConfigError(
+                f"Model string {spec!r} is not of the form 'provider:name'; "
+                f"for example 'anthropic:claude-sonnet-5' or 'openai:gpt-5.4'."
+            )
+        return _provider(provider.strip().lower())(name.strip(), **kwargs)
+
+    @staticmethod
+    def from_env(default: Model | str | None = None, *, variable: str = "LOOM_MODEL") -> Model:
+        """The model named by ``LOOM_MODEL`` (``provider:name``), else ``default``."""
+        spec = os.environ.get(variable, "").strip()
+        if spec:
+            return Model.from_string(spec)
+        if default is None:
+            raise ConfigError(
+                f"No model: set {variable} to 'provider:name' (e.g. anthropic:claude-sonnet-5) "
+                f"or pass a Model to the agent."
+            )
+        return resolve_model(default)
+
+
+_PROVIDERS: dict[str, Callable[..., Model]] = {}
+
+
+def register_provider(name: str, factory: Callable[..., Model]) -> None:
+    """Make ``"name:model"`` strings build models with ``factory(model_name, **kwargs)``."""
+    _PROVIDERS[name] = factory
+
+
+def _provider(name: str) -> Callable[..., Model]:
+    _load_builtin_providers()
+    try:
+        return _PROVIDERS[name]
+    except KeyError:
+        known = ", ".join(sorted(_PROVIDERS)) or "none"
+        raise ConfigError(f"Unknown model provider {name!r}; known providers: {known}.") from None
+
+
+def _load_builtin_providers() -> None:
+    # Imported on first use so that `import loom_nb` does not import the vendor SDK modules.
+    if "anthropic" in _PROVIDERS:
+        return
+    from . import providers  # noqa: F401  (registers the built-in providers)
+
+
+def resolve_model(model: Model | str | None) -> Model:
+    """A :class:`Model` from a Model, a ``"provider:name"`` string, or None (``LOOM_MODEL``)."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str):
+        return Model.from_string(model)
+    if model is None:
+        return Model.from_env()
+    raise ConfigError(
+        f"Expected a Model or a 'provider:name' string, got {type(model).__name__}; "
+        f"use Model.scripted([...]), Model.anthropic(...) or a string like 'openai:gpt-5.4'."
+    )

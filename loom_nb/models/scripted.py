@@ -1,0 +1,136 @@
+"""Offline, deterministic models: a script of turns, for demos, notebooks under nbval, and tests."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import AsyncIterator
+from typing import Any, TypeAlias
+
+from ..errors import ConfigError, ScriptExhaustedError
+from ..messages import Message, TextPart, ToolCall, Usage
+from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta, ToolCallDelta
+
+__all__ = ["ScriptedModel", "Turn", "estimate_tokens", "response_from_turn"]
+
+#: A scripted turn: text, one tool call ``{"tool": NAME, "args": {...}}``, a list of tool calls,
+#: or a ready-made :class:`ModelResponse`.
+Turn: TypeAlias = "str | dict[str, Any] | list[dict[str, Any]] | ModelResponse"
+
+_WORDS = re.compile(r"\s*\S+\s*|\s+")
+
+
+def estimate_tokens(text: str) -> int:
+    """A deterministic token estimate (about four characters a token)."""
+    return math.ceil(len(text) / 4)
+
+
+def check_turn(turn: Any, where: str) -> None:
+    """Raise a :class:`ConfigError` naming ``where`` if ``turn`` is not a valid turn."""
+    if isinstance(turn, str | ModelResponse):
+        return
+    calls = turn if isinstance(turn, list) else [turn]
+    if not calls or not all(isinstance(c, dict) for c in calls):
+        raise ConfigError(
+            f"{where} is {turn!r}: a turn is a str, a dict {{'tool': NAME, 'args': {{...}}}}, "
+            f"or a non-empty list of such dicts."
+        )
+    for call in calls:
+        unknown = set(call) - {"tool", "args", "id"}
+        if not isinstance(call.get("tool"), str) or unknown:
+            raise ConfigError(
+                f"{where} has the tool call {call!r}: write it as {{'tool': NAME, 'args': {{...}}}}."
+            )
+        if not isinstance(call.get("args", {}), dict):
+            raise ConfigError(f"{where}: 'args' of tool {call['tool']!r} must be a dict.")
+
+
+def response_from_turn(
+    turn: Turn, request: ModelRequest, call_ids: itertools.count, model_name: str
+) -> ModelResponse:
+    """The :class:`ModelResponse` a turn stands for, with deterministic ids and token counts."""
+    if isinstance(turn, ModelResponse):
+        return turn
+    if isinstance(turn, str):
+        parts: tuple[TextPart | ToolCall, ...] = (TextPart(text=turn),)
+        stop = "end_turn"
+    else:
+        calls = turn if isinstance(turn, list) else [turn]
+        parts = tuple(
+            ToolCall(
+                id=c.get("id") or f"call_{next(call_ids)}", name=c["tool"], args=dict(c.get("args", {}))
+            )
+            for c in calls
+        )
+        stop = "tool_use"
+    message = Message(role="assistant", parts=parts)
+    usage = Usage(
+        input_tokens=_request_tokens(request),
+        output_tokens=estimate_tokens(message.text or repr(turn)),
+        requests=1,
+    )
+    return ModelResponse(message=message, usage=usage, stop_reason=stop, model_name=model_name)
+
+
+def _request_tokens(request: ModelRequest) -> int:
+    text = request.system + "".join(repr(m.parts) for m in request.messages)
+    return estimate_tokens(text)
+
+
+async def stream_response(response: ModelResponse) -> AsyncIterator[StreamItem]:
+    """Stream a finished response word by word, so that live displays have something to draw."""
+    for part in response.message.parts:
+        if isinstance(part, TextPart):
+            for chunk in _WORDS.findall(part.text):
+                yield TextDelta(chunk)
+        elif isinstance(part, ToolCall):
+            yield ToolCallDelta(part.id, part.name, _json(part.args))
+    yield response
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+class ScriptedModel(Model):
+    """Plays a fixed list of turns, in order, across every run that uses it.
+
+    ``requests`` keeps every request it received, so tests can check what the model was shown.
+    """
+
+    provider = "scripted"
+
+    def __init__(
+        self, turns: list[Turn], *, name: str = "scripted", context_window: int | None = None
+    ) -> None:
+        if isinstance(turns, str | dict) or not hasattr(turns, "__iter__"):
+            raise ConfigError("Model.scripted takes a list of turns, e.g. ['Hello!'].")
+        self.turns: list[Turn] = list(turns)
+        for i, turn in enumerate(self.turns):
+            check_turn(turn, f"Turn {i} of Model.scripted")
+        self.name = name
+        self.context_window = context_window
+        self.requests: list[ModelRequest] = []
+        self._next = 0
+        self._call_ids = itertools.count(1)
+
+    @property
+    def remaining(self) -> int:
+        """How many turns are left to play."""
+        return len(self.turns) - self._next
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        if self._next >= len(self.turns):
+            raise ScriptExhaustedError(
+                f"The scripted model has no turn left: all {len(self.turns)} turns were played. "
+                f"Add turns to Model.scripted([...]), or build a new scripted model for a new run."
+            )
+        turn = self.turns[self._next]
+        self._next += 1
+        self.requests.append(request)
+        response = response_from_turn(turn, request, self._call_ids, self.name)
+        async for item in stream_response(response):
+            yield item

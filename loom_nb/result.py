@@ -1,0 +1,135 @@
+"""RunResult: what a run produced, with the events that record how."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeAlias
+
+from .errors import LoomError
+from .events import RunEvent
+from .messages import Message, Usage
+from .runtime import LimitName
+
+__all__ = ["RunError", "RunResult", "RunStatus", "ToolCallRecord"]
+
+RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approval", "limit"]
+
+
+class RunError(LoomError):
+    """Raised by :meth:`RunResult.raise_for_status` for a run that did not complete."""
+
+    def __init__(self, message: str, result: RunResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolCallRecord:
+    """One tool call of a run and its outcome, read from the run's events."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    content: str | None
+    is_error: bool
+    duration_ms: float | None
+
+
+@dataclass(kw_only=True, repr=False)
+class RunResult:
+    """The outcome of one run.
+
+    Attributes:
+        output: the final answer (for ``status="limit"``, the last text the model wrote).
+        status: ``completed``, ``failed``, ``cancelled``, ``needs_approval`` or ``limit``.
+        run_id: the run's id.
+        session_id: the session it ran in.
+        events: the run's stored events, in order (``model.delta`` is live-only, see events).
+        usage: tokens summed over the run's model calls.
+        error: what went wrong, when ``status`` is not ``completed``.
+        limit: which limit ended the run, when ``status="limit"``.
+        messages: the messages this run added to the session's history.
+        agent: the agent's name.
+        model: the model's ``provider:name``.
+        turns: how many model responses the run used.
+    """
+
+    output: str
+    status: RunStatus
+    run_id: str
+    session_id: str
+    events: list[RunEvent] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+    error: str | None = None
+    error_type: str | None = None
+    limit: LimitName | None = None
+    messages: tuple[Message, ...] = ()
+    agent: str = ""
+    model: str = ""
+    turns: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "completed"
+
+    @property
+    def duration_ms(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds() * 1000
+
+    @property
+    def tool_calls(self) -> list[ToolCallRecord]:
+        """The run's tool calls with their results, in the order they were made."""
+        calls: dict[str, dict[str, Any]] = {}
+        for event in self.events:
+            if event.type == "tool.call":
+                calls[event.data["call_id"]] = {**event.data, "content": None, "is_error": False,
+                                                "duration_ms": None}
+            elif event.type == "tool.result" and event.data["call_id"] in calls:
+                calls[event.data["call_id"]].update(
+                    content=event.data["content"], is_error=event.data["is_error"],
+                    duration_ms=event.data.get("duration_ms"))
+        return [ToolCallRecord(call_id=c["call_id"], name=c["name"], args=c["args"],
+                               content=c["content"], is_error=c["is_error"],
+                               duration_ms=c["duration_ms"]) for c in calls.values()]
+
+    def raise_for_status(self) -> RunResult:
+        """Return self when the run completed; otherwise raise :class:`RunError`."""
+        if self.status == "completed":
+            return self
+        raise RunError(f"Run {self.run_id} ended with status {self.status!r}: {self.error}", self)
+
+    def __str__(self) -> str:
+        return self.output
+
+    def __repr__(self) -> str:
+        text = self.output if len(self.output) <= 60 else self.output[:57] + "..."
+        return (f"RunResult(status={self.status!r}, output={text!r}, turns={self.turns}, "
+                f"run_id={self.run_id!r})")
+
+    # -- notebook display (strings only: the kernel never imports IPython) ------------------------
+
+    def to_text(self) -> str:
+        """A deterministic plain-text rendering: no ids, no timestamps."""
+        from .render import result_text
+
+        return result_text(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self.to_text())
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, str], dict[str, Any]]:
+        from .render import result_html
+
+        data = {"text/plain": self.to_text(), "text/html": result_html(self)}
+        return data, {"loom": self.provenance()}
+
+    def provenance(self) -> dict[str, Any]:
+        """Run id, model and usage: written into a notebook output's metadata."""
+        return {"run_id": self.run_id, "session_id": self.session_id, "agent": self.agent,
+                "model": self.model, "status": self.status, "usage": self.usage.to_dict()}
+

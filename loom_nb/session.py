@@ -1,0 +1,248 @@
+"""Session: the state boundary around many runs of one agent.
+
+A session keeps the conversation history across runs and writes every message, run and event
+to its store as it happens. Opening a session with an existing id in the same store restores it,
+also in a new process. Runs in one session take turns (a second run waits for the first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import os
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import _bridge
+from .context import message_tokens
+from .errors import ConfigError, NotSupportedError
+from .events import RunEvent
+from .messages import Message
+from .result import RunResult
+from .run import RunLoop
+from .signals import SignalAdapter, SignalDecision
+from .store import RunRecord, SessionStore, open_store
+from .task import RunContext, RuntimeTask, as_task
+
+if TYPE_CHECKING:
+    from .agent import Agent
+
+__all__ = ["Run", "RunStream", "Session", "SessionConfig"]
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    """How to open a session.
+
+    Attributes:
+        id: the session id; an existing id in the same store restores that session. None makes a
+            new id.
+        store: an SQLite file path (durable, the usual choice in notebooks), a store object, or
+            None for the process-wide in-memory store.
+        metadata: labels kept with the session (merged into an existing session's).
+    """
+
+    id: str | None = None
+    store: SessionStore | str | os.PathLike[str] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def new_session_id() -> str:
+    return f"ses_{uuid.uuid4().hex[:16]}"
+
+
+class Session:
+    """Many runs of one agent, with a shared history. Get one with ``agent.session(...)``."""
+
+    def __init__(self, agent: Agent, config: SessionConfig | None = None) -> None:
+        config = config or SessionConfig()
+        if not isinstance(config, SessionConfig):
+            raise ConfigError("agent.session() takes a SessionConfig(id=..., store=..., metadata=...).")
+        self.agent = agent
+        self.config = config
+        self.store: SessionStore = open_store(config.store)
+        self.id: str = config.id or new_session_id()
+        stored = self.store.open_session(self.id, dict(config.metadata))
+        self.metadata: dict[str, Any] = stored.metadata
+        self.created_at: datetime = stored.created_at
+        #: True when the session existed in the store before it was opened here.
+        self.restored: bool = stored.restored
+        self.history: list[Message] = stored.messages
+        self.history_tokens: int = sum(message_tokens(m) for m in self.history)
+        self._lock = asyncio.Lock()
+        self.closed = False
+
+    def __repr__(self) -> str:
+        return (f"<Session {self.id} agent={self.agent.name!r} messages={len(self.history)} "
+                f"store={self.store!r}>")
+
+    # -- state -------------------------------------------------------------------------------------
+
+    @property
+    def messages(self) -> tuple[Message, ...]:
+        """The conversation so far, oldest first."""
+        return tuple(self.history)
+
+    @property
+    def runs(self) -> list[RunRecord]:
+        """The runs of this session, oldest first, as the store records them."""
+        return self.store.runs(self.id)
+
+    def events(self, run_id: str | None = None) -> list[RunEvent]:
+        """The stored events of this session (or of one of its runs), in order."""
+        if run_id is not None:
+            return self.store.events(run_id=run_id)
+        return self.store.events(session_id=self.id)
+
+    def commit(self, run_id: str, messages: list[Message]) -> None:
+        """Append messages to the history; the store first, so a failed write changes nothing."""
+        self.store.append_messages(self.id, run_id, messages)
+        self.history.extend(messages)
+        self.history_tokens += sum(message_tokens(m) for m in messages)
+
+    # -- runs --------------------------------------------------------------------------------------
+
+    def _loop_for(self, prompt_or_task: str | RuntimeTask, context: RunContext | None) -> RunLoop:
+        if self.closed:
+            raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
+        if context is not None and not isinstance(context, RunContext):
+            raise ConfigError("context= takes a RunContext(inputs=..., metadata=..., budget=...).")
+        return RunLoop(self, as_task(prompt_or_task), context or RunContext())
+
+    async def _execute(self, loop: RunLoop) -> RunResult:
+        async with self._lock:
+            return await loop.execute()
+
+    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+        """Run the agent on a prompt or task in this session and return the result."""
+        return await self._execute(self._loop_for(prompt_or_task, context))
+
+    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+        """:meth:`run` from sync code, also inside a running event loop (a Jupyter cell)."""
+        return _bridge.run_sync(self.run(prompt_or_task, context))
+
+    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunStream:
+        """The run's events as they happen; ``.result`` holds the RunResult once it ends."""
+        return RunStream(self, self._loop_for(prompt_or_task, context))
+
+    def start(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> Run:
+        """Start a run in the background and return its handle at once."""
+        return Run(self, self._loop_for(prompt_or_task, context))
+
+    async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
+        raise NotSupportedError(
+            "Signals and the AttentionPolicy are not available in this version of loom_nb yet; "
+            "run the session directly with session.run(...)."
+        )
+
+    def close(self) -> None:
+        """Stop accepting runs; the stored session stays and can be opened again."""
+        self.closed = True
+        self.agent._forget(self)
+
+
+class RunStream:
+    """An async iterator over a run's events, delivered as they happen.
+
+    Stopping the iteration early cancels the run (its events so far stay stored).
+    """
+
+    def __init__(self, session: Session, loop: RunLoop) -> None:
+        self.session = session
+        self.run_id = loop.run_id
+        self._loop = loop
+        self.result: RunResult | None = None
+        self._iterator: AsyncIterator[RunEvent] | None = None
+
+    def __aiter__(self) -> AsyncIterator[RunEvent]:
+        if self._iterator is None:
+            self._iterator = self._events()
+        return self._iterator
+
+    async def _events(self) -> AsyncIterator[RunEvent]:
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
+        self._loop.subscribers.append(queue.put_nowait)
+        task = asyncio.ensure_future(self.session._execute(self._loop))
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (event := await queue.get()) is not None:
+                yield event
+            self.result = await task
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                self.result = self._loop.result
+
+
+RunState = Literal["running", "completed", "failed", "cancelled", "needs_approval", "limit"]
+
+
+class Run:
+    """A run going on in the background (``session.start(...)``).
+
+    It runs on loom_nb's background event loop, so it goes on while other cells execute.
+    """
+
+    def __init__(self, session: Session, loop: RunLoop) -> None:
+        self.session = session
+        self.run_id = loop.run_id
+        self._loop = loop
+        self._done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
+        self._task: asyncio.Task[None] | None = None
+        self._cancel_requested = False
+        context = contextvars.copy_context()
+        _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
+
+    def __repr__(self) -> str:
+        return f"<Run {self.run_id} {self.status}>"
+
+    def _start(self, context: contextvars.Context) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._main(), context=context)
+        if self._cancel_requested:
+            self._task.cancel()
+
+    async def _main(self) -> None:
+        try:
+            result = await self.session._execute(self._loop)
+        except asyncio.CancelledError:
+            result = self._loop.result or _cancelled_before_start(self._loop)
+        except BaseException as exc:  # noqa: BLE001 - hand any escape to whoever waits
+            self._done.set_exception(exc)
+            return
+        self._done.set_result(result)
+
+    @property
+    def status(self) -> RunState:
+        if not self._done.done():
+            return "running"
+        return "failed" if self._done.exception() else self._done.result().status
+
+    def done(self) -> bool:
+        return self._done.done()
+
+    def cancel(self) -> None:
+        """Stop the run; it records ``status="cancelled"`` and the session stays consistent."""
+        def cancel() -> None:
+            self._cancel_requested = True
+            if self._task is not None:
+                self._task.cancel()
+        _bridge.bridge_loop().call_soon_threadsafe(cancel)
+
+    async def wait(self) -> RunResult:
+        """The RunResult, once the run has ended."""
+        return await asyncio.wrap_future(self._done)
+
+    def result(self, timeout: float | None = None) -> RunResult:
+        """Block until the run ends (at most ``timeout`` seconds) and return its RunResult."""
+        return self._done.result(timeout)
+
+
+def _cancelled_before_start(loop: RunLoop) -> RunResult:
+    return RunResult(output="", status="cancelled", run_id=loop.run_id, session_id=loop.session.id,
+                     error="The run was cancelled before it started.", agent=loop.agent.name,
+                     model=loop.agent.model.identifier)

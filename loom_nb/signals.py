@@ -1,0 +1,98 @@
+"""RuntimeSignal, SignalAdapter and SignalDecision: external input to a long-lived session.
+
+These are the data types; the AttentionPolicy that decides what each signal does arrives with
+the signals issue, and until then ``receive`` raises :class:`~loom_nb.errors.NotSupportedError`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeAlias
+
+from .errors import ConfigError
+from .events import utcnow
+
+__all__ = ["RuntimeSignal", "SignalAction", "SignalAdapter", "SignalDecision", "Urgency"]
+
+Urgency: TypeAlias = Literal["low", "normal", "high", "critical"]
+SignalAction: TypeAlias = Literal["ignore", "observe", "queue", "interrupt"]
+_URGENCIES = ("low", "normal", "high", "critical")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSignal:
+    """External input from a gateway, a timer, a heartbeat, a webhook or an app."""
+
+    source: str
+    type: str
+    summary: str = ""
+    payload: dict[str, Any] = field(default_factory=dict)
+    urgency: Urgency = "normal"
+    dedupe_key: str | None = None
+    id: str = field(default_factory=lambda: f"sig_{uuid.uuid4().hex[:16]}")
+    observed_at: datetime = field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if self.urgency not in _URGENCIES:
+            raise ConfigError(
+                f"Signal urgency {self.urgency!r} is not one of {', '.join(_URGENCIES)}."
+            )
+
+
+_SUMMARY_KEYS = ("summary", "content", "text", "message", "name", "id")
+Field: TypeAlias = Any | Callable[[Any], Any]
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignalAdapter:
+    """Maps any event (a dict or an object) to a :class:`RuntimeSignal`.
+
+    Each field is a constant or a callable applied to the event.
+    """
+
+    source: Field = "custom"
+    type: Field = "event"
+    urgency: Field = "normal"
+    summary: Field = None
+    payload: Field = None
+    dedupe_key: Field = None
+
+    def adapt(self, event: Any) -> RuntimeSignal:
+        if isinstance(event, RuntimeSignal):
+            return event
+
+        def value(spec: Field) -> Any:
+            return spec(event) if callable(spec) else spec
+
+        summary = value(self.summary)
+        if summary is None:
+            summary = _default_summary(event)
+        payload = value(self.payload)
+        if payload is None:
+            payload = dict(event) if isinstance(event, Mapping) else {"event": event}
+        return RuntimeSignal(source=str(value(self.source)), type=str(value(self.type)),
+                             urgency=value(self.urgency), summary=str(summary),
+                             payload=payload, dedupe_key=value(self.dedupe_key))
+
+
+def _default_summary(event: Any) -> str:
+    if isinstance(event, Mapping):
+        for key in _SUMMARY_KEYS:
+            if event.get(key):
+                return str(event[key])
+    for key in _SUMMARY_KEYS:
+        if getattr(event, key, None):
+            return str(getattr(event, key))
+    return str(event)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignalDecision:
+    """What the attention policy decided for a signal, and why."""
+
+    action: SignalAction
+    reason: str
+    signal: RuntimeSignal

@@ -1,0 +1,320 @@
+"""Session stores: where a session's messages, runs and events live.
+
+Two stores share one protocol: :class:`InMemoryStore` (for one process) and :class:`SQLiteStore`,
+an embedded SQLite file (stdlib ``sqlite3``, WAL mode) that survives a kernel restart and that
+other processes can read while a session writes. Everything is appended, never rewritten: the
+cost of a run does not grow with the length of the session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import StoreError
+from .events import RunEvent, utcnow
+from .messages import Message, Usage, message_from_dict
+
+__all__ = ["InMemoryStore", "RunRecord", "SQLiteStore", "SessionStore", "StoredSession", "open_store"]
+
+
+@dataclass(kw_only=True)
+class RunRecord:
+    """The summary of one run, as a store keeps it."""
+
+    run_id: str
+    session_id: str
+    agent: str
+    model: str
+    prompt: str
+    status: str = "running"
+    output: str = ""
+    error: str | None = None
+    parent_run_id: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    usage: Usage = field(default_factory=Usage)
+    turns: int = 0
+
+
+@dataclass(kw_only=True)
+class StoredSession:
+    """A session as loaded from a store."""
+
+    id: str
+    created_at: datetime
+    metadata: dict[str, Any]
+    messages: list[Message]
+    restored: bool
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Where sessions are kept. Implementations must be safe to call from several threads."""
+
+    def open_session(self, session_id: str, metadata: dict[str, Any]) -> StoredSession: ...
+    def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
+    def append_events(self, events: list[RunEvent]) -> None: ...
+    def save_run(self, record: RunRecord) -> None: ...
+    def runs(self, session_id: str) -> list[RunRecord]: ...
+    def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]: ...
+
+
+class InMemoryStore:
+    """A store that lives as long as the process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sessions: dict[str, tuple[datetime, dict[str, Any]]] = {}
+        self._messages: dict[str, list[Message]] = {}
+        self._runs: dict[str, RunRecord] = {}
+        self._events: dict[str, list[RunEvent]] = {}
+
+    def __repr__(self) -> str:
+        return f"<InMemoryStore sessions={len(self._sessions)}>"
+
+    def open_session(self, session_id: str, metadata: dict[str, Any]) -> StoredSession:
+        with self._lock:
+            restored = session_id in self._sessions
+            if not restored:
+                self._sessions[session_id] = (utcnow(), dict(metadata))
+                self._messages[session_id] = []
+            created, meta = self._sessions[session_id]
+            meta.update(metadata)
+            return StoredSession(id=session_id, created_at=created, metadata=dict(meta),
+                                 messages=list(self._messages[session_id]), restored=restored)
+
+    def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
+        with self._lock:
+            self._messages[session_id].extend(messages)
+
+    def append_events(self, events: list[RunEvent]) -> None:
+        with self._lock:
+            for event in events:
+                self._events.setdefault(event.run_id, []).append(event)
+
+    def save_run(self, record: RunRecord) -> None:
+        with self._lock:
+            self._runs[record.run_id] = record
+
+    def runs(self, session_id: str) -> list[RunRecord]:
+        with self._lock:
+            return [r for r in self._runs.values() if r.session_id == session_id]
+
+    def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
+        with self._lock:
+            if run_id is not None:
+                return list(self._events.get(run_id, []))
+            return [e for evs in self._events.values() for e in evs
+                    if session_id is None or e.session_id == session_id]
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, created_at TEXT NOT NULL, metadata TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, parent_run_id TEXT, agent TEXT, model TEXT,
+    prompt TEXT, status TEXT NOT NULL, output TEXT, error TEXT, started_at TEXT NOT NULL,
+    finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session_id, started_at);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,
+    data TEXT NOT NULL, PRIMARY KEY (session_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, session_id TEXT NOT NULL, parent_run_id TEXT,
+    type TEXT NOT NULL, ts TEXT NOT NULL, data TEXT NOT NULL, UNIQUE (run_id, seq));
+CREATE INDEX IF NOT EXISTS events_by_session ON events (session_id);
+"""
+_SCHEMA_VERSION = 1
+
+
+class SQLiteStore:
+    """An embedded SQLite file; safe for one writer and many readers across processes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path).expanduser().absolute()
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise StoreError(
+                f"The folder {str(folder)!r} for the session store does not exist. Create it "
+                f"first (os.makedirs({str(folder)!r}, exist_ok=True)) or choose a path in an "
+                f"existing folder."
+            )
+        if self.path.is_dir():
+            raise StoreError(f"{str(self.path)!r} is a folder; give a file path such as "
+                             f"{str(self.path / 'sessions.sqlite')!r}.")
+        self._lock = threading.Lock()
+        try:
+            # One connection shared by the caller's thread and the background loop thread;
+            # self._lock serializes its use.
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"{str(self.path)!r} cannot be used as a loom_nb session store ({exc}). Choose "
+                f"another file name; loom_nb creates the file if it does not exist."
+            ) from None
+
+    def __repr__(self) -> str:
+        return f"<SQLiteStore {str(self.path)!r}>"
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > _SCHEMA_VERSION:
+            raise StoreError(
+                f"{str(self.path)!r} was written by a newer loom_nb (schema {version}); "
+                f"upgrade loom_nb to open it."
+            )
+        if version < _SCHEMA_VERSION:
+            # executescript commits any open transaction first, so the script brings its own;
+            # IF NOT EXISTS makes two processes creating the same file at once harmless.
+            self._db.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
+            )
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def open_session(self, session_id: str, metadata: dict[str, Any]) -> StoredSession:
+        with self._lock, self._tx():
+            row = self._db.execute(
+                "SELECT created_at, metadata FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                created, meta = utcnow(), dict(metadata)
+                self._db.execute("INSERT INTO sessions VALUES (?, ?, ?)",
+                                 (session_id, created.isoformat(), _dumps(meta)))
+            else:
+                created, meta = datetime.fromisoformat(row[0]), {**json.loads(row[1]), **metadata}
+                if metadata:
+                    self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
+                                     (_dumps(meta), session_id))
+            messages = [
+                message_from_dict(json.loads(data)) for (data,) in self._db.execute(
+                    "SELECT data FROM messages WHERE session_id = ? ORDER BY idx", (session_id,))
+            ]
+        return StoredSession(id=session_id, created_at=created, metadata=meta,
+                             messages=messages, restored=row is not None)
+
+    def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
+        if not messages:
+            return
+        with self._lock, self._tx():
+            (start,) = self._db.execute(
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            self._db.executemany(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
+                [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
+                 for i, m in enumerate(messages)],
+            )
+
+    def append_events(self, events: list[RunEvent]) -> None:
+        if not events:
+            return
+        rows = [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
+                 _dumps(e.data)) for e in events]
+        with self._lock, self._tx():
+            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+
+    def save_run(self, record: RunRecord) -> None:
+        row = (record.run_id, record.session_id, record.parent_run_id, record.agent, record.model,
+               record.prompt, record.status, record.output, record.error,
+               record.started_at.isoformat(),
+               record.finished_at.isoformat() if record.finished_at else None,
+               _dumps(record.usage.to_dict()), record.turns)
+        with self._lock, self._tx():
+            self._db.execute("INSERT OR REPLACE INTO runs VALUES "
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def runs(self, session_id: str) -> list[RunRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM runs WHERE session_id = ? ORDER BY started_at, rowid", (session_id,)
+            ).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
+        # rowid is insertion order, which is the order the events happened in.
+        if run_id is not None:
+            where, args, order = "run_id = ?", (run_id,), "seq"
+        elif session_id is not None:
+            where, args, order = "session_id = ?", (session_id,), "rowid"
+        else:
+            where, args, order = "1", (), "rowid"
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT run_id, seq, session_id, parent_run_id, type, ts, data FROM events "
+                f"WHERE {where} ORDER BY {order}", args).fetchall()
+        return [RunEvent(run_id=r[0], seq=r[1], session_id=r[2], parent_run_id=r[3], type=r[4],
+                         ts=datetime.fromisoformat(r[5]), data=json.loads(r[6])) for r in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection is in autocommit mode)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
+    return RunRecord(
+        run_id=row[0], session_id=row[1], parent_run_id=row[2], agent=row[3], model=row[4],
+        prompt=row[5], status=row[6], output=row[7] or "", error=row[8],
+        started_at=datetime.fromisoformat(row[9]),
+        finished_at=datetime.fromisoformat(row[10]) if row[10] else None,
+        usage=Usage.from_dict(json.loads(row[11])), turns=row[12],
+    )
+
+
+_DEFAULT_MEMORY_STORE = InMemoryStore()
+_SQLITE_STORES: dict[Path, SQLiteStore] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionStore:
+    """The store for ``SessionConfig.store``.
+
+    ``None`` is the process-wide in-memory store; a path is an SQLite file (one store object per
+    file per process, so two sessions on one file share a connection); a store object is itself.
+    """
+    if spec is None:
+        return _DEFAULT_MEMORY_STORE
+    if isinstance(spec, str | os.PathLike):
+        if str(spec) == ":memory:":
+            return InMemoryStore()
+        path = Path(spec).expanduser().absolute()
+        with _REGISTRY_LOCK:
+            store = _SQLITE_STORES.get(path)
+            if store is None:
+                store = _SQLITE_STORES[path] = SQLiteStore(path)
+            return store
+    if isinstance(spec, SessionStore):
+        return spec
+    raise StoreError(
+        f"SessionConfig(store=...) takes a file path (an SQLite store), None (in memory) or a "
+        f"store object, not {type(spec).__name__}."
+    )

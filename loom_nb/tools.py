@@ -1,0 +1,288 @@
+"""Tools: Python functions the model may call.
+
+``@tool`` reads the JSON schema of the arguments from the type hints (through pydantic) and the
+descriptions from the docstring (Google, Sphinx or NumPy style). The decorated object stays
+callable like the function. When the model calls a tool, its arguments are validated first; an
+invalid argument, an exception inside the tool or a result that cannot be sent back becomes an
+*error result* for the model, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import re
+import time
+import traceback
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+import pydantic
+import pydantic_core
+
+from .errors import ConfigError, ToolError
+from .models import ToolDefinition
+
+__all__ = ["Tool", "ToolOutcome", "as_tool", "tool"]
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    """What running a tool produced, ready to go back to the model."""
+
+    content: str
+    is_error: bool = False
+    error_type: str | None = None
+    traceback: str | None = None
+    duration_ms: float = 0.0
+
+
+@dataclass(eq=False)
+class Tool:
+    """A function the model may call, with its schema and metadata.
+
+    Attributes:
+        function: the wrapped sync or async function.
+        name: the name the model uses.
+        description: what the tool does, from the docstring unless given.
+        parameters: JSON schema of the arguments.
+        read_only: the tool only reads (governance may allow it where writes are refused).
+        destructive: the tool may destroy data (governance may ask before running it).
+        requires_approval: a person must approve each call.
+    """
+
+    function: Callable[..., Any]
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    read_only: bool = False
+    destructive: bool = False
+    requires_approval: bool = False
+    _args_model: type[pydantic.BaseModel] = field(repr=False, default=pydantic.BaseModel)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.function(*args, **kwargs)
+
+    @property
+    def definition(self) -> ToolDefinition:
+        return ToolDefinition(name=self.name, description=self.description, parameters=self.parameters)
+
+    async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
+        """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
+        started = time.perf_counter()
+        try:
+            validated = self._args_model.model_validate(args)
+        except pydantic.ValidationError as exc:
+            return ToolOutcome(self._invalid_args_message(exc), is_error=True,
+                               error_type="ValidationError")
+        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
+        try:
+            if inspect.iscoroutinefunction(self.function):
+                value = await self.function(**kwargs)
+            else:
+                # Sync tools run in a worker thread so that a slow one does not stall the event
+                # loop (streaming displays, other sessions). asyncio.to_thread copies contextvars.
+                value = await asyncio.to_thread(self.function, **kwargs)
+            content = serialize_result(value, self.name)
+        except ToolError as exc:
+            return ToolOutcome(str(exc), is_error=True, error_type="ToolError",
+                               duration_ms=_ms(started))
+        except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model
+            return ToolOutcome(
+                f"Tool {self.name!r} raised {type(exc).__name__}: {exc}",
+                is_error=True,
+                error_type=type(exc).__name__,
+                traceback="".join(traceback.format_exception(exc, limit=-3)),
+                duration_ms=_ms(started),
+            )
+        return ToolOutcome(content, duration_ms=_ms(started))
+
+    def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
+        problems = []
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "arguments"
+            problems.append(f"{where}: {err['msg']}")
+        return (
+            f"Invalid arguments for tool {self.name!r}: " + "; ".join(problems)
+            + ". Call the tool again with arguments that match its schema."
+        )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def serialize_result(value: Any, tool_name: str) -> str:
+    """The text sent to the model for a tool's return value.
+
+    Strings go as they are; everything else as JSON (dataclasses, pydantic models, dates, paths
+    and the like included). Anything else is a :class:`ToolError` that says what to return.
+    """
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(pydantic_core.to_jsonable_python(value), ensure_ascii=False)
+    except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
+        raise ToolError(
+            f"Tool {tool_name!r} returned a {type(value).__name__}, which cannot be sent to the "
+            f"model as JSON ({exc}). Make the tool return a str, a number, a bool, None, or a "
+            f"list/dict of these (dataclasses and pydantic models work too), for example "
+            f"str(value) or value.to_dict()."
+        ) from None
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, read_only: bool = False,
+    destructive: bool = False, requires_approval: bool = False,
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    read_only: bool = False,
+    destructive: bool = False,
+    requires_approval: bool = False,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Turn a sync or async function into a :class:`Tool`; use bare (``@tool``) or with options."""
+
+    def decorate(func: Callable[..., Any]) -> Tool:
+        return _build_tool(func, name=name, description=description, read_only=read_only,
+                           destructive=destructive, requires_approval=requires_approval)
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
+    """A :class:`Tool` from a Tool or a plain function."""
+    if isinstance(obj, Tool):
+        return obj
+    if callable(obj):
+        return _build_tool(obj)
+    raise ConfigError(f"{obj!r} is not a tool: pass a function or a @tool-decorated function.")
+
+
+def _build_tool(func: Callable[..., Any], *, name: str | None = None,
+                description: str | None = None, **flags: bool) -> Tool:
+    if isinstance(func, Tool):
+        func = func.function
+    tool_name = name or getattr(func, "__name__", "")
+    if not _NAME.match(tool_name):
+        raise ConfigError(
+            f"{tool_name!r} is not a valid tool name: use letters, digits, '_', '-' or '.', "
+            f"starting with a letter or '_' (at most 64 characters); pass @tool(name=...)."
+        )
+    summary, param_docs = parse_docstring(inspect.getdoc(func) or "")
+    args_model = _args_model(func, tool_name, param_docs)
+    schema = args_model.model_json_schema()
+    _drop_titles(schema)
+    return Tool(function=func, name=tool_name, description=description or summary,
+                parameters=schema, _args_model=args_model, **flags)
+
+
+def _args_model(func: Callable[..., Any], tool_name: str,
+                param_docs: dict[str, str]) -> type[pydantic.BaseModel]:
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception as exc:  # noqa: BLE001 - unresolvable forward references
+        raise ConfigError(
+            f"Cannot read the type hints of tool {tool_name!r}: {exc}. Make sure every type it "
+            f"names is importable where the function is defined."
+        ) from None
+    fields: dict[str, Any] = {}
+    for param in inspect.signature(func).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            raise ConfigError(
+                f"Tool {tool_name!r} takes *{param.name}: tools need named parameters so that "
+                f"the model knows what to pass."
+            )
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
+    try:
+        return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
+            f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
+        )
+    except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:
+        raise ConfigError(f"Cannot build the argument schema of tool {tool_name!r}: {exc}") from None
+
+
+def _drop_titles(schema: Any) -> None:
+    # pydantic adds a "title" to every property; models read the names anyway, and the noise costs
+    # tokens on every request.
+    if isinstance(schema, dict):
+        if isinstance(schema.get("title"), str):
+            del schema["title"]
+        for key, value in schema.items():
+            if key != "properties":
+                _drop_titles(value)
+            else:
+                for prop in value.values():
+                    _drop_titles(prop)
+    elif isinstance(schema, list):
+        for item in schema:
+            _drop_titles(item)
+
+
+_SECTION = re.compile(
+    r"^(Args|Arguments|Parameters|Params|Returns?|Raises|Yields|Examples?|Notes?)\s*:?\s*$"
+)
+_PARAM_SECTIONS = {"args", "arguments", "parameters", "params"}
+_GOOGLE_PARAM = re.compile(r"^\*{0,2}(\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_NUMPY_PARAM = re.compile(r"^(\w+)\s*(?::.*)?$")
+_SPHINX_PARAM = re.compile(r"^:param\s+(?:[^:]*\s)?(\w+)\s*:\s*(.*)$")
+
+
+def _is_rule(line: str) -> bool:
+    return bool(line) and set(line) == {"-"}
+
+
+def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """The summary and the per-parameter descriptions of a Google, Sphinx or NumPy docstring."""
+    lines = doc.splitlines()
+    summary: list[str] = []
+    params: dict[str, str] = {}
+    section: str | None = None
+    numpy = False
+    current: str | None = None
+    param_indent: int | None = None
+    for i, raw in enumerate(lines):
+        line = raw.strip()
+        indent = len(raw) - len(raw.lstrip())
+        if _is_rule(line):
+            continue
+        underlined = i + 1 < len(lines) and _is_rule(lines[i + 1].strip())
+        header = _SECTION.match(line)
+        if header and (line.endswith(":") or underlined):
+            section, numpy, current, param_indent = header.group(1).lower(), underlined, None, None
+            continue
+        sphinx = _SPHINX_PARAM.match(line)
+        if sphinx or line.startswith(":"):
+            section, current = "sphinx", sphinx.group(1) if sphinx else None
+            if sphinx:
+                params[current] = sphinx.group(2).strip()  # type: ignore[index]
+            continue
+        if section is None:
+            summary.append(line)
+            continue
+        if section in _PARAM_SECTIONS and line:
+            param_indent = indent if param_indent is None else param_indent
+            match = (_NUMPY_PARAM if numpy else _GOOGLE_PARAM).match(line)
+            if indent <= param_indent and match:
+                current = match.group(1)
+                params[current] = "" if numpy else match.group(2).strip()
+                continue
+        if current and line and section in _PARAM_SECTIONS | {"sphinx"}:
+            params[current] = f"{params[current]} {line}".strip()
+    return "\n".join(summary).strip(), params

@@ -35,11 +35,17 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCall:
-    """The model asks for a tool to be run."""
+    """The model asks for a tool to be run.
+
+    ``invalid_args`` holds the raw argument text when the model wrote arguments that are not a
+    JSON object (``args`` is then empty); the loop sends the model an error instead of running
+    the tool.
+    """
 
     id: str
     name: str
     args: dict[str, Any] = field(default_factory=dict)
+    invalid_args: str | None = None
     kind: Literal["tool_call"] = "tool_call"
 
 

@@ -172,11 +172,13 @@ class RunLoop:
         tool = self.agent.tools.get(call.name)
         if tool is None:
             known = ", ".join(sorted(self.agent.tools)) or "none"
-            result = ToolResult(call_id=call.id, name=call.name, is_error=True,
-                                content=f"There is no tool named {call.name!r}. Available tools: {known}.")
-            self.emit("tool.result", {"call_id": call.id, "name": call.name, "content": result.content,
-                                      "is_error": True, "error_type": "UnknownTool", "duration_ms": 0.0})
-            return result
+            return self._refuse(call, "UnknownTool",
+                                f"There is no tool named {call.name!r}. Available tools: {known}.")
+        if call.invalid_args is not None:
+            return self._refuse(call, "InvalidJSON",
+                                f"The arguments for tool {call.name!r} are not a JSON object: "
+                                f"{call.invalid_args[:500]!r}. Call the tool again with a JSON "
+                                f"object of arguments that matches its schema.")
         outcome = await tool.invoke(call.args)
         data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": outcome.content,
                                 "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
@@ -187,6 +189,11 @@ class RunLoop:
         self.emit("tool.result", data)
         return ToolResult(call_id=call.id, name=call.name, content=outcome.content,
                           is_error=outcome.is_error)
+
+    def _refuse(self, call: ToolCall, error_type: str, message: str) -> ToolResult:
+        self.emit("tool.result", {"call_id": call.id, "name": call.name, "content": message,
+                                  "is_error": True, "error_type": error_type, "duration_ms": 0.0})
+        return ToolResult(call_id=call.id, name=call.name, content=message, is_error=True)
 
     # -- limits and the end ------------------------------------------------------------------------
 

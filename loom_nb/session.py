@@ -148,7 +148,9 @@ class Session:
 class RunStream:
     """An async iterator over a run's events, delivered as they happen.
 
-    Stopping the iteration early cancels the run (its events so far stay stored).
+    To stop early, leave the loop and call ``await stream.aclose()`` (or iterate inside
+    ``async with agent.stream(...) as stream:``): the run is cancelled, and its events so far stay
+    stored.
     """
 
     def __init__(self, session: Session, loop: RunLoop) -> None:
@@ -162,6 +164,17 @@ class RunStream:
         if self._iterator is None:
             self._iterator = self._events()
         return self._iterator
+
+    async def aclose(self) -> None:
+        """Cancel the run if it is still going and wait until it has recorded that."""
+        if self._iterator is not None:
+            await self._iterator.aclose()  # type: ignore[attr-defined]
+
+    async def __aenter__(self) -> RunStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def _events(self) -> AsyncIterator[RunEvent]:
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()

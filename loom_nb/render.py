@@ -52,9 +52,7 @@ def events_text(events: Iterable[RunEvent], live_text: str = "") -> str:
         elif event.type == "tool.result":
             mark = "✗" if data["is_error"] else "←"
             lines.append(f"  {mark} {_short(data['content'], 200)}")
-        elif event.type == "model.response" and data["text"] and data["tool_calls"]:
-            lines.append(data["text"].strip())
-        elif event.type == "model.response" and data["text"]:
+        elif event.type == "model.response" and data["text"].strip():
             lines.append(data["text"].strip())
     if live_text:
         lines.append(live_text)

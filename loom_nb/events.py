@@ -10,10 +10,13 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
 ``tool.call``           the model asks for a tool, with its arguments
 ``tool.result``         the tool's result or error, with its duration
-``run.finished``        a run ends, whatever its status: output, usage, error, turns
+``run.finished``        a run ends, whatever its status: output, usage, error, turns (a run paused
+                        for approval finishes with ``needs_approval`` and the waiting calls)
+``run.resumed``         a paused run continues: which calls were approved and rejected
+``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
 ======================  ==========================================================================
 
-Later policies add ``governance.decision``, ``signal.decision``, ``run.interrupted``,
+Later policies add ``signal.decision``, ``run.interrupted``,
 ``context.compacted``, ``context.renewed`` and ``quality.verdict``.
 
 ``model.delta`` events are *live only*: :meth:`Agent.stream` yields them and displays draw them,
@@ -33,6 +36,7 @@ __all__ = ["EventType", "RunEvent", "utcnow"]
 EventType: TypeAlias = Literal[
     "run.started",
     "run.finished",
+    "run.resumed",
     "model.request",
     "model.delta",
     "model.response",

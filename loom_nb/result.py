@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .errors import LoomError
+from .errors import ConfigError, LoomError
 from .events import RunEvent
 from .messages import Message, Usage
 from .runtime import LimitName
 
-__all__ = ["RunError", "RunResult", "RunStatus", "ToolCallRecord"]
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["PendingApproval", "RunError", "RunResult", "RunStatus", "ToolCallRecord"]
 
 RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approval", "limit"]
 
@@ -36,6 +39,19 @@ class ToolCallRecord:
     duration_ms: float | None
 
 
+@dataclass(frozen=True, kw_only=True)
+class PendingApproval:
+    """A tool call waiting for a person's decision."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(kw_only=True, repr=False)
 class RunResult:
     """The outcome of one run.
@@ -53,6 +69,7 @@ class RunResult:
         agent: the agent's name.
         model: the model's ``provider:name``.
         turns: how many model responses the run used.
+        pending: for ``status="needs_approval"``, the tool calls waiting for a decision.
     """
 
     output: str
@@ -70,6 +87,9 @@ class RunResult:
     turns: int = 0
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    pending: tuple[PendingApproval, ...] = ()
+    session: Session | None = field(default=None, compare=False)
+    _decisions: dict[str, str | None] = field(default_factory=dict, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -96,6 +116,43 @@ class RunResult:
         return [ToolCallRecord(call_id=c["call_id"], name=c["name"], args=c["args"],
                                content=c["content"], is_error=c["is_error"],
                                duration_ms=c["duration_ms"]) for c in calls.values()]
+
+    # -- approvals ---------------------------------------------------------------------------------
+
+    def approve(self, *call_ids: str) -> RunResult:
+        """Approve waiting calls (all of them when no id is given); then :meth:`resume`."""
+        for call_id in self._waiting(call_ids):
+            self._decisions[call_id] = None
+        return self
+
+    def reject(self, *call_ids: str, reason: str = "") -> RunResult:
+        """Reject waiting calls (all when no id is given); the model is told ``reason``."""
+        for call_id in self._waiting(call_ids):
+            self._decisions[call_id] = reason or "no reason given"
+        return self
+
+    def _waiting(self, call_ids: tuple[str, ...]) -> list[str]:
+        if self.status != "needs_approval":
+            raise ConfigError(f"Run {self.run_id} is {self.status!r}; only a run that needs "
+                              f"approval has calls to approve or reject.")
+        waiting = [p.call_id for p in self.pending]
+        unknown = [c for c in call_ids if c not in waiting]
+        if unknown:
+            raise ConfigError(f"{unknown} are not waiting for approval in run {self.run_id}; "
+                              f"the waiting calls are {waiting}.")
+        return list(call_ids) or waiting
+
+    async def resume(self) -> RunResult:
+        """Continue the paused run with the decisions made; returns the run's new result."""
+        if self.session is None:
+            raise ConfigError("This RunResult has no session to resume in; use session.resume(run_id, ...).")
+        return await self.session.resume(self.run_id, dict(self._decisions))
+
+    def resume_sync(self) -> RunResult:
+        """:meth:`resume` from sync code (also inside a Jupyter cell)."""
+        from ._bridge import run_sync
+
+        return run_sync(self.resume())
 
     def raise_for_status(self) -> RunResult:
         """Return self when the run completed; otherwise raise :class:`RunError`."""

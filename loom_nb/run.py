@@ -1,10 +1,14 @@
-"""The run loop: context -> model -> tool calls -> tool results -> context ... -> RunResult.
+"""The run loop: context -> model -> tool calls -> governance -> tool results -> ... -> RunResult.
 
 Every step emits a :class:`RunEvent` to the run's subscribers (the session's store, a stream
 consumer, a display). History is committed to the session at consistent points only: the user
 message when the run starts, then each complete model turn, an assistant turn with tool calls
-always together with its results. So a run that fails, hits a limit or is cancelled at any point
-leaves a session whose history is a valid conversation to continue from.
+always together with its results. So a run that fails, hits a limit, is cancelled or pauses for
+approval leaves a session whose history is a valid conversation to continue from.
+
+A pause for approval stores the turn's state (the assistant message, the results already made
+and the calls waiting) with the run record; :meth:`RunLoop.restore` rebuilds the run from it,
+also in a new process, and :meth:`RunLoop.resume` continues the same run.
 """
 
 from __future__ import annotations
@@ -14,14 +18,15 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .context import build_request, render_working
-from .errors import LoomError, ModelError
+from .errors import ConfigError, LoomError, ModelError
 from .events import EventType, RunEvent, utcnow
-from .messages import Message, ToolCall, ToolResult, Usage
-from .models import ModelResponse, TextDelta, ToolCallDelta
-from .result import RunResult, RunStatus
+from .governance import ToolRequest
+from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
+from .models import ModelRequest, ModelResponse, TextDelta, ToolCallDelta
+from .result import PendingApproval, RunResult, RunStatus
 from .runtime import LimitName, Limits
 from .store import RunRecord
 from .task import RunContext, RuntimeTask
@@ -29,9 +34,13 @@ from .task import RunContext, RuntimeTask
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["RunLoop", "new_run_id"]
+__all__ = ["Decisions", "RunLoop", "new_run_id"]
 
 Subscriber = Callable[[RunEvent], None]
+Stop: TypeAlias = Literal["completed", "needs_approval"] | LimitName
+#: A person's decisions on paused calls: call id -> None (approved) or the rejection reason.
+Decisions: TypeAlias = dict[str, str | None]
+_STATE_VERSION = 1
 
 
 def new_run_id() -> str:
@@ -39,7 +48,7 @@ def new_run_id() -> str:
 
 
 class RunLoop:
-    """One run of an agent in a session. Use :meth:`execute` once."""
+    """One run of an agent in a session. Use :meth:`execute` once, or :meth:`resume` after a pause."""
 
     def __init__(self, session: Session, task: RuntimeTask, context: RunContext,
                  *, run_id: str | None = None, parent_run_id: str | None = None) -> None:
@@ -52,7 +61,7 @@ class RunLoop:
         self.limits: Limits = context.budget or self.agent.runtime.limits
         self.subscribers: list[Subscriber] = []
         self.events: list[RunEvent] = []
-        self._pending: list[RunEvent] = []  # stored events not yet flushed to the store
+        self._unflushed: list[RunEvent] = []
         self._seq = 0
         self.usage = Usage()
         self.turns = 0
@@ -60,11 +69,12 @@ class RunLoop:
         self.added: list[Message] = []
         self.result: RunResult | None = None
         self._traceback: str | None = None
+        self._pause: dict[str, Any] | None = None
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id)
 
-    # -- events ------------------------------------------------------------------------------------
+    # -- events and history ------------------------------------------------------------------------
 
     def emit(self, type: EventType, data: dict[str, Any]) -> RunEvent:
         live_only = type == "model.delta"
@@ -74,14 +84,14 @@ class RunLoop:
         if not live_only:
             self._seq += 1
             self.events.append(event)
-            self._pending.append(event)
+            self._unflushed.append(event)
         for subscriber in self.subscribers:
             subscriber(event)
         return event
 
     def _flush(self) -> None:
-        if self._pending:
-            batch, self._pending = self._pending, []
+        if self._unflushed:
+            batch, self._unflushed = self._unflushed, []
             self.session.store.append_events(batch)
 
     def _commit(self, *messages: Message) -> None:
@@ -89,7 +99,7 @@ class RunLoop:
         self.added.extend(messages)
         self._flush()
 
-    # -- the loop ----------------------------------------------------------------------------------
+    # -- start, resume, and the common drive -------------------------------------------------------
 
     async def execute(self) -> RunResult:
         """Run to the end. Never raises for run faults: they become the result's status."""
@@ -98,19 +108,47 @@ class RunLoop:
             "prompt": self.task.goal, "task": self.task.to_dict(),
             "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
             "agent": self.agent.name, "model": self.agent.model.identifier,
-            "limits": {"max_turns": self.limits.max_turns, "max_tokens": self.limits.max_tokens,
-                       "max_seconds": self.limits.max_seconds},
+            "limits": _limits_dict(self.limits),
         })
         self._commit(Message.user(self.task.goal))
+        return await self._drive(self._turns)
+
+    async def resume(self, decisions: Decisions) -> RunResult:
+        """Continue a run paused for approval, with a decision for every waiting call."""
+        state = self.record.state or {}
+        waiting = [p["call_id"] for p in state.get("pending", [])]
+        undecided = [c for c in waiting if c not in decisions]
+        unknown = [c for c in decisions if c not in waiting]
+        if undecided or unknown:
+            raise ConfigError(
+                f"Run {self.run_id} waits for a decision on {waiting}; undecided: {undecided}, "
+                f"unknown: {unknown}. Approve or reject each waiting call, then resume."
+            )
+        self.record.status, self.record.state = "running", None
+        self.session.store.save_run(self.record)
+        self.emit("run.resumed", {"approved": [c for c in waiting if decisions[c] is None],
+                                  "rejected": {c: r for c, r in decisions.items() if r is not None}})
+
+        async def finish_turn_then_continue(started: float) -> Stop:
+            await self._finish_paused_turn(state, decisions)
+            return await self._turns(started)
+
+        return await self._drive(finish_turn_then_continue)
+
+    async def _drive(self, body: Callable[[float], Any]) -> RunResult:
         started = time.monotonic()
         status: RunStatus = "completed"
         error: str | None = None
         error_type: str | None = None
         limit: LimitName | None = None
         try:
-            limit = await self._turns(started)
-            if limit is not None:
-                status, error = "limit", self._limit_message(limit)
+            stop: Stop = await body(started)
+            if stop == "needs_approval":
+                status = "needs_approval"
+                error = "The run is waiting for a person to approve or reject tool calls."
+            elif stop != "completed":
+                limit = stop
+                status, error = "limit", self._limit_message(stop)
         except asyncio.CancelledError:
             self._finish("cancelled", "The run was cancelled.", "CancelledError", None)
             raise
@@ -121,8 +159,10 @@ class RunLoop:
             self._traceback = "".join(traceback.format_exception(exc, limit=-5))
         return self._finish(status, error, error_type, limit)
 
-    async def _turns(self, started: float) -> LimitName | None:
-        """Model turns until an answer without tool calls; returns the limit that stopped it."""
+    # -- turns -------------------------------------------------------------------------------------
+
+    async def _turns(self, started: float) -> Stop:
+        """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         working = render_working(self.task, self.context)
         system = self.agent.system_prompt
         tools = self.agent.tool_definitions
@@ -135,17 +175,18 @@ class RunLoop:
                 history_tokens=self.session.history_tokens, tools=tools)
             self.emit("model.request", {"turn": self.turns + 1, "model": self.agent.model.identifier,
                                         "tools": [t.name for t in tools], "context": snapshot})
-            response = await self._model_turn(request)
-            calls = response.message.tool_calls
-            if response.message.text:
-                self.output = response.message.text
-            if not calls:
-                self._commit(response.message)
-                return None
-            results = [await self._tool_turn(call) for call in calls]
-            self._commit(response.message, Message(role="tool", parts=tuple(results)))
+            message = (await self._model_turn(request)).message
+            if message.text:
+                self.output = message.text
+            if not message.tool_calls:
+                self._commit(message)
+                return "completed"
+            results = await self._tool_calls(message)
+            if results is None:
+                return "needs_approval"
+            self._commit(message, Message(role="tool", parts=tuple(results)))
 
-    async def _model_turn(self, request: Any) -> ModelResponse:
+    async def _model_turn(self, request: ModelRequest) -> ModelResponse:
         response: ModelResponse | None = None
         async for item in self.agent.model.stream(request):
             if isinstance(item, TextDelta):
@@ -167,10 +208,58 @@ class RunLoop:
         })
         return response
 
-    async def _tool_turn(self, call: ToolCall) -> ToolResult:
-        self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
-        tool = self.agent.tools.get(call.name)
-        if tool is None:
+    # -- tool calls under governance ---------------------------------------------------------------
+
+    async def _tool_calls(self, message: Message) -> list[ToolResult] | None:
+        """The results of a turn's calls, in order; None when some wait for approval."""
+        results: dict[str, ToolResult] = {}
+        pending: list[PendingApproval] = []
+        for call in message.tool_calls:
+            self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
+            refusal = self._check_call(call)
+            if refusal is not None:
+                results[call.id] = refusal
+                continue
+            decision = self.agent.runtime.governance.decide(ToolRequest(
+                name=call.name, args=call.args, call_id=call.id, tool=self.agent.tools[call.name],
+                run_id=self.run_id, session_id=self.session.id, agent=self.agent.name))
+            self.emit("governance.decision", {"call_id": call.id, "name": call.name,
+                                              "action": decision.action, "reason": decision.reason,
+                                              "check": decision.check})
+            if decision.action == "deny":
+                results[call.id] = self._refuse(call, "Denied",
+                                                f"Denied by the governance policy: {decision.reason}")
+            elif decision.action == "ask":
+                pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
+                                               reason=decision.reason))
+            else:
+                results[call.id] = await self._run_tool(call)
+        if pending:
+            self._pause = {"message": message.to_dict(), "pending": [p.to_dict() for p in pending],
+                           "results": {k: _result_dict(r) for k, r in results.items()}}
+            return None
+        return [results[c.id] for c in message.tool_calls]
+
+    async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> None:
+        message = message_from_dict(state["message"])
+        results = {k: ToolResult(**v) for k, v in state["results"].items()}
+        for pending in state["pending"]:
+            call = next(c for c in message.tool_calls if c.id == pending["call_id"])
+            reason = decisions[call.id]
+            approved = reason is None
+            self.emit("governance.decision", {
+                "call_id": call.id, "name": call.name, "action": "allow" if approved else "deny",
+                "reason": "approved by a person" if approved else f"rejected by a person: {reason}",
+                "check": "approval"})
+            if approved:
+                results[call.id] = await self._run_tool(call)
+            else:
+                results[call.id] = self._refuse(call, "Rejected",
+                                                f"A person rejected this call: {reason or 'no reason given'}")
+        self._commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
+
+    def _check_call(self, call: ToolCall) -> ToolResult | None:
+        if call.name not in self.agent.tools:
             known = ", ".join(sorted(self.agent.tools)) or "none"
             return self._refuse(call, "UnknownTool",
                                 f"There is no tool named {call.name!r}. Available tools: {known}.")
@@ -179,7 +268,10 @@ class RunLoop:
                                 f"The arguments for tool {call.name!r} are not a JSON object: "
                                 f"{call.invalid_args[:500]!r}. Call the tool again with a JSON "
                                 f"object of arguments that matches its schema.")
-        outcome = await tool.invoke(call.args)
+        return None
+
+    async def _run_tool(self, call: ToolCall) -> ToolResult:
+        outcome = await self.agent.tools[call.name].invoke(call.args)
         data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": outcome.content,
                                 "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
         if outcome.is_error:
@@ -217,22 +309,61 @@ class RunLoop:
 
     def _finish(self, status: RunStatus, error: str | None, error_type: str | None,
                 limit: LimitName | None) -> RunResult:
-        finished = utcnow()
         data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
                                 "usage": self.usage.to_dict(), "error": error,
                                 "error_type": error_type, "limit": limit}
         if self._traceback:
             data["traceback"] = self._traceback
+        if status == "needs_approval" and self._pause is not None:
+            data["pending"] = self._pause["pending"]
         self.emit("run.finished", data)
         self._flush()
         record = self.record
         record.status, record.output, record.error = status, self.output, error
-        record.finished_at, record.usage, record.turns = finished, self.usage, self.turns
+        record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns
+        record.state = self._pause_state() if status == "needs_approval" else None
         self.session.store.save_run(record)
+        pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
         self.result = RunResult(
             output=self.output, status=status, run_id=self.run_id, session_id=self.session.id,
             events=self.events, usage=self.usage, error=error, error_type=error_type, limit=limit,
             messages=tuple(self.added), agent=self.agent.name, model=self.agent.model.identifier,
-            turns=self.turns, started_at=record.started_at, finished_at=finished,
+            turns=self.turns, started_at=record.started_at, finished_at=record.finished_at,
+            pending=pending, session=self.session,
         )
         return self.result
+
+    def _pause_state(self) -> dict[str, Any]:
+        """Everything :meth:`restore` needs, as JSON-ready data."""
+        assert self._pause is not None
+        return {**self._pause, "version": _STATE_VERSION, "seq": self._seq, "turns": self.turns,
+                "usage": self.usage.to_dict(), "output": self.output, "task": self.task.to_dict(),
+                "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
+                "limits": _limits_dict(self.limits)}
+
+    @classmethod
+    def restore(cls, session: Session, record: RunRecord) -> RunLoop:
+        """Rebuild a run paused for approval from its stored record."""
+        state = record.state
+        if record.status != "needs_approval" or not state:
+            raise ConfigError(f"Run {record.run_id} is {record.status!r}, not waiting for approval.")
+        task = state["task"]
+        loop = cls(session, RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"]),
+                   RunContext(state["context"]["inputs"], state["context"]["metadata"],
+                              Limits(**state["limits"])),
+                   run_id=record.run_id, parent_run_id=record.parent_run_id)
+        loop.record = record
+        loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
+        loop.usage = Usage.from_dict(state["usage"])
+        loop.events = session.store.events(run_id=record.run_id)
+        return loop
+
+
+def _limits_dict(limits: Limits) -> dict[str, Any]:
+    return {"max_turns": limits.max_turns, "max_tokens": limits.max_tokens,
+            "max_seconds": limits.max_seconds}
+
+
+def _result_dict(result: ToolResult) -> dict[str, Any]:
+    return {"call_id": result.call_id, "name": result.name, "content": result.content,
+            "is_error": result.is_error}

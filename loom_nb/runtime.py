@@ -11,8 +11,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn, TypeAlias
 
 from .errors import ConfigError, NotSupportedError
+from .governance import GovernanceDecision, GovernancePolicy, RateLimit, ToolRequest
 
-__all__ = ["LimitName", "Limits", "Runtime"]
+__all__ = ["GovernanceDecision", "GovernancePolicy", "LimitName", "Limits", "RateLimit", "Runtime",
+           "ToolRequest"]
 
 LimitName: TypeAlias = Literal["max_turns", "max_tokens", "max_seconds"]
 
@@ -45,20 +47,28 @@ class Runtime:
     Attributes:
         profile: the name of the profile this runtime was built from.
         limits: per-run limits (a run's ``RunContext(budget=...)`` replaces them for that run).
+        governance: decides allow / deny / ask for every tool call.
     """
 
     profile: str = "sdk"
     limits: Limits = field(default_factory=Limits)
+    governance: GovernancePolicy = field(default_factory=GovernancePolicy)
 
     @classmethod
     def sdk(cls, *, max_turns: int | None = 50, max_tokens: int | None = None,
             max_seconds: float | None = None, limits: Limits | None = None,
-            **policies: Any) -> Runtime:
-        """The default profile: a plain tool loop with per-run limits."""
+            governance: GovernancePolicy | None = None, **policies: Any) -> Runtime:
+        """The default profile: a tool loop with per-run limits and default governance.
+
+        Default governance allows every tool, asks before tools marked ``requires_approval`` or
+        ``destructive``, and denies nothing else.
+        """
         _reject_policies(policies)
         limits = limits or Limits(max_turns=max_turns, max_tokens=max_tokens,
                                   max_seconds=max_seconds)
-        return cls(profile="sdk", limits=limits)
+        if governance is not None and not isinstance(governance, GovernancePolicy):
+            raise ConfigError("Runtime.sdk(governance=...) takes a GovernancePolicy(...).")
+        return cls(profile="sdk", limits=limits, governance=governance or GovernancePolicy())
 
     @classmethod
     def long_running(cls, **options: Any) -> Runtime:
@@ -77,8 +87,7 @@ class Runtime:
         return replace(self, limits=replace(self.limits, **changes))
 
 
-_POLICIES = ("attention", "context", "continuity", "harness", "quality", "delegation",
-             "governance", "feedback")
+_POLICIES = ("attention", "context", "continuity", "harness", "quality", "delegation", "feedback")
 
 
 def _reject_policies(policies: dict[str, Any]) -> None:

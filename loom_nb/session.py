@@ -23,7 +23,7 @@ from .errors import ConfigError, NotSupportedError
 from .events import RunEvent
 from .messages import Message
 from .result import RunResult
-from .run import RunLoop
+from .run import Decisions, RunLoop
 from .signals import SignalAdapter, SignalDecision
 from .store import RunRecord, SessionStore, open_store
 from .task import RunContext, RuntimeTask, as_task
@@ -75,6 +75,10 @@ class Session:
         self.history_tokens: int = sum(message_tokens(m) for m in self.history)
         self._lock = asyncio.Lock()
         self.closed = False
+        # A run paused for approval must be decided before the next run: its tool calls belong
+        # between the messages already in history and whatever a new run would add.
+        self._waiting_run: str | None = next(
+            (r.run_id for r in self.store.runs(self.id) if r.status == "needs_approval"), None)
 
     def __repr__(self) -> str:
         return (f"<Session {self.id} agent={self.agent.name!r} messages={len(self.history)} "
@@ -98,6 +102,29 @@ class Session:
             return self.store.events(run_id=run_id)
         return self.store.events(session_id=self.id)
 
+    @property
+    def waiting(self) -> list[RunResult]:
+        """Runs paused for approval (at most one), ready for ``.approve()`` / ``.reject()``."""
+        return [self.result(self._waiting_run)] if self._waiting_run else []
+
+    def result(self, run_id: str) -> RunResult:
+        """The RunResult of a stored run of this session, rebuilt from the store."""
+        record = self.store.get_run(run_id)
+        if record is None or record.session_id != self.id:
+            raise ConfigError(f"Session {self.id} has no run {run_id!r}.")
+        from .result import PendingApproval
+
+        pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
+        events = self.store.events(run_id=run_id)
+        finished = next((e for e in reversed(events) if e.type == "run.finished"), None)
+        data = finished.data if finished else {}
+        return RunResult(
+            output=record.output, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
+            events=events, usage=record.usage, error=record.error,
+            error_type=data.get("error_type"), limit=data.get("limit"), agent=record.agent,
+            model=record.model, turns=record.turns, started_at=record.started_at,
+            finished_at=record.finished_at, pending=pending, session=self)
+
     def commit(self, run_id: str, messages: list[Message]) -> None:
         """Append messages to the history; the store first, so a failed write changes nothing."""
         self.store.append_messages(self.id, run_id, messages)
@@ -111,11 +138,36 @@ class Session:
             raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
         if context is not None and not isinstance(context, RunContext):
             raise ConfigError("context= takes a RunContext(inputs=..., metadata=..., budget=...).")
+        self._check_not_waiting()
         return RunLoop(self, as_task(prompt_or_task), context or RunContext())
 
-    async def _execute(self, loop: RunLoop) -> RunResult:
+    def _check_not_waiting(self) -> None:
+        if self._waiting_run is not None:
+            raise ConfigError(
+                f"Run {self._waiting_run} in session {self.id} is waiting for approval of tool "
+                f"calls. Decide them first: result.approve() or result.reject(reason=...), then "
+                f"result.resume() (session.waiting lists the waiting run)."
+            )
+
+    async def _execute(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
         async with self._lock:
-            return await loop.execute()
+            if decisions is None:
+                self._check_not_waiting()
+                result = await loop.execute()
+            else:
+                result = await loop.resume(decisions)
+            self._waiting_run = result.run_id if result.status == "needs_approval" else None
+            return result
+
+    async def resume(self, run_id: str, decisions: Decisions) -> RunResult:
+        """Continue a run paused for approval.
+
+        ``decisions`` maps each waiting call id to None (approved) or a rejection reason.
+        """
+        record = self.store.get_run(run_id)
+        if record is None or record.session_id != self.id:
+            raise ConfigError(f"Session {self.id} has no run {run_id!r}.")
+        return await self._execute(RunLoop.restore(self, record), decisions)
 
     async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
         """Run the agent on a prompt or task in this session and return the result."""

@@ -8,6 +8,7 @@ cost of a run does not grow with the length of the session.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -41,6 +42,8 @@ class RunRecord:
     finished_at: datetime | None = None
     usage: Usage = field(default_factory=Usage)
     turns: int = 0
+    #: For a run paused for approval: what is needed to resume it (see RunLoop.restore).
+    state: dict[str, Any] | None = None
 
 
 @dataclass(kw_only=True)
@@ -62,6 +65,7 @@ class SessionStore(Protocol):
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
     def append_events(self, events: list[RunEvent]) -> None: ...
     def save_run(self, record: RunRecord) -> None: ...
+    def get_run(self, run_id: str) -> RunRecord | None: ...
     def runs(self, session_id: str) -> list[RunRecord]: ...
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]: ...
 
@@ -101,11 +105,17 @@ class InMemoryStore:
 
     def save_run(self, record: RunRecord) -> None:
         with self._lock:
-            self._runs[record.run_id] = record
+            # A copy, as a database would keep: later changes to the caller's record are not saved.
+            self._runs[record.run_id] = dataclasses.replace(record)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            record = self._runs.get(run_id)
+            return dataclasses.replace(record) if record else None
 
     def runs(self, session_id: str) -> list[RunRecord]:
         with self._lock:
-            return [r for r in self._runs.values() if r.session_id == session_id]
+            return [dataclasses.replace(r) for r in self._runs.values() if r.session_id == session_id]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         with self._lock:
@@ -121,7 +131,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, parent_run_id TEXT, agent TEXT, model TEXT,
     prompt TEXT, status TEXT NOT NULL, output TEXT, error TEXT, started_at TEXT NOT NULL,
-    finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL);
+    finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL, state TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session_id, started_at);
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,
@@ -235,10 +245,16 @@ class SQLiteStore:
                record.prompt, record.status, record.output, record.error,
                record.started_at.isoformat(),
                record.finished_at.isoformat() if record.finished_at else None,
-               _dumps(record.usage.to_dict()), record.turns)
+               _dumps(record.usage.to_dict()), record.turns,
+               _dumps(record.state) if record.state is not None else None)
         with self._lock, self._tx():
             self._db.execute("INSERT OR REPLACE INTO runs VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return _run_from_row(row) if row else None
 
     def runs(self, session_id: str) -> list[RunRecord]:
         with self._lock:
@@ -287,6 +303,7 @@ def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
         started_at=datetime.fromisoformat(row[9]),
         finished_at=datetime.fromisoformat(row[10]) if row[10] else None,
         usage=Usage.from_dict(json.loads(row[11])), turns=row[12],
+        state=json.loads(row[13]) if row[13] else None,
     )
 
 

@@ -29,9 +29,9 @@ def test_tool_round_trip_events_and_result() -> None:
     assert (result.status, result.output, result.turns, result.error) == (
         "completed", "The value is value-of-a.", 2, None)
     assert [e.type for e in result.events] == [
-        "run.started", "model.request", "model.response", "tool.call", "tool.result",
-        "model.request", "model.response", "run.finished"]
-    assert [e.seq for e in result.events] == list(range(8))
+        "run.started", "model.request", "model.response", "tool.call", "governance.decision",
+        "tool.result", "model.request", "model.response", "run.finished"]
+    assert [e.seq for e in result.events] == list(range(9))
     assert {e.run_id for e in result.events} == {result.run_id}
     assert result.events[0].data["prompt"] == "What is a?"
     assert result.events[0].data["agent"] == "finder"

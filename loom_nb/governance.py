@@ -1,0 +1,228 @@
+"""GovernancePolicy: every tool call passes through it before it runs.
+
+The decision is ``allow``, ``deny`` (the model receives the reason as the tool's error result and
+the run goes on) or ``ask`` (the run pauses with ``status="needs_approval"`` until a person
+approves or rejects the call). Each decision is a ``governance.decision`` event.
+
+Checks run in a fixed order, and the first that decides wins:
+
+1. ``deny`` patterns (fnmatch over tool names)              -> deny
+2. ``allow`` patterns, when given, and the tool not matched  -> deny
+3. ``read_only`` mode, for a tool not marked read-only       -> deny
+4. custom ``vetoes`` (functions of the request)               -> their decision
+5. rate limits, per tool and global                         -> deny
+6. a tool marked ``requires_approval``                       -> ask
+7. a tool marked ``destructive``                             -> ``destructive`` (ask by default)
+8. otherwise                                                 -> allow
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .tools import Tool
+
+__all__ = ["GovernanceAction", "GovernanceDecision", "GovernancePolicy", "RateLimit", "ToolRequest"]
+
+GovernanceAction: TypeAlias = Literal["allow", "deny", "ask"]
+GovernanceCheck: TypeAlias = Literal[
+    "deny_list", "allow_list", "read_only", "veto", "rate_limit", "requires_approval",
+    "destructive", "default", "approval",
+]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolRequest:
+    """What governance sees of one tool call."""
+
+    name: str
+    args: dict[str, Any]
+    call_id: str
+    tool: Tool | None
+    run_id: str
+    session_id: str
+    agent: str
+
+    @property
+    def read_only(self) -> bool:
+        return bool(self.tool and self.tool.read_only)
+
+    @property
+    def destructive(self) -> bool:
+        return bool(self.tool and self.tool.destructive)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GovernanceDecision:
+    """allow / deny / ask for one tool call, with the reason and the check that decided."""
+
+    action: GovernanceAction
+    reason: str
+    check: GovernanceCheck = "default"
+
+    @classmethod
+    def allow(cls, reason: str = "allowed") -> GovernanceDecision:
+        return cls(action="allow", reason=reason, check="veto")
+
+    @classmethod
+    def deny(cls, reason: str) -> GovernanceDecision:
+        return cls(action="deny", reason=reason, check="veto")
+
+    @classmethod
+    def ask(cls, reason: str) -> GovernanceDecision:
+        return cls(action="ask", reason=reason, check="veto")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``calls`` calls in any ``per_seconds`` window."""
+
+    calls: int
+    per_seconds: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.calls < 1 or self.per_seconds <= 0:
+            raise ConfigError("RateLimit(calls, per_seconds) takes calls >= 1 and per_seconds > 0.")
+
+    @classmethod
+    def parse(cls, spec: RateLimit | str | int) -> RateLimit:
+        """``RateLimit``, an int (calls per minute) or ``"N/s"``, ``"N/min"``, ``"N/h"``."""
+        if isinstance(spec, RateLimit):
+            return spec
+        if isinstance(spec, int):
+            return cls(spec)
+        count, _, unit = str(spec).partition("/")
+        seconds = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0}
+        if not count.strip().isdigit() or unit.strip() not in seconds:
+            raise ConfigError(f"Rate limit {spec!r}: write it as 'N/s', 'N/min' or 'N/h', e.g. '10/min'.")
+        return cls(int(count), seconds[unit.strip()])
+
+
+Veto: TypeAlias = Callable[[ToolRequest], "GovernanceDecision | str | None"]
+
+
+class _Window:
+    """Sliding-window call counter; thread-safe because runs may share one policy."""
+
+    def __init__(self, limit: RateLimit, clock: Callable[[], float]) -> None:
+        self.limit = limit
+        self._clock = clock
+        self._calls: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def full(self) -> bool:
+        with self._lock:
+            now = self._clock()
+            while self._calls and now - self._calls[0] >= self.limit.per_seconds:
+                self._calls.popleft()
+            return len(self._calls) >= self.limit.calls
+
+    def record(self) -> None:
+        with self._lock:
+            self._calls.append(self._clock())
+
+
+@dataclass(eq=False)
+class GovernancePolicy:
+    """Decides allow / deny / ask for every tool call (see the module docstring for the order).
+
+    Args:
+        allow: tool-name patterns that may run; None allows every tool not denied.
+        deny: tool-name patterns that never run.
+        read_only: only tools marked ``read_only`` may run.
+        destructive: what to do with tools marked ``destructive``: ask (default), allow or deny.
+        rate_limits: per-tool-pattern limits, e.g. ``{"web__*": "10/min"}``.
+        rate_limit: a limit on all tool calls together.
+        vetoes: functions of a :class:`ToolRequest` returning None (no objection), a str (deny
+            with that reason) or a :class:`GovernanceDecision`.
+    """
+
+    allow: Sequence[str] | None = None
+    deny: Sequence[str] = ()
+    read_only: bool = False
+    destructive: GovernanceAction = "ask"
+    rate_limits: dict[str, RateLimit | str | int] = field(default_factory=dict)
+    rate_limit: RateLimit | str | int | None = None
+    vetoes: Sequence[Veto] = ()
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("allow", "deny"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ConfigError(f"GovernancePolicy({name}=...) takes a list of patterns, e.g. [{value!r}].")
+        if self.destructive not in ("allow", "deny", "ask"):
+            raise ConfigError("GovernancePolicy(destructive=...) takes 'ask', 'allow' or 'deny'.")
+        self._tool_windows = {pattern: _Window(RateLimit.parse(spec), self.clock)
+                              for pattern, spec in self.rate_limits.items()}
+        self._global_window = (_Window(RateLimit.parse(self.rate_limit), self.clock)
+                               if self.rate_limit is not None else None)
+
+    def decide(self, request: ToolRequest) -> GovernanceDecision:
+        """The decision for one call. An allowed call counts against the rate limits."""
+        decision = self._decide(request)
+        if decision.action == "allow":
+            for window in self._windows_for(request.name):
+                window.record()
+        return decision
+
+    def _decide(self, request: ToolRequest) -> GovernanceDecision:
+        name = request.name
+        if _matches(name, self.deny):
+            return GovernanceDecision(action="deny", check="deny_list",
+                                      reason=f"Tool {name!r} is on the deny list.")
+        if self.allow is not None and not _matches(name, self.allow):
+            return GovernanceDecision(action="deny", check="allow_list",
+                                      reason=f"Tool {name!r} is not on the allow list.")
+        if self.read_only and not request.read_only:
+            return GovernanceDecision(action="deny", check="read_only",
+                                      reason=f"Read-only mode: tool {name!r} may change things.")
+        for veto in self.vetoes:
+            verdict = _veto_decision(veto, request)
+            if verdict is not None and verdict.action != "allow":
+                return verdict
+        for window in self._windows_for(name):
+            if window.full():
+                limit = window.limit
+                return GovernanceDecision(
+                    action="deny", check="rate_limit",
+                    reason=(f"Rate limit reached for {name!r}: at most {limit.calls} calls per "
+                            f"{limit.per_seconds:g} s. Wait before calling it again."))
+        if request.tool is not None and request.tool.requires_approval:
+            return GovernanceDecision(action="ask", check="requires_approval",
+                                      reason=f"Tool {name!r} requires approval.")
+        if request.destructive and self.destructive != "allow":
+            return GovernanceDecision(action=self.destructive, check="destructive",
+                                      reason=f"Tool {name!r} is destructive.")
+        return GovernanceDecision(action="allow", check="default", reason="allowed")
+
+    def _windows_for(self, name: str) -> list[_Window]:
+        windows = [w for pattern, w in self._tool_windows.items() if fnmatch.fnmatchcase(name, pattern)]
+        return windows + ([self._global_window] if self._global_window else [])
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _veto_decision(veto: Veto, request: ToolRequest) -> GovernanceDecision | None:
+    verdict = veto(request)
+    if verdict is None:
+        return None
+    if isinstance(verdict, str):
+        return GovernanceDecision(action="deny", reason=verdict, check="veto")
+    if isinstance(verdict, GovernanceDecision):
+        return GovernanceDecision(action=verdict.action, reason=verdict.reason, check="veto")
+    raise ConfigError(
+        f"Governance veto {getattr(veto, '__name__', veto)!r} returned {verdict!r}: return None, "
+        f"a str (deny with that reason) or a GovernanceDecision."
+    )

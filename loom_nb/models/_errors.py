@@ -1,0 +1,223 @@
+"""Provider failures as loom errors, and the mapping from vendor SDK exceptions to them.
+
+Every vendor exception is translated here, inside the provider layer, so that no ``anthropic`` or
+``openai`` type ever reaches the run loop. Each error says what happened and what to do about it,
+and carries ``retryable`` so that the retry policy (``_retry.py``) lives in one place.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ModelError
+
+__all__ = [
+    "ContextWindowExceededError",
+    "IncompleteStreamError",
+    "ModelAuthenticationError",
+    "ModelConnectionError",
+    "ModelNotFoundError",
+    "ModelRateLimitError",
+    "ModelRequestError",
+    "ModelUnavailableError",
+    "ProviderError",
+    "ProviderInfo",
+    "classify_sdk_error",
+    "error_from_body",
+    "parse_retry_after",
+]
+
+
+class ProviderError(ModelError):
+    """A model provider failed. ``retryable`` says whether trying again may help."""
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class ModelAuthenticationError(ProviderError):
+    """The API key was missing, wrong or not allowed (401/403)."""
+
+
+class ModelNotFoundError(ProviderError):
+    """The provider does not know the model, or the base_url is not its API (404)."""
+
+
+class ContextWindowExceededError(ProviderError):
+    """The request does not fit in the model's context window."""
+
+
+class ModelRequestError(ProviderError):
+    """The provider refused the request as invalid (other 4xx)."""
+
+
+class ModelRateLimitError(ProviderError):
+    """Too many requests or tokens (429); retried with backoff."""
+
+    retryable = True
+
+
+class ModelUnavailableError(ProviderError):
+    """The provider failed or is overloaded (5xx, 529); retried with backoff."""
+
+    retryable = True
+
+
+class ModelConnectionError(ProviderError):
+    """The server could not be reached, or the connection broke; retried with backoff."""
+
+    retryable = True
+
+
+class IncompleteStreamError(ProviderError):
+    """The response stream ended before the turn was complete."""
+
+    retryable = True
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderInfo:
+    """What an error message needs to tell the user what to do."""
+
+    label: str  #: e.g. "Anthropic"
+    model: str
+    base_url: str
+    key_var: str  #: e.g. "ANTHROPIC_API_KEY"
+    models_hint: str  #: how to find a valid model name
+
+
+_CONTEXT_PATTERNS = re.compile(
+    r"prompt is too long|context[ _-]?(length|window)|maximum context|too many tokens|"
+    r"exceeds the context|input is too long|context_length_exceeded",
+    re.IGNORECASE,
+)
+_RETRYABLE_TYPES = {"overloaded_error", "api_error", "rate_limit_error", "server_error",
+                    "internal_error", "timeout_error"}
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    raw_ms = headers.get("retry-after-ms")
+    if raw_ms:
+        try:
+            return max(0.0, float(raw_ms) / 1000.0)
+        except ValueError:
+            pass
+    raw = headers.get("retry-after")
+    if not raw:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    parsed = email.utils.parsedate_tz(raw)
+    if parsed is None:
+        return None
+    return max(0.0, email.utils.mktime_tz(parsed) - time.time())
+
+
+def _error_fields(body: Any) -> tuple[str, str, str]:
+    """(type, code, message) from an error body, whatever its nesting."""
+    err = body.get("error", body) if isinstance(body, dict) else None
+    if not isinstance(err, dict):
+        return "", "", str(body) if body else ""
+    return (str(err.get("type") or ""), str(err.get("code") or ""), str(err.get("message") or ""))
+
+
+def classify_sdk_error(exc: BaseException, sdk: Any, info: ProviderInfo) -> ProviderError | None:
+    """The loom error for a vendor exception, or None when ``exc`` is not a provider failure.
+
+    ``sdk`` is the vendor module (``anthropic`` or ``openai``): both expose the same exception
+    hierarchy (APIStatusError, APIConnectionError, APITimeoutError, APIError).
+    """
+    if isinstance(exc, ProviderError):
+        return exc
+    if isinstance(exc, sdk.APITimeoutError):
+        return ModelConnectionError(
+            f"The request to {info.label} at {info.base_url} timed out. Try again, or raise "
+            f"timeout= (seconds) on the model if the answers are long."
+        )
+    if isinstance(exc, sdk.APIConnectionError):
+        cause = exc.__cause__ or exc.__context__
+        detail = f": {cause}" if cause else ""
+        return ModelConnectionError(
+            f"Could not connect to {info.label} at {info.base_url}{detail}. Check that the server "
+            f"is running and that base_url is right."
+        )
+    if isinstance(exc, sdk.APIStatusError):
+        return _from_status(exc, info)
+    if isinstance(exc, sdk.APIError):
+        return error_from_body(getattr(exc, "body", None), str(exc), None, None, info)
+    httpx2 = _httpx2()
+    if httpx2 is not None and isinstance(exc, httpx2.TransportError):
+        # Raw transport errors escape the anthropic SDK when a stream breaks mid-way.
+        return ModelConnectionError(
+            f"The connection to {info.label} at {info.base_url} broke: "
+            f"{type(exc).__name__}: {exc}."
+        )
+    if isinstance(exc, getattr(sdk, "AnthropicError", getattr(sdk, "OpenAIError", ()))):
+        return ProviderError(f"{info.label} failed: {type(exc).__name__}: {exc}")
+    return None
+
+
+def _httpx2() -> Any:
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - both SDKs depend on httpx2
+        return None
+    return httpx2
+
+
+def _from_status(exc: Any, info: ProviderInfo) -> ProviderError:
+    response = getattr(exc, "response", None)
+    retry_after = parse_retry_after(getattr(response, "headers", None))
+    status: int | None = int(getattr(exc, "status_code", 0) or 0)
+    if status is not None and status < 400:
+        # An error event inside a 200 stream: the body's error type says what happened.
+        status = None
+    body = getattr(exc, "body", None)
+    return error_from_body(body, getattr(exc, "message", str(exc)), status, retry_after, info)
+
+
+def error_from_body(
+    body: Any, fallback: str, status: int | None, retry_after: float | None, info: ProviderInfo
+) -> ProviderError:
+    kind, code, message = _error_fields(body)
+    message = message or fallback
+    where = f"{info.label} ({status}: {message})" if status else f"{info.label} ({message})"
+    if status in (401, 403) or kind in ("authentication_error", "permission_error"):
+        verb = "rejected the API key" if status != 403 else "refused access with this API key"
+        return ModelAuthenticationError(
+            f"{where}: {verb}. Set {info.key_var} to a valid key, or pass api_key=.",
+            status_code=status)
+    if status == 404 or kind == "not_found_error" or code == "model_not_found":
+        return ModelNotFoundError(
+            f"{where}: the model {info.model!r} was not found at {info.base_url}. "
+            f"Check the model name ({info.models_hint}) and that base_url points at the API.",
+            status_code=status)
+    if _CONTEXT_PATTERNS.search(message) or _CONTEXT_PATTERNS.search(code):
+        return ContextWindowExceededError(
+            f"{where}: the conversation does not fit in the context window of {info.model!r}. "
+            f"Shorten the prompt or the session history, or use a model with a larger window.",
+            status_code=status)
+    if status == 429 or kind == "rate_limit_error":
+        return ModelRateLimitError(
+            f"{where}: rate limited. Wait and run again, or lower the request rate.",
+            status_code=status, retry_after=retry_after)
+    if (status is not None and (status >= 500 or status in (408, 409))) or kind in _RETRYABLE_TYPES:
+        return ModelUnavailableError(
+            f"{where}: the service is failing or overloaded. Try again in a moment.",
+            status_code=status, retry_after=retry_after)
+    return ModelRequestError(f"{where}: the request was refused.", status_code=status)

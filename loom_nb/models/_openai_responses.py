@@ -1,0 +1,184 @@
+"""OpenAI Responses API: loom messages as input items, and streamed events to a response.
+
+The conversation is sent whole on each call (stateless: no ``previous_response_id``), so a
+session restored from a store, or moved between models, works the same way as with Chat
+Completions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..messages import Message, Part, TextPart, ToolCall, ToolResult, Usage
+from . import ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta, ToolDefinition
+from ._errors import (
+    IncompleteStreamError,
+    ProviderError,
+    ProviderInfo,
+    classify_sdk_error,
+    error_from_body,
+)
+from ._openai_chat import result_text
+from ._sdk import tool_call
+
+__all__ = [
+    "ResponsesStreamState",
+    "classify_responses_error",
+    "response_tools",
+    "to_response_input",
+]
+
+
+def to_response_input(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Input items: messages, ``function_call`` and ``function_call_output`` items, in order."""
+    items: list[dict[str, Any]] = []
+    for message in messages:
+        for part in message.parts:
+            items.append(_item(message.role, part))
+    return items
+
+
+def _item(role: str, part: Part) -> dict[str, Any]:
+    if isinstance(part, TextPart):
+        kind = "assistant" if role == "assistant" else "user"
+        return {"type": "message", "role": kind, "content": part.text}
+    if isinstance(part, ToolCall):
+        return {"type": "function_call", "call_id": part.id, "name": part.name,
+                "arguments": json.dumps(part.args, ensure_ascii=False)}
+    if isinstance(part, ToolResult):
+        return {"type": "function_call_output", "call_id": part.call_id,
+                "output": result_text(part)}
+    raise ConfigError(f"Cannot send a message part of type {type(part).__name__} to OpenAI.")
+
+
+def response_tools(tools: Sequence[ToolDefinition]) -> list[dict[str, Any]]:
+    # strict=False: loom tool schemas are plain JSON schemas, not OpenAI's strict subset.
+    return [{"type": "function", "name": t.name, "description": t.description,
+             "parameters": t.parameters, "strict": False} for t in tools]
+
+
+@dataclass
+class _Call:
+    call_id: str
+    name: str
+    arguments: str = ""
+
+
+@dataclass
+class ResponsesStreamState:
+    """Assembles typed Responses stream events into deltas and one response."""
+
+    texts: dict[int, str] = field(default_factory=dict)
+    calls: dict[int, _Call] = field(default_factory=dict)
+    refused: bool = False
+    final: Any = None
+    model: str = ""
+
+    def feed(self, event: Any) -> list[StreamItem]:
+        kind = getattr(event, "type", "")
+        if kind == "response.output_text.delta" and event.delta:
+            self.texts[event.output_index] = self.texts.get(event.output_index, "") + event.delta
+            return [TextDelta(event.delta)]
+        if kind == "response.refusal.delta" and event.delta:
+            self.refused = True
+            self.texts[event.output_index] = self.texts.get(event.output_index, "") + event.delta
+            return [TextDelta(event.delta)]
+        if kind == "response.output_item.added" and event.item.type == "function_call":
+            self.calls[event.output_index] = _Call(event.item.call_id, event.item.name)
+        elif kind == "response.function_call_arguments.delta" and event.delta:
+            call = self.calls.get(event.output_index)
+            if call is not None:
+                call.arguments += event.delta
+                return [ToolCallDelta(call.call_id, call.name, event.delta)]
+        elif kind == "response.output_item.done":
+            self._item_done(event.output_index, event.item)
+        elif kind in ("response.completed", "response.incomplete"):
+            self.final = event.response
+        elif kind in ("response.failed", "error"):
+            raise _stream_failure(event)
+        return []
+
+    def _item_done(self, index: int, item: Any) -> None:
+        # The finished item is authoritative: it holds the full arguments even when a server
+        # sent no argument deltas.
+        if item.type == "function_call":
+            self.calls[index] = _Call(item.call_id, item.name, item.arguments or "")
+        elif item.type == "message":
+            text = "".join(getattr(c, "text", None) or getattr(c, "refusal", None) or ""
+                           for c in item.content or [])
+            if text:
+                self.texts[index] = text
+            self.refused = self.refused or any(c.type == "refusal" for c in item.content or [])
+
+    def response(self, model_name: str) -> ModelResponse:
+        if self.final is None:
+            raise IncompleteStreamError(
+                "The Responses stream ended before response.completed (the connection was "
+                "closed early)."
+            )
+        positions = sorted({*self.texts, *self.calls})
+        parts: list[Part] = []
+        for index in positions:
+            if self.texts.get(index):
+                parts.append(TextPart(text=self.texts[index]))
+            if index in self.calls:
+                call = self.calls[index]
+                parts.append(tool_call(call.call_id, call.name, call.arguments))
+        return ModelResponse(message=Message(role="assistant", parts=tuple(parts)),
+                             usage=_usage(getattr(self.final, "usage", None)),
+                             stop_reason=self._stop(), model_name=self.final.model or model_name)
+
+    def _stop(self) -> StopReason:
+        details = getattr(self.final, "incomplete_details", None)
+        reason = getattr(details, "reason", None) if details else None
+        if reason == "max_output_tokens":
+            return "max_tokens"
+        if reason == "content_filter" or self.refused:
+            return "refusal"
+        return "tool_use" if self.calls else "end_turn"
+
+
+def _stream_failure(event: Any) -> _StreamReportedError:
+    """A failure reported inside the stream, with an error body for classification."""
+    if event.type == "error":
+        error: dict[str, Any] = {"type": "", "code": event.code or "", "message": event.message}
+    else:
+        reported = getattr(event.response, "error", None)
+        error = {"type": "", "code": getattr(reported, "code", "") or "",
+                 "message": getattr(reported, "message", "") or "the response failed"}
+    if not error["code"] or error["code"] == "server_error":
+        error["type"] = "server_error"  # a failure without a cause is the server's: retryable
+    return _StreamReportedError({"error": error})
+
+
+class _StreamReportedError(Exception):
+    """An error event in a Responses stream; carries its body for classification."""
+
+    def __init__(self, body: dict[str, Any]) -> None:
+        super().__init__(body["error"]["message"])
+        self.body = body
+
+
+def classify_responses_error(exc: BaseException, sdk: Any, info: ProviderInfo
+                             ) -> ProviderError | None:
+    """Like :func:`classify_sdk_error`, plus the error events of a Responses stream."""
+    if isinstance(exc, _StreamReportedError):
+        return error_from_body(exc.body, str(exc), None, None, info)
+    return classify_sdk_error(exc, sdk, info)
+
+
+def _usage(usage: Any) -> Usage:
+    if usage is None:
+        return Usage(requests=1)
+    details = getattr(usage, "input_tokens_details", None)
+    return Usage(
+        input_tokens=usage.input_tokens or 0,  # includes the cached tokens
+        output_tokens=usage.output_tokens or 0,
+        cache_read_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
+        cache_write_tokens=(getattr(details, "cache_write_tokens", None) or 0) if details else 0,
+        requests=1,
+    )

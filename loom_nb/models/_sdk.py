@@ -1,0 +1,217 @@
+"""What the SDK-backed providers share: options, settings checks, per-loop clients, retries.
+
+A vendor SDK's async client holds a connection pool bound to the event loop it first ran on. The
+same Model object is used from a notebook's own loop (``await agent.run()``) and from loom_nb's
+background loop (``run_sync``), so the client is created lazily, once per running loop, and never
+at import or construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import weakref
+from abc import abstractmethod
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any
+
+from ..errors import ConfigError
+from ..messages import ToolCall
+from . import Model, ModelRequest, StreamItem
+from ._errors import ProviderError, ProviderInfo
+from ._retry import RetryPolicy, retrying
+
+__all__ = ["SDKModel", "Validator", "check_settings", "import_sdk", "tool_call"]
+
+Validator = Callable[[str, Any], Any]
+
+#: Options every SDK-backed model takes next to its settings.
+CLIENT_OPTIONS = ("max_retries", "timeout", "retry_base_delay", "retry_max_delay",
+                  "max_retry_after")
+
+
+def import_sdk(module: str, extra: str) -> Any:
+    """Import a vendor SDK, or fail with the install command."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(
+            f"The {module!r} package is needed for this model and is not installed; "
+            f'install it with: pip install "loom-nb[{extra}]"'
+        ) from exc
+
+
+def check_settings(
+    settings: Mapping[str, Any], allowed: Mapping[str, Validator], where: str
+) -> dict[str, Any]:
+    """Validated settings; an unknown name is a ConfigError that lists the allowed ones."""
+    checked: dict[str, Any] = {}
+    for key, value in settings.items():
+        validator = allowed.get(key)
+        if validator is None:
+            names = ", ".join(sorted(allowed))
+            raise ConfigError(
+                f"{where} does not take the setting {key!r}. Allowed settings: {names}; "
+                f"client options: {', '.join(CLIENT_OPTIONS)}."
+            )
+        if value is not None:
+            checked[key] = validator(key, value)
+    return checked
+
+
+def positive_int(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"The setting {key} must be a positive int, got {value!r}.")
+    return value
+
+
+def number(key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"The setting {key} must be a number, got {value!r}.")
+    return value
+
+
+def integer(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"The setting {key} must be an int, got {value!r}.")
+    return value
+
+
+def string(key: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"The setting {key} must be a non-empty str, got {value!r}.")
+    return value
+
+
+def strings(key: str, value: Any) -> list[str]:
+    """A str or a list of str, as a list."""
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise ConfigError(f"The setting {key} must be a str or a list of str, got {value!r}.")
+    return list(items)
+
+
+def _seconds(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"{name} must be a number of seconds >= 0, got {value!r}.")
+    return float(value)
+
+
+class SDKModel(Model):
+    """Base of the models that talk to a provider through its official async SDK client."""
+
+    #: Environment variables of the key and the base URL, e.g. ANTHROPIC_API_KEY.
+    key_var: str = ""
+    base_url_var: str = ""
+    default_base_url: str = ""
+    label: str = ""
+    models_hint: str = ""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        context_window: int | None,
+        options: dict[str, Any],
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ConfigError(f"{self.label} model name must be a non-empty str, got {name!r}.")
+        self.name = name.strip()
+        if context_window is not None and (
+            isinstance(context_window, bool) or not isinstance(context_window, int)
+            or context_window <= 0
+        ):
+            raise ConfigError(f"context_window must be a positive int (tokens), got {context_window!r}.")
+        self.context_window = context_window
+        self.base_url = (base_url or os.environ.get(self.base_url_var) or self.default_base_url)
+        self.base_url = self.base_url.rstrip("/")
+        self.api_key = api_key or os.environ.get(self.key_var) or None
+        max_retries = options.pop("max_retries", 4)
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}.")
+        self.retry = RetryPolicy(
+            max_retries=max_retries,
+            base_delay=_seconds("retry_base_delay", options.pop("retry_base_delay", 0.5)),
+            max_delay=_seconds("retry_max_delay", options.pop("retry_max_delay", 30.0)),
+            max_retry_after=_seconds("max_retry_after", options.pop("max_retry_after", 60.0)),
+        )
+        self.timeout = _seconds("timeout", options.pop("timeout", 600.0))
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def info(self) -> ProviderInfo:
+        return ProviderInfo(label=self.label, model=self.name, base_url=self.base_url,
+                            key_var=self.key_var, models_hint=self.models_hint)
+
+    def client(self) -> Any:
+        """The SDK client of the running event loop, created on first use in that loop."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            # A client of a closed loop can never be used again; its pool goes with it.
+            for dead in [other for other in self._clients if other.is_closed()]:
+                del self._clients[dead]
+            client = self._clients.get(loop)
+            if client is None:
+                client = self._clients[loop] = self._make_client()
+        return client
+
+    async def aclose(self) -> None:
+        """Close the SDK client of the running loop (a new one is made if the model is used again)."""
+        with self._lock:
+            client = self._clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
+    async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        settings = self._settings(request.settings)
+        async for item in retrying(lambda: self._attempt(request, settings), self._classify,
+                                   self.retry, f"{self.identifier}"):
+            yield item
+
+    def __repr__(self) -> str:
+        return f"<Model {self.identifier} base_url={self.base_url!r}>"
+
+    # -- what each provider supplies -------------------------------------------------------------
+
+    @abstractmethod
+    def _make_client(self) -> Any:
+        """A new SDK client (``max_retries=0``: retries are ours)."""
+
+    @abstractmethod
+    def _settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The model's settings with a request's overrides, validated."""
+
+    @abstractmethod
+    def _attempt(self, request: ModelRequest, settings: dict[str, Any]) -> AsyncIterator[StreamItem]:
+        """One request: deltas, then the ModelResponse; raises on any failure."""
+
+    @abstractmethod
+    def _classify(self, exc: BaseException) -> ProviderError | None:
+        """The loom error for a vendor exception (None: not a provider failure)."""
+
+
+def tool_call(call_id: str, name: str, raw_args: str) -> ToolCall:
+    """A ToolCall from the argument text the model streamed.
+
+    Malformed JSON (or JSON that is not an object) becomes ``invalid_args`` with empty ``args``,
+    so the loop tells the model its mistake instead of the run crashing.
+    """
+    text = raw_args.strip()
+    if not text:
+        return ToolCall(id=call_id, name=name, args={})
+    try:
+        args = json.loads(text)
+    except ValueError:
+        return ToolCall(id=call_id, name=name, args={}, invalid_args=raw_args)
+    if not isinstance(args, dict):
+        return ToolCall(id=call_id, name=name, args={}, invalid_args=raw_args)
+    return ToolCall(id=call_id, name=name, args=args)

@@ -1,0 +1,283 @@
+"""Claude through the official ``anthropic`` SDK: the Messages API, streamed, with tool use.
+
+``Model.anthropic("claude-sonnet-5", api_key=None, base_url=None, context_window=None,
+**settings)``. The key comes from ``api_key=`` or ``ANTHROPIC_API_KEY``, the endpoint from
+``base_url=`` or ``ANTHROPIC_BASE_URL``. Settings: ``max_tokens`` (default 4096), ``temperature``,
+``top_p``, ``top_k``, ``stop_sequences``, ``thinking``; client options: ``max_retries``,
+``timeout``, ``retry_base_delay``, ``retry_max_delay``, ``max_retry_after``.
+
+The SDK is imported when a model is built, never by ``import loom_nb``; no anthropic type leaves
+this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..messages import Message, Part, TextPart, ToolCall, ToolResult, Usage
+from . import ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta
+from ._errors import IncompleteStreamError, ProviderError, classify_sdk_error
+from ._sdk import (
+    CLIENT_OPTIONS,
+    SDKModel,
+    Validator,
+    check_settings,
+    import_sdk,
+    number,
+    positive_int,
+    strings,
+    tool_call,
+)
+
+__all__ = ["AnthropicModel", "to_anthropic_messages"]
+
+DEFAULT_MAX_TOKENS = 4096
+
+_STOP_REASONS: dict[str, StopReason] = {
+    "end_turn": "end_turn",
+    "tool_use": "tool_use",
+    "max_tokens": "max_tokens",
+    "stop_sequence": "stop_sequence",
+    "refusal": "refusal",
+    "model_context_window_exceeded": "context_window_exceeded",
+    # pause_turn only happens with server-side tools, which loom_nb does not send; the turn
+    # is over from the loop's point of view.
+    "pause_turn": "end_turn",
+}
+
+#: Sampling settings the 2.x SDK no longer takes as keyword arguments: they go in the body.
+_BODY_SETTINGS = ("temperature", "top_p", "top_k")
+
+
+def _thinking(key: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise ConfigError(
+            f"The setting {key} must be a dict with a 'type', e.g. "
+            f"{{'type': 'enabled', 'budget_tokens': 2048}} or {{'type': 'adaptive'}}; got {value!r}."
+        )
+    return dict(value)
+
+
+_SETTINGS: dict[str, Validator] = {
+    "max_tokens": positive_int,
+    "temperature": number,
+    "top_p": number,
+    "top_k": positive_int,
+    "stop_sequences": strings,
+    "thinking": _thinking,
+}
+
+
+class AnthropicModel(SDKModel):
+    """A Claude model behind the provider-neutral :class:`Model` protocol."""
+
+    provider = "anthropic"
+    key_var = "ANTHROPIC_API_KEY"
+    base_url_var = "ANTHROPIC_BASE_URL"
+    default_base_url = "https://api.anthropic.com"
+    label = "Anthropic"
+    models_hint = ("names look like 'claude-sonnet-5'; list them with "
+                   "`await anthropic.AsyncAnthropic().models.list()` or see "
+                   "https://docs.anthropic.com/en/docs/about-claude/models")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        context_window: int | None = None,
+        **settings: Any,
+    ) -> None:
+        self._sdk = import_sdk("anthropic", "anthropic")
+        options = {key: settings.pop(key) for key in CLIENT_OPTIONS if key in settings}
+        super().__init__(name, api_key=api_key, base_url=base_url,
+                         context_window=context_window, options=options)
+        self.settings = check_settings(settings, _SETTINGS, f"Model.anthropic({self.name!r})")
+        if not self.api_key:
+            raise ConfigError(
+                f"No API key for Anthropic: set ANTHROPIC_API_KEY in the environment, or pass "
+                f"api_key=... to Model.anthropic({self.name!r})."
+            )
+
+    def _make_client(self) -> Any:
+        return self._sdk.AsyncAnthropic(api_key=self.api_key, base_url=self.base_url,
+                                        max_retries=0, timeout=self.timeout)
+
+    def _settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        extra = check_settings(overrides, _SETTINGS, f"Model.anthropic({self.name!r})")
+        return {"max_tokens": DEFAULT_MAX_TOKENS, **self.settings, **extra}
+
+    def _classify(self, exc: BaseException) -> ProviderError | None:
+        return classify_sdk_error(exc, self._sdk, self.info)
+
+    def create_kwargs(self, request: ModelRequest, settings: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``client.messages.create`` for ``request``."""
+        kwargs: dict[str, Any] = {
+            "model": self.name,
+            "max_tokens": settings["max_tokens"],
+            "messages": to_anthropic_messages(request.messages),
+            "stream": True,
+        }
+        if request.system:
+            kwargs["system"] = request.system
+        if request.tools:
+            kwargs["tools"] = [
+                {"name": t.name, "description": t.description, "input_schema": t.parameters}
+                for t in request.tools
+            ]
+        if "stop_sequences" in settings:
+            kwargs["stop_sequences"] = settings["stop_sequences"]
+        if "thinking" in settings:
+            kwargs["thinking"] = settings["thinking"]
+        body = {key: settings[key] for key in _BODY_SETTINGS if key in settings}
+        if body:
+            kwargs["extra_body"] = body
+        return kwargs
+
+    async def _attempt(
+        self, request: ModelRequest, settings: dict[str, Any]
+    ) -> AsyncIterator[StreamItem]:
+        stream = await self.client().messages.create(**self.create_kwargs(request, settings))
+        state = _StreamState()
+        try:
+            async for event in stream:
+                for item in state.feed(event):
+                    yield item
+        finally:
+            await stream.close()
+        yield state.response(self.name)
+
+
+# -- loom messages -> Anthropic messages ---------------------------------------------------------
+
+
+def to_anthropic_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
+    """Anthropic's ``messages``: tool results become user content, same-role turns are merged.
+
+    The API requires user and assistant turns to alternate, so the tool results of one turn and
+    the next user prompt travel together in one user message (tool results first, as required).
+    """
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        role = "assistant" if message.role == "assistant" else "user"
+        blocks = [block for part in message.parts if (block := _block(part)) is not None]
+        if not blocks:
+            continue  # the API refuses empty content
+        if out and out[-1]["role"] == role:
+            out[-1]["content"].extend(blocks)
+        else:
+            out.append({"role": role, "content": blocks})
+    return out
+
+
+def _block(part: Part) -> dict[str, Any] | None:
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text} if part.text else None
+    if isinstance(part, ToolCall):
+        return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.args}
+    if isinstance(part, ToolResult):
+        return {"type": "tool_result", "tool_use_id": part.call_id, "content": part.content,
+                "is_error": part.is_error}
+    raise ConfigError(f"Cannot send a message part of type {type(part).__name__} to Anthropic.")
+
+
+# -- Anthropic stream events -> deltas and one response ------------------------------------------
+
+
+@dataclass
+class _Block:
+    kind: str  # "text" or "tool_use"
+    text: str = ""
+    call_id: str = ""
+    name: str = ""
+
+
+@dataclass
+class _StreamState:
+    """Assembles the raw ``RawMessageStreamEvent`` sequence into deltas and one response."""
+
+    blocks: dict[int, _Block] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=dict)
+    stop_reason: str | None = None
+    model: str = ""
+    finished: bool = False
+
+    def feed(self, event: Any) -> list[StreamItem]:
+        kind = getattr(event, "type", "")
+        if kind == "message_start":
+            self.model = getattr(event.message, "model", "") or ""
+            self._usage(event.message.usage)
+        elif kind == "content_block_start":
+            return self._start(event.index, event.content_block)
+        elif kind == "content_block_delta":
+            return self._delta(event.index, event.delta)
+        elif kind == "message_delta":
+            self.stop_reason = getattr(event.delta, "stop_reason", None) or self.stop_reason
+            if getattr(event, "usage", None) is not None:
+                self._usage(event.usage)
+        elif kind == "message_stop":
+            self.finished = True
+        return []
+
+    def _usage(self, usage: Any) -> None:
+        # message_start has the input counts; message_delta the cumulative output count (and
+        # sometimes updated input counts). A None field keeps the value seen before.
+        for key in ("input_tokens", "output_tokens", "cache_creation_input_tokens",
+                    "cache_read_input_tokens"):
+            value = getattr(usage, key, None)
+            if value is not None:
+                self.usage[key] = int(value)
+
+    def _start(self, index: int, block: Any) -> list[StreamItem]:
+        if block.type == "text":
+            self.blocks[index] = _Block("text", text=block.text or "")
+            return [TextDelta(block.text)] if block.text else []
+        if block.type == "tool_use":
+            self.blocks[index] = _Block("tool_use", call_id=block.id, name=block.name)
+        # thinking and server-side blocks are not part of the provider-neutral message
+        return []
+
+    def _delta(self, index: int, delta: Any) -> list[StreamItem]:
+        block = self.blocks.get(index)
+        if block is None:
+            return []
+        if delta.type == "text_delta" and delta.text:
+            block.text += delta.text
+            return [TextDelta(delta.text)]
+        if delta.type == "input_json_delta" and delta.partial_json:
+            block.text += delta.partial_json
+            return [ToolCallDelta(block.call_id, block.name, delta.partial_json)]
+        return []
+
+    def response(self, model_name: str) -> ModelResponse:
+        if not self.finished:
+            raise IncompleteStreamError(
+                "The Anthropic response stream ended before message_stop (the connection was "
+                "closed early)."
+            )
+        parts: list[Part] = []
+        for _, block in sorted(self.blocks.items()):
+            if block.kind == "text" and block.text:
+                parts.append(TextPart(text=block.text))
+            elif block.kind == "tool_use":
+                parts.append(tool_call(block.call_id, block.name, block.text))
+        cache_write = self.usage.get("cache_creation_input_tokens", 0)
+        cache_read = self.usage.get("cache_read_input_tokens", 0)
+        usage = Usage(
+            # input_tokens is everything the model read, cached or not, as the context budget
+            # counts it; the cache counts are broken out next to it.
+            input_tokens=self.usage.get("input_tokens", 0) + cache_write + cache_read,
+            output_tokens=self.usage.get("output_tokens", 0),
+            cache_read_tokens=cache_read,
+            cache_write_tokens=cache_write,
+            requests=1,
+        )
+        stop = _STOP_REASONS.get(self.stop_reason or "", "end_turn")
+        if stop == "end_turn" and any(isinstance(p, ToolCall) for p in parts):
+            stop = "tool_use"
+        return ModelResponse(message=Message(role="assistant", parts=tuple(parts)), usage=usage,
+                             stop_reason=stop, model_name=self.model or model_name)

@@ -1,0 +1,175 @@
+"""OpenAI, or any OpenAI-compatible server, through the official ``openai`` SDK.
+
+``Model.openai("gpt-5.4", api_key=None, base_url=None, api="chat" | "responses",
+context_window=None, **settings)``.
+
+* ``api="chat"`` (the default): Chat Completions, streamed with usage. Every compatible server
+  (Ollama, vLLM, LM Studio, llama.cpp) implements it; give ``base_url`` with its ``/v1``, e.g.
+  ``http://localhost:11434/v1``.
+* ``api="responses"``: the Responses API, OpenAI's recommended one.
+
+The key comes from ``api_key=`` or ``OPENAI_API_KEY``, the endpoint from ``base_url=`` or
+``OPENAI_BASE_URL``. A compatible server that needs no key works without one (the SDK is given
+the placeholder ``"EMPTY"``); api.openai.com without a key is a ConfigError.
+
+Settings: ``max_tokens`` (sent as ``max_completion_tokens`` / ``max_output_tokens``),
+``temperature``, ``top_p``, ``reasoning_effort``, and for chat also ``stop`` and ``seed``.
+Client options: ``max_retries``, ``timeout``, ``retry_base_delay``, ``retry_max_delay``,
+``max_retry_after``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+from ..errors import ConfigError
+from . import ModelRequest, StreamItem
+from ._errors import ProviderError
+from ._openai_chat import ChatStreamState, chat_tools, to_chat_messages
+from ._openai_responses import (
+    ResponsesStreamState,
+    classify_responses_error,
+    response_tools,
+    to_response_input,
+)
+from ._sdk import (
+    CLIENT_OPTIONS,
+    SDKModel,
+    Validator,
+    check_settings,
+    import_sdk,
+    integer,
+    number,
+    positive_int,
+    string,
+    strings,
+)
+
+__all__ = ["OpenAIModel"]
+
+_CHAT_SETTINGS: dict[str, Validator] = {
+    "max_tokens": positive_int,
+    "temperature": number,
+    "top_p": number,
+    "stop": strings,
+    "reasoning_effort": string,
+    "seed": integer,
+}
+_RESPONSES_SETTINGS: dict[str, Validator] = {
+    key: _CHAT_SETTINGS[key] for key in ("max_tokens", "temperature", "top_p", "reasoning_effort")
+}
+#: Placeholder key for compatible servers that need none (the SDK refuses to start without one).
+NO_KEY = "EMPTY"
+
+
+class OpenAIModel(SDKModel):
+    """An OpenAI (or OpenAI-compatible) model behind the provider-neutral protocol."""
+
+    provider = "openai"
+    key_var = "OPENAI_API_KEY"
+    base_url_var = "OPENAI_BASE_URL"
+    default_base_url = "https://api.openai.com/v1"
+    label = "OpenAI"
+    models_hint = ("list the models the server offers with `await openai.AsyncOpenAI(base_url=...)"
+                   ".models.list()`, e.g. 'gpt-5.4' on OpenAI or 'llama3.2' on Ollama")
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        api: Literal["chat", "responses"] = "chat",
+        context_window: int | None = None,
+        **settings: Any,
+    ) -> None:
+        self._sdk = import_sdk("openai", "openai")
+        if api not in ("chat", "responses"):
+            raise ConfigError(f"Model.openai(api=...) is 'chat' or 'responses', got {api!r}.")
+        self.api = api
+        options = {key: settings.pop(key) for key in CLIENT_OPTIONS if key in settings}
+        super().__init__(name, api_key=api_key, base_url=base_url,
+                         context_window=context_window, options=options)
+        self.settings = self._check(settings)
+        if not self.api_key:
+            if self.base_url == self.default_base_url:
+                raise ConfigError(
+                    f"No API key for OpenAI: set OPENAI_API_KEY in the environment, or pass "
+                    f"api_key=... to Model.openai({self.name!r}). For a local OpenAI-compatible "
+                    f"server pass base_url=... (e.g. http://localhost:11434/v1)."
+                )
+            self.api_key = NO_KEY
+
+    def _check(self, settings: Mapping[str, Any]) -> dict[str, Any]:
+        allowed = _CHAT_SETTINGS if self.api == "chat" else _RESPONSES_SETTINGS
+        where = f"Model.openai({self.name!r}, api={self.api!r})"
+        if self.api == "responses":
+            unsupported = sorted(set(settings) & (set(_CHAT_SETTINGS) - set(allowed)))
+            if unsupported:
+                raise ConfigError(f"{where}: the Responses API has no {', '.join(unsupported)}; "
+                                  f"use api='chat' for them.")
+        return check_settings(settings, allowed, where)
+
+    def _make_client(self) -> Any:
+        return self._sdk.AsyncOpenAI(api_key=self.api_key, base_url=self.base_url,
+                                     max_retries=0, timeout=self.timeout)
+
+    def _settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        return {**self.settings, **self._check(overrides)}
+
+    def _classify(self, exc: BaseException) -> ProviderError | None:
+        return classify_responses_error(exc, self._sdk, self.info)
+
+    def chat_kwargs(self, request: ModelRequest, settings: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``client.chat.completions.create``."""
+        kwargs: dict[str, Any] = {
+            "model": self.name,
+            "messages": to_chat_messages(request.system, request.messages),
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if request.tools:
+            kwargs["tools"] = chat_tools(request.tools)
+        for key, value in settings.items():
+            kwargs["max_completion_tokens" if key == "max_tokens" else key] = value
+        return kwargs
+
+    def responses_kwargs(self, request: ModelRequest, settings: dict[str, Any]) -> dict[str, Any]:
+        """The keyword arguments of ``client.responses.create``."""
+        kwargs: dict[str, Any] = {
+            "model": self.name,
+            "input": to_response_input(request.messages),
+            "stream": True,
+        }
+        if request.system:
+            kwargs["instructions"] = request.system
+        if request.tools:
+            kwargs["tools"] = response_tools(request.tools)
+        if "max_tokens" in settings:
+            kwargs["max_output_tokens"] = settings["max_tokens"]
+        for key in ("temperature", "top_p"):
+            if key in settings:
+                kwargs[key] = settings[key]
+        if "reasoning_effort" in settings:
+            kwargs["reasoning"] = {"effort": settings["reasoning_effort"]}
+        return kwargs
+
+    async def _attempt(
+        self, request: ModelRequest, settings: dict[str, Any]
+    ) -> AsyncIterator[StreamItem]:
+        client = self.client()
+        state: ChatStreamState | ResponsesStreamState
+        if self.api == "chat":
+            stream = await client.chat.completions.create(**self.chat_kwargs(request, settings))
+            state = ChatStreamState()
+        else:
+            stream = await client.responses.create(**self.responses_kwargs(request, settings))
+            state = ResponsesStreamState()
+        try:
+            async for event in stream:
+                for item in state.feed(event):
+                    yield item
+        finally:
+            await stream.close()
+        yield state.response(self.name)

@@ -1,0 +1,30 @@
+"""The notebook layer: the ``%loom`` magics and live run displays.
+
+Load it with ``%load_ext loom_nb``. This package is the only part of loom_nb that imports IPython
+(and ipywidgets); the kernel stays importable without them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register ``%loom`` / ``%%loom``.
+
+    RunResult and the other kernel objects already render through ``_repr_mimebundle_``
+    (plain text and static HTML), so no display formatter needs registering.
+    """
+    from .magics import LoomMagics
+
+    ipython.register_magics(LoomMagics(ipython))
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove ``%loom`` so that ``%reload_ext loom_nb`` registers a fresh one."""
+    magics = ipython.magics_manager.magics
+    for kind in ("line", "cell"):
+        magics[kind].pop("loom", None)
+    ipython.magics_manager.registry.pop("LoomMagics", None)

@@ -1,0 +1,165 @@
+"""The live display of a run in a cell: one display, updated as the run goes, then the final render.
+
+A run started from a cell gets one ``display(..., display_id=True)`` output. While the run goes,
+the bridge thread redraws it from the run's events (throttled: at most every ``interval`` seconds,
+and at once when a tool is called or answers). When the run ends, the same output is replaced by
+the RunResult's own mimebundle, whose ``text/plain`` is deterministic and whose metadata carries
+the run's provenance; a saved notebook therefore holds exactly one output per run, the final one.
+
+Live updates are ``update_display_data`` messages. Tools that only record the first
+``display_data`` of an output (nbval does) would see the placeholder instead of the final render,
+so live updates can be turned off: ``LOOM_LIVE=0`` (or ``--no-stream``) shows one final display
+and nothing before it. Without ``LOOM_LIVE``, updates are on in a Jupyter kernel and off in a
+terminal IPython, which would print every update.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import threading
+import time
+from typing import Any
+
+from IPython.display import DisplayHandle, display
+
+from ..events import RunEvent
+from ..render import events_html, events_text, header_html
+from ..result import RunResult
+
+__all__ = ["LiveDisplay", "live_updates_enabled"]
+
+#: Seconds between two redraws caused by streamed text.
+UPDATE_INTERVAL = 0.15
+
+_CARD = ("font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; font-size: 13px; "
+         "border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 12px; margin: 4px 0; "
+         "max-width: 900px")
+# Tool steps are drawn at once: they are what a reader watches for. run.finished is not drawn,
+# because the final render replaces the display right after it.
+_URGENT = frozenset({"tool.call", "tool.result"})
+
+MimeBundle = dict[str, str]
+
+
+def live_updates_enabled(shell: Any, requested: bool = True) -> bool:
+    """Whether a run in ``shell`` should redraw its display while it goes.
+
+    ``LOOM_LIVE=0`` turns updates off and ``LOOM_LIVE=1`` on; otherwise they are on in a Jupyter
+    kernel only (a kernel shell has a ``kernel``; a terminal shell would print each update).
+    """
+    if not requested:
+        return False
+    setting = os.environ.get("LOOM_LIVE", "").strip().lower()
+    if setting in {"0", "false", "no", "off"}:
+        return False
+    if setting in {"1", "true", "yes", "on"}:
+        return True
+    return getattr(shell, "kernel", None) is not None
+
+
+class LiveDisplay:
+    """One run's output in a cell.
+
+    :meth:`start` and :meth:`finish` are called from the cell's thread; :meth:`on_event` from the
+    loop thread that runs the agent (it is a subscriber of the run's event stream).
+    """
+
+    def __init__(self, prompt: str, *, agent: str, model: str, live: bool,
+                 interval: float = UPDATE_INTERVAL) -> None:
+        self.prompt = prompt
+        self.agent = agent
+        self.model = model
+        self.live = live
+        self.interval = interval
+        self.events: list[RunEvent] = []
+        self.updates = 0
+        self._live_text = ""
+        self._delta_call: str | None = None
+        self._handle: DisplayHandle | None = None
+        self._last_draw = 0.0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- cell thread -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Show the placeholder the live updates will redraw (nothing when updates are off)."""
+        if self.live:
+            data = self._live_bundle()
+            self._handle = display(data, raw=True, display_id=True)
+            self._last_draw = time.monotonic()
+
+    def finish(self, result: RunResult | None, note: str = "") -> None:
+        """Replace the live output with the final render (or show it, when updates were off)."""
+        with self._lock:
+            self._closed = True
+        if result is not None:
+            data, metadata = result._repr_mimebundle_()
+        else:
+            data, metadata = self._note_bundle(note), {}
+        if self._handle is not None:
+            self._handle.update(data, raw=True, metadata=metadata)
+        else:
+            display(data, raw=True, metadata=metadata)
+
+    # -- loop thread -------------------------------------------------------------------------------
+
+    def on_event(self, event: RunEvent) -> None:
+        """Record one event of the run and redraw when it is time to."""
+        if event.type == "model.delta":
+            self._add_delta(event.data)
+        else:
+            self.events.append(event)
+            if event.type in {"model.response", "tool.call"}:
+                # The stored event now holds what the deltas spelled out.
+                self._live_text, self._delta_call = "", None
+        if not self.live:
+            return
+        now = time.monotonic()
+        if event.type == "run.finished":
+            return
+        if event.type in _URGENT or now - self._last_draw >= self.interval:
+            self._redraw(now)
+
+    def _add_delta(self, data: dict[str, Any]) -> None:
+        if "text" in data:
+            self._live_text += str(data["text"])
+            return
+        # A tool call's arguments stream as JSON fragments: show the call taking shape.
+        call = str(data.get("tool_call_id"))
+        if call != self._delta_call:
+            self._delta_call = call
+            lead = "\n" if self._live_text else ""
+            self._live_text += f"{lead}→ {data.get('name') or 'tool'}("
+        self._live_text += str(data.get("args_delta", ""))
+
+    def _redraw(self, now: float) -> None:
+        with self._lock:
+            if self._closed or self._handle is None:
+                return
+            self._handle.update(self._live_bundle(), raw=True)
+            self._last_draw = now
+            self.updates += 1
+
+    # -- renderings --------------------------------------------------------------------------------
+
+    def _live_bundle(self) -> MimeBundle:
+        turn = max(1, sum(1 for e in self.events if e.type == "model.request"))
+        calls = sum(1 for e in self.events if e.type == "tool.call")
+        summary = (f"turn {turn} · {calls} tool call{'s' if calls != 1 else ''} · "
+                   f"{self.agent} · {self.model}")
+        body = events_text(self.events, self._live_text)
+        text = f"Run running · {summary}" + (f"\n{body}" if body else f"\n{self.prompt}")
+        prompt_html = ("" if self.events else
+                       f"<div style='color:#57606a'><b>Prompt</b>: {html.escape(self.prompt)}</div>")
+        markup = (f"<div class='loom-run loom-live' style=\"{_CARD}\">"
+                  f"{header_html('running', summary)}{prompt_html}"
+                  f"{events_html(self.events, self._live_text or '…')}</div>")
+        return {"text/plain": text, "text/html": markup}
+
+    def _note_bundle(self, note: str) -> MimeBundle:
+        markup = (f"<div class='loom-run' style=\"{_CARD}\">{header_html('cancelled', note)}"
+                  f"<div style='color:#57606a'><b>Prompt</b>: {html.escape(self.prompt)}</div></div>")
+        return {"text/plain": f"Run cancelled · {note}", "text/html": markup}
+

@@ -1,0 +1,365 @@
+"""The ``%loom`` / ``%%loom`` magics.
+
+A command line is parsed into a :class:`LoomCommand` first (no IPython involved, so the parser is
+testable on its own), then executed by :class:`LoomMagics` against the notebook's namespace.
+
+Options are read only at the start of the line; everything after them is the prompt, exactly as
+written. The prompt is therefore never split with shell rules, so apostrophes, quotes and JSON
+need no escaping (``%loom run -a agent What's {"a": 1}?``). A prompt that itself starts with ``-``
+goes after ``--``.
+"""
+
+from __future__ import annotations
+
+import keyword
+import os
+import re
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+
+from .. import _bridge
+from ..agent import Agent
+from ..errors import LoomError
+from ..models import Model
+from ..result import RunResult
+from ..session import Session, SessionConfig
+from .live import LiveDisplay, live_updates_enabled
+
+__all__ = ["CommandError", "LoomCommand", "LoomMagics", "RunCancelled", "USAGE", "interpolate", "parse_command"]
+
+USAGE = """\
+%loom run [options] PROMPT        run an agent on PROMPT; the cell shows the run live
+%%loom run [options]              the same, with the cell body as the prompt
+
+options:
+  -a, --agent NAME     the Agent in variable NAME (default: the one set with %loom agent,
+                       else Agent(Model.from_env()) when LOOM_MODEL is set)
+  -s, --session NAME   a Session variable, or a session id opened on the agent
+                       (default: the one set with %loom session, else one session per agent
+                       shared by all its %loom runs, so follow-up cells continue the conversation)
+  -o, --out NAME       bind the RunResult to variable NAME
+  --no-stream          no live updates, only the final result
+  --no-interpolate     keep {name} in the prompt as written
+  --                   end of options (for a prompt that starts with '-')
+
+{name} in the prompt is replaced by the value of variable `name` when it exists; other braces
+(JSON, for example) stay as written.
+
+%loom agent [NAME]                set (or show) the default agent
+%loom session [NAME]              set (or show) the default session
+%loom help                        this text"""
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_TOKEN = re.compile(r"\S+")
+_VALUE_OPTIONS = {"-a": "agent", "--agent": "agent", "-s": "session", "--session": "session",
+                  "-o": "out", "--out": "out"}
+_FLAG_OPTIONS = {"--no-stream": "stream", "--no-interpolate": "interpolate"}
+ACTIONS = ("run", "agent", "session", "help")
+
+
+class CommandError(ValueError):
+    """A ``%loom`` line that cannot be understood; the message says how to write it."""
+
+
+class RunCancelled(KeyboardInterrupt):
+    """A ``%loom run`` stopped by an interrupt; the cell already shows the cancelled run."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback through the magic machinery.
+        return [f"KeyboardInterrupt: {self}"]
+
+
+@dataclass(frozen=True)
+class LoomCommand:
+    """One parsed ``%loom`` command.
+
+    Attributes:
+        action: ``run``, ``agent``, ``session`` or ``help``.
+        agent: ``-a``: the variable that holds the agent.
+        session: ``-s``: a Session variable or a session id.
+        out: ``-o``: the variable to bind the RunResult to.
+        stream: False with ``--no-stream``.
+        interpolate: False with ``--no-interpolate``.
+        prompt: the prompt as written (line rest or cell body), before interpolation.
+        target: the NAME of ``%loom agent NAME`` / ``%loom session NAME``.
+    """
+
+    action: str
+    agent: str | None = None
+    session: str | None = None
+    out: str | None = None
+    stream: bool = True
+    interpolate: bool = True
+    prompt: str = ""
+    target: str | None = None
+
+
+def parse_command(line: str, cell: str | None = None) -> LoomCommand:
+    """Parse a ``%loom`` line (and the cell body of ``%%loom``) into a :class:`LoomCommand`."""
+    tokens = list(_TOKEN.finditer(line))
+    if not tokens or tokens[0].group() in {"help", "-h", "--help"}:
+        return LoomCommand(action="help")
+    action = tokens[0].group()
+    if action not in ACTIONS:
+        raise CommandError(
+            f"Unknown %loom command {action!r}. Write `%loom run PROMPT` to run an agent; the "
+            f"commands are {', '.join(ACTIONS)} (`%loom help` shows them all)."
+        )
+    if action in {"agent", "session"}:
+        return _parse_setter(action, [t.group() for t in tokens[1:]], cell)
+    return _parse_run(line, tokens[1:], cell)
+
+
+def _parse_setter(action: str, args: list[str], cell: str | None) -> LoomCommand:
+    if cell is not None and cell.strip():
+        raise CommandError(f"%%loom {action} takes no cell body; write `%loom {action} NAME`.")
+    if len(args) > 1:
+        raise CommandError(f"`%loom {action}` takes one name, e.g. `%loom {action} my_{action}`.")
+    target = args[0] if args else None
+    if action == "agent" and target is not None and not _is_identifier(target):
+        raise CommandError(f"`%loom agent` takes a variable name; {target!r} is not one.")
+    return LoomCommand(action=action, target=target)
+
+
+def _parse_run(line: str, tokens: list[re.Match[str]], cell: str | None) -> LoomCommand:
+    values: dict[str, Any] = {}
+    index = 0
+    while index < len(tokens) and tokens[index].group().startswith("-"):
+        option, _, inline = tokens[index].group().partition("=")
+        index += 1
+        if option == "--":
+            break
+        if option in _FLAG_OPTIONS and not inline:
+            values[_FLAG_OPTIONS[option]] = False
+        elif option in _VALUE_OPTIONS:
+            if not inline:
+                if index >= len(tokens):
+                    raise CommandError(f"Option {option} needs a name after it, e.g. `{option} NAME`.")
+                inline = tokens[index].group()
+                index += 1
+            values[_VALUE_OPTIONS[option]] = inline
+        else:
+            raise CommandError(
+                f"Unknown option {option!r} for %loom run; the options are -a/--agent, "
+                f"-s/--session, -o/--out, --no-stream and --no-interpolate. To start a prompt "
+                f"with '-', put '--' before it."
+            )
+    rest = line[tokens[index].start():].strip() if index < len(tokens) else ""
+    for key in ("agent", "out"):
+        if key in values and not _is_identifier(values[key]):
+            raise CommandError(f"--{key} takes a variable name; {values[key]!r} is not one.")
+    if cell is not None and rest and cell.strip():
+        raise CommandError(
+            "Give the prompt either on the %%loom line or in the cell body, not both; "
+            f"the line has {rest!r} after the options."
+        )
+    prompt = cell.strip() if cell is not None and cell.strip() else rest
+    return LoomCommand(action="run", prompt=prompt, **values)
+
+
+def _is_identifier(name: str) -> bool:
+    return bool(_IDENTIFIER.fullmatch(name)) and not keyword.iskeyword(name)
+
+
+def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
+    """Replace ``{name}`` by ``str(namespace[name])`` where ``name`` is a defined variable.
+
+    Anything else in braces (``{"a": 1}``, ``{undefined}``, ``{x + 1}``) stays exactly as written.
+    """
+    return _NAME_REF.sub(
+        lambda m: str(namespace[m.group(1)]) if m.group(1) in namespace else m.group(0), text
+    )
+
+
+@magics_class
+class LoomMagics(Magics):
+    """``%loom`` and ``%%loom``. State (defaults and notebook sessions) lives on this object."""
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell, **kwargs)
+        self.default_agent: str | None = None
+        self.default_session: str | None = None
+        # One notebook-default session per agent, so follow-up cells continue the conversation.
+        self._agent_sessions: weakref.WeakKeyDictionary[Agent, Session] = weakref.WeakKeyDictionary()
+        # Sessions opened by id are held here, so the same id keeps meaning the same object.
+        self._opened: dict[tuple[int, str], Session] = {}
+        self._env_agent: tuple[str, Agent] | None = None
+
+    @no_var_expand
+    @line_cell_magic
+    def loom(self, line: str, cell: str | None = None) -> None:
+        """Run agents from cells: ``%loom run -a agent PROMPT`` or ``%%loom run`` + a prompt body.
+
+        Without ``-s``, all ``%loom run`` cells of one agent share one notebook session, so a
+        follow-up cell remembers the conversation; ``-s NAME`` picks another session (a Session
+        variable, or a session id), and ``%loom session NAME`` changes the default. ``-o NAME``
+        binds the RunResult; ``--no-stream`` shows only the final result. ``{name}`` in the prompt
+        is replaced by a variable's value when the variable exists; other braces stay as written.
+
+        Commands: ``%loom run``, ``%loom agent NAME``, ``%loom session NAME``, ``%loom help``.
+        """
+        try:
+            command = parse_command(line, cell)
+            self.execute(command)
+        except (CommandError, LoomError) as exc:
+            # A short message instead of a traceback through IPython's magic machinery.
+            raise UsageError(str(exc)) from None
+        except KeyboardInterrupt:
+            # The cell shows the cancelled run already. Raising (not swallowing) makes the cell
+            # fail, so "Run all" stops here as it does for any interrupted cell.
+            raise RunCancelled(
+                "The run was cancelled. The session keeps everything up to the interruption; "
+                "run the cell again to start over."
+            ) from None
+
+    # -- commands ----------------------------------------------------------------------------------
+
+    def execute(self, command: LoomCommand) -> RunResult | None:
+        """Carry out a parsed command; ``run`` returns its RunResult."""
+        if command.action == "help":
+            print(USAGE)
+        elif command.action == "agent":
+            self._set_default_agent(command.target)
+        elif command.action == "session":
+            self._set_default_session(command.target)
+        else:
+            return self._run(command)
+        return None
+
+    def _set_default_agent(self, name: str | None) -> None:
+        if name is None:
+            current = self.default_agent or "none (use -a NAME, or set LOOM_MODEL)"
+            print(f"Default agent: {current}")
+            return
+        self._agent_variable(name)
+        self.default_agent = name
+        print(f"%loom run now uses the agent {name!r} when no -a is given.")
+
+    def _set_default_session(self, name: str | None) -> None:
+        if name is None:
+            current = self.default_session or "one notebook session per agent"
+            print(f"Default session: {current}")
+            return
+        self._session_variable(name)  # a variable that is not a Session is refused now
+        self.default_session = name
+        print(f"%loom run now uses the session {name!r} when no -s is given.")
+
+    def _run(self, command: LoomCommand) -> RunResult | None:
+        namespace = self.shell.user_ns
+        prompt = interpolate(command.prompt, namespace) if command.interpolate else command.prompt
+        if not prompt.strip():
+            raise CommandError(
+                "The prompt is empty: write it after the options (`%loom run -a agent Hello`) "
+                "or in the cell body under `%%loom run`."
+            )
+        session = self._session_for(command)
+        live = live_updates_enabled(self.shell, command.stream)
+        display = LiveDisplay(prompt, agent=session.agent.name,
+                              model=session.agent.model.identifier, live=live)
+        result = run_in_cell(session, prompt, display)
+        if command.out is not None and result is not None:
+            namespace[command.out] = result
+        return result
+
+    # -- agents and sessions -----------------------------------------------------------------------
+
+    def _session_for(self, command: LoomCommand) -> Session:
+        spec = command.session or self.default_session
+        explicit = self._agent_variable(command.agent) if command.agent else None
+        bound = self._session_variable(spec) if spec else None
+        if bound is not None:
+            if explicit is not None and bound.agent is not explicit:
+                raise CommandError(
+                    f"The session {spec!r} belongs to the agent {bound.agent.name!r}, not to "
+                    f"{command.agent!r}; drop -a to use the session's agent, or pick another "
+                    f"session with -s."
+                )
+            return bound
+        agent = explicit or self._default_agent()
+        if spec is None:
+            session = self._agent_sessions.get(agent)
+            if session is None or session.closed:
+                session = self._agent_sessions[agent] = agent.session()
+            return session
+        key = (id(agent), spec)
+        session = self._opened.get(key)
+        if session is None or session.closed or session.agent is not agent:
+            session = self._opened[key] = agent.session(SessionConfig(id=spec))
+        return session
+
+    def _agent_variable(self, name: str) -> Agent:
+        namespace = self.shell.user_ns
+        if name not in namespace:
+            agents = sorted(k for k, v in namespace.items()
+                            if isinstance(v, Agent) and not k.startswith("_"))
+            hint = (f" Agents defined here: {', '.join(agents)}." if agents else
+                    " Define one first, e.g. `agent = Agent(Model.from_env())`.")
+            raise CommandError(f"There is no variable named {name!r} in the notebook.{hint}")
+        value = namespace[name]
+        if not isinstance(value, Agent):
+            raise CommandError(
+                f"{name!r} is a {type(value).__name__}, not an Agent; pass the variable that "
+                f"holds your Agent, e.g. `%loom run -a agent ...`."
+            )
+        return value
+
+    def _session_variable(self, name: str) -> Session | None:
+        """The Session in variable ``name``; None when ``name`` is not a variable (a session id)."""
+        if name not in self.shell.user_ns:
+            return None
+        value = self.shell.user_ns[name]
+        if not isinstance(value, Session):
+            raise CommandError(
+                f"-s {name}: the variable {name!r} is a {type(value).__name__}, not a Session. "
+                f"Pass a Session (`{name} = agent.session()`), or a session id that is not the "
+                f"name of a variable."
+            )
+        return value
+
+    def _default_agent(self) -> Agent:
+        if self.default_agent is not None:
+            return self._agent_variable(self.default_agent)
+        spec = os.environ.get("LOOM_MODEL", "").strip()
+        if not spec:
+            raise CommandError(
+                "No agent to run. Give one in any of three ways: `-a NAME` with a variable that "
+                "holds an Agent; `%loom agent NAME` to make it the default; or set LOOM_MODEL "
+                "(e.g. LOOM_MODEL=anthropic:claude-sonnet-5, with its API key) for an agent "
+                "built from that model."
+            )
+        if self._env_agent is None or self._env_agent[0] != spec:
+            # Kept, so that runs without -a share one agent and therefore one session.
+            self._env_agent = (spec, Agent(Model.from_env(), name="loom"))
+        return self._env_agent[1]
+
+
+def run_in_cell(session: Session, prompt: str, display: LiveDisplay) -> RunResult | None:
+    """Run ``prompt`` in ``session`` on the background loop, drawing it in the current cell.
+
+    An interrupt (the notebook's stop button) cancels the run; the cell then shows the cancelled
+    run, and ``KeyboardInterrupt`` propagates (see :meth:`LoomMagics.loom`).
+    """
+    stream = session.stream(prompt)
+
+    async def consume() -> RunResult | None:
+        async for event in stream:
+            display.on_event(event)
+        return stream.result
+
+    display.start()
+    try:
+        result = _bridge.run_sync(consume())
+    except KeyboardInterrupt:
+        display.finish(stream.result, note="interrupted before the run started")
+        raise
+    except BaseException:
+        display.finish(stream.result, note="stopped by an error")
+        raise
+    display.finish(result, note="the run ended without a result")
+    return result

@@ -65,7 +65,10 @@ class Agent:
         if not isinstance(self.runtime, Runtime):
             raise ConfigError("Agent(runtime=...) takes a Runtime, e.g. Runtime.sdk(max_turns=20).")
         self.name = name
-        self.tools: dict[str, Tool] = _collect_tools(self.capabilities, tools)
+        self._static: list[tuple[Tool, str]] = _tool_entries(self.capabilities, tools)
+        #: The tools by name. Tools from a capability's source (an MCP server) join on first run.
+        self.tools: dict[str, Tool] = _by_name(self._static)
+        self._resolved = not any(c.source for c in self.capabilities)
         self.system_prompt = render_system(instructions, [c.instructions for c in self.capabilities])
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.definition for t in self.tools.values())
         self._sessions: weakref.WeakValueDictionary[tuple[int, str], Session] = weakref.WeakValueDictionary()
@@ -73,6 +76,36 @@ class Agent:
     def __repr__(self) -> str:
         return (f"Agent(name={self.name!r}, model={self.model.identifier!r}, "
                 f"tools={list(self.tools)})")
+
+    async def resolve_tools(self) -> dict[str, Tool]:
+        """All tools, after asking each capability's source (once) for its tools."""
+        if not self._resolved:
+            entries = list(self._static)
+            for cap in self.capabilities:
+                if cap.source is not None:
+                    entries += [(t, cap.name) for t in await cap.source.list_tools()]
+            self.tools = _by_name(entries)
+            self.tool_definitions = tuple(t.definition for t in self.tools.values())
+            self._resolved = True
+        return self.tools
+
+    async def aclose(self) -> None:
+        """Close what the capabilities opened (MCP servers); the agent can be used again after."""
+        for cap in self.capabilities:
+            if cap.source is not None:
+                await cap.source.aclose()
+        self._resolved = not any(c.source for c in self.capabilities)
+        self.tools = _by_name(self._static)
+
+    def close(self) -> None:
+        """:meth:`aclose` from sync code."""
+        _bridge.run_sync(self.aclose())
+
+    async def __aenter__(self) -> Agent:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     # -- one-off runs ------------------------------------------------------------------------------
 
@@ -124,12 +157,17 @@ class Agent:
         self._sessions.pop((id(session.store), session.id), None)
 
 
-def _collect_tools(capabilities: tuple[Capability, ...],
-                   tools: Iterable[Tool | Callable[..., Any]]) -> dict[str, Tool]:
-    collected: dict[str, Tool] = {}
-    sources: dict[str, str] = {}
+def _tool_entries(capabilities: tuple[Capability, ...],
+                  tools: Iterable[Tool | Callable[..., Any]]) -> list[tuple[Tool, str]]:
     entries = [(t, cap.name) for cap in capabilities for t in cap.toolset]
     entries += [(as_tool(t), "tools=") for t in tools]
+    _by_name(entries)  # fail now on duplicate names, not at the first run
+    return entries
+
+
+def _by_name(entries: list[tuple[Tool, str]]) -> dict[str, Tool]:
+    collected: dict[str, Tool] = {}
+    sources: dict[str, str] = {}
     for item, source in entries:
         if item.name in collected:
             raise ConfigError(

@@ -7,16 +7,30 @@ web, shell, MCP, skills) arrive with the capabilities issue; until then their fa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, TypeAlias
+from typing import Any, Literal, NoReturn, Protocol, TypeAlias, runtime_checkable
 
 from .errors import NotSupportedError
 from .tools import Tool, as_tool
 
-__all__ = ["Capability", "CapabilityKind"]
+__all__ = ["Capability", "CapabilityKind", "ToolSource"]
 
 CapabilityKind: TypeAlias = Literal["tools", "files", "web", "shell", "mcp", "skills"]
+
+
+@runtime_checkable
+class ToolSource(Protocol):
+    """Tools known only at run time (e.g. an MCP server's), and a resource to close.
+
+    ``list_tools`` is awaited once, before the agent's first run; ``aclose`` when the agent
+    closes. Implementations must work from any event loop (keep loop-bound connections on
+    loom_nb's background loop, see ``loom_nb._bridge``).
+    """
+
+    async def list_tools(self) -> Sequence[Tool]: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -28,12 +42,14 @@ class Capability:
         toolset: the tools of this capability (``Capability.tools(...)`` is the factory).
         instructions: text added to the system partition when the capability is present.
         kind: which family the capability belongs to.
+        source: where tools known only at run time come from (an MCP server), if anywhere.
     """
 
     name: str
     toolset: tuple[Tool, ...] = ()
     instructions: str = ""
     kind: CapabilityKind = "tools"
+    source: ToolSource | None = None
 
     @staticmethod
     def tools(*functions: Tool | Callable[..., Any], name: str = "tools",

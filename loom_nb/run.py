@@ -165,6 +165,7 @@ class RunLoop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         working = render_working(self.task, self.context)
         system = self.agent.system_prompt
+        await self.agent.resolve_tools()
         tools = self.agent.tool_definitions
         while True:
             limit = self._limit_reached(started)
@@ -241,6 +242,7 @@ class RunLoop:
         return [results[c.id] for c in message.tool_calls]
 
     async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> None:
+        await self.agent.resolve_tools()
         message = message_from_dict(state["message"])
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
         for pending in state["pending"]:

@@ -184,3 +184,44 @@ def test_unbuilt_capabilities_say_so(factory: str) -> None:
     args = ("x",) if factory in ("mcp", "skills") else ()
     with pytest.raises(NotSupportedError, match="not available in this version"):
         getattr(Capability, factory)(*args)
+
+
+class _CountingSource:
+    """A tool source like an MCP server: tools known after connecting, a connection to close."""
+
+    def __init__(self, *tools: Tool) -> None:
+        self._tools = tools
+        self.listed = 0
+        self.closed = 0
+
+    async def list_tools(self) -> list[Tool]:
+        self.listed += 1
+        return list(self._tools)
+
+    async def aclose(self) -> None:
+        self.closed += 1
+
+
+def test_tool_sources_join_on_first_run_and_close_with_the_agent() -> None:
+    def remote_add(a: int, b: int) -> int:
+        """Add on the server."""
+        return a + b
+
+    source = _CountingSource(tool(remote_add))
+    cap = Capability(name="server", source=source)
+    model = Model.scripted([{"tool": "remote_add", "args": {"a": 1, "b": 2}}, "3", "again"])
+    agent = Agent(model, capabilities=[cap])
+    assert "remote_add" not in agent.tools  # not connected yet
+    assert agent.run_sync("1+2").tool_calls[0].content == "3"
+    assert [t.name for t in model.requests[0].tools] == ["remote_add"]
+    agent.run_sync("again")
+    assert source.listed == 1
+    agent.close()
+    assert source.closed == 1 and "remote_add" not in agent.tools
+
+
+def test_tool_source_name_clash_fails_the_run_clearly() -> None:
+    source = _CountingSource(forecast)
+    agent = Agent(Model.scripted(["x"]), tools=[forecast], capabilities=[Capability(name="srv", source=source)])
+    result = agent.run_sync("x")
+    assert result.status == "failed" and "Two tools are named 'forecast'" in (result.error or "")

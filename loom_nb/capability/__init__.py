@@ -1,8 +1,7 @@
 """Capability: a named bundle of tools (and the instructions that go with them).
 
-``Capability.tools(...)`` bundles plain functions or ``@tool``s. The built-in capabilities (files,
-web, shell, MCP, skills) arrive with the capabilities issue; until then their factories raise
-:class:`~loom_nb.errors.NotSupportedError` rather than pretend.
+``Capability.tools(...)`` bundles plain functions or ``@tool``s. The built-in capabilities live in
+one module each (files, web, shell, mcp, skills), imported only when their factory is called.
 """
 
 from __future__ import annotations
@@ -11,10 +10,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NoReturn, Protocol, TypeAlias, runtime_checkable
 
-from .errors import NotSupportedError
-from .tools import Tool, as_tool
+from ..errors import NotSupportedError
+from ..tools import Tool, as_tool
 
-__all__ = ["Capability", "CapabilityKind", "ToolSource"]
+__all__ = ["Capability", "CapabilityKind", "ToolSource", "not_yet"]
 
 CapabilityKind: TypeAlias = Literal["tools", "files", "web", "shell", "mcp", "skills"]
 
@@ -60,27 +59,42 @@ class Capability:
 
     @staticmethod
     def files(root: str = ".", *, read_only: bool = True, **options: Any) -> Capability:
-        _not_yet("Capability.files")
+        """List, read, glob and search files under ``root``; write and edit when not read-only."""
+        from .files import files_capability
+
+        return files_capability(root, read_only=read_only, **options)
 
     @staticmethod
     def web(**options: Any) -> Capability:
-        _not_yet("Capability.web")
+        """Fetch http(s) URLs, with size and time limits; private addresses refused."""
+        from .web import web_capability
+
+        return web_capability(**options)
 
     @staticmethod
     def shell(cwd: str = ".", *, require_approval: bool = True, **options: Any) -> Capability:
-        _not_yet("Capability.shell")
+        """Run shell commands in ``cwd`` with a timeout; each call needs approval by default."""
+        from .shell import shell_capability
+
+        return shell_capability(cwd, require_approval=require_approval, **options)
 
     @staticmethod
     def mcp(name: str, *, command: list[str] | None = None, url: str | None = None,
             **options: Any) -> Capability:
-        _not_yet("Capability.mcp")
+        """The tools of an MCP server (stdio ``command`` or streamable HTTP ``url``)."""
+        from .mcp import mcp_capability
+
+        return mcp_capability(name, command=command, url=url, **options)
 
     @staticmethod
     def skills(path: str, **options: Any) -> Capability:
-        _not_yet("Capability.skills")
+        """Skill folders with ``SKILL.md``; the index is in context, full text on request."""
+        from .skills import skills_capability
+
+        return skills_capability(path, **options)
 
 
-def _not_yet(what: str) -> NoReturn:
+def not_yet(what: str) -> NoReturn:
     raise NotSupportedError(
         f"{what} is not available in this version of loom_nb yet. Until it lands, write the "
         f"operations you need as plain functions and pass them with Capability.tools(...) or "

@@ -69,7 +69,11 @@ class Agent:
         #: The tools by name. Tools from a capability's source (an MCP server) join on first run.
         self.tools: dict[str, Tool] = _by_name(self._static)
         self._resolved = not any(c.source for c in self.capabilities)
-        self.system_prompt = render_system(instructions, [c.instructions for c in self.capabilities])
+        # Skill capabilities' instructions (the skill index) form their own partition.
+        self.system_prompt = render_system(
+            instructions, [c.instructions for c in self.capabilities if c.kind != "skills"])
+        self.skill_prompt = render_system(
+            "", [c.instructions for c in self.capabilities if c.kind == "skills"])
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.definition for t in self.tools.values())
         self._sessions: weakref.WeakValueDictionary[tuple[int, str], Session] = weakref.WeakValueDictionary()
 
@@ -170,9 +174,10 @@ def _by_name(entries: list[tuple[Tool, str]]) -> dict[str, Tool]:
     sources: dict[str, str] = {}
     for item, source in entries:
         if item.name in collected:
+            where = (f"both from {source}" if sources[item.name] == source
+                     else f"from {sources[item.name]} and {source}")
             raise ConfigError(
-                f"Two tools are named {item.name!r} (from {sources[item.name]} and {source}); "
-                f"rename one with @tool(name=...)."
+                f"Two tools are named {item.name!r} ({where}); rename one with @tool(name=...)."
             )
         collected[item.name] = item
         sources[item.name] = source

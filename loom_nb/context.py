@@ -1,52 +1,66 @@
-"""What the model sees: the request is built from partitions.
+"""ContextProtocol: what the model sees, partition by partition, within a token budget.
+
+Partitions, in the order they are rendered:
 
 * ``system``: the agent's instructions and its capabilities' instructions;
-* ``working``: this run's task inputs, criteria and RunContext inputs (run-scoped, never stored
-  in history);
+* ``skill``: the skill index of skill capabilities;
+* ``memory``: carried-over summaries (from compaction and renewal);
+* ``working``: this run's goal when it is no longer in history, task inputs and criteria, and
+  RunContext inputs (run-scoped, never stored in history);
 * ``history``: the session's messages, then this run's.
 
-Each request carries a snapshot of the partitions with their token counts, which the
-``model.request`` event records for displays and DataFrames. Token counts are estimates (about
-four characters a token) until a provider reports the real input count in ``model.response``.
+The budget is the model's context window (given, known, or a default) minus the output reserve.
+Before each model request the protocol checks the budget: past ``compact_at`` it compacts
+(shrinks old tool results, then summarizes older turns into memory, keeping recent turns whole);
+when that is not enough it renews (a handoff note replaces memory and history, under the
+:class:`~loom_nb.continuity.ContinuityPolicy`). Each request carries a snapshot of the partitions
+with their token counts, recorded in its ``model.request`` event.
+
+Token counts are estimates (about four characters a token) scaled by a factor that each
+provider-reported input count calibrates.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from .continuity import ContinuityPolicy
+from .errors import ConfigError
 from .messages import Message, TextPart, ToolCall, ToolResult
-from .models import ModelRequest, ToolDefinition
-from .models.scripted import estimate_tokens
+from .models import Model, ModelRequest, ToolDefinition
+from .models.windows import DEFAULT_WINDOW, WindowSource, known_window
 from .task import RunContext, RuntimeTask
 
-__all__ = ["build_request", "message_tokens", "render_system", "render_working"]
+if TYPE_CHECKING:
+    from .models.scripted import estimate_tokens as _estimate  # noqa: F401
+
+__all__ = [
+    "PARTITIONS",
+    "Budget",
+    "ContextProtocol",
+    "ContextSnapshot",
+    "PartitionName",
+    "Summarizer",
+    "estimate_tokens",
+    "message_tokens",
+    "render_system",
+    "render_working",
+]
+
+PartitionName: TypeAlias = Literal["system", "skill", "memory", "working", "history"]
+PARTITIONS: tuple[PartitionName, ...] = ("system", "skill", "memory", "working", "history")
+#: A summarizer: a Model, or a function from messages (and instructions) to summary text.
+Summarizer: TypeAlias = "Model | Callable[[Sequence[Message], str], str] | Literal['extractive']"
+TRUNCATION_MARK = "[... {n} characters cut here by loom_nb to fit the context budget ...]"
 
 
-def render_system(instructions: str, capability_instructions: Sequence[str]) -> str:
-    blocks = [instructions.strip(), *(text.strip() for text in capability_instructions)]
-    return "\n\n".join(b for b in blocks if b)
-
-
-def render_working(task: RuntimeTask, context: RunContext) -> str:
-    """The run-scoped working partition as text (empty when there is nothing to show)."""
-    sections = []
-    if task.inputs:
-        sections.append("Task inputs:\n" + _render_mapping(task.inputs))
-    if task.criteria:
-        sections.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in task.criteria))
-    if context.inputs:
-        sections.append("Run inputs:\n" + _render_mapping(context.inputs))
-    return "\n\n".join(sections)
-
-
-def _render_mapping(values: dict[str, Any]) -> str:
-    lines = []
-    for key, value in values.items():
-        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-        lines.append(f"- {key}: {text}")
-    return "\n".join(lines)
+def estimate_tokens(text: str) -> int:
+    """A deterministic token estimate (about four characters a token), before calibration."""
+    return math.ceil(len(text) / 4)
 
 
 def message_tokens(message: Message) -> int:
@@ -62,25 +76,144 @@ def message_tokens(message: Message) -> int:
     return total + 4  # role and framing
 
 
-def build_request(
-    *,
-    system: str,
-    working: str,
-    history: Sequence[Message],
-    history_tokens: int,
-    tools: Sequence[ToolDefinition],
-) -> tuple[ModelRequest, dict[str, Any]]:
-    """The request for one model call, and the partition snapshot that describes it."""
-    prompt = system if not working else f"{system}\n\n{working}" if system else working
-    request = ModelRequest(system=prompt, messages=tuple(history), tools=tuple(tools))
-    tool_tokens = sum(
-        estimate_tokens(t.name + t.description + json.dumps(t.parameters)) for t in tools
-    )
-    partitions = {
-        "system": estimate_tokens(system) + tool_tokens,
-        "working": estimate_tokens(working),
-        "history": history_tokens,
-    }
-    snapshot = {"partitions": partitions, "total_tokens": sum(partitions.values()),
-                "messages": len(history)}
-    return request, snapshot
+@dataclass(frozen=True, kw_only=True)
+class Budget:
+    """How many tokens a request may use."""
+
+    window: int
+    output_reserve: int
+    source: WindowSource
+
+    @property
+    def available(self) -> int:
+        return max(self.window - self.output_reserve, 1)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ContextSnapshot:
+    """The partitions of one request: their tokens (calibrated) and, on demand, their content."""
+
+    tokens: dict[PartitionName, int]
+    budget: Budget
+    messages: int
+    content: dict[PartitionName, str] = field(default_factory=dict, repr=False)
+
+    @property
+    def total(self) -> int:
+        return sum(self.tokens.values())
+
+    @property
+    def used(self) -> float:
+        """The share of the budget in use (1.0 = full)."""
+        return self.total / self.budget.available
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partitions": dict(self.tokens), "total_tokens": self.total,
+                "budget": self.budget.available, "window": self.budget.window,
+                "output_reserve": self.budget.output_reserve, "window_source": self.budget.source,
+                "used": round(self.used, 4), "messages": self.messages}
+
+
+def render_system(instructions: str, capability_instructions: Sequence[str]) -> str:
+    blocks = [instructions.strip(), *(text.strip() for text in capability_instructions)]
+    return "\n\n".join(b for b in blocks if b)
+
+
+def render_working(task: RuntimeTask, context: RunContext, *, goal_in_history: bool = True) -> str:
+    """The run-scoped working partition as text (empty when there is nothing to show)."""
+    sections = []
+    if not goal_in_history:
+        sections.append(f"Current goal (from the user, earlier in this run): {task.goal}")
+    if task.inputs:
+        sections.append("Task inputs:\n" + _render_mapping(task.inputs))
+    if task.criteria:
+        sections.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in task.criteria))
+    if context.inputs:
+        sections.append("Run inputs:\n" + _render_mapping(context.inputs))
+    return "\n\n".join(sections)
+
+
+def render_memory(memory: Sequence[str]) -> str:
+    if not memory:
+        return ""
+    return "Memory of earlier work in this session:\n\n" + "\n\n".join(memory)
+
+
+def _render_mapping(values: dict[str, Any]) -> str:
+    lines = []
+    for key, value in values.items():
+        text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        lines.append(f"- {key}: {text}")
+    return "\n".join(lines)
+
+
+@dataclass(eq=False, kw_only=True)
+class ContextProtocol:
+    """Partitions, budget, compaction and renewal (see the module docstring).
+
+    Args:
+        window: the context window in tokens; default: the model's ``context_window``, else a
+            known window for the model, else ``DEFAULT_WINDOW``.
+        output_reserve: tokens kept free for the answer.
+        compact_at: compact when a request would use more than this share of the budget.
+        compact_to: a compaction aims below this share.
+        shrink_over: old tool results above this many tokens are shrunk first.
+        max_item: no single message part may use more than this share of the budget; a larger
+            one is cut with a visible marker when it enters the history.
+        summarizer: who writes summaries and handoff notes: a Model, a function
+            ``(messages, instructions) -> str``, or ``"extractive"`` (no model call). Default: the
+            agent's model, or ``"extractive"`` for a scripted model, which cannot know when a
+            summary will be asked of it.
+    """
+
+    window: int | None = None
+    output_reserve: int = 8_192
+    compact_at: float = 0.8
+    compact_to: float = 0.5
+    shrink_over: int = 500
+    max_item: float = 0.5
+    summarizer: Any = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.compact_to < self.compact_at <= 1:
+            raise ConfigError("ContextProtocol needs 0 < compact_to < compact_at <= 1, e.g. 0.5 and 0.8.")
+        if not 0 < self.max_item <= 1:
+            raise ConfigError("ContextProtocol(max_item=...) is a share of the budget in (0, 1].")
+
+    def budget(self, model: Model) -> Budget:
+        if self.window is not None:
+            window, source = self.window, "given"
+        elif model.context_window is not None:
+            window, source = model.context_window, "given"
+        else:
+            known = known_window(model.provider, model.name)
+            window, source = (known, "known") if known else (DEFAULT_WINDOW, "default")
+        reserve = min(self.output_reserve, window // 2)
+        return Budget(window=window, output_reserve=reserve, source=source)  # type: ignore[arg-type]
+
+    def snapshot(self, *, model: Model, factor: float, partitions: dict[PartitionName, str],
+                 history_tokens: int, messages: int, tools: Sequence[ToolDefinition]) -> ContextSnapshot:
+        tool_tokens = sum(estimate_tokens(t.name + t.description + json.dumps(t.parameters)) for t in tools)
+        raw = {name: estimate_tokens(text) for name, text in partitions.items()}
+        raw["system"] = raw.get("system", 0) + tool_tokens
+        raw["history"] = history_tokens
+        tokens = {name: math.ceil(raw.get(name, 0) * factor) for name in PARTITIONS}
+        return ContextSnapshot(tokens=tokens, budget=self.budget(model), messages=messages,
+                               content=partitions)
+
+    def fit(self, text: str, model: Model, factor: float) -> str:
+        """``text`` unchanged, or cut in the middle with a marker if it alone exceeds ``max_item``."""
+        limit_tokens = int(self.budget(model).available * self.max_item)
+        if estimate_tokens(text) * factor <= limit_tokens:
+            return text
+        keep = max(int(limit_tokens / factor * 4) - 120, 200)
+        head, tail = text[: keep * 3 // 4], text[-(keep // 4):]
+        return head + "\n" + TRUNCATION_MARK.format(n=len(text) - len(head) - len(tail)) + "\n" + tail
+
+
+def build_request(*, partitions: dict[PartitionName, str], history: Sequence[Message],
+                  tools: Sequence[ToolDefinition]) -> ModelRequest:
+    """The request: the non-history partitions as the system prompt, then the messages."""
+    system = "\n\n".join(partitions[name] for name in ("system", "skill", "memory", "working")
+                         if partitions.get(name))
+    return ModelRequest(system=system, messages=tuple(history), tools=tuple(tools))

@@ -20,7 +20,8 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .context import build_request, render_working
+from ._compaction import Summary, compact, renew, summarize
+from .context import ContextSnapshot, PartitionName, build_request, render_memory, render_working
 from .errors import ConfigError, LoomError, ModelError
 from .events import EventType, RunEvent, utcnow
 from .governance import ToolRequest
@@ -70,6 +71,8 @@ class RunLoop:
         self.result: RunResult | None = None
         self._traceback: str | None = None
         self._pause: dict[str, Any] | None = None
+        self._shown: dict[str, str] = {}  # partition contents already recorded in an event
+        self._elapsed = 0.0
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id)
@@ -110,7 +113,7 @@ class RunLoop:
             "agent": self.agent.name, "model": self.agent.model.identifier,
             "limits": _limits_dict(self.limits),
         })
-        self._commit(Message.user(self.task.goal))
+        self._commit(Message.user(self._fit(self.task.goal)))
         return await self._drive(self._turns)
 
     async def resume(self, decisions: Decisions) -> RunResult:
@@ -149,8 +152,11 @@ class RunLoop:
             elif stop != "completed":
                 limit = stop
                 status, error = "limit", self._limit_message(stop)
-        except asyncio.CancelledError:
-            self._finish("cancelled", "The run was cancelled.", "CancelledError", None)
+        except (asyncio.CancelledError, KeyboardInterrupt) as exc:
+            # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
+            # it, so the session and its stored events stay consistent, then let it propagate.
+            self.emit("run.interrupted", {"reason": "cancelled", "by": type(exc).__name__})
+            self._finish("cancelled", "The run was cancelled.", type(exc).__name__, None)
             raise
         except LoomError as exc:
             status, error, error_type = "failed", str(exc), type(exc).__name__
@@ -163,20 +169,24 @@ class RunLoop:
 
     async def _turns(self, started: float) -> Stop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
-        working = render_working(self.task, self.context)
-        system = self.agent.system_prompt
         await self.agent.resolve_tools()
-        tools = self.agent.tool_definitions
         while True:
             limit = self._limit_reached(started)
             if limit is not None:
                 return limit
-            request, snapshot = build_request(
-                system=system, working=working, history=self.session.history,
-                history_tokens=self.session.history_tokens, tools=tools)
+            snapshot = await self._make_room()
+            tools = self.agent.tool_definitions
+            request = build_request(partitions=snapshot.content, history=self.session.history,
+                                    tools=tools)
+            changed = {k: v for k, v in snapshot.content.items() if self._shown.get(k) != v}
+            self._shown.update(changed)
             self.emit("model.request", {"turn": self.turns + 1, "model": self.agent.model.identifier,
-                                        "tools": [t.name for t in tools], "context": snapshot})
-            message = (await self._model_turn(request)).message
+                                        "tools": [t.name for t in tools], "context": snapshot.to_dict(),
+                                        "content": changed})
+            factor = self.session.context.factor
+            response = await self._model_turn(request)
+            self.session.context.calibrate(response.usage.input_tokens, round(snapshot.total / factor))
+            message = response.message
             if message.text:
                 self.output = message.text
             if not message.tool_calls:
@@ -186,6 +196,54 @@ class RunLoop:
             if results is None:
                 return "needs_approval"
             self._commit(message, Message(role="tool", parts=tuple(results)))
+
+    # -- context -----------------------------------------------------------------------------------
+
+    def _snapshot(self) -> ContextSnapshot:
+        state = self.session.context
+        partitions: dict[PartitionName, str] = {
+            "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
+            "memory": render_memory(state.memory), "working": render_working(self.task, self.context)}
+        return self.agent.runtime.context.snapshot(
+            model=self.agent.model, factor=state.factor, partitions=partitions,
+            history_tokens=state.history_tokens, messages=len(state.history),
+            tools=self.agent.tool_definitions)
+
+    async def _make_room(self) -> ContextSnapshot:
+        """The snapshot for the next request, after compaction or renewal if the budget is pressed."""
+        protocol, continuity = self.agent.runtime.context, self.agent.runtime.continuity
+        snapshot = self._snapshot()
+        budget = snapshot.budget.available
+        if snapshot.total <= protocol.compact_at * budget:
+            return snapshot
+        measure = lambda: self._snapshot().total  # noqa: E731
+        common = {"measure": measure, "summarize_fn": self._summarize, "goal": self.task.goal,
+                  "checkpoint": self.session.checkpoint}
+        data = await compact(self.session.context, protocol, continuity, budget=budget, **common)
+        self.emit("context.compacted", {**data, "budget": budget})
+        if measure() > protocol.compact_at * budget:
+            data = await renew(self.session.context, continuity,
+                               open_tasks=self.session.open_tasks(), **common)
+            self.emit("context.renewed", {**data, "budget": budget})
+        snapshot = self._snapshot()
+        if snapshot.total > budget:
+            fixed = snapshot.total - snapshot.tokens["history"]
+            raise ConfigError(
+                f"The context does not fit the model's budget of {budget} tokens even after "
+                f"renewal: instructions, tools, skills and working context use {fixed} tokens and "
+                f"the recent history {snapshot.tokens['history']}. Shorten the instructions or "
+                f"inputs, lower ContextProtocol(max_item=...), or use a model with a larger "
+                f"context_window.")
+        return snapshot
+
+    async def _summarize(self, messages: Any, instructions: str) -> Summary:
+        summary = await summarize(self.agent.runtime.context.summarizer, self.agent.model,
+                                  messages, instructions)
+        self.usage = self.usage + summary.usage
+        return summary
+
+    def _fit(self, text: str) -> str:
+        return self.agent.runtime.context.fit(text, self.agent.model, self.session.context.factor)
 
     async def _model_turn(self, request: ModelRequest) -> ModelResponse:
         response: ModelResponse | None = None
@@ -274,15 +332,17 @@ class RunLoop:
 
     async def _run_tool(self, call: ToolCall) -> ToolResult:
         outcome = await self.agent.tools[call.name].invoke(call.args)
-        data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": outcome.content,
+        content = self._fit(outcome.content)
+        data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": content,
                                 "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
+        if content is not outcome.content:
+            data["truncated_from"] = len(outcome.content)
         if outcome.is_error:
             data["error_type"] = outcome.error_type
             if outcome.traceback:
                 data["traceback"] = outcome.traceback
         self.emit("tool.result", data)
-        return ToolResult(call_id=call.id, name=call.name, content=outcome.content,
-                          is_error=outcome.is_error)
+        return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error)
 
     def _refuse(self, call: ToolCall, error_type: str, message: str) -> ToolResult:
         self.emit("tool.result", {"call_id": call.id, "name": call.name, "content": message,
@@ -292,6 +352,7 @@ class RunLoop:
     # -- limits and the end ------------------------------------------------------------------------
 
     def _limit_reached(self, started: float) -> LimitName | None:
+        self._elapsed = time.monotonic() - started
         limits = self.limits
         if limits.max_turns is not None and self.turns >= limits.max_turns:
             return "max_turns"
@@ -304,7 +365,7 @@ class RunLoop:
     def _limit_message(self, limit: LimitName) -> str:
         used = {"max_turns": f"{self.turns} model turns",
                 "max_tokens": f"{self.usage.total_tokens} tokens",
-                "max_seconds": f"{getattr(self.limits, limit)} seconds"}[limit]
+                "max_seconds": f"{self._elapsed:.2f} seconds"}[limit]
         return (f"The run stopped at its limit {limit}={getattr(self.limits, limit)} after {used}. "
                 f"Raise it with Runtime.sdk({limit}=...) or for one run with "
                 f"RunContext(budget=Limits({limit}=...)).")

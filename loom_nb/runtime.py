@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn, TypeAlias
 
+from .context import ContextProtocol
+from .continuity import ContinuityPolicy
 from .errors import ConfigError, NotSupportedError
 from .governance import GovernanceDecision, GovernancePolicy, RateLimit, ToolRequest
 
-__all__ = ["GovernanceDecision", "GovernancePolicy", "LimitName", "Limits", "RateLimit", "Runtime",
-           "ToolRequest"]
+__all__ = ["ContextProtocol", "ContinuityPolicy", "GovernanceDecision", "GovernancePolicy",
+           "LimitName", "Limits", "RateLimit", "Runtime", "ToolRequest"]
 
 LimitName: TypeAlias = Literal["max_turns", "max_tokens", "max_seconds"]
 
@@ -48,16 +50,21 @@ class Runtime:
         profile: the name of the profile this runtime was built from.
         limits: per-run limits (a run's ``RunContext(budget=...)`` replaces them for that run).
         governance: decides allow / deny / ask for every tool call.
+        context: partitions, token budget, compaction and renewal.
+        continuity: what carries over a compaction, a renewal and a restored session.
     """
 
     profile: str = "sdk"
     limits: Limits = field(default_factory=Limits)
     governance: GovernancePolicy = field(default_factory=GovernancePolicy)
+    context: ContextProtocol = field(default_factory=ContextProtocol)
+    continuity: ContinuityPolicy = field(default_factory=ContinuityPolicy)
 
     @classmethod
     def sdk(cls, *, max_turns: int | None = 50, max_tokens: int | None = None,
             max_seconds: float | None = None, limits: Limits | None = None,
-            governance: GovernancePolicy | None = None, **policies: Any) -> Runtime:
+            governance: GovernancePolicy | None = None, context: ContextProtocol | None = None,
+            continuity: ContinuityPolicy | None = None, **policies: Any) -> Runtime:
         """The default profile: a tool loop with per-run limits and default governance.
 
         Default governance allows every tool, asks before tools marked ``requires_approval`` or
@@ -66,9 +73,13 @@ class Runtime:
         _reject_policies(policies)
         limits = limits or Limits(max_turns=max_turns, max_tokens=max_tokens,
                                   max_seconds=max_seconds)
-        if governance is not None and not isinstance(governance, GovernancePolicy):
-            raise ConfigError("Runtime.sdk(governance=...) takes a GovernancePolicy(...).")
-        return cls(profile="sdk", limits=limits, governance=governance or GovernancePolicy())
+        for name, value, kind in (("governance", governance, GovernancePolicy),
+                                  ("context", context, ContextProtocol),
+                                  ("continuity", continuity, ContinuityPolicy)):
+            if value is not None and not isinstance(value, kind):
+                raise ConfigError(f"Runtime.sdk({name}=...) takes a {kind.__name__}(...).")
+        return cls(profile="sdk", limits=limits, governance=governance or GovernancePolicy(),
+                   context=context or ContextProtocol(), continuity=continuity or ContinuityPolicy())
 
     @classmethod
     def long_running(cls, **options: Any) -> Runtime:
@@ -87,7 +98,7 @@ class Runtime:
         return replace(self, limits=replace(self.limits, **changes))
 
 
-_POLICIES = ("attention", "context", "continuity", "harness", "quality", "delegation", "feedback")
+_POLICIES = ("attention", "harness", "quality", "delegation", "feedback")
 
 
 def _reject_policies(policies: dict[str, Any]) -> None:

@@ -8,9 +8,11 @@ also in a new process. Runs in one session take turns (a second run waits for th
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextvars
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -18,14 +20,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
-from .context import message_tokens
+from ._compaction import ContextState
 from .errors import ConfigError, NotSupportedError
 from .events import RunEvent
 from .messages import Message
 from .result import RunResult
 from .run import Decisions, RunLoop
 from .signals import SignalAdapter, SignalDecision
-from .store import RunRecord, SessionStore, open_store
+from .store import Checkpoint, RunRecord, SessionStore, open_store
 from .task import RunContext, RuntimeTask, as_task
 
 if TYPE_CHECKING:
@@ -55,6 +57,49 @@ def new_session_id() -> str:
     return f"ses_{uuid.uuid4().hex[:16]}"
 
 
+class _TurnLock:
+    """A lock that coroutines on *different* event loops can share.
+
+    A session's runs take turns whether they come from a notebook's loop (``await``) or from
+    loom_nb's background loop (``run_sync``, ``start``); asyncio.Lock belongs to one loop and
+    would wake a waiter on another loop from the wrong thread.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._held = False
+        self._waiters: collections.deque[concurrent.futures.Future[None]] = collections.deque()
+
+    async def __aenter__(self) -> None:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return
+            turn: concurrent.futures.Future[None] = concurrent.futures.Future()
+            self._waiters.append(turn)
+        try:
+            await asyncio.wrap_future(turn)
+        except asyncio.CancelledError:
+            with self._mutex:
+                handed_over = turn.done() and not turn.cancelled()
+                turn.cancel()
+            if handed_over:
+                self._release()  # the turn arrived as we were cancelled: pass it on
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        with self._mutex:
+            while self._waiters:
+                turn = self._waiters.popleft()
+                if turn.set_running_or_notify_cancel():
+                    turn.set_result(None)  # ownership goes straight to the next waiter
+                    return
+            self._held = False
+
+
 class Session:
     """Many runs of one agent, with a shared history. Get one with ``agent.session(...)``."""
 
@@ -66,14 +111,16 @@ class Session:
         self.config = config
         self.store: SessionStore = open_store(config.store)
         self.id: str = config.id or new_session_id()
-        stored = self.store.open_session(self.id, dict(config.metadata))
+        stored = self.store.open_session(self.id, dict(config.metadata),
+                                         agent.runtime.continuity.restore)
         self.metadata: dict[str, Any] = stored.metadata
         self.created_at: datetime = stored.created_at
         #: True when the session existed in the store before it was opened here.
         self.restored: bool = stored.restored
-        self.history: list[Message] = stored.messages
-        self.history_tokens: int = sum(message_tokens(m) for m in self.history)
-        self._lock = asyncio.Lock()
+        #: History, memory and token calibration: what the next request is built from.
+        self.context = ContextState(history=stored.messages, memory=stored.memory,
+                                    message_count=stored.message_count)
+        self._lock = _TurnLock()
         self.closed = False
         # A run paused for approval must be decided before the next run: its tool calls belong
         # between the messages already in history and whatever a new run would add.
@@ -87,9 +134,29 @@ class Session:
     # -- state -------------------------------------------------------------------------------------
 
     @property
+    def history(self) -> list[Message]:
+        return self.context.history
+
+    @property
     def messages(self) -> tuple[Message, ...]:
-        """The conversation so far, oldest first."""
-        return tuple(self.history)
+        """The conversation the model sees now, oldest first (compacted parts are in memory)."""
+        return tuple(self.context.history)
+
+    @property
+    def memory(self) -> tuple[str, ...]:
+        """Summaries and handoff notes carried over by compaction and renewal."""
+        return tuple(self.context.memory)
+
+    def open_tasks(self, limit: int = 5) -> list[str]:
+        """Goals of the latest runs that did not complete (failed, cancelled or at a limit)."""
+        unfinished = [r.prompt for r in self.runs if r.status in ("failed", "cancelled", "limit")]
+        return unfinished[-limit:]
+
+    def checkpoint(self) -> None:
+        """Store the current (compacted) context, so a restored session starts from it."""
+        self.store.save_checkpoint(Checkpoint(
+            session_id=self.id, through=self.context.message_count,
+            history=list(self.context.history), memory=list(self.context.memory)))
 
     @property
     def runs(self) -> list[RunRecord]:
@@ -128,8 +195,7 @@ class Session:
     def commit(self, run_id: str, messages: list[Message]) -> None:
         """Append messages to the history; the store first, so a failed write changes nothing."""
         self.store.append_messages(self.id, run_id, messages)
-        self.history.extend(messages)
-        self.history_tokens += sum(message_tokens(m) for m in messages)
+        self.context.append(messages)
 
     # -- runs --------------------------------------------------------------------------------------
 

@@ -16,13 +16,16 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .errors import StoreError
 from .events import RunEvent, utcnow
 from .messages import Message, Usage, message_from_dict
 
-__all__ = ["InMemoryStore", "RunRecord", "SQLiteStore", "SessionStore", "StoredSession", "open_store"]
+__all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
+           "StoredSession", "open_store"]
+
+RestoreMode: TypeAlias = Literal["checkpoint", "full"]
 
 
 @dataclass(kw_only=True)
@@ -48,20 +51,37 @@ class RunRecord:
 
 @dataclass(kw_only=True)
 class StoredSession:
-    """A session as loaded from a store."""
+    """A session as loaded from a store: its history (after the latest checkpoint, when asked
+    for) and the memory carried by that checkpoint."""
 
     id: str
     created_at: datetime
     metadata: dict[str, Any]
     messages: list[Message]
     restored: bool
+    memory: list[str] = field(default_factory=list)
+    #: How many messages were ever stored for the session.
+    message_count: int = 0
+
+
+@dataclass(kw_only=True)
+class Checkpoint:
+    """A compacted context: it stands for every message stored before index ``through``."""
+
+    session_id: str
+    through: int
+    history: list[Message]
+    memory: list[str]
+    created_at: datetime = field(default_factory=utcnow)
 
 
 @runtime_checkable
 class SessionStore(Protocol):
     """Where sessions are kept. Implementations must be safe to call from several threads."""
 
-    def open_session(self, session_id: str, metadata: dict[str, Any]) -> StoredSession: ...
+    def open_session(self, session_id: str, metadata: dict[str, Any],
+                     restore: RestoreMode = "checkpoint") -> StoredSession: ...
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
     def append_events(self, events: list[RunEvent]) -> None: ...
     def save_run(self, record: RunRecord) -> None: ...
@@ -79,11 +99,13 @@ class InMemoryStore:
         self._messages: dict[str, list[Message]] = {}
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[RunEvent]] = {}
+        self._checkpoints: dict[str, Checkpoint] = {}
 
     def __repr__(self) -> str:
         return f"<InMemoryStore sessions={len(self._sessions)}>"
 
-    def open_session(self, session_id: str, metadata: dict[str, Any]) -> StoredSession:
+    def open_session(self, session_id: str, metadata: dict[str, Any],
+                     restore: RestoreMode = "checkpoint") -> StoredSession:
         with self._lock:
             restored = session_id in self._sessions
             if not restored:
@@ -91,8 +113,17 @@ class InMemoryStore:
                 self._messages[session_id] = []
             created, meta = self._sessions[session_id]
             meta.update(metadata)
+            messages = self._messages[session_id]
+            point = self._checkpoints.get(session_id) if restore == "checkpoint" else None
+            history = point.history + messages[point.through:] if point else list(messages)
             return StoredSession(id=session_id, created_at=created, metadata=dict(meta),
-                                 messages=list(self._messages[session_id]), restored=restored)
+                                 messages=list(history), restored=restored,
+                                 memory=list(point.memory) if point else [],
+                                 message_count=len(messages))
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._lock:
+            self._checkpoints[checkpoint.session_id] = checkpoint
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:
@@ -140,6 +171,10 @@ CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, session_id TEXT NOT NULL, parent_run_id TEXT,
     type TEXT NOT NULL, ts TEXT NOT NULL, data TEXT NOT NULL, UNIQUE (run_id, seq));
 CREATE INDEX IF NOT EXISTS events_by_session ON events (session_id);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    session_id TEXT NOT NULL, through INTEGER NOT NULL, created_at TEXT NOT NULL,
+    history TEXT NOT NULL, memory TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS checkpoints_by_session ON checkpoints (session_id);
 """
 _SCHEMA_VERSION = 1
 
@@ -198,7 +233,8 @@ class SQLiteStore:
         with self._lock:
             self._db.close()
 
-    def open_session(self, session_id: str, metadata: dict[str, Any]) -> StoredSession:
+    def open_session(self, session_id: str, metadata: dict[str, Any],
+                     restore: RestoreMode = "checkpoint") -> StoredSession:
         with self._lock, self._tx():
             row = self._db.execute(
                 "SELECT created_at, metadata FROM sessions WHERE id = ?", (session_id,)
@@ -212,12 +248,34 @@ class SQLiteStore:
                 if metadata:
                     self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
                                      (_dumps(meta), session_id))
-            messages = [
+            history, memory, through = self._latest_checkpoint(session_id, restore)
+            history += [
                 message_from_dict(json.loads(data)) for (data,) in self._db.execute(
-                    "SELECT data FROM messages WHERE session_id = ? ORDER BY idx", (session_id,))
+                    "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
+                    (session_id, through))
             ]
-        return StoredSession(id=session_id, created_at=created, metadata=meta,
-                             messages=messages, restored=row is not None)
+            (count,) = self._db.execute(
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
+            ).fetchone()
+        return StoredSession(id=session_id, created_at=created, metadata=meta, messages=history,
+                             restored=row is not None, memory=memory, message_count=count)
+
+    def _latest_checkpoint(self, session_id: str,
+                           restore: RestoreMode) -> tuple[list[Message], list[str], int]:
+        if restore != "checkpoint":
+            return [], [], 0
+        row = self._db.execute(
+            "SELECT through, history, memory FROM checkpoints WHERE session_id = ? "
+            "ORDER BY rowid DESC LIMIT 1", (session_id,)).fetchone()
+        if row is None:
+            return [], [], 0
+        return [message_from_dict(m) for m in json.loads(row[1])], json.loads(row[2]), row[0]
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
+               _dumps([m.to_dict() for m in checkpoint.history]), _dumps(checkpoint.memory))
+        with self._lock, self._tx():
+            self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", row)
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         if not messages:

@@ -129,7 +129,7 @@ def serialize_result(value: Any, tool_name: str) -> str:
         return json.dumps(pydantic_core.to_jsonable_python(value), ensure_ascii=False)
     except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
         raise ToolError(
-            f"Tool {tool_name!r} returned a {type(value).__name__}, which cannot be sent to the "
+            f"Tool {tool_name!r} returned an object of type {type(value).__name__}, which cannot be sent to the "
             f"model as JSON ({exc}). Make the tool return a str, a number, a bool, None, or a "
             f"list/dict of these (dataclasses and pydantic models work too), for example "
             f"str(value) or value.to_dict()."

@@ -184,6 +184,8 @@ def test_background_run_handle_wait_and_cancel() -> None:
     result = slow_run.result(timeout=5)
     assert (result.status, slow_run.status) == ("cancelled", "cancelled")
     assert session.runs[-1].status == "cancelled"
+    interrupted = [e for e in result.events if e.type == "run.interrupted"]
+    assert [e.data for e in interrupted] == [{"reason": "cancelled", "by": "CancelledError"}]
     assert [m.role for m in session.messages] == ["user", "assistant", "user"]
     assert asyncio.run(session.start("quick").wait()).output == "quick answer"
 
@@ -215,3 +217,51 @@ def test_closed_session_refuses_runs() -> None:
     session.close()
     with pytest.raises(ConfigError, match="closed"):
         session.run_sync("x")
+
+
+def test_runs_from_two_event_loops_take_turns_without_hanging() -> None:
+    import threading
+
+    holding, release = threading.Event(), threading.Event()
+
+    async def model_fn(request: ModelRequest) -> str:
+        if request.messages[-1].text == "background":
+            holding.set()
+            await asyncio.to_thread(release.wait, 30)
+        return f"answer {request.messages[-1].text}"
+
+    session = Agent(Model.function(model_fn)).session()
+    background = session.start("background")  # on loom_nb's loop
+    assert holding.wait(5)  # the background run holds the session's turn
+
+    outputs: list[str] = []
+
+    async def cell() -> None:  # on another loop, while the background run holds the turn
+        asyncio.get_running_loop().call_later(0.05, release.set)
+        outputs.append((await session.run("foreground")).output)
+
+    # No timer is left on the cell's loop once `release` is set: if the end of the background run
+    # did not wake it (a lock bound to one loop), the cell would wait forever.
+    cell_thread = threading.Thread(target=asyncio.run, args=(cell(),), daemon=True)
+    cell_thread.start()
+    cell_thread.join(20)
+    assert not cell_thread.is_alive(), "the foreground run never got its turn"
+    assert outputs == ["answer foreground"]
+    assert background.result(timeout=5).output == "answer background"
+    assert [m.text for m in session.messages] == [
+        "background", "answer background", "foreground", "answer foreground"]
+
+
+def test_an_interrupt_inside_a_tool_is_recorded_and_propagates() -> None:
+    @tool
+    async def blocking() -> str:
+        """Stands for a tool interrupted by Ctrl-C."""
+        raise KeyboardInterrupt
+
+    session = Agent(Model.scripted([{"tool": "blocking", "args": {}}]), tools=[blocking]).session()
+    with pytest.raises(KeyboardInterrupt):
+        asyncio.run(session.run("go"))
+    (record,) = session.runs
+    assert record.status == "cancelled"
+    assert [e.type for e in session.events()][-2:] == ["run.interrupted", "run.finished"]
+    assert [m.role for m in session.messages] == ["user"]

@@ -121,7 +121,7 @@ class Model(ABC):
 
     @property
     def identifier(self) -> str:
-        """``provider:name``, the form ``Model.from_string`` accepts."""
+        """``provider:name``: for the built-in providers, the form ``Model.from_string`` accepts."""
         return f"{self.provider}:{self.name}"
 
     def __repr__(self) -> str:

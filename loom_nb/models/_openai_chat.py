@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..messages import Message, Part, TextPart, ToolCall, ToolResult, Usage
+from ..messages import Message, Part, TextPart, ToolResult, Usage
 from . import ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta, ToolDefinition
 from ._errors import IncompleteStreamError
 from ._sdk import tool_call

@@ -10,6 +10,7 @@ loop commits nothing of an incomplete turn).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -65,10 +66,13 @@ async def retrying(
     while True:
         started = False
         try:
-            async for item in attempt():
-                if not isinstance(item, ModelResponse):
-                    started = True
-                yield item
+            # aclosing: if our consumer stops early, the SDK stream is closed now, on this loop,
+            # not whenever the abandoned generator is garbage collected.
+            async with contextlib.aclosing(attempt()) as items:
+                async for item in items:
+                    if not isinstance(item, ModelResponse):
+                        started = True
+                    yield item
             return
         except Exception as exc:  # noqa: BLE001 - translated below, or re-raised as is
             error = classify(exc)

@@ -23,7 +23,7 @@ from . import Model, ModelRequest, StreamItem
 from ._errors import ProviderError, ProviderInfo
 from ._retry import RetryPolicy, retrying
 
-__all__ = ["SDKModel", "Validator", "check_settings", "import_sdk", "tool_call"]
+__all__ = ["CLIENT_OPTIONS", "SDKModel", "Validator", "check_settings", "import_sdk", "tool_call"]
 
 Validator = Callable[[str, Any], Any]
 
@@ -109,6 +109,7 @@ class SDKModel(Model):
     base_url_var: str = ""
     default_base_url: str = ""
     label: str = ""
+    _sdk: Any  #: the vendor module, imported by the subclass
     models_hint: str = ""
 
     def __init__(
@@ -127,7 +128,8 @@ class SDKModel(Model):
             isinstance(context_window, bool) or not isinstance(context_window, int)
             or context_window <= 0
         ):
-            raise ConfigError(f"context_window must be a positive int (tokens), got {context_window!r}.")
+            raise ConfigError(
+                f"context_window must be a positive int (tokens), got {context_window!r}.")
         self.context_window = context_window
         self.base_url = (base_url or os.environ.get(self.base_url_var) or self.default_base_url)
         self.base_url = self.base_url.rstrip("/")
@@ -165,7 +167,7 @@ class SDKModel(Model):
         return client
 
     async def aclose(self) -> None:
-        """Close the SDK client of the running loop (a new one is made if the model is used again)."""
+        """Close the running loop's SDK client (a new one is made if the model is used again)."""
         with self._lock:
             client = self._clients.pop(asyncio.get_running_loop(), None)
         if client is not None:
@@ -182,6 +184,15 @@ class SDKModel(Model):
 
     # -- what each provider supplies -------------------------------------------------------------
 
+    def _http_client(self) -> Any:
+        """The SDK's default httpx2 client, without the SDK's finalizer wrapper.
+
+        The SDK's own wrapper closes itself on garbage collection by scheduling ``aclose()`` on
+        whatever loop is running then; for a client whose loop has ended that is another loop,
+        and the close fails there ("Event loop is closed"). A plain client is just dropped.
+        """
+        return self._sdk.DefaultAsyncHttpxClient(timeout=self.timeout)
+
     @abstractmethod
     def _make_client(self) -> Any:
         """A new SDK client (``max_retries=0``: retries are ours)."""
@@ -191,7 +202,9 @@ class SDKModel(Model):
         """The model's settings with a request's overrides, validated."""
 
     @abstractmethod
-    def _attempt(self, request: ModelRequest, settings: dict[str, Any]) -> AsyncIterator[StreamItem]:
+    def _attempt(
+        self, request: ModelRequest, settings: dict[str, Any]
+    ) -> AsyncIterator[StreamItem]:
         """One request: deltas, then the ModelResponse; raises on any failure."""
 
     @abstractmethod

@@ -56,7 +56,8 @@ def _thinking(key: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
         raise ConfigError(
             f"The setting {key} must be a dict with a 'type', e.g. "
-            f"{{'type': 'enabled', 'budget_tokens': 2048}} or {{'type': 'adaptive'}}; got {value!r}."
+            f"{{'type': 'enabled', 'budget_tokens': 2048}} or {{'type': 'adaptive'}}; "
+            f"got {value!r}."
         )
     return dict(value)
 
@@ -105,6 +106,7 @@ class AnthropicModel(SDKModel):
 
     def _make_client(self) -> Any:
         return self._sdk.AsyncAnthropic(api_key=self.api_key, base_url=self.base_url,
+                                        http_client=self._http_client(),
                                         max_retries=0, timeout=self.timeout)
 
     def _settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:

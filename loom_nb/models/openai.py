@@ -113,6 +113,7 @@ class OpenAIModel(SDKModel):
 
     def _make_client(self) -> Any:
         return self._sdk.AsyncOpenAI(api_key=self.api_key, base_url=self.base_url,
+                                     http_client=self._http_client(),
                                      max_retries=0, timeout=self.timeout)
 
     def _settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:

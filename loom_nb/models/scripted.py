@@ -23,7 +23,9 @@ _WORDS = re.compile(r"\s*\S+\s*|\s+")
 
 def estimate_tokens(text: str) -> int:
     """A deterministic token estimate (about four characters a token)."""
-    return math.ceil(len(text) / 4)
+    from ..context import estimate_tokens as estimate
+
+    return estimate(text)
 
 
 def check_turn(turn: Any, where: str) -> None:
@@ -74,8 +76,11 @@ def response_from_turn(
 
 
 def _request_tokens(request: ModelRequest) -> int:
-    text = request.system + "".join(repr(m.parts) for m in request.messages)
-    return estimate_tokens(text)
+    # The same estimate the context budget uses, so that offline runs calibrate to 1.0.
+    from ..context import message_tokens
+
+    tools = sum(estimate_tokens(t.name + t.description + _json(t.parameters)) for t in request.tools)
+    return estimate_tokens(request.system) + tools + sum(message_tokens(m) for m in request.messages)
 
 
 async def stream_response(response: ModelResponse) -> AsyncIterator[StreamItem]:

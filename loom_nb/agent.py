@@ -98,6 +98,7 @@ class Agent:
         for cap in self.capabilities:
             if cap.source is not None:
                 await cap.source.aclose()
+        await self.model.aclose()
         self._resolved = not any(c.source for c in self.capabilities)
         self.tools = _by_name(self._static)
 

@@ -6,7 +6,16 @@ One base class, a few branches, each message saying what to do next::
     ├── ConfigError          the agent, tool, model or session was set up wrongly (fix the code)
     │   └── NotSupportedError   a documented feature that this version does not do yet
     ├── ModelError           the model could not answer (provider failure, script exhausted)
-    │   └── ScriptExhaustedError
+    │   ├── ScriptExhaustedError
+    │   └── ProviderError    a provider failed; ``retryable`` says whether trying again may help
+    │       ├── ModelAuthenticationError   401/403: the key is missing, wrong or not allowed
+    │       ├── ModelNotFoundError         404: unknown model, or base_url is not the API
+    │       ├── ContextWindowExceededError the request does not fit the model's window
+    │       ├── ModelRequestError          other 4xx: the provider refused the request
+    │       ├── ModelRateLimitError        429, retried with backoff first
+    │       ├── ModelUnavailableError      5xx / overloaded, retried with backoff first
+    │       ├── ModelConnectionError       unreachable or broken connection, retried first
+    │       └── IncompleteStreamError      the stream ended before the turn was complete
     ├── ToolError            a tool failed in a way the model cannot fix (e.g. a result that is not JSON)
     └── StoreError           a session store could not be opened, read or written
 
@@ -19,9 +28,18 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ContextWindowExceededError",
+    "IncompleteStreamError",
     "LoomError",
+    "ModelAuthenticationError",
+    "ModelConnectionError",
     "ModelError",
+    "ModelNotFoundError",
+    "ModelRateLimitError",
+    "ModelRequestError",
+    "ModelUnavailableError",
     "NotSupportedError",
+    "ProviderError",
     "ScriptExhaustedError",
     "StoreError",
     "ToolError",
@@ -46,6 +64,59 @@ class ModelError(LoomError):
 
 class ScriptExhaustedError(ModelError):
     """A scripted model was asked for more turns than it was given."""
+
+
+class ProviderError(ModelError):
+    """A model provider failed. ``retryable`` says whether trying again may help."""
+
+    retryable: bool = False
+
+    def __init__(
+        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+class ModelAuthenticationError(ProviderError):
+    """The API key was missing, wrong or not allowed (401/403)."""
+
+
+class ModelNotFoundError(ProviderError):
+    """The provider does not know the model, or the base_url is not its API (404)."""
+
+
+class ContextWindowExceededError(ProviderError):
+    """The request does not fit in the model's context window."""
+
+
+class ModelRequestError(ProviderError):
+    """The provider refused the request as invalid (other 4xx)."""
+
+
+class ModelRateLimitError(ProviderError):
+    """Too many requests or tokens (429); retried with backoff."""
+
+    retryable = True
+
+
+class ModelUnavailableError(ProviderError):
+    """The provider failed or is overloaded (5xx, 529); retried with backoff."""
+
+    retryable = True
+
+
+class ModelConnectionError(ProviderError):
+    """The server could not be reached, or the connection broke; retried with backoff."""
+
+    retryable = True
+
+
+class IncompleteStreamError(ProviderError):
+    """The response stream ended before the turn was complete."""
+
+    retryable = True
 
 
 class ToolError(LoomError):

@@ -8,6 +8,7 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.request``       a request goes to the model: turn, message count, tools, context snapshot
 ``model.delta``         streamed text as it arrives (live only, see below)
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
+``model.retry``         the provider failed in a retryable way; attempt, delay and error
 ``tool.call``           the model asks for a tool, with its arguments
 ``tool.result``         the tool's result or error, with its duration
 ``run.finished``        a run ends, whatever its status: output, usage, error, turns (a run paused
@@ -40,6 +41,7 @@ EventType: TypeAlias = Literal[
     "model.request",
     "model.delta",
     "model.response",
+    "model.retry",
     "tool.call",
     "tool.result",
     "governance.decision",

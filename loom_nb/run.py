@@ -26,7 +26,7 @@ from .errors import ConfigError, LoomError, ModelError
 from .events import EventType, RunEvent, utcnow
 from .governance import ToolRequest
 from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
-from .models import ModelRequest, ModelResponse, TextDelta, ToolCallDelta
+from .models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
 from .result import PendingApproval, RunResult, RunStatus
 from .runtime import LimitName, Limits
 from .store import RunRecord
@@ -253,6 +253,9 @@ class RunLoop:
             elif isinstance(item, ToolCallDelta):
                 self.emit("model.delta", {"tool_call_id": item.call_id, "name": item.name,
                                           "args_delta": item.args_delta})
+            elif isinstance(item, RetryNotice):
+                self.emit("model.retry", {"attempt": item.attempt, "delay": item.delay,
+                                          "error": item.error})
             elif isinstance(item, ModelResponse):
                 response = item
         if response is None:

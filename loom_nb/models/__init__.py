@@ -25,6 +25,7 @@ __all__ = [
     "Model",
     "ModelRequest",
     "ModelResponse",
+    "RetryNotice",
     "StopReason",
     "TextDelta",
     "ToolCallDelta",
@@ -90,7 +91,16 @@ class ToolCallDelta:
     args_delta: str
 
 
-StreamItem: TypeAlias = TextDelta | ToolCallDelta | ModelResponse
+@dataclass(frozen=True, slots=True)
+class RetryNotice:
+    """The provider failed in a way worth retrying; the request is tried again after ``delay``."""
+
+    attempt: int
+    delay: float
+    error: str
+
+
+StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | ModelResponse
 
 
 class Model(ABC):
@@ -118,6 +128,9 @@ class Model(ABC):
         if final is None:
             raise ConfigError(f"{type(self).__name__}.stream ended without a ModelResponse")
         return final
+
+    async def aclose(self) -> None:
+        """Release what the model holds (connection pools); it can be used again after."""
 
     @property
     def identifier(self) -> str:

@@ -13,7 +13,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ModelError
+from ..errors import (
+    ContextWindowExceededError,
+    IncompleteStreamError,
+    ModelAuthenticationError,
+    ModelConnectionError,
+    ModelNotFoundError,
+    ModelRateLimitError,
+    ModelRequestError,
+    ModelUnavailableError,
+    ProviderError,
+)
 
 __all__ = [
     "ContextWindowExceededError",
@@ -30,59 +40,6 @@ __all__ = [
     "error_from_body",
     "parse_retry_after",
 ]
-
-
-class ProviderError(ModelError):
-    """A model provider failed. ``retryable`` says whether trying again may help."""
-
-    retryable: bool = False
-
-    def __init__(
-        self, message: str, *, status_code: int | None = None, retry_after: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.retry_after = retry_after
-
-
-class ModelAuthenticationError(ProviderError):
-    """The API key was missing, wrong or not allowed (401/403)."""
-
-
-class ModelNotFoundError(ProviderError):
-    """The provider does not know the model, or the base_url is not its API (404)."""
-
-
-class ContextWindowExceededError(ProviderError):
-    """The request does not fit in the model's context window."""
-
-
-class ModelRequestError(ProviderError):
-    """The provider refused the request as invalid (other 4xx)."""
-
-
-class ModelRateLimitError(ProviderError):
-    """Too many requests or tokens (429); retried with backoff."""
-
-    retryable = True
-
-
-class ModelUnavailableError(ProviderError):
-    """The provider failed or is overloaded (5xx, 529); retried with backoff."""
-
-    retryable = True
-
-
-class ModelConnectionError(ProviderError):
-    """The server could not be reached, or the connection broke; retried with backoff."""
-
-    retryable = True
-
-
-class IncompleteStreamError(ProviderError):
-    """The response stream ended before the turn was complete."""
-
-    retryable = True
 
 
 @dataclass(frozen=True, slots=True)

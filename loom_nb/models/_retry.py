@@ -15,7 +15,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-from . import ModelResponse, StreamItem
+from . import ModelResponse, RetryNotice, StreamItem
 from ._errors import IncompleteStreamError, ProviderError
 
 __all__ = ["RetryPolicy", "retrying"]
@@ -98,5 +98,7 @@ async def retrying(
                 f"longer than max_retry_after={policy.max_retry_after:.0f} s.",
                 status_code=error.status_code,
             ) from error
-        await asyncio.sleep(policy.delay(retries, error.retry_after))
+        delay = policy.delay(retries, error.retry_after)
         retries += 1
+        yield RetryNotice(attempt=retries, delay=round(delay, 3), error=str(error))
+        await asyncio.sleep(delay)

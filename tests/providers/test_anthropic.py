@@ -491,3 +491,15 @@ def test_a_client_of_an_ended_loop_is_dropped_quietly(server: FakeServer) -> Non
 
     assert asyncio.run(in_another_loop()) == "two"
     assert errors == []
+
+
+async def test_a_retry_is_an_event_of_the_run(server: FakeServer) -> None:
+    server.add(anthropic_error(529, "overloaded_error", "Overloaded"),
+               SSEReply(anthropic_stream(text=["after the retry"])))
+    result = await Agent(model(server)).run("Hi")
+    assert result.output == "after the retry"
+    (retry,) = [e for e in result.events if e.type == "model.retry"]
+    assert retry.data["attempt"] == 1 and retry.data["delay"] >= 0
+    assert "Overloaded" in retry.data["error"]
+    assert [e.type for e in result.events].index("model.retry") < [
+        e.type for e in result.events].index("model.response")

@@ -160,6 +160,8 @@ class ContextProtocol:
         shrink_over: old tool results above this many tokens are shrunk first.
         max_item: no single message part may use more than this share of the budget; a larger
             one is cut with a visible marker when it enters the history.
+        max_memory: when carried summaries use more than this share of the budget, a renewal
+            folds them into one handoff note.
         summarizer: who writes summaries and handoff notes: a Model, a function
             ``(messages, instructions) -> str``, or ``"extractive"`` (no model call). Default: the
             agent's model, or ``"extractive"`` for a scripted model, which cannot know when a
@@ -172,6 +174,7 @@ class ContextProtocol:
     compact_to: float = 0.5
     shrink_over: int = 500
     max_item: float = 0.5
+    max_memory: float = 0.25
     summarizer: Any = None
 
     def __post_init__(self) -> None:

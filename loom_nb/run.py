@@ -221,7 +221,8 @@ class RunLoop:
                   "checkpoint": self.session.checkpoint}
         data = await compact(self.session.context, protocol, continuity, budget=budget, **common)
         self.emit("context.compacted", {**data, "budget": budget})
-        if measure() > protocol.compact_at * budget:
+        memory_tokens = lambda: self._snapshot().tokens["memory"]  # noqa: E731
+        if measure() > protocol.compact_at * budget or memory_tokens() > protocol.max_memory * budget:
             data = await renew(self.session.context, continuity,
                                open_tasks=self.session.open_tasks(), **common)
             self.emit("context.renewed", {**data, "budget": budget})

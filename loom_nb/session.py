@@ -148,9 +148,14 @@ class Session:
         return tuple(self.context.memory)
 
     def open_tasks(self, limit: int = 5) -> list[str]:
-        """Goals of the latest runs that did not complete (failed, cancelled or at a limit)."""
-        unfinished = [r.prompt for r in self.runs if r.status in ("failed", "cancelled", "limit")]
-        return unfinished[-limit:]
+        """Goals of runs that did not complete (failed, cancelled or at a limit) and that no
+        later run with the same goal completed; the latest ``limit`` of them."""
+        open_goals: dict[str, None] = {}
+        for record in self.runs:
+            open_goals.pop(record.prompt, None)
+            if record.status in ("failed", "cancelled", "limit"):
+                open_goals[record.prompt] = None
+        return list(open_goals)[-limit:]
 
     def checkpoint(self) -> None:
         """Store the current (compacted) context, so a restored session starts from it."""

@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-stamp
 BUILD   := build
 NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
 
-.PHONY: venv demo test lab lock clean
+.PHONY: venv demo test lab lock notebooks clean
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ test: $(STAMP)
 lab: $(STAMP)
 	@$(VPY) -c "import jupyterlab" 2>/dev/null || $(UV) pip install -q -p $(VPY) jupyterlab
 	$(VENV)/bin/jupyter lab notebooks
+
+# Re-execute the notebooks in place (offline, final renders only), after a change that alters
+# their outputs; nbval then compares against what this stores.
+notebooks: $(STAMP)
+	env -u LOOM_MODEL LOOM_LIVE=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=600 notebooks/*.ipynb
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

@@ -101,12 +101,18 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
             "use `await agent.run(...)` there instead."
         )
     done = threading.Event()
-    future = submit(_signal_when_done(coro, done))
+    future: concurrent.futures.Future[T] | None = None
     try:
+        # Inside the try: an interrupt may land while the coroutine is being handed over, and
+        # the run must then be cancelled too, not left going with nobody to stop it.
+        future = submit(_signal_when_done(coro, done))
         return future.result()
     except KeyboardInterrupt:
-        future.cancel()
-        done.wait(CANCEL_GRACE_SECONDS)
+        if future is not None:
+            future.cancel()
+            done.wait(CANCEL_GRACE_SECONDS)
+        else:
+            coro.close()
         raise
 
 

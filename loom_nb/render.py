@@ -18,7 +18,7 @@ from .events import RunEvent
 if TYPE_CHECKING:
     from .result import RunResult
 
-__all__ = ["events_html", "events_text", "result_html", "result_text"]
+__all__ = ["events_html", "events_text", "header_html", "result_html", "result_text"]
 
 TEXT_PREVIEW = 300
 _STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "cancelled": "#6e7781",
@@ -85,10 +85,11 @@ def events_html(events: Iterable[RunEvent], live_text: str = "") -> str:
     for event in events:
         data = event.data
         if event.type == "run.started":
-            parts.append(f"<div style='color:#57606a'><b>Prompt</b>: {html.escape(data['prompt'])}</div>")
+            parts.append(f"<div style='color:#57606a;white-space:pre-wrap'><b>Prompt</b>: "
+                         f"{html.escape(data['prompt'])}</div>")
         elif event.type == "tool.call":
             parts.append(
-                f"<div style='margin-top:6px'>🔧 <code>{html.escape(_call_text(data['name'], data['args']))}</code></div>"
+                f"<div style='margin-top:6px'>→ <code>{html.escape(_call_text(data['name'], data['args']))}</code></div>"
             )
         elif event.type == "tool.result":
             parts.append(_tool_result_html(data))
@@ -103,9 +104,10 @@ def _tool_result_html(data: dict[str, Any]) -> str:
     content = data["content"]
     color = "#cf222e" if data["is_error"] else "#57606a"
     label = "error" if data["is_error"] else "result"
+    if len(content) <= 200 and "\n" not in content:
+        return (f"<div style='margin-left:18px;color:{color}'>{label}: "
+                f"<code>{html.escape(content)}</code></div>")
     body = f"<pre style=\"{_PRE}\">{html.escape(content)}</pre>"
-    if len(content) <= 200 and content.count("\n") < 4:
-        return f"<div style='margin-left:18px;color:{color}'>{label}: {body}</div>"
     return (f"<details style='margin-left:18px;color:{color}'><summary>{label} "
             f"({len(content)} characters)</summary>{body}</details>")
 
@@ -126,5 +128,5 @@ def result_html(result: RunResult) -> str:
         error = f"<div style='color:#cf222e;margin-top:6px'><b>{html.escape(result.status)}</b>: {html.escape(result.error)}</div>"
     return (f"<div class='loom-run' style=\"{_CARD}\">{header_html(result.status, summary)}"
             f"{events_html(result.events)}{error}"
-            f"<div style='color:#8c959f;font-size:11px;margin-top:6px'>run {html.escape(result.run_id)}"
-            f" · session {html.escape(result.session_id)}</div></div>")
+            f"<div style='color:#8c959f;font-size:11px;margin-top:6px'>{html.escape(result.run_id)}"
+            f" · {html.escape(result.session_id)}</div></div>")

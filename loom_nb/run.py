@@ -73,6 +73,7 @@ class RunLoop:
         self._pause: dict[str, Any] | None = None
         self._shown: dict[str, str] = {}  # partition contents already recorded in an event
         self._elapsed = 0.0
+        self._streamed: list[str] = []  # text of the model turn in progress
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id)
@@ -155,7 +156,10 @@ class RunLoop:
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
             # it, so the session and its stored events stay consistent, then let it propagate.
-            self.emit("run.interrupted", {"reason": "cancelled", "by": type(exc).__name__})
+            if self._streamed:  # keep what the interrupted answer had said so far
+                self.output = "".join(self._streamed)
+            self.emit("run.interrupted", {"reason": "cancelled", "by": type(exc).__name__,
+                                          "partial_text": bool(self._streamed)})
             self._finish("cancelled", "The run was cancelled.", type(exc).__name__, None)
             raise
         except LoomError as exc:
@@ -248,8 +252,10 @@ class RunLoop:
 
     async def _model_turn(self, request: ModelRequest) -> ModelResponse:
         response: ModelResponse | None = None
+        self._streamed = []
         async for item in self.agent.model.stream(request):
             if isinstance(item, TextDelta):
+                self._streamed.append(item.text)
                 self.emit("model.delta", {"text": item.text})
             elif isinstance(item, ToolCallDelta):
                 self.emit("model.delta", {"tool_call_id": item.call_id, "name": item.name,
@@ -261,6 +267,7 @@ class RunLoop:
                 response = item
         if response is None:
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
+        self._streamed = []
         self.turns += 1
         self.usage = self.usage + response.usage
         message = response.message

@@ -225,6 +225,7 @@ async def test_leaving_a_stream_early_cancels_the_run() -> None:
             if event.type == "model.delta":
                 break
     assert stream.result is not None and stream.result.status == "cancelled"
+    assert stream.result.output == "part"  # the text streamed before the cancel is kept
     assert session.runs[0].status == "cancelled"
     assert [m.role for m in session.messages] == ["user"]
 

@@ -185,7 +185,8 @@ def test_background_run_handle_wait_and_cancel() -> None:
     assert (result.status, slow_run.status) == ("cancelled", "cancelled")
     assert session.runs[-1].status == "cancelled"
     interrupted = [e for e in result.events if e.type == "run.interrupted"]
-    assert [e.data for e in interrupted] == [{"reason": "cancelled", "by": "CancelledError"}]
+    assert [e.data for e in interrupted] == [{"reason": "cancelled", "by": "CancelledError",
+                                              "partial_text": False}]
     assert [m.role for m in session.messages] == ["user", "assistant", "user"]
     assert asyncio.run(session.start("quick").wait()).output == "quick answer"
 

@@ -151,8 +151,7 @@ class LiveDisplay:
                    f"{self.agent} · {self.model}")
         body = events_text(self.events, self._live_text)
         text = f"Run running · {summary}" + (f"\n{body}" if body else f"\n{self.prompt}")
-        prompt_html = ("" if self.events else
-                       f"<div style='color:#57606a'><b>Prompt</b>: {html.escape(self.prompt)}</div>")
+        prompt_html = "" if self.events else _prompt_html(self.prompt)
         markup = (f"<div class='loom-run loom-live' style=\"{_CARD}\">"
                   f"{header_html('running', summary)}{prompt_html}"
                   f"{events_html(self.events, self._live_text or '…')}</div>")
@@ -160,6 +159,10 @@ class LiveDisplay:
 
     def _note_bundle(self, note: str) -> MimeBundle:
         markup = (f"<div class='loom-run' style=\"{_CARD}\">{header_html('cancelled', note)}"
-                  f"<div style='color:#57606a'><b>Prompt</b>: {html.escape(self.prompt)}</div></div>")
+                  f"{_prompt_html(self.prompt)}</div>")
         return {"text/plain": f"Run cancelled · {note}", "text/html": markup}
 
+
+def _prompt_html(prompt: str) -> str:
+    return (f"<div style='color:#57606a;white-space:pre-wrap'><b>Prompt</b>: "
+            f"{html.escape(prompt)}</div>")

@@ -30,7 +30,8 @@ from ..result import RunResult
 from ..session import Session, SessionConfig
 from .live import LiveDisplay, live_updates_enabled
 
-__all__ = ["CommandError", "LoomCommand", "LoomMagics", "RunCancelled", "USAGE", "interpolate", "parse_command"]
+__all__ = ["USAGE", "CommandError", "LoomCommand", "LoomMagics", "RunCancelled", "interpolate",
+           "keep_question_marks", "parse_command"]
 
 USAGE = """\
 %loom run [options] PROMPT        run an agent on PROMPT; the cell shows the run live
@@ -140,7 +141,8 @@ def _parse_run(line: str, tokens: list[re.Match[str]], cell: str | None) -> Loom
         elif option in _VALUE_OPTIONS:
             if not inline:
                 if index >= len(tokens):
-                    raise CommandError(f"Option {option} needs a name after it, e.g. `{option} NAME`.")
+                    raise CommandError(
+                        f"Option {option} needs a name after it, e.g. `{option} NAME`.")
                 inline = tokens[index].group()
                 index += 1
             values[_VALUE_OPTIONS[option]] = inline
@@ -161,6 +163,29 @@ def _parse_run(line: str, tokens: list[re.Match[str]], cell: str | None) -> Loom
         )
     prompt = cell.strip() if cell is not None and cell.strip() else rest
     return LoomCommand(action="run", prompt=prompt, **values)
+
+
+_LOOM_LINE = re.compile(r"^(\s*)%loom\s+(.*?)\s*$", re.DOTALL)
+
+
+def keep_question_marks(lines: list[str]) -> list[str]:
+    """An input transform: ``%loom run ... Paris?`` runs the prompt instead of asking for help.
+
+    IPython reads a line that ends in ``?`` as a help request (``obj?``) before any magic sees
+    it, and prompts often end in a question mark. A ``%loom`` line with arguments is therefore
+    turned into the magic call here, first, as IPython itself would do without the ``?``.
+    ``%loom?`` (help on the magic) is left alone.
+    """
+    out = []
+    for line in lines:
+        match = _LOOM_LINE.match(line)
+        if match is None or not match.group(2).endswith("?"):
+            out.append(line)
+            continue
+        newline = "\n" if line.endswith("\n") else ""
+        call = f"get_ipython().run_line_magic('loom', {match.group(2)!r})"
+        out.append(f"{match.group(1)}{call}{newline}")
+    return out
 
 
 def _is_identifier(name: str) -> bool:
@@ -186,7 +211,8 @@ class LoomMagics(Magics):
         self.default_agent: str | None = None
         self.default_session: str | None = None
         # One notebook-default session per agent, so follow-up cells continue the conversation.
-        self._agent_sessions: weakref.WeakKeyDictionary[Agent, Session] = weakref.WeakKeyDictionary()
+        self._agent_sessions: weakref.WeakKeyDictionary[Agent, Session] = (
+            weakref.WeakKeyDictionary())
         # Sessions opened by id are held here, so the same id keeps meaning the same object.
         self._opened: dict[tuple[int, str], Session] = {}
         self._env_agent: tuple[str, Agent] | None = None
@@ -335,7 +361,7 @@ class LoomMagics(Magics):
             )
         if self._env_agent is None or self._env_agent[0] != spec:
             # Kept, so that runs without -a share one agent and therefore one session.
-            self._env_agent = (spec, Agent(Model.from_env(), name="loom"))
+            self._env_agent = (spec, Agent(Model.from_env()))
         return self._env_agent[1]
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from .continuity import ContinuityPolicy, safe_cut
 from .context import ContextProtocol, estimate_tokens, message_tokens
-from .messages import Message, ToolCall, ToolResult, Usage
+from .messages import Message, TextPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest
 
 __all__ = ["ContextState", "Summary", "compact", "renew", "summarize"]
@@ -72,7 +72,7 @@ def transcript(messages: Sequence[Message], limit: int = 2_000) -> str:
             elif isinstance(part, ToolResult):
                 text = part.content if len(part.content) <= limit else part.content[:limit] + " [...]"
                 lines.append(f"Tool {part.name} {'failed' if part.is_error else 'returned'}: {text}")
-            elif part.text.strip():
+            elif isinstance(part, TextPart) and part.text.strip():
                 lines.append(f"{message.role.capitalize()}: {part.text.strip()}")
     return "\n".join(lines)
 

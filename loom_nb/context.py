@@ -73,6 +73,8 @@ def message_tokens(message: Message) -> int:
             total += estimate_tokens(part.name + json.dumps(part.args, default=str))
         elif isinstance(part, ToolResult):
             total += estimate_tokens(part.content)
+        else:  # thinking
+            total += estimate_tokens(part.text or part.data or "")
     return total + 4  # role and framing
 
 

@@ -16,6 +16,7 @@ __all__ = [
     "Part",
     "Role",
     "TextPart",
+    "ThinkingPart",
     "ToolCall",
     "ToolResult",
     "Usage",
@@ -60,8 +61,25 @@ class ToolResult:
     kind: Literal["tool_result"] = "tool_result"
 
 
-Part: TypeAlias = TextPart | ToolCall | ToolResult
-_PART_TYPES: dict[str, type[Part]] = {"text": TextPart, "tool_call": ToolCall, "tool_result": ToolResult}
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThinkingPart:
+    """The model's reasoning, kept so that it can be sent back where a provider requires it
+    (Anthropic wants its thinking blocks, with their signatures, in later turns of a tool loop).
+
+    ``redacted`` blocks carry only opaque ``data`` from the provider. Thinking is not part of
+    ``Message.text``.
+    """
+
+    text: str = ""
+    signature: str | None = None
+    redacted: bool = False
+    data: str | None = None
+    kind: Literal["thinking"] = "thinking"
+
+
+Part: TypeAlias = TextPart | ToolCall | ToolResult | ThinkingPart
+_PART_TYPES: dict[str, type[Part]] = {"text": TextPart, "tool_call": ToolCall,
+                                      "tool_result": ToolResult, "thinking": ThinkingPart}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -58,7 +58,7 @@ class Capability:
                           instructions=instructions)
 
     @staticmethod
-    def files(root: str = ".", *, read_only: bool = True, **options: Any) -> Capability:
+    def files(root: str = ".", read_only: bool = True, **options: Any) -> Capability:
         """List, read, glob and search files under ``root``; write and edit when not read-only."""
         from .files import files_capability
 
@@ -72,7 +72,7 @@ class Capability:
         return web_capability(**options)
 
     @staticmethod
-    def shell(cwd: str = ".", *, require_approval: bool = True, **options: Any) -> Capability:
+    def shell(cwd: str = ".", require_approval: bool = True, **options: Any) -> Capability:
         """Run shell commands in ``cwd`` with a timeout; each call needs approval by default."""
         from .shell import shell_capability
 

@@ -263,9 +263,12 @@ class Session:
         )
 
     def close(self) -> None:
-        """Stop accepting runs; the stored session stays and can be opened again."""
+        """Stop accepting runs and close the servers the agent's capabilities opened (they
+        reconnect on the agent's next run). The stored session stays and can be opened again."""
         self.closed = True
         self.agent._forget(self)
+        if any(c.source is not None for c in self.agent.capabilities):
+            _bridge.run_sync(self.agent.aclose())
 
 
 class RunStream:

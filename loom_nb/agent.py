@@ -9,7 +9,7 @@ from typing import Any
 from . import _bridge
 from .capability import Capability
 from .context import render_system
-from .errors import ConfigError, NotSupportedError
+from .errors import ConfigError
 from .models import Model, ToolDefinition, resolve_model
 from .result import RunResult
 from .runtime import Runtime
@@ -76,6 +76,7 @@ class Agent:
             "", [c.instructions for c in self.capabilities if c.kind == "skills"])
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.definition for t in self.tools.values())
         self._sessions: weakref.WeakValueDictionary[tuple[int, str], Session] = weakref.WeakValueDictionary()
+        self._inbox: Session | None = None
 
     def __repr__(self) -> str:
         return (f"Agent(name={self.name!r}, model={self.model.identifier!r}, "
@@ -132,10 +133,15 @@ class Agent:
         return self._one_off().stream(prompt_or_task, context)
 
     async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
-        raise NotSupportedError(
-            "Signals and the AttentionPolicy are not available in this version of loom_nb yet; "
-            "run the agent directly with agent.run(...)."
-        )
+        """Send a signal to the agent's inbox session (``agent.inbox``); see Session.receive."""
+        return await self.inbox.receive(event_or_signal, adapter)
+
+    @property
+    def inbox(self) -> Session:
+        """The session that signals sent to the agent itself go to (in memory, made on first use)."""
+        if self._inbox is None or self._inbox.closed:
+            self._inbox = self.session(SessionConfig(id=f"inbox-{self.name}-{id(self):x}"))
+        return self._inbox
 
     # -- sessions ----------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ from .errors import ConfigError
 from .messages import Message, TextPart, ToolCall, ToolResult
 from .models import Model, ModelRequest, ToolDefinition
 from .models.windows import DEFAULT_WINDOW, WindowSource, known_window
+from .signals import RuntimeSignal
 from .task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
@@ -121,17 +122,19 @@ def render_system(instructions: str, capability_instructions: Sequence[str]) -> 
     return "\n\n".join(b for b in blocks if b)
 
 
-def render_working(task: RuntimeTask, context: RunContext, *, goal_in_history: bool = True) -> str:
+def render_working(task: RuntimeTask, context: RunContext,
+                   observed: Sequence[RuntimeSignal] = ()) -> str:
     """The run-scoped working partition as text (empty when there is nothing to show)."""
     sections = []
-    if not goal_in_history:
-        sections.append(f"Current goal (from the user, earlier in this run): {task.goal}")
     if task.inputs:
         sections.append("Task inputs:\n" + _render_mapping(task.inputs))
     if task.criteria:
         sections.append("Acceptance criteria:\n" + "\n".join(f"- {c}" for c in task.criteria))
     if context.inputs:
         sections.append("Run inputs:\n" + _render_mapping(context.inputs))
+    if observed:
+        sections.append("Signals observed since the last run (for your information):\n"
+                        + "\n".join(f"- {s.describe()}" for s in observed))
     return "\n\n".join(sections)
 
 

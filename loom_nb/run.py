@@ -14,6 +14,7 @@ also in a new process, and :meth:`RunLoop.resume` continues the same run.
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 import traceback
 import uuid
@@ -28,6 +29,7 @@ from .governance import ToolRequest
 from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
 from .models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
 from .result import PendingApproval, RunResult, RunStatus
+from .signals import RuntimeSignal
 from .runtime import LimitName, Limits
 from .store import RunRecord
 from .task import RunContext, RuntimeTask
@@ -74,6 +76,12 @@ class RunLoop:
         self._shown: dict[str, str] = {}  # partition contents already recorded in an event
         self._elapsed = 0.0
         self._streamed: list[str] = []  # text of the model turn in progress
+        #: The signal this run was started for, if any.
+        self.started_by: RuntimeSignal | None = None
+        #: Observed signals this run shows in its working partition.
+        self.observed: list[RuntimeSignal] = []
+        # Signals asking to interrupt: appended from any thread, taken at safe points.
+        self._interrupts: collections.deque[RuntimeSignal] = collections.deque()
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id)
@@ -91,7 +99,12 @@ class RunLoop:
             self._unflushed.append(event)
         for subscriber in self.subscribers:
             subscriber(event)
+        self.session.notify(event)
         return event
+
+    def request_interrupt(self, signal: RuntimeSignal) -> None:
+        """Stop at the next safe point and continue with ``signal`` in context (thread-safe)."""
+        self._interrupts.append(signal)
 
     def _flush(self) -> None:
         if self._unflushed:
@@ -108,11 +121,14 @@ class RunLoop:
     async def execute(self) -> RunResult:
         """Run to the end. Never raises for run faults: they become the result's status."""
         self.session.store.save_run(self.record)
+        self.observed = self.session.inbox.take_observed()
         self.emit("run.started", {
             "prompt": self.task.goal, "task": self.task.to_dict(),
             "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
             "agent": self.agent.name, "model": self.agent.model.identifier,
             "limits": _limits_dict(self.limits),
+            "signal": self.started_by.to_dict() if self.started_by else None,
+            "observed_signals": [s.to_dict() for s in self.observed],
         })
         self._commit(Message.user(self._fit(self.task.goal)))
         return await self._drive(self._turns)
@@ -195,11 +211,25 @@ class RunLoop:
                 self.output = message.text
             if not message.tool_calls:
                 self._commit(message)
+                if self._take_interrupts():
+                    continue  # the answer is kept; the model now also sees the signal
                 return "completed"
             results = await self._tool_calls(message)
             if results is None:
                 return "needs_approval"
             self._commit(message, Message(role="tool", parts=tuple(results)))
+            self._take_interrupts()
+
+    def _take_interrupts(self) -> bool:
+        """At a safe point: put interrupting signals into the conversation. True if there were."""
+        signals = []
+        while self._interrupts:
+            signals.append(self._interrupts.popleft())
+        for signal in signals:
+            self.emit("run.interrupted", {"reason": "signal", "signal": signal.to_dict()})
+        if signals:
+            self._commit(Message.user("\n".join(f"[Interrupting signal] {s.describe()}" for s in signals)))
+        return bool(signals)
 
     # -- context -----------------------------------------------------------------------------------
 
@@ -207,7 +237,8 @@ class RunLoop:
         state = self.session.context
         partitions: dict[PartitionName, str] = {
             "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
-            "memory": render_memory(state.memory), "working": render_working(self.task, self.context)}
+            "memory": render_memory(state.memory),
+            "working": render_working(self.task, self.context, observed=self.observed)}
         return self.agent.runtime.context.snapshot(
             model=self.agent.model, factor=state.factor, partitions=partitions,
             history_tokens=state.history_tokens, messages=len(state.history),
@@ -287,6 +318,10 @@ class RunLoop:
         for call in message.tool_calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
+            if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
+                refusal = self._refuse(call, "Interrupted",
+                                       "Not run: a signal interrupted the run before this call. "
+                                       "Call it again if it is still needed.")
             if refusal is not None:
                 results[call.id] = refusal
                 continue
@@ -392,6 +427,9 @@ class RunLoop:
             data["pending"] = self._pause["pending"]
         self.emit("run.finished", data)
         self._flush()
+        if self._interrupts:  # the run ended before a safe point took them: they run next
+            self.session.inbox.requeue(list(self._interrupts))
+            self._interrupts.clear()
         record = self.record
         record.status, record.output, record.error = status, self.output, error
         record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns

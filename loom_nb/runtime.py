@@ -10,12 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn, TypeAlias
 
+from .attention import AttentionPolicy, AttentionRule, AttentionState
 from .context import ContextProtocol
 from .continuity import ContinuityPolicy
 from .errors import ConfigError, NotSupportedError
 from .governance import GovernanceDecision, GovernancePolicy, RateLimit, ToolRequest
 
-__all__ = ["ContextProtocol", "ContinuityPolicy", "GovernanceDecision", "GovernancePolicy",
+__all__ = ["AttentionPolicy", "AttentionRule", "AttentionState", "ContextProtocol", "ContinuityPolicy", "GovernanceDecision", "GovernancePolicy",
            "LimitName", "Limits", "RateLimit", "Runtime", "ToolRequest"]
 
 LimitName: TypeAlias = Literal["max_turns", "max_tokens", "max_seconds"]
@@ -52,6 +53,7 @@ class Runtime:
         governance: decides allow / deny / ask for every tool call.
         context: partitions, token budget, compaction and renewal.
         continuity: what carries over a compaction, a renewal and a restored session.
+        attention: what each signal that reaches a session does.
     """
 
     profile: str = "sdk"
@@ -59,12 +61,14 @@ class Runtime:
     governance: GovernancePolicy = field(default_factory=GovernancePolicy)
     context: ContextProtocol = field(default_factory=ContextProtocol)
     continuity: ContinuityPolicy = field(default_factory=ContinuityPolicy)
+    attention: AttentionPolicy = field(default_factory=AttentionPolicy)
 
     @classmethod
     def sdk(cls, *, max_turns: int | None = 50, max_tokens: int | None = None,
             max_seconds: float | None = None, limits: Limits | None = None,
             governance: GovernancePolicy | None = None, context: ContextProtocol | None = None,
-            continuity: ContinuityPolicy | None = None, **policies: Any) -> Runtime:
+            continuity: ContinuityPolicy | None = None, attention: AttentionPolicy | None = None,
+            **policies: Any) -> Runtime:
         """The default profile: a tool loop with per-run limits and default governance.
 
         Default governance allows every tool, asks before tools marked ``requires_approval`` or
@@ -75,11 +79,13 @@ class Runtime:
                                   max_seconds=max_seconds)
         for name, value, kind in (("governance", governance, GovernancePolicy),
                                   ("context", context, ContextProtocol),
-                                  ("continuity", continuity, ContinuityPolicy)):
+                                  ("continuity", continuity, ContinuityPolicy),
+                                  ("attention", attention, AttentionPolicy)):
             if value is not None and not isinstance(value, kind):
                 raise ConfigError(f"Runtime.sdk({name}=...) takes a {kind.__name__}(...).")
         return cls(profile="sdk", limits=limits, governance=governance or GovernancePolicy(),
-                   context=context or ContextProtocol(), continuity=continuity or ContinuityPolicy())
+                   context=context or ContextProtocol(), continuity=continuity or ContinuityPolicy(),
+                   attention=attention or AttentionPolicy())
 
     @classmethod
     def long_running(cls, **options: Any) -> Runtime:
@@ -98,7 +104,7 @@ class Runtime:
         return replace(self, limits=replace(self.limits, **changes))
 
 
-_POLICIES = ("attention", "harness", "quality", "delegation", "feedback")
+_POLICIES = ("harness", "quality", "delegation", "feedback")
 
 
 def _reject_policies(policies: dict[str, Any]) -> None:

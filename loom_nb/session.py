@@ -14,20 +14,22 @@ import contextvars
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
 from ._compaction import ContextState
-from .errors import ConfigError, NotSupportedError
+from .errors import ConfigError
 from .events import RunEvent
 from .messages import Message
 from .result import RunResult
 from .run import Decisions, RunLoop
-from .signals import SignalAdapter, SignalDecision
-from .store import Checkpoint, RunRecord, SessionStore, open_store
+from .inbox import Inbox
+from .signals import SignalAdapter, SignalDecision, Urgency
+from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
+from .store import Checkpoint, RunRecord, SessionStore, SignalRecord, open_store
 from .task import RunContext, RuntimeTask, as_task
 
 if TYPE_CHECKING:
@@ -126,6 +128,11 @@ class Session:
         # between the messages already in history and whatever a new run would add.
         self._waiting_run: str | None = next(
             (r.run_id for r in self.store.runs(self.id) if r.status == "needs_approval"), None)
+        #: The run executing now, if any.
+        self.active_run: RunLoop | None = None
+        self._subscribers: list[Callable[[RunEvent], None]] = []
+        self._sources: list[SourceHandle] = []
+        self.inbox = Inbox(self)
 
     def __repr__(self) -> str:
         return (f"<Session {self.id} agent={self.agent.name!r} messages={len(self.history)} "
@@ -222,13 +229,21 @@ class Session:
 
     async def _execute(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
         async with self._lock:
-            if decisions is None:
-                self._check_not_waiting()
-                result = await loop.execute()
-            else:
-                result = await loop.resume(decisions)
-            self._waiting_run = result.run_id if result.status == "needs_approval" else None
-            return result
+            return await self._run_locked(loop, decisions)
+
+    async def _run_locked(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
+        """Execute (or resume) ``loop``; the caller holds the session's turn."""
+        if decisions is None:
+            self._check_not_waiting()
+        self.active_run = loop
+        try:
+            result = await (loop.execute() if decisions is None else loop.resume(decisions))
+        finally:
+            self.active_run = None
+        self._waiting_run = result.run_id if result.status == "needs_approval" else None
+        if self._waiting_run is None:
+            self.inbox.pump()  # signals queued behind a paused run can go now
+        return result
 
     async def resume(self, run_id: str, decisions: Decisions) -> RunResult:
         """Continue a run paused for approval.
@@ -256,15 +271,69 @@ class Session:
         """Start a run in the background and return its handle at once."""
         return Run(self, self._loop_for(prompt_or_task, context))
 
+    # -- signals -----------------------------------------------------------------------------------
+
     async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
-        raise NotSupportedError(
-            "Signals and the AttentionPolicy are not available in this version of loom_nb yet; "
-            "run the session directly with session.run(...)."
-        )
+        """Take a signal (or any event, mapped by ``adapter``); the attention policy decides what
+        it does, and the decision takes effect (see ``loom_nb.inbox``)."""
+        if self.closed:
+            raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
+        return await self.inbox.receive(event_or_signal, adapter)
+
+    def receive_sync(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
+        """:meth:`receive` from sync code."""
+        return _bridge.run_sync(self.receive(event_or_signal, adapter))
+
+    @property
+    def signals(self) -> list[SignalRecord]:
+        """Every signal this session received, with its decision, in order."""
+        return self.store.signals(self.id)
+
+    async def idle(self) -> None:
+        """Wait until no signal is queued or being run."""
+        await self.inbox.idle()
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """:meth:`idle` from sync code, at most ``timeout`` seconds."""
+        _bridge.submit(self.inbox.idle()).result(timeout)
+
+    def subscribe(self, callback: Callable[[RunEvent], None]) -> Callable[[], None]:
+        """Call ``callback`` with every event of this session's runs and every signal decision,
+        as they happen (from loom_nb's threads: keep it quick). Returns an unsubscribe function."""
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback) if callback in self._subscribers else None
+
+    def notify(self, event: RunEvent) -> None:
+        for callback in list(self._subscribers):
+            callback(event)
+
+    def every(self, seconds: float, *, source: str = "timer", type: str = "tick",
+              urgency: Urgency = "low", summary: str = "", **options: Any) -> SourceHandle:
+        """Send this session a signal every ``seconds`` (until ``stop()`` or close)."""
+        timer = Timer(seconds=seconds, source=source, type=type, urgency=urgency, summary=summary)
+        return self._start(timer, **options)
+
+    def cron(self, expr: str, *, source: str = "cron", type: str = "scheduled",
+             urgency: Urgency = "normal", summary: str = "", **options: Any) -> SourceHandle:
+        """Send this session a signal at the times a cron expression names (UTC)."""
+        return self._start(Cron(expr=expr, source=source, type=type, urgency=urgency,
+                                summary=summary), **options)
+
+    def heartbeat(self, seconds: float = 300.0, **options: Any) -> SourceHandle:
+        """A low-urgency heartbeat signal every ``seconds``."""
+        return self._start(Heartbeat(seconds=seconds), **options)
+
+    def _start(self, source: Timer | Cron, **options: Any) -> SourceHandle:
+        handle = start_source(self, source, **options)
+        self._sources.append(handle)
+        return handle
 
     def close(self) -> None:
-        """Stop accepting runs and close the servers the agent's capabilities opened (they
-        reconnect on the agent's next run). The stored session stays and can be opened again."""
+        """Stop accepting runs, stop this session's timers, and close the servers the agent's
+        capabilities opened (they reconnect on the agent's next run). The stored session stays
+        and can be opened again."""
+        for handle in self._sources:
+            handle.stop()
         self.closed = True
         self.agent._forget(self)
         if any(c.source is not None for c in self.agent.capabilities):

@@ -1,11 +1,12 @@
 """RuntimeSignal, SignalAdapter and SignalDecision: external input to a long-lived session.
 
-These are the data types; the AttentionPolicy that decides what each signal does arrives with
-the signals issue, and until then ``receive`` raises :class:`~loom_nb.errors.NotSupportedError`.
+A session's :class:`~loom_nb.attention.AttentionPolicy` decides what each signal does; the
+session's inbox (``loom_nb.inbox``) carries the decision out.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,23 @@ class RuntimeSignal:
             raise ConfigError(
                 f"Signal urgency {self.urgency!r} is not one of {', '.join(_URGENCIES)}."
             )
+
+    @property
+    def rank(self) -> int:
+        """0 for critical ... 3 for low: the order queued signals are handled in."""
+        return 3 - _URGENCIES.index(self.urgency)
+
+    def describe(self) -> str:
+        """One line for the model: where the signal comes from and what it says."""
+        text = f"{self.source} / {self.type} (urgency {self.urgency}): {self.summary or '(no summary)'}"
+        if self.payload:
+            text += f" | payload: {json.dumps(self.payload, ensure_ascii=False, default=str)[:2000]}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "source": self.source, "type": self.type, "summary": self.summary,
+                "payload": self.payload, "urgency": self.urgency, "dedupe_key": self.dedupe_key,
+                "observed_at": self.observed_at.isoformat()}
 
 
 _SUMMARY_KEYS = ("summary", "content", "text", "message", "name", "id")

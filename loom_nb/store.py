@@ -23,7 +23,7 @@ from .events import RunEvent, utcnow
 from .messages import Message, Usage, message_from_dict
 
 __all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
-           "StoredSession", "open_store"]
+           "SignalRecord", "StoredSession", "open_store"]
 
 RestoreMode: TypeAlias = Literal["checkpoint", "full"]
 
@@ -65,6 +65,19 @@ class StoredSession:
 
 
 @dataclass(kw_only=True)
+class SignalRecord:
+    """A signal a session received and what the attention policy decided for it."""
+
+    session_id: str
+    seq: int
+    signal: dict[str, Any]
+    action: str
+    reason: str
+    run_id: str | None = None
+    ts: datetime = field(default_factory=utcnow)
+
+
+@dataclass(kw_only=True)
 class Checkpoint:
     """A compacted context: it stands for every message stored before index ``through``."""
 
@@ -82,6 +95,8 @@ class SessionStore(Protocol):
     def open_session(self, session_id: str, metadata: dict[str, Any],
                      restore: RestoreMode = "checkpoint") -> StoredSession: ...
     def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
+    def append_signal(self, record: SignalRecord) -> None: ...
+    def signals(self, session_id: str) -> list[SignalRecord]: ...
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
     def append_events(self, events: list[RunEvent]) -> None: ...
     def save_run(self, record: RunRecord) -> None: ...
@@ -100,6 +115,7 @@ class InMemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[RunEvent]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
+        self._signals: dict[str, list[SignalRecord]] = {}
 
     def __repr__(self) -> str:
         return f"<InMemoryStore sessions={len(self._sessions)}>"
@@ -124,6 +140,14 @@ class InMemoryStore:
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         with self._lock:
             self._checkpoints[checkpoint.session_id] = checkpoint
+
+    def append_signal(self, record: SignalRecord) -> None:
+        with self._lock:
+            self._signals.setdefault(record.session_id, []).append(dataclasses.replace(record))
+
+    def signals(self, session_id: str) -> list[SignalRecord]:
+        with self._lock:
+            return [dataclasses.replace(r) for r in self._signals.get(session_id, [])]
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:
@@ -175,6 +199,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     session_id TEXT NOT NULL, through INTEGER NOT NULL, created_at TEXT NOT NULL,
     history TEXT NOT NULL, memory TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS checkpoints_by_session ON checkpoints (session_id);
+CREATE TABLE IF NOT EXISTS signals (
+    session_id TEXT NOT NULL, seq INTEGER NOT NULL, ts TEXT NOT NULL, signal_id TEXT NOT NULL,
+    source TEXT NOT NULL, type TEXT NOT NULL, urgency TEXT NOT NULL, action TEXT NOT NULL,
+    reason TEXT NOT NULL, run_id TEXT, data TEXT NOT NULL, UNIQUE (session_id, seq));
 """
 _SCHEMA_VERSION = 1
 
@@ -270,6 +298,22 @@ class SQLiteStore:
         if row is None:
             return [], [], 0
         return [message_from_dict(m) for m in json.loads(row[1])], json.loads(row[2]), row[0]
+
+    def append_signal(self, record: SignalRecord) -> None:
+        sig = record.signal
+        row = (record.session_id, record.seq, record.ts.isoformat(), sig["id"], sig["source"],
+               sig["type"], sig["urgency"], record.action, record.reason, record.run_id, _dumps(sig))
+        with self._lock, self._tx():
+            self._db.execute("INSERT INTO signals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+
+    def signals(self, session_id: str) -> list[SignalRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, ts, action, reason, run_id, data FROM signals WHERE session_id = ? "
+                "ORDER BY seq", (session_id,)).fetchall()
+        return [SignalRecord(session_id=session_id, seq=r[0], ts=datetime.fromisoformat(r[1]),
+                             action=r[2], reason=r[3], run_id=r[4], signal=json.loads(r[5]))
+                for r in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),

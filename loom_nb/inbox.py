@@ -1,0 +1,155 @@
+"""A session's inbox: where signals arrive, are decided, and where their decisions take effect.
+
+Decisions are made one at a time in arrival order (a lock serializes them across threads), and
+each is stored (the ``signals`` table) and announced as a ``signal.decision`` event to the
+session's subscribers. The effects:
+
+* observe: kept until the next run starts, which shows it in its working partition;
+* queue: a run for it starts when the session is idle; queued signals run in urgency order, then
+  arrival order; the queue is drained by one task on loom_nb's background loop;
+* interrupt: the active run stops at its next safe point and continues with the signal in its
+  context; with no active run, the signal runs now, ahead of the queue;
+* ignore: nothing.
+
+Nothing is lost: a queued signal waits while a run is paused for approval, and runs once the
+session can take runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import itertools
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import _bridge
+from .attention import AttentionState
+from .events import RunEvent
+from .signals import RuntimeSignal, SignalAdapter, SignalDecision
+from .store import SignalRecord
+from .task import RunContext, RuntimeTask
+
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = ["Inbox", "signal_task"]
+
+
+def signal_task(signal: RuntimeSignal) -> RuntimeTask:
+    """The task of a run started for a signal."""
+    return RuntimeTask(
+        f"Handle this signal from {signal.source} ({signal.type}, urgency {signal.urgency}): "
+        f"{signal.summary or '(no summary)'}",
+        inputs={"signal_payload": signal.payload} if signal.payload else {},
+        metadata={"signal_id": signal.id, "signal_source": signal.source,
+                  "signal_type": signal.type, "signal_urgency": signal.urgency},
+    )
+
+
+class Inbox:
+    """Receives signals for one session and carries out the attention policy's decisions."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._lock = threading.Lock()
+        self._seq = itertools.count(len(session.store.signals(session.id)))
+        self._arrival = itertools.count()
+        self.observed: list[RuntimeSignal] = []
+        self._queue: list[tuple[int, int, str, RuntimeSignal]] = []
+        self._pump: concurrent.futures.Future[None] | None = None
+
+    @property
+    def queued(self) -> list[RuntimeSignal]:
+        """Signals waiting for a run, in the order they will run."""
+        with self._lock:
+            return [item[3] for item in sorted(self._queue)]
+
+    def take_observed(self) -> list[RuntimeSignal]:
+        """The observed signals, handed to the run that starts now (and cleared)."""
+        with self._lock:
+            taken, self.observed = self.observed, []
+        return taken
+
+    async def receive(self, event: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
+        signal = event if isinstance(event, RuntimeSignal) else (adapter or SignalAdapter()).adapt(event)
+        session = self.session
+        with self._lock:
+            active = session.active_run
+            state = AttentionState(session_id=session.id,
+                                   active_run_id=active.run_id if active else None,
+                                   queued=len(self._queue), observed=len(self.observed))
+            decision = session.agent.runtime.attention.evaluate(signal, state)
+            run_id = self._apply(decision, active)
+            record = SignalRecord(session_id=session.id, seq=next(self._seq), signal=signal.to_dict(),
+                                  action=decision.action, reason=decision.reason, run_id=run_id)
+            session.store.append_signal(record)
+        session.notify(RunEvent(type="signal.decision", run_id=run_id or "", session_id=session.id,
+                                seq=record.seq, ts=record.ts,
+                                data={"action": decision.action, "reason": decision.reason,
+                                      "signal": record.signal}))
+        self.pump()
+        return decision
+
+    def _apply(self, decision: SignalDecision, active: Any) -> str | None:
+        """Carry out ``decision`` (under the lock); the id of the run it affects, if known."""
+        from .run import new_run_id
+
+        signal = decision.signal
+        if decision.action == "observe":
+            self.observed.append(signal)
+            return active.run_id if active else None
+        if decision.action == "interrupt" and active is not None:
+            active.request_interrupt(signal)
+            return active.run_id
+        if decision.action in ("queue", "interrupt"):
+            run_id = new_run_id()
+            rank = -1 if decision.action == "interrupt" else signal.rank  # idle interrupt: run now
+            heapq.heappush(self._queue, (rank, next(self._arrival), run_id, signal))
+            return run_id
+        return None
+
+    # -- draining the queue ------------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Make sure queued signals are being run (one drain task at a time)."""
+        with self._lock:
+            if not self._queue or (self._pump is not None and not self._pump.done()):
+                return
+            self._pump = _bridge.submit(self._drain())
+
+    async def _drain(self) -> None:
+        from .run import RunLoop
+
+        session = self.session
+        while True:
+            async with session._lock:  # waits until the session is idle
+                with self._lock:
+                    if not self._queue or session.closed or session._waiting_run is not None:
+                        # Cleared under the lock, so a signal queued from now on starts a new
+                        # drain; after a paused run, pump() runs again once it is decided.
+                        self._pump = None
+                        return
+                    _, _, run_id, signal = heapq.heappop(self._queue)
+                loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
+                loop.started_by = signal
+                await session._run_locked(loop)
+
+    def requeue(self, signals: list[RuntimeSignal]) -> None:
+        """Interrupts a run could not take (it ended first): they run next, ahead of the queue."""
+        from .run import new_run_id
+
+        with self._lock:
+            for signal in signals:
+                heapq.heappush(self._queue, (-1, next(self._arrival), new_run_id(), signal))
+        self.pump()
+
+    async def idle(self) -> None:
+        """Wait until no signal is queued or running."""
+        while True:
+            with self._lock:
+                pump = self._pump
+            if pump is None or pump.done():
+                return
+            await asyncio.wrap_future(pump)

@@ -65,7 +65,8 @@ class Agent:
         if not isinstance(self.runtime, Runtime):
             raise ConfigError("Agent(runtime=...) takes a Runtime, e.g. Runtime.sdk(max_turns=20).")
         self.name = name
-        self._static: list[tuple[Tool, str]] = _tool_entries(self.capabilities, tools)
+        self._static: list[tuple[Tool, str]] = _tool_entries(
+            self.capabilities, tools, self.runtime.delegation.tools)
         #: The tools by name. Tools from a capability's source (an MCP server) join on first run.
         self.tools: dict[str, Tool] = _by_name(self._static)
         self._resolved = not any(c.source for c in self.capabilities)
@@ -168,10 +169,11 @@ class Agent:
         self._sessions.pop((id(session.store), session.id), None)
 
 
-def _tool_entries(capabilities: tuple[Capability, ...],
-                  tools: Iterable[Tool | Callable[..., Any]]) -> list[tuple[Tool, str]]:
+def _tool_entries(capabilities: tuple[Capability, ...], tools: Iterable[Tool | Callable[..., Any]],
+                  delegation: tuple[Tool, ...]) -> list[tuple[Tool, str]]:
     entries = [(t, cap.name) for cap in capabilities for t in cap.toolset]
     entries += [(as_tool(t), "tools=") for t in tools]
+    entries += [(t, "the delegation policy") for t in delegation]
     _by_name(entries)  # fail now on duplicate names, not at the first run
     return entries
 

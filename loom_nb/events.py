@@ -15,6 +15,10 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
                         for approval finishes with ``needs_approval`` and the waiting calls)
 ``run.resumed``         a paused run continues: which calls were approved and rejected
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
+``harness.attempt``     an attempt begins (in the run, or as a nested candidate run)
+``quality.verdict``     a quality gate's PASS/FAIL on an attempt, with the critique
+``delegation.started``  a sub-agent run begins (its run id, session, depth)
+``delegation.finished`` it ended: status, output, usage
 ======================  ==========================================================================
 
 Later policies add ``signal.decision``, ``run.interrupted``,
@@ -50,6 +54,9 @@ EventType: TypeAlias = Literal[
     "context.compacted",
     "context.renewed",
     "quality.verdict",
+    "harness.attempt",
+    "delegation.started",
+    "delegation.finished",
 ]
 
 

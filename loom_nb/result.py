@@ -12,6 +12,7 @@ from .messages import Message, Usage
 from .runtime import LimitName
 
 if TYPE_CHECKING:
+    from .quality import Verdict
     from .session import Session
 
 __all__ = ["PendingApproval", "RunError", "RunResult", "RunStatus", "ToolCallRecord"]
@@ -70,6 +71,10 @@ class RunResult:
         model: the model's ``provider:name``.
         turns: how many model responses the run used.
         pending: for ``status="needs_approval"``, the tool calls waiting for a decision.
+        verdict: the quality gate's verdict on the answer kept, when a gate is set.
+        attempts: how many attempts the harness made.
+        winner: which attempt's answer the run kept (1-based).
+        parent_run_id: the run that started this one (delegation, best-of candidates).
     """
 
     output: str
@@ -88,6 +93,10 @@ class RunResult:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     pending: tuple[PendingApproval, ...] = ()
+    verdict: Verdict | None = None
+    attempts: int = 0
+    winner: int | None = None
+    parent_run_id: str | None = None
     session: Session | None = field(default=None, compare=False)
     _decisions: dict[str, str | None] = field(default_factory=dict, compare=False)
 

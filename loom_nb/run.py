@@ -28,6 +28,9 @@ from .events import EventType, RunEvent, utcnow
 from .governance import ToolRequest
 from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
 from .models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
+from .delegation import CURRENT_RUN
+from .harness import HarnessRequest
+from .quality import Verdict
 from .result import PendingApproval, RunResult, RunStatus
 from .signals import RuntimeSignal
 from .runtime import LimitName, Limits
@@ -54,13 +57,21 @@ class RunLoop:
     """One run of an agent in a session. Use :meth:`execute` once, or :meth:`resume` after a pause."""
 
     def __init__(self, session: Session, task: RuntimeTask, context: RunContext,
-                 *, run_id: str | None = None, parent_run_id: str | None = None) -> None:
+                 *, run_id: str | None = None, parent_run_id: str | None = None,
+                 depth: int = 0, continuing: bool = False) -> None:
         self.session = session
         self.agent = session.agent
         self.task = task
         self.context = context
         self.run_id = run_id or new_run_id()
         self.parent_run_id = parent_run_id
+        #: How deep in delegation this run is (0 for a run started by a person or a signal).
+        self.depth = depth
+        # A continuing run (a best-of candidate) starts from history that already holds its prompt.
+        self._continuing = continuing
+        self.verdict: Verdict | None = None
+        self.attempt_count = 0
+        self.winner: int | None = None
         self.limits: Limits = context.budget or self.agent.runtime.limits
         self.subscribers: list[Subscriber] = []
         self.events: list[RunEvent] = []
@@ -130,8 +141,33 @@ class RunLoop:
             "signal": self.started_by.to_dict() if self.started_by else None,
             "observed_signals": [s.to_dict() for s in self.observed],
         })
-        self._commit(Message.user(self._fit(self.task.goal)))
-        return await self._drive(self._turns)
+        if not self._continuing:
+            self._commit(Message.user(self._fit(self.task.goal)))
+        return await self._drive(self._harnessed)
+
+    async def _harnessed(self, started: float) -> Stop:
+        request = HarnessRequest(self, started)
+        attempt = await self.agent.runtime.harness.run(request)
+        self.attempt_count, self.winner, self.verdict = len(request.attempts), attempt.index, attempt.verdict
+        return attempt.stop
+
+    # -- helpers for harness and delegation --------------------------------------------------------
+
+    def _commit_note(self, note: str) -> None:
+        self._commit(Message.user(self._fit(note)))
+
+    def fork(self, label: str) -> RunLoop:
+        """A nested run in a copy of this run's context, continuing from the same point."""
+        child = self.session.child(label, seed=True)
+        loop = RunLoop(child, self.task, self.context, parent_run_id=self.run_id, depth=self.depth,
+                       continuing=True)
+        loop.subscribers.extend(self.subscribers)  # live views see nested runs too
+        return loop
+
+    def absorb_usage(self, usage: Usage, turns: int) -> None:
+        """Count what nested runs or judges used as this run's cost."""
+        self.usage = self.usage + usage
+        self.turns += turns
 
     async def resume(self, decisions: Decisions) -> RunResult:
         """Continue a run paused for approval, with a decision for every waiting call."""
@@ -163,7 +199,11 @@ class RunLoop:
         limit: LimitName | None = None
         try:
             stop: Stop = await body(started)
-            if stop == "needs_approval":
+            if stop == "completed" and self.verdict is not None and not self.verdict.passed:
+                status, error_type = "failed", "QualityGateFailed"
+                error = (f"The answer did not pass the quality gate ({self.verdict.gate}) after "
+                         f"{self.attempt_count} attempt(s): {self.verdict.critique}")
+            elif stop == "needs_approval":
                 status = "needs_approval"
                 error = "The run is waiting for a person to approve or reject tool calls."
             elif stop != "completed":
@@ -377,7 +417,11 @@ class RunLoop:
         return None
 
     async def _run_tool(self, call: ToolCall) -> ToolResult:
-        outcome = await self.agent.tools[call.name].invoke(call.args)
+        token = CURRENT_RUN.set(self)  # a delegate call finds its parent run here
+        try:
+            outcome = await self.agent.tools[call.name].invoke(call.args)
+        finally:
+            CURRENT_RUN.reset(token)
         content = self._fit(outcome.content)
         data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": content,
                                 "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
@@ -420,7 +464,9 @@ class RunLoop:
                 limit: LimitName | None) -> RunResult:
         data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
                                 "usage": self.usage.to_dict(), "error": error,
-                                "error_type": error_type, "limit": limit}
+                                "error_type": error_type, "limit": limit,
+                                "attempts": self.attempt_count, "winner": self.winner,
+                                "verdict": self.verdict.to_dict() if self.verdict else None}
         if self._traceback:
             data["traceback"] = self._traceback
         if status == "needs_approval" and self._pause is not None:
@@ -441,7 +487,8 @@ class RunLoop:
             events=self.events, usage=self.usage, error=error, error_type=error_type, limit=limit,
             messages=tuple(self.added), agent=self.agent.name, model=self.agent.model.identifier,
             turns=self.turns, started_at=record.started_at, finished_at=record.finished_at,
-            pending=pending, session=self.session,
+            pending=pending, session=self.session, verdict=self.verdict,
+            attempts=self.attempt_count, winner=self.winner, parent_run_id=self.parent_run_id,
         )
         return self.result
 

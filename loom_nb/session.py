@@ -26,6 +26,7 @@ from .events import RunEvent
 from .messages import Message
 from .result import RunResult
 from .run import Decisions, RunLoop
+from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
 from .signals import SignalAdapter, SignalDecision, Urgency
 from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
@@ -133,6 +134,8 @@ class Session:
         self._subscribers: list[Callable[[RunEvent], None]] = []
         self._sources: list[SourceHandle] = []
         self.inbox = Inbox(self)
+        if agent.runtime.feedback.kinds - {"rating"}:
+            self._subscribers.append(self._record_feedback)
 
     def __repr__(self) -> str:
         return (f"<Session {self.id} agent={self.agent.name!r} messages={len(self.history)} "
@@ -163,6 +166,16 @@ class Session:
             if record.status in ("failed", "cancelled", "limit"):
                 open_goals[record.prompt] = None
         return list(open_goals)[-limit:]
+
+    def child(self, label: str, *, agent: Agent | None = None, seed: bool = False) -> Session:
+        """A nested session in the same store (sub-runs live there, linked by parent_run_id);
+        ``seed`` starts it from a copy of this session's context."""
+        child = Session(agent or self.agent,
+                        SessionConfig(id=f"{self.id}/{label}-{uuid.uuid4().hex[:6]}", store=self.store))
+        if seed:
+            child.context = ContextState(history=list(self.context.history),
+                                         memory=list(self.context.memory), factor=self.context.factor)
+        return child
 
     def checkpoint(self) -> None:
         """Store the current (compacted) context, so a restored session starts from it."""
@@ -296,6 +309,33 @@ class Session:
     def wait_idle(self, timeout: float | None = None) -> None:
         """:meth:`idle` from sync code, at most ``timeout`` seconds."""
         _bridge.submit(self.inbox.idle()).result(timeout)
+
+    # -- feedback ----------------------------------------------------------------------------------
+
+    def _record_feedback(self, event: RunEvent) -> None:
+        record = self.agent.runtime.feedback.record_for(event)
+        if record is not None:
+            self.store.append_feedback(record)
+            self.agent.runtime.feedback.send(record)
+
+    def feedback(self, run_id: str, score: float, comment: str = "") -> FeedbackRecord:
+        """Rate a run of this session (any number scale you like; kept as given)."""
+        if self.store.get_run(run_id) is None:
+            raise ConfigError(f"Session {self.id} has no run {run_id!r} to rate; use a run_id from session.runs.")
+        record = FeedbackRecord(session_id=self.id, run_id=run_id, kind="rating",
+                                data={"score": float(score), "comment": comment})
+        self.store.append_feedback(record)
+        self.agent.runtime.feedback.send(record)
+        return record
+
+    @property
+    def feedback_records(self) -> list[FeedbackRecord]:
+        """The feedback kept for this session, oldest first."""
+        return self.store.feedback(self.id)
+
+    def feedback_summary(self) -> dict[str, Any]:
+        """Pass rates, tool error rates, denials and ratings of this session."""
+        return summarize(self.feedback_records)
 
     def subscribe(self, callback: Callable[[RunEvent], None]) -> Callable[[], None]:
         """Call ``callback`` with every event of this session's runs and every signal decision,

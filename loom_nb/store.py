@@ -20,6 +20,7 @@ from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .errors import StoreError
 from .events import RunEvent, utcnow
+from .feedback import FeedbackRecord
 from .messages import Message, Usage, message_from_dict
 
 __all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
@@ -97,6 +98,8 @@ class SessionStore(Protocol):
     def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
     def append_signal(self, record: SignalRecord) -> None: ...
     def signals(self, session_id: str) -> list[SignalRecord]: ...
+    def append_feedback(self, record: FeedbackRecord) -> None: ...
+    def feedback(self, session_id: str) -> list[FeedbackRecord]: ...
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
     def append_events(self, events: list[RunEvent]) -> None: ...
     def save_run(self, record: RunRecord) -> None: ...
@@ -116,6 +119,7 @@ class InMemoryStore:
         self._events: dict[str, list[RunEvent]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
         self._signals: dict[str, list[SignalRecord]] = {}
+        self._feedback: dict[str, list[FeedbackRecord]] = {}
 
     def __repr__(self) -> str:
         return f"<InMemoryStore sessions={len(self._sessions)}>"
@@ -148,6 +152,14 @@ class InMemoryStore:
     def signals(self, session_id: str) -> list[SignalRecord]:
         with self._lock:
             return [dataclasses.replace(r) for r in self._signals.get(session_id, [])]
+
+    def append_feedback(self, record: FeedbackRecord) -> None:
+        with self._lock:
+            self._feedback.setdefault(record.session_id, []).append(record)
+
+    def feedback(self, session_id: str) -> list[FeedbackRecord]:
+        with self._lock:
+            return list(self._feedback.get(session_id, []))
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:
@@ -203,6 +215,9 @@ CREATE TABLE IF NOT EXISTS signals (
     session_id TEXT NOT NULL, seq INTEGER NOT NULL, ts TEXT NOT NULL, signal_id TEXT NOT NULL,
     source TEXT NOT NULL, type TEXT NOT NULL, urgency TEXT NOT NULL, action TEXT NOT NULL,
     reason TEXT NOT NULL, run_id TEXT, data TEXT NOT NULL, UNIQUE (session_id, seq));
+CREATE TABLE IF NOT EXISTS feedback (
+    session_id TEXT NOT NULL, ts TEXT NOT NULL, run_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id);
 """
 _SCHEMA_VERSION = 1
 
@@ -314,6 +329,18 @@ class SQLiteStore:
         return [SignalRecord(session_id=session_id, seq=r[0], ts=datetime.fromisoformat(r[1]),
                              action=r[2], reason=r[3], run_id=r[4], signal=json.loads(r[5]))
                 for r in rows]
+
+    def append_feedback(self, record: FeedbackRecord) -> None:
+        row = (record.session_id, record.ts.isoformat(), record.run_id, record.kind, _dumps(record.data))
+        with self._lock, self._tx():
+            self._db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?)", row)
+
+    def feedback(self, session_id: str) -> list[FeedbackRecord]:
+        with self._lock:
+            rows = self._db.execute("SELECT ts, run_id, kind, data FROM feedback WHERE session_id = ? "
+                                    "ORDER BY rowid", (session_id,)).fetchall()
+        return [FeedbackRecord(session_id=session_id, ts=datetime.fromisoformat(r[0]), run_id=r[1],
+                               kind=r[2], data=json.loads(r[3])) for r in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from loom_nb import Agent, ConfigError, Model, NotSupportedError, Runtime, SessionConfig, tool
+from loom_nb import Agent, ConfigError, Model, Runtime, SessionConfig, tool
 from loom_nb.runtime import GovernanceDecision, GovernancePolicy, RateLimit, ToolRequest
 
 
@@ -218,11 +218,13 @@ def test_paused_run_survives_a_restart(tmp_path: Path) -> None:
                      "roles": ["user", "assistant", "tool", "assistant"]}
 
 
-def test_runtime_takes_governance_and_refuses_unbuilt_policies() -> None:
+def test_runtime_takes_governance_and_checks_policy_types() -> None:
     policy = GovernancePolicy(deny=["x"])
     assert Runtime.sdk(governance=policy).governance is policy
-    with pytest.raises(NotSupportedError, match="'quality'"):
+    with pytest.raises(ConfigError, match="takes a QualityGate"):
         Runtime.sdk(quality=object())
+    with pytest.raises(ConfigError, match="unknown option"):
+        Runtime.sdk(qualiti=None)
     with pytest.raises(ConfigError, match="takes a GovernancePolicy"):
         Runtime.sdk(governance="strict")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="list of patterns"):

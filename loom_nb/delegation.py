@@ -1,0 +1,122 @@
+"""DelegationPolicy: whether and how the model may hand subtasks to sub-agents.
+
+``DelegationPolicy.subagents({"researcher": agent, ...})`` gives the model a ``delegate`` tool
+(agent name and task). Each call is a full run of that agent in a nested session of the same
+store, linked to the calling run by ``parent_run_id``; its events reach the caller's live views,
+and ``delegation.started`` / ``delegation.finished`` events in the calling run point at it.
+
+Limits: ``max_depth`` (a sub-agent may delegate further only this deep), ``max_parallel`` (sub-runs
+at once across the agent; calls beyond wait), and ``budget`` (:class:`Limits` for each sub-run).
+What the sub-run used counts towards the calling run's usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import threading
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+from .errors import ConfigError, ToolError
+from .task import RunContext, RuntimeTask
+from .tools import Tool, tool
+
+if TYPE_CHECKING:
+    from .agent import Agent
+    from .run import RunLoop
+    from .runtime import Limits
+
+__all__ = ["CURRENT_RUN", "DelegationPolicy"]
+
+#: The run whose tool is executing; a delegate call reads its parent from here.
+CURRENT_RUN: contextvars.ContextVar[RunLoop | None] = contextvars.ContextVar("loom_current_run", default=None)
+
+
+class DelegationPolicy:
+    """Who the model may delegate to, and within which limits. Build with the static methods."""
+
+    def __init__(self, agents: Mapping[str, Agent] | None = None, *, max_depth: int = 1,
+                 max_parallel: int = 2, budget: Limits | None = None, tool_name: str = "delegate") -> None:
+        if max_depth < 1 or max_parallel < 1:
+            raise ConfigError("DelegationPolicy needs max_depth >= 1 and max_parallel >= 1.")
+        self.agents = dict(agents or {})
+        self.max_depth = max_depth
+        self.max_parallel = max_parallel
+        self.budget = budget
+        self.tool_name = tool_name
+        self._slots = threading.BoundedSemaphore(max_parallel)
+        self._tool = self._make_tool() if self.agents else None
+
+    def __repr__(self) -> str:
+        if not self.agents:
+            return "DelegationPolicy.none()"
+        return f"DelegationPolicy.subagents({list(self.agents)}, max_depth={self.max_depth})"
+
+    @staticmethod
+    def none() -> DelegationPolicy:
+        return DelegationPolicy()
+
+    @staticmethod
+    def subagents(agents: Mapping[str, Agent], *, max_depth: int = 1, max_parallel: int = 2,
+                  budget: Limits | None = None) -> DelegationPolicy:
+        if not agents:
+            raise ConfigError("DelegationPolicy.subagents needs at least one agent: {'name': agent}.")
+        return DelegationPolicy(agents, max_depth=max_depth, max_parallel=max_parallel, budget=budget)
+
+    @property
+    def tools(self) -> tuple[Tool, ...]:
+        return (self._tool,) if self._tool else ()
+
+    def _make_tool(self) -> Tool:
+        names = tuple(self.agents)
+        roster = "\n".join(f"- {name}: {_first_line(agent.instructions) or 'a sub-agent'}"
+                           for name, agent in self.agents.items())
+
+        async def delegate(agent: str, task: str) -> str:
+            return await self._delegate(agent, task)
+
+        delegate.__annotations__ = {"agent": Literal[names], "task": str, "return": str}  # type: ignore[valid-type]
+        delegate.__doc__ = (f"Hand a self-contained subtask to a sub-agent and get its answer.\n\n"
+                            f"Sub-agents:\n{roster}\n\nArgs:\n    agent: Which sub-agent.\n"
+                            f"    task: The subtask, with everything the sub-agent needs to know.")
+        return tool(name=self.tool_name)(delegate)
+
+    async def _delegate(self, name: str, task: str) -> str:
+        parent = CURRENT_RUN.get()
+        if parent is None:
+            raise ToolError("delegate can only be called by a running agent.")
+        depth = parent.depth + 1
+        if depth > self.max_depth:
+            raise ToolError(f"Delegation depth limit reached (max_depth={self.max_depth}): do this "
+                            f"subtask yourself instead of delegating it.")
+        # A thread semaphore (acquired off the loop) because sub-runs may come from several loops.
+        await asyncio.to_thread(self._slots.acquire)
+        try:
+            return await self._sub_run(parent, name, task, depth)
+        finally:
+            self._slots.release()
+
+    async def _sub_run(self, parent: RunLoop, name: str, task: str, depth: int) -> str:
+        from .run import RunLoop
+
+        agent = self.agents[name]
+        session = parent.session.child(name, agent=agent)
+        loop = RunLoop(session, RuntimeTask(task), RunContext(budget=self.budget),
+                       parent_run_id=parent.run_id, depth=depth)
+        loop.subscribers.extend(parent.subscribers)
+        parent.emit("delegation.started", {"agent": name, "task": task, "run_id": loop.run_id,
+                                           "session_id": session.id, "depth": depth})
+        result = await session._execute(loop)
+        parent.absorb_usage(result.usage, 0)
+        parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
+                                            "status": result.status, "output": result.output,
+                                            "usage": result.usage.to_dict(), "error": result.error})
+        if result.status != "completed":
+            raise ToolError(f"Sub-agent {name!r} ended with status {result.status!r}: {result.error}")
+        return result.output
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0][:200] if text.strip() else ""
+

@@ -1,0 +1,161 @@
+"""FeedbackPolicy: which records of what happened are kept, and where they go.
+
+Records are made from a session's events as they happen: tool outcomes (``tool``), governance
+decisions (``governance``), attention decisions (``attention``), quality verdicts (``quality``),
+compactions and renewals (``compaction``) and run outcomes (``run``), plus user ratings given
+with ``session.feedback(run_id, score, comment)`` (``rating``, always kept). Records are stored
+with the session and sent to the policy's sinks (:class:`JSONLSink` writes one JSON object a
+line). :func:`summarize` turns records into the numbers to improve prompts and policies with:
+pass rates, tool error rates, denials, ratings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol, TypeAlias
+
+from .errors import ConfigError
+from .events import RunEvent, utcnow
+
+__all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "JSONLSink", "summarize"]
+
+FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating"]
+KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class FeedbackRecord:
+    """One piece of feedback about a run or a session."""
+
+    session_id: str
+    run_id: str | None
+    kind: FeedbackKind
+    data: dict[str, Any]
+    ts: datetime = field(default_factory=utcnow)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"session_id": self.session_id, "run_id": self.run_id, "kind": self.kind,
+                "ts": self.ts.isoformat(), "data": self.data}
+
+
+class FeedbackSink(Protocol):
+    """Where records go besides the session store."""
+
+    def write(self, record: FeedbackRecord) -> None: ...
+
+
+class JSONLSink:
+    """Appends each record as one JSON line to ``path`` (thread-safe)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise ConfigError(f"The folder of the feedback file {str(self.path)!r} does not exist; create it first.")
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"JSONLSink({str(self.path)!r})"
+
+    def write(self, record: FeedbackRecord) -> None:
+        line = json.dumps(record.to_dict(), ensure_ascii=False, default=str)
+        with self._lock, self.path.open("a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+
+def _record_data(event: RunEvent) -> tuple[FeedbackKind, dict[str, Any]] | None:
+    data = event.data
+    if event.type == "tool.result":
+        return "tool", {"name": data["name"], "is_error": data["is_error"],
+                        "error_type": data.get("error_type"), "duration_ms": data.get("duration_ms")}
+    if event.type == "governance.decision":
+        return "governance", {k: data[k] for k in ("name", "action", "reason", "check")}
+    if event.type == "signal.decision":
+        signal = data["signal"]
+        return "attention", {"action": data["action"], "reason": data["reason"],
+                             "source": signal["source"], "type": signal["type"], "urgency": signal["urgency"]}
+    if event.type == "quality.verdict":
+        return "quality", {k: data.get(k) for k in ("attempt", "passed", "critique", "gate")}
+    if event.type in ("context.compacted", "context.renewed"):
+        return "compaction", {"event": event.type, "before_tokens": data.get("before_tokens"),
+                              "after_tokens": data.get("after_tokens")}
+    if event.type == "run.finished":
+        usage = data.get("usage") or {}
+        return "run", {"status": data["status"], "turns": data["turns"], "error_type": data.get("error_type"),
+                       "tokens": usage.get("input_tokens", 0) + usage.get("output_tokens", 0)}
+    return None
+
+
+class FeedbackPolicy:
+    """Which feedback records are kept and where they go. Build with the static methods."""
+
+    def __init__(self, kinds: Iterable[str] = (), sinks: Sequence[FeedbackSink] = ()) -> None:
+        unknown = set(kinds) - KINDS
+        if unknown:
+            raise ConfigError(f"Unknown feedback kinds {sorted(unknown)}; choose from {sorted(KINDS)}.")
+        self.kinds = frozenset(kinds) | {"rating"}
+        self.sinks = tuple(sinks)
+
+    def __repr__(self) -> str:
+        return f"FeedbackPolicy(kinds={sorted(self.kinds)}, sinks={list(self.sinks)})"
+
+    @staticmethod
+    def none() -> FeedbackPolicy:
+        """Keep only the ratings people give."""
+        return FeedbackPolicy()
+
+    @staticmethod
+    def collect(kinds: Iterable[str] | None = None, *, sinks: Sequence[FeedbackSink] = (),
+                jsonl: str | os.PathLike[str] | None = None) -> FeedbackPolicy:
+        """Keep records of ``kinds`` (all by default), also writing them to ``jsonl`` / ``sinks``."""
+        all_sinks = [*sinks, *([JSONLSink(jsonl)] if jsonl is not None else [])]
+        return FeedbackPolicy(KINDS if kinds is None else kinds, all_sinks)
+
+    def record_for(self, event: RunEvent) -> FeedbackRecord | None:
+        """The record this policy keeps for ``event``, if any."""
+        made = _record_data(event)
+        if made is None or made[0] not in self.kinds:
+            return None
+        kind, data = made
+        return FeedbackRecord(session_id=event.session_id, run_id=event.run_id or None, kind=kind,
+                              data=data, ts=event.ts)
+
+    def send(self, record: FeedbackRecord) -> None:
+        for sink in self.sinks:
+            sink.write(record)
+
+
+def summarize(records: Iterable[FeedbackRecord]) -> dict[str, Any]:
+    """Pass rates, tool error rates, denials and ratings from feedback records."""
+    by_kind: dict[str, list[FeedbackRecord]] = {}
+    for record in records:
+        by_kind.setdefault(record.kind, []).append(record)
+    runs = by_kind.get("run", [])
+    tools = by_kind.get("tool", [])
+    verdicts = by_kind.get("quality", [])
+    decisions = Counter(r.data["action"] for r in by_kind.get("governance", []))
+    ratings = [float(r.data["score"]) for r in by_kind.get("rating", [])]
+    errors = Counter(r.data["name"] for r in tools if r.data["is_error"])
+    return {
+        "runs": len(runs),
+        "completed_rate": _rate(sum(r.data["status"] == "completed" for r in runs), len(runs)),
+        "quality_pass_rate": _rate(sum(bool(r.data["passed"]) for r in verdicts), len(verdicts)),
+        "tool_calls": len(tools),
+        "tool_error_rate": _rate(sum(errors.values()), len(tools)),
+        "tool_errors_by_tool": dict(errors),
+        "denials": decisions.get("deny", 0),
+        "approvals_asked": decisions.get("ask", 0),
+        "compactions": len(by_kind.get("compaction", [])),
+        "ratings": len(ratings),
+        "mean_rating": round(sum(ratings) / len(ratings), 3) if ratings else None,
+    }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None

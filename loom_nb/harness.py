@@ -1,0 +1,186 @@
+"""Harness: how a run is attempted, and which attempt's answer the run keeps.
+
+* ``Harness.single()``: one attempt (its verdict is still recorded when a quality gate is set).
+* ``Harness.retry(max_attempts)``: attempt, judge with the quality gate, and on FAIL try again in
+  the same run with the critique in context, until an attempt passes or attempts run out.
+* ``Harness.best_of(n)``: n candidates, each a nested sub-run in its own copy of the session's
+  context (they do not see each other); the first that passes the gate wins (else the first),
+  and only the winner's messages join the session. Tools run in every candidate.
+* ``Harness.custom(fn)``: ``await fn(request)`` with a :class:`HarnessRequest`, returning the
+  :class:`Attempt` to keep (or its text).
+
+Each attempt is a ``harness.attempt`` event and each verdict a ``quality.verdict`` event; the
+RunResult says which attempt won. A final FAIL ends the run as ``failed`` with the critique (the
+best answer stays in ``output``): a failing gate is never reported as success.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+from .errors import ConfigError
+from .quality import Verdict
+
+if TYPE_CHECKING:
+    from .run import RunLoop, Stop
+
+__all__ = ["Attempt", "Harness", "HarnessKind", "HarnessRequest"]
+
+HarnessKind: TypeAlias = Literal["single", "retry", "best_of", "custom"]
+RETRY_NOTE = ("Your previous answer did not pass review. Critique: {critique}\n"
+              "Write an improved answer that addresses the critique.")
+
+
+@dataclass(kw_only=True)
+class Attempt:
+    """One attempt at the run's task."""
+
+    index: int
+    output: str
+    stop: Stop
+    verdict: Verdict | None = None
+    run_id: str | None = None  #: the nested sub-run of a best-of candidate
+    _candidate: RunLoop | None = None
+
+
+class HarnessRequest:
+    """What a harness works with: attempts, candidates and the quality gate of one run."""
+
+    def __init__(self, loop: RunLoop, started: float) -> None:
+        self.loop = loop
+        self.task = loop.task
+        self._started = started
+        self.attempts: list[Attempt] = []
+
+    @property
+    def has_gate(self) -> bool:
+        return self.loop.agent.runtime.quality is not None
+
+    async def attempt(self, note: str | None = None) -> Attempt:
+        """Run the model and tools in this run until an answer; ``note`` is said to it first."""
+        index = len(self.attempts) + 1
+        if self.loop.agent.runtime.harness.kind != "single" or self.has_gate:
+            # A plain single pass is the run itself; only real attempts are worth an event.
+            self.loop.emit("harness.attempt", {"attempt": index, "mode": "in_run", "note": note})
+        if note:
+            self.loop._commit_note(note)
+        stop = await self.loop._turns(self._started)
+        attempt = Attempt(index=index, output=self.loop.output, stop=stop)
+        self.attempts.append(attempt)
+        return attempt
+
+    async def candidate(self) -> Attempt:
+        """Run one candidate as a nested sub-run in a copy of this run's context."""
+        index = len(self.attempts) + 1
+        child = self.loop.fork(f"candidate-{index}")
+        self.loop.emit("harness.attempt", {"attempt": index, "mode": "candidate",
+                                           "run_id": child.run_id, "session_id": child.session.id})
+        result = await child.session._execute(child)
+        self.loop.absorb_usage(result.usage, result.turns)
+        stop: Stop = "completed" if result.status == "completed" else "max_turns"
+        if result.status == "limit" and result.limit:
+            stop = result.limit
+        attempt = Attempt(index=index, output=result.output, stop=stop, run_id=child.run_id,
+                          _candidate=child)
+        if result.status not in ("completed", "limit"):
+            attempt.verdict = Verdict(passed=False, gate="run",
+                                      critique=f"The candidate run {result.status}: {result.error}")
+        self.attempts.append(attempt)
+        return attempt
+
+    async def judge(self, attempt: Attempt) -> Verdict | None:
+        """The quality gate's verdict on ``attempt`` (None without a gate); recorded as an event."""
+        gate = self.loop.agent.runtime.quality
+        if gate is None or attempt.stop != "completed":
+            return attempt.verdict
+        if attempt.verdict is None:
+            attempt.verdict = await gate.evaluate(attempt.output, self.task, self.loop.agent.model)
+            self.loop.absorb_usage(attempt.verdict.usage, 0)
+        self.loop.emit("quality.verdict", {"attempt": attempt.index, **attempt.verdict.to_dict()})
+        return attempt.verdict
+
+    def adopt(self, attempt: Attempt) -> None:
+        """Keep a candidate: its messages join the session, its answer becomes the run's."""
+        if attempt._candidate is not None:
+            self.loop._commit(*attempt._candidate.added)
+            self.loop.output = attempt.output
+
+
+Strategy: TypeAlias = Callable[[HarnessRequest], Awaitable[Attempt]]
+
+
+class Harness:
+    """How a run is attempted. Build one with the static methods."""
+
+    def __init__(self, kind: HarnessKind, strategy: Strategy, **describe: Any) -> None:
+        self.kind = kind
+        self._strategy = strategy
+        self.options = describe
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"Harness.{self.kind}({options})"
+
+    async def run(self, request: HarnessRequest) -> Attempt:
+        return await self._strategy(request)
+
+    @staticmethod
+    def single() -> Harness:
+        async def strategy(request: HarnessRequest) -> Attempt:
+            attempt = await request.attempt()
+            await request.judge(attempt)
+            return attempt
+
+        return Harness("single", strategy)
+
+    @staticmethod
+    def retry(max_attempts: int = 3) -> Harness:
+        if max_attempts < 1:
+            raise ConfigError("Harness.retry(max_attempts) needs at least 1 attempt.")
+
+        async def strategy(request: HarnessRequest) -> Attempt:
+            note = None
+            for _ in range(max_attempts):
+                attempt = await request.attempt(note)
+                verdict = await request.judge(attempt)
+                if verdict is None or verdict.passed or attempt.stop != "completed":
+                    return attempt
+                note = RETRY_NOTE.format(critique=verdict.critique)
+            return attempt
+
+        return Harness("retry", strategy, max_attempts=max_attempts)
+
+    @staticmethod
+    def best_of(n: int = 3) -> Harness:
+        if n < 1:
+            raise ConfigError("Harness.best_of(n) needs n >= 1.")
+
+        async def strategy(request: HarnessRequest) -> Attempt:
+            candidates = [await request.candidate() for _ in range(n)]
+            for candidate in candidates:
+                await request.judge(candidate)
+            winner = next((c for c in candidates if c.verdict is None or c.verdict.passed), candidates[0])
+            request.adopt(winner)
+            return winner
+
+        return Harness("best_of", strategy, n=n)
+
+    @staticmethod
+    def custom(fn: Callable[[HarnessRequest], Any]) -> Harness:
+        async def strategy(request: HarnessRequest) -> Attempt:
+            value = fn(request)
+            if inspect.isawaitable(value):
+                value = await value
+            if isinstance(value, Attempt):
+                return value
+            if isinstance(value, str) and request.attempts:
+                last = request.attempts[-1]
+                request.loop.output = value
+                return Attempt(index=last.index, output=value, stop=last.stop, verdict=last.verdict)
+            raise ConfigError("A custom harness returns the Attempt to keep (or its text) after "
+                              "at least one request.attempt() or request.candidate().")
+
+        return Harness("custom", strategy, fn=getattr(fn, "__name__", "fn"))

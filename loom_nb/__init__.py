@@ -29,7 +29,7 @@ from .errors import (
     ToolError,
 )
 from .events import RunEvent
-from .messages import Message, TextPart, ToolCall, ToolResult, Usage
+from .messages import Message, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest, ModelResponse
 from .result import RunError, RunResult
 from .runtime import Limits, Runtime
@@ -80,14 +80,35 @@ __all__ = [
     "SignalDecision",
     "StoreError",
     "TextPart",
+    "ThinkingPart",
     "Tool",
     "ToolCall",
     "ToolError",
     "ToolResult",
     "Usage",
     "__version__",
+    "aevaluate",
+    "evaluate",
     "tool",
 ]
+
+
+def evaluate(agent: Any, tasks: Any, **options: Any) -> Any:
+    """Run ``agent`` over a table of tasks: one DataFrame row per task.
+
+    Imported when first called (it needs pandas); see :func:`loom_nb.evaluation.evaluate` for
+    the options, and :func:`aevaluate` for ``await`` in async code.
+    """
+    from .evaluation import evaluate as run
+
+    return run(agent, tasks, **options)
+
+
+async def aevaluate(agent: Any, tasks: Any, **options: Any) -> Any:
+    """:func:`evaluate` for async code: ``df = await loom_nb.aevaluate(agent, tasks)``."""
+    from .evaluation import aevaluate as run
+
+    return await run(agent, tasks, **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -146,9 +146,12 @@ class RunLoop:
         return await self._drive(self._harnessed)
 
     async def _harnessed(self, started: float) -> Stop:
+        if self._continuing:  # a best-of candidate is one plain pass; its parent judges it
+            return await self._turns(started)
         request = HarnessRequest(self, started)
         attempt = await self.agent.runtime.harness.run(request)
         self.attempt_count, self.winner, self.verdict = len(request.attempts), attempt.index, attempt.verdict
+        self.output = attempt.output  # the kept attempt's answer, not necessarily the last
         return attempt.stop
 
     # -- helpers for harness and delegation --------------------------------------------------------

@@ -24,7 +24,7 @@ from .feedback import FeedbackRecord
 from .messages import Message, Usage, message_from_dict
 
 __all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
-           "SignalRecord", "StoredSession", "open_store"]
+           "SignalRecord", "StoredMessage", "StoredSession", "open_store"]
 
 RestoreMode: TypeAlias = Literal["checkpoint", "full"]
 
@@ -65,6 +65,16 @@ class StoredSession:
     message_count: int = 0
 
 
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as stored: its position in the session and the run that added it."""
+
+    session_id: str
+    idx: int
+    run_id: str
+    message: Message
+
+
 @dataclass(kw_only=True)
 class SignalRecord:
     """A signal a session received and what the attention policy decided for it."""
@@ -100,6 +110,8 @@ class SessionStore(Protocol):
     def signals(self, session_id: str) -> list[SignalRecord]: ...
     def append_feedback(self, record: FeedbackRecord) -> None: ...
     def feedback(self, session_id: str) -> list[FeedbackRecord]: ...
+    def sessions(self) -> list[str]: ...
+    def stored_messages(self, session_id: str) -> list[StoredMessage]: ...
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
     def append_events(self, events: list[RunEvent]) -> None: ...
     def save_run(self, record: RunRecord) -> None: ...
@@ -114,7 +126,7 @@ class InMemoryStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._sessions: dict[str, tuple[datetime, dict[str, Any]]] = {}
-        self._messages: dict[str, list[Message]] = {}
+        self._messages: dict[str, list[tuple[str, Message]]] = {}  # (run_id, message)
         self._runs: dict[str, RunRecord] = {}
         self._events: dict[str, list[RunEvent]] = {}
         self._checkpoints: dict[str, Checkpoint] = {}
@@ -133,7 +145,7 @@ class InMemoryStore:
                 self._messages[session_id] = []
             created, meta = self._sessions[session_id]
             meta.update(metadata)
-            messages = self._messages[session_id]
+            messages = [m for _, m in self._messages[session_id]]
             point = self._checkpoints.get(session_id) if restore == "checkpoint" else None
             history = point.history + messages[point.through:] if point else list(messages)
             return StoredSession(id=session_id, created_at=created, metadata=dict(meta),
@@ -163,7 +175,16 @@ class InMemoryStore:
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:
-            self._messages[session_id].extend(messages)
+            self._messages[session_id].extend((run_id, m) for m in messages)
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return list(self._sessions)
+
+    def stored_messages(self, session_id: str) -> list[StoredMessage]:
+        with self._lock:
+            return [StoredMessage(session_id, i, run_id, m)
+                    for i, (run_id, m) in enumerate(self._messages.get(session_id, []))]
 
     def append_events(self, events: list[RunEvent]) -> None:
         with self._lock:
@@ -180,9 +201,11 @@ class InMemoryStore:
             record = self._runs.get(run_id)
             return dataclasses.replace(record) if record else None
 
-    def runs(self, session_id: str) -> list[RunRecord]:
+    def runs(self, session_id: str | None = None) -> list[RunRecord]:
+        """The runs of a session (of every session when None), in the order they started."""
         with self._lock:
-            return [dataclasses.replace(r) for r in self._runs.values() if r.session_id == session_id]
+            return [dataclasses.replace(r) for r in self._runs.values()
+                    if session_id is None or r.session_id == session_id]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         with self._lock:
@@ -262,12 +285,12 @@ class SQLiteStore:
                 f"{str(self.path)!r} was written by a newer loom_nb (schema {version}); "
                 f"upgrade loom_nb to open it."
             )
-        if version < _SCHEMA_VERSION:
-            # executescript commits any open transaction first, so the script brings its own;
-            # IF NOT EXISTS makes two processes creating the same file at once harmless.
-            self._db.executescript(
-                f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
-            )
+        # Every statement is IF NOT EXISTS: a file from an earlier version gains the tables added
+        # since, and two processes creating the same file at once do no harm. executescript
+        # commits any open transaction first, so the script brings its own.
+        self._db.executescript(
+            f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
+        )
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
@@ -385,12 +408,23 @@ class SQLiteStore:
             row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         return _run_from_row(row) if row else None
 
-    def runs(self, session_id: str) -> list[RunRecord]:
+    def runs(self, session_id: str | None = None) -> list[RunRecord]:
+        """The runs of a session (of every session when None), in the order they started."""
+        where, args = ("session_id = ?", (session_id,)) if session_id is not None else ("1", ())
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM runs WHERE session_id = ? ORDER BY started_at, rowid", (session_id,)
-            ).fetchall()
+                f"SELECT * FROM runs WHERE {where} ORDER BY started_at, rowid", args).fetchall()
         return [_run_from_row(r) for r in rows]
+
+    def sessions(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT id FROM sessions ORDER BY created_at")]
+
+    def stored_messages(self, session_id: str) -> list[StoredMessage]:
+        with self._lock:
+            rows = self._db.execute("SELECT idx, run_id, data FROM messages WHERE session_id = ? "
+                                    "ORDER BY idx", (session_id,)).fetchall()
+        return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]))) for r in rows]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         # rowid is insertion order, which is the order the events happened in.

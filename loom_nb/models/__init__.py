@@ -19,6 +19,7 @@ from ..messages import Message, Usage
 
 if TYPE_CHECKING:
     from .function import FunctionModel
+    from .replay import RecordingModel, ReplayModel
     from .scripted import ScriptedModel, Turn
 
 __all__ = [
@@ -223,6 +224,38 @@ class Model(ABC):
                 f"or pass a Model to the agent."
             )
         return resolve_model(default)
+
+    @staticmethod
+    def record(
+        model: Model | str, path: str | os.PathLike[str], *, append: bool = False
+    ) -> RecordingModel:
+        """Wrap ``model`` so that each request and its answer is written to ``path`` (JSON Lines).
+
+        The file is started afresh at the first exchange, unless ``append=True`` (a second model
+        recorded into the same file). Serve it back offline with :meth:`Model.replay`.
+        """
+        from .replay import RecordingModel
+
+        return RecordingModel(model, path, append=append)
+
+    @staticmethod
+    def replay(
+        path: str | os.PathLike[str],
+        *,
+        normalize: Callable[[str], str] | None = None,
+        match: tuple[str, ...] = ("system", "messages", "tools"),
+        model: str | None = None,
+        context_window: int | None = None,
+    ) -> ReplayModel:
+        """A model that serves the exchanges recorded by :meth:`Model.record`, in order, offline.
+
+        A request that differs from the recorded one (in ``match``, after ``normalize`` on every
+        string) fails with ``ReplayMismatchError`` showing the first difference.
+        """
+        from .replay import ReplayModel
+
+        return ReplayModel(path, normalize=normalize, match=match, model=model,
+                           context_window=context_window)
 
 
 _PROVIDERS: dict[str, Callable[..., Model]] = {}

@@ -3,6 +3,12 @@
 The conversation is sent whole on each call (stateless: no ``previous_response_id``), so a
 session restored from a store, or moved between models, works the same way as with Chat
 Completions.
+
+Reasoning items that a reasoning model returns are kept as :class:`ThinkingPart` s (their summary
+as ``text``, the item as JSON in ``data``). One that carries ``encrypted_content`` is sent back
+unchanged in later turns, which lets the model continue its reasoning across a tool loop without
+server-side state; one without it could only be sent back as a reference to a stored response,
+which fails where responses are not stored, so it is left out.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..messages import Message, Part, TextPart, ToolCall, ToolResult, Usage
+from ..messages import Message, Part, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from . import ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta, ToolDefinition
 from ._errors import (
     IncompleteStreamError,
@@ -38,11 +44,13 @@ def to_response_input(messages: Sequence[Message]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for message in messages:
         for part in message.parts:
-            items.append(_item(message.role, part))
+            item = _item(message.role, part)
+            if item is not None:
+                items.append(item)
     return items
 
 
-def _item(role: str, part: Part) -> dict[str, Any]:
+def _item(role: str, part: Part) -> dict[str, Any] | None:
     if isinstance(part, TextPart):
         kind = "assistant" if role == "assistant" else "user"
         return {"type": "message", "role": kind, "content": part.text}
@@ -52,7 +60,39 @@ def _item(role: str, part: Part) -> dict[str, Any]:
     if isinstance(part, ToolResult):
         return {"type": "function_call_output", "call_id": part.call_id,
                 "output": result_text(part)}
+    if isinstance(part, ThinkingPart):
+        return _reasoning_item(part)
     raise ConfigError(f"Cannot send a message part of type {type(part).__name__} to OpenAI.")
+
+
+def _reasoning_item(part: ThinkingPart) -> dict[str, Any] | None:
+    """The reasoning item a part was made from, when it can be sent back statelessly.
+
+    Thinking from other providers (Anthropic's, signed or redacted) has no meaning here.
+    """
+    if part.redacted or part.signature or not part.data:
+        return None
+    try:
+        item = json.loads(part.data)
+    except ValueError:
+        return None
+    if not isinstance(item, dict) or item.get("type") != "reasoning":
+        return None
+    return item if item.get("encrypted_content") and item.get("id") else None
+
+
+def _reasoning_part(item: Any) -> ThinkingPart:
+    """A reasoning output item as a ThinkingPart: readable text, and the item to send back."""
+    summary = [{"type": "summary_text", "text": s.text}
+               for s in getattr(item, "summary", None) or [] if getattr(s, "text", None)]
+    # Open-weight models behind compatible servers give their reasoning as content instead.
+    content = [c.text for c in getattr(item, "content", None) or [] if getattr(c, "text", None)]
+    text = "\n\n".join([s["text"] for s in summary] or content)
+    data: dict[str, Any] = {"type": "reasoning", "id": item.id, "summary": summary}
+    encrypted = getattr(item, "encrypted_content", None)
+    if encrypted:
+        data["encrypted_content"] = encrypted
+    return ThinkingPart(text=text, data=json.dumps(data, ensure_ascii=False))
 
 
 def response_tools(tools: Sequence[ToolDefinition]) -> list[dict[str, Any]]:
@@ -74,6 +114,7 @@ class ResponsesStreamState:
 
     texts: dict[int, str] = field(default_factory=dict)
     calls: dict[int, _Call] = field(default_factory=dict)
+    reasoning: dict[int, ThinkingPart] = field(default_factory=dict)
     refused: bool = False
     final: Any = None
     model: str = ""
@@ -107,6 +148,8 @@ class ResponsesStreamState:
         # sent no argument deltas.
         if item.type == "function_call":
             self.calls[index] = _Call(item.call_id, item.name, item.arguments or "")
+        elif item.type == "reasoning":
+            self.reasoning[index] = _reasoning_part(item)
         elif item.type == "message":
             text = "".join(getattr(c, "text", None) or getattr(c, "refusal", None) or ""
                            for c in item.content or [])
@@ -120,9 +163,11 @@ class ResponsesStreamState:
                 "The Responses stream ended before response.completed (the connection was "
                 "closed early)."
             )
-        positions = sorted({*self.texts, *self.calls})
+        positions = sorted({*self.texts, *self.calls, *self.reasoning})
         parts: list[Part] = []
         for index in positions:
+            if index in self.reasoning:
+                parts.append(self.reasoning[index])
             if self.texts.get(index):
                 parts.append(TextPart(text=self.texts[index]))
             if index in self.calls:

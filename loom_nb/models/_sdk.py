@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..messages import ToolCall
 from . import Model, ModelRequest, StreamItem
-from ._errors import ProviderError, ProviderInfo
+from ._errors import ModelConnectionError, ProviderError, ProviderInfo
 from ._retry import RetryPolicy, retrying
 
 __all__ = ["CLIENT_OPTIONS", "SDKModel", "Validator", "check_settings", "import_sdk", "tool_call"]
@@ -175,9 +175,23 @@ class SDKModel(Model):
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         settings = self._settings(request.settings)
-        async for item in retrying(lambda: self._attempt(request, settings), self._classify,
-                                   self.retry, f"{self.identifier}"):
+        async for item in retrying(lambda: self._attempt(request, settings),
+                                   self._classify_failure, self.retry, f"{self.identifier}"):
             yield item
+
+    def _classify_failure(self, exc: BaseException) -> ProviderError | None:
+        """The loom error for ``exc``; a timeout names the ``timeout=`` option and its value.
+
+        A read timeout inside a stream escapes the SDKs as a raw httpx2 exception, and one
+        before the headers as the SDK's APITimeoutError; both mean the same to the user.
+        """
+        if _is_timeout(exc, self._sdk):
+            return ModelConnectionError(
+                f"{self.label} at {self.base_url} sent nothing for timeout={self.timeout:g} s "
+                f"({type(exc).__name__}). If the answers are long or the server is slow, raise "
+                f"timeout= (seconds) on the model, e.g. "
+                f"Model.{self.provider}({self.name!r}, timeout=300); else check the server.")
+        return self._classify(exc)
 
     def __repr__(self) -> str:
         return f"<Model {self.identifier} base_url={self.base_url!r}>"
@@ -210,6 +224,16 @@ class SDKModel(Model):
     @abstractmethod
     def _classify(self, exc: BaseException) -> ProviderError | None:
         """The loom error for a vendor exception (None: not a provider failure)."""
+
+
+def _is_timeout(exc: BaseException, sdk: Any) -> bool:
+    if isinstance(exc, sdk.APITimeoutError):
+        return True
+    try:
+        import httpx2
+    except ImportError:  # pragma: no cover - both SDKs depend on httpx2
+        return False
+    return isinstance(exc, httpx2.TimeoutException)
 
 
 def tool_call(call_id: str, name: str, raw_args: str) -> ToolCall:

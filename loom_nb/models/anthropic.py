@@ -6,6 +6,11 @@
 ``top_p``, ``top_k``, ``stop_sequences``, ``thinking``; client options: ``max_retries``,
 ``timeout``, ``retry_base_delay``, ``retry_max_delay``, ``max_retry_after``.
 
+With ``thinking=``, Claude's thinking blocks (text and signature) and redacted_thinking blocks
+(opaque data) become :class:`ThinkingPart` s of the assistant message, in their place before the
+text and tool_use blocks. They are not streamed as text, and they are sent back unchanged in
+later turns: Claude checks their signatures, and requires them in a tool loop's assistant turn.
+
 The SDK is imported when a model is built, never by ``import loom_nb``; no anthropic type leaves
 this module.
 """
@@ -17,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..messages import Message, Part, TextPart, ToolCall, ToolResult, Usage
+from ..messages import Message, Part, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from . import ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta
 from ._errors import IncompleteStreamError, ProviderError, classify_sdk_error
 from ._sdk import (
@@ -184,7 +189,23 @@ def _block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, ToolResult):
         return {"type": "tool_result", "tool_use_id": part.call_id, "content": part.content,
                 "is_error": part.is_error}
+    if isinstance(part, ThinkingPart):
+        return _thinking_block(part)
     raise ConfigError(f"Cannot send a message part of type {type(part).__name__} to Anthropic.")
+
+
+def _thinking_block(part: ThinkingPart) -> dict[str, Any] | None:
+    """A thinking block exactly as Claude wrote it, or None for one that cannot be sent.
+
+    Claude checks the signature of every thinking block sent back (and needs them, unchanged,
+    before the tool_use blocks of a tool loop's assistant turn). Thinking without a signature
+    came from another provider, or was never signed: Anthropic would refuse it, so it is left out.
+    """
+    if part.redacted:
+        return {"type": "redacted_thinking", "data": part.data} if part.data else None
+    if not part.signature:
+        return None
+    return {"type": "thinking", "thinking": part.text, "signature": part.signature}
 
 
 # -- Anthropic stream events -> deltas and one response ------------------------------------------
@@ -192,10 +213,12 @@ def _block(part: Part) -> dict[str, Any] | None:
 
 @dataclass
 class _Block:
-    kind: str  # "text" or "tool_use"
-    text: str = ""
+    kind: str  # "text", "tool_use", "thinking" or "redacted_thinking"
+    text: str = ""  # text, tool input JSON, or thinking
     call_id: str = ""
     name: str = ""
+    signature: str = ""
+    data: str = ""
 
 
 @dataclass
@@ -240,7 +263,13 @@ class _StreamState:
             return [TextDelta(block.text)] if block.text else []
         if block.type == "tool_use":
             self.blocks[index] = _Block("tool_use", call_id=block.id, name=block.name)
-        # thinking and server-side blocks are not part of the provider-neutral message
+        elif block.type == "thinking":
+            self.blocks[index] = _Block("thinking", text=block.thinking or "",
+                                        signature=block.signature or "")
+        elif block.type == "redacted_thinking":
+            self.blocks[index] = _Block("redacted_thinking", data=block.data or "")
+        # Thinking is assembled but not streamed (the stream has no thinking item); server-side
+        # tool blocks are not part of the provider-neutral message.
         return []
 
     def _delta(self, index: int, delta: Any) -> list[StreamItem]:
@@ -253,6 +282,10 @@ class _StreamState:
         if delta.type == "input_json_delta" and delta.partial_json:
             block.text += delta.partial_json
             return [ToolCallDelta(block.call_id, block.name, delta.partial_json)]
+        if delta.type == "thinking_delta":
+            block.text += delta.thinking or ""
+        elif delta.type == "signature_delta":
+            block.signature += delta.signature or ""
         return []
 
     def response(self, model_name: str) -> ModelResponse:
@@ -267,6 +300,10 @@ class _StreamState:
                 parts.append(TextPart(text=block.text))
             elif block.kind == "tool_use":
                 parts.append(tool_call(block.call_id, block.name, block.text))
+            elif block.kind == "thinking":
+                parts.append(ThinkingPart(text=block.text, signature=block.signature or None))
+            elif block.kind == "redacted_thinking":
+                parts.append(ThinkingPart(redacted=True, data=block.data))
         cache_write = self.usage.get("cache_creation_input_tokens", 0)
         cache_read = self.usage.get("cache_read_input_tokens", 0)
         usage = Usage(

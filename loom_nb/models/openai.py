@@ -154,6 +154,9 @@ class OpenAIModel(SDKModel):
                 kwargs[key] = settings[key]
         if "reasoning_effort" in settings:
             kwargs["reasoning"] = {"effort": settings["reasoning_effort"]}
+            # The API is used statelessly (whole history each call): reasoning can only be sent
+            # back in a tool loop if it comes with its encrypted content.
+            kwargs["include"] = ["reasoning.encrypted_content"]
         return kwargs
 
     async def _attempt(

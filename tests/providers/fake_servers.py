@@ -32,11 +32,12 @@ __all__ = [
 
 @dataclass
 class JSONReply:
-    """A plain JSON response (an error, usually)."""
+    """A plain JSON response (an error, usually); ``delay``: seconds before it is sent."""
 
     status: int = 200
     body: Any = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
 
 
 @dataclass
@@ -45,12 +46,14 @@ class SSEReply:
 
     ``cut_after``: shut the socket down after that many frames, inside the chunked body.
     ``hang_after``: after that many frames, stop writing until the server closes.
+    ``delay``: seconds before the response starts (nothing, not even headers, is sent).
     """
 
     frames: list[str]
     cut_after: int | None = None
     hang_after: int | None = None
     frame_delay: float = 0.0
+    delay: float = 0.0
 
 
 @dataclass
@@ -128,10 +131,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.requests.append(Recorded(self.command, self.path, headers, body,
                                            time.monotonic()))
         reply = self.fake.next_reply()
-        if isinstance(reply, JSONReply):
-            self._json(reply)
-        else:
-            self._sse(reply)
+        if reply.delay:
+            self.fake.closing.wait(reply.delay)  # a slow server; closing the fake ends the wait
+        try:
+            if isinstance(reply, JSONReply):
+                self._json(reply)
+            else:
+                self._sse(reply)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (a timeout test): nothing to do
 
     def _json(self, reply: JSONReply) -> None:
         data = json.dumps(reply.body).encode()
@@ -191,10 +199,15 @@ def anthropic_stream(
     cache_read: int = 0,
     cache_write: int = 0,
     model: str = "claude-sonnet-5",
+    thinking: list[str] | None = None,
+    signature: str = "",
+    redacted: str | None = None,
 ) -> list[str]:
-    """The SSE frames of one Messages API stream: text chunks, then tool_use blocks.
+    """The SSE frames of one Messages API stream: thinking, text chunks, then tool_use blocks.
 
-    ``tools`` holds ``(id, name, [partial_json, ...])``.
+    ``tools`` holds ``(id, name, [partial_json, ...])``. ``thinking`` chunks stream as
+    thinking_delta events, followed by one signature_delta (as Claude sends them);
+    ``redacted`` adds a redacted_thinking block with that data after the thinking.
     """
     frames = [_event("message_start", {"type": "message_start", "message": {
         "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
@@ -204,16 +217,38 @@ def anthropic_stream(
                   "cache_creation_input_tokens": cache_write}}})]
     frames.append(_event("ping", {"type": "ping"}))
     index = 0
+    if thinking is not None:
+        frames.append(_event("content_block_start", {
+            "type": "content_block_start", "index": index,
+            "content_block": {"type": "thinking", "thinking": "", "signature": ""}}))
+        for chunk in thinking:
+            frames.append(_event("content_block_delta", {
+                "type": "content_block_delta", "index": index,
+                "delta": {"type": "thinking_delta", "thinking": chunk}}))
+        frames.append(_event("content_block_delta", {
+            "type": "content_block_delta", "index": index,
+            "delta": {"type": "signature_delta", "signature": signature}}))
+        frames.append(_event("content_block_stop", {"type": "content_block_stop",
+                                                    "index": index}))
+        index += 1
+    if redacted is not None:
+        frames.append(_event("content_block_start", {
+            "type": "content_block_start", "index": index,
+            "content_block": {"type": "redacted_thinking", "data": redacted}}))
+        frames.append(_event("content_block_stop", {"type": "content_block_stop",
+                                                    "index": index}))
+        index += 1
     if text:
         frames.append(_event("content_block_start", {
-            "type": "content_block_start", "index": 0,
+            "type": "content_block_start", "index": index,
             "content_block": {"type": "text", "text": ""}}))
         for chunk in text:
             frames.append(_event("content_block_delta", {
-                "type": "content_block_delta", "index": 0,
+                "type": "content_block_delta", "index": index,
                 "delta": {"type": "text_delta", "text": chunk}}))
-        frames.append(_event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-        index = 1
+        frames.append(_event("content_block_stop", {"type": "content_block_stop",
+                                                    "index": index}))
+        index += 1
     for call_id, name, parts in tools or []:
         frames.append(_event("content_block_start", {
             "type": "content_block_start", "index": index,
@@ -307,8 +342,12 @@ def responses_stream(
     cached_tokens: int = 0,
     status: str = "completed",
     incomplete_reason: str | None = None,
+    reasoning: tuple[list[str], str | None] | None = None,
 ) -> list[str]:
-    """The typed SSE events of one streamed Responses API call."""
+    """The typed SSE events of one streamed Responses API call.
+
+    ``reasoning`` is ``([summary text, ...], encrypted_content or None)``: a reasoning item first.
+    """
     seq = iter(range(10_000))
     frames: list[str] = []
 
@@ -320,16 +359,26 @@ def responses_stream(
             "output": [], "parallel_tool_calls": True, "tool_choice": "auto", "tools": []}
     emit("response.created", response={**base, "status": "in_progress"})
     output: list[dict[str, Any]] = []
+    if reasoning is not None:
+        summary, encrypted = reasoning
+        item = {"id": "rs_1", "type": "reasoning", "summary": []}
+        emit("response.output_item.added", output_index=0, item=item)
+        done = {**item, "summary": [{"type": "summary_text", "text": t} for t in summary]}
+        if encrypted is not None:
+            done["encrypted_content"] = encrypted
+        emit("response.output_item.done", output_index=0, item=done)
+        output.append(done)
     if text:
+        index = len(output)
         item = {"id": "msg_1", "type": "message", "role": "assistant", "status": "in_progress",
                 "content": []}
-        emit("response.output_item.added", output_index=0, item=item)
+        emit("response.output_item.added", output_index=index, item=item)
         for chunk in text:
-            emit("response.output_text.delta", item_id="msg_1", output_index=0,
+            emit("response.output_text.delta", item_id="msg_1", output_index=index,
                  content_index=0, delta=chunk, logprobs=[])
         done = {**item, "status": "completed", "content": [
             {"type": "output_text", "text": "".join(text), "annotations": [], "logprobs": []}]}
-        emit("response.output_item.done", output_index=0, item=done)
+        emit("response.output_item.done", output_index=index, item=done)
         output.append(done)
     for call_id, name, parts in tools or []:
         index = len(output)

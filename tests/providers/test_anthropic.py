@@ -13,8 +13,15 @@ import pytest
 
 from loom_nb import Agent, ConfigError, Message, Model, ModelError, SessionConfig, tool
 from loom_nb import _bridge
-from loom_nb.messages import TextPart, ToolCall, ToolResult
-from loom_nb.models import ModelRequest, ModelResponse, TextDelta, ToolCallDelta, ToolDefinition
+from loom_nb.messages import TextPart, ThinkingPart, ToolCall, ToolResult
+from loom_nb.models import (
+    ModelRequest,
+    ModelResponse,
+    RetryNotice,
+    TextDelta,
+    ToolCallDelta,
+    ToolDefinition,
+)
 from loom_nb.models._errors import (
     ContextWindowExceededError,
     IncompleteStreamError,
@@ -24,7 +31,7 @@ from loom_nb.models._errors import (
     ModelRateLimitError,
     ModelUnavailableError,
 )
-from loom_nb.models.anthropic import AnthropicModel
+from loom_nb.models.anthropic import AnthropicModel, to_anthropic_messages
 
 from .conftest import FAST, free_port
 from .fake_servers import FakeServer, JSONReply, SSEReply, anthropic_error, anthropic_stream
@@ -503,3 +510,121 @@ async def test_a_retry_is_an_event_of_the_run(server: FakeServer) -> None:
     assert "Overloaded" in retry.data["error"]
     assert [e.type for e in result.events].index("model.retry") < [
         e.type for e in result.events].index("model.response")
+
+
+# -- thinking ------------------------------------------------------------------------------------
+
+
+async def test_thinking_is_assembled_but_not_streamed_as_text(server: FakeServer) -> None:
+    server.add(SSEReply(anthropic_stream(thinking=["Paris is ", "in France."],
+                                         signature="sig-1", redacted="opaque==",
+                                         text=["Sunny."])))
+    items = await collect(model(server, thinking={"type": "enabled", "budget_tokens": 1024}),
+                          request())
+    assert items[:-1] == [TextDelta("Sunny.")]
+    response = items[-1]
+    assert response.message.parts == (
+        ThinkingPart(text="Paris is in France.", signature="sig-1"),
+        ThinkingPart(redacted=True, data="opaque=="),
+        TextPart(text="Sunny."))
+    assert response.message.text == "Sunny."  # thinking is not part of the answer
+    assert Message.to_dict(response.message)["parts"][0] == {
+        "text": "Paris is in France.", "signature": "sig-1", "redacted": False, "data": None,
+        "kind": "thinking"}
+
+
+async def test_thinking_goes_back_unchanged_before_the_tool_use_of_a_tool_loop(
+        server: FakeServer) -> None:
+    server.add(
+        SSEReply(anthropic_stream(thinking=["I need ", "the weather tool."], signature="c2lnbmVk",
+                                  redacted="ZW5jcnlwdGVk",
+                                  tools=[("toolu_1", "get_weather", ['{"city": "Paris"}'])])),
+        SSEReply(anthropic_stream(thinking=["It is sunny."], signature="c2lnMg==",
+                                  text=["Sunny in Paris."])),
+    )
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    agent = Agent(model(server, thinking=thinking), tools=[get_weather])
+    session = agent.session(SessionConfig())
+    result = await session.run("Weather in Paris?")
+    assert result.status == "completed", result.error
+    assert result.output == "Sunny in Paris."
+    first, second = (r.body for r in server.requests)
+    assert first["thinking"] == second["thinking"] == thinking
+    assert second["messages"] == [
+        {"role": "user", "content": [{"type": "text", "text": "Weather in Paris?"}]},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I need the weather tool.",
+             "signature": "c2lnbmVk"},
+            {"type": "redacted_thinking", "data": "ZW5jcnlwdGVk"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+             "input": {"city": "Paris"}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                      "content": "sunny in Paris", "is_error": False}]},
+    ]
+    # the final turn keeps its thinking in the session too, for the next run
+    assert isinstance(session.messages[-1].parts[0], ThinkingPart)
+
+
+def test_thinking_that_anthropic_cannot_check_is_left_out() -> None:
+    unsigned = Message(role="assistant", parts=(
+        ThinkingPart(text="from another provider"),
+        ThinkingPart(redacted=True),
+        ThinkingPart(text="", data='{"type": "reasoning"}'),
+        TextPart(text="Answer."),
+    ))
+    assert to_anthropic_messages([Message.user("Q"), unsigned]) == [
+        {"role": "user", "content": [{"type": "text", "text": "Q"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "Answer."}]},
+    ]
+
+
+# -- timeouts ------------------------------------------------------------------------------------
+
+
+async def test_a_server_slower_than_the_timeout_is_retried_then_fails(server: FakeServer) -> None:
+    frames = anthropic_stream(text=["late"])
+    server.add(SSEReply(frames, delay=5), SSEReply(frames, delay=5))
+    started = time.monotonic()
+    with pytest.raises(ModelConnectionError,
+                       match=r"sent nothing for timeout=0.3 s.*raise timeout=.*"
+                             r"gave up after 2 attempts"):
+        await model(server, timeout=0.3, max_retries=1).request(request())
+    assert time.monotonic() - started < 3.0  # two timeouts and a short backoff, no hang
+    assert len(server.requests) == 2
+
+
+async def test_a_slow_first_attempt_is_retried_and_the_retry_answers(server: FakeServer) -> None:
+    server.add(SSEReply(anthropic_stream(text=["late"]), delay=5),
+               SSEReply(anthropic_stream(text=["on time"])))
+    items = await collect(model(server, timeout=0.3), request())
+    notices = [i for i in items if isinstance(i, RetryNotice)]
+    assert len(notices) == 1 and "timeout=0.3" in notices[0].error
+    assert items[-1].message.text == "on time"
+
+
+async def test_a_stream_that_stalls_before_any_delta_is_retried(server: FakeServer) -> None:
+    frames = anthropic_stream(text=["whole"])
+    server.add(SSEReply(frames, hang_after=2), SSEReply(frames))  # message_start, ping, stall
+    response = await model(server, timeout=0.3).request(request())
+    assert response.message.text == "whole" and len(server.requests) == 2
+
+
+async def test_a_stream_that_stalls_after_deltas_fails_naming_the_timeout(
+        server: FakeServer) -> None:
+    server.add(SSEReply(anthropic_stream(text=["Half ", "an ", "answer"]), hang_after=5))
+    seen: list[Any] = []
+    started = time.monotonic()
+    with pytest.raises(IncompleteStreamError, match=r"broke off.*timeout=0.3 s"):
+        async for item in model(server, timeout=0.3).stream(request()):
+            seen.append(item)
+    assert time.monotonic() - started < 2.0
+    assert seen == [TextDelta("Half "), TextDelta("an ")]
+    assert len(server.requests) == 1  # text was shown: not replayed
+
+
+async def test_a_run_past_the_timeout_fails_with_a_clear_error(server: FakeServer) -> None:
+    server.add(*[SSEReply(anthropic_stream(text=["x"]), delay=5)] * 2)
+    result = await Agent(model(server, timeout=0.2, max_retries=1)).run("Hi")
+    assert result.status == "failed" and result.error_type == "ModelConnectionError"
+    assert "timeout=0.2 s" in (result.error or "")
+    assert [e.type for e in result.events].count("model.retry") == 1

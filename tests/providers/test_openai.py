@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+import time
 from typing import Any
 
 import pytest
 
 from loom_nb import Agent, ConfigError, Message, Model, SessionConfig, tool
-from loom_nb.messages import TextPart, ToolCall, ToolResult
+from loom_nb.messages import TextPart, ThinkingPart, ToolCall, ToolResult
 from loom_nb.models import ModelRequest, ModelResponse, TextDelta, ToolCallDelta, ToolDefinition
 from loom_nb.models._errors import (
     ContextWindowExceededError,
     IncompleteStreamError,
     ModelAuthenticationError,
+    ModelConnectionError,
     ModelNotFoundError,
     ModelUnavailableError,
 )
@@ -294,6 +297,7 @@ async def test_responses_request_json(server: FakeServer) -> None:
                               "parameters": WEATHER.parameters, "strict": False}]
     assert body["max_output_tokens"] == 300 and body["temperature"] == 0.5
     assert body["reasoning"] == {"effort": "high"}
+    assert body["include"] == ["reasoning.encrypted_content"]
 
 
 async def test_responses_incomplete_is_max_tokens(server: FakeServer) -> None:
@@ -367,3 +371,95 @@ def test_one_openai_model_from_two_loops(server: FakeServer) -> None:
         return (await m.request(request())).message.text
 
     assert [asyncio.run(ask()), asyncio.run(ask())] == ["a", "b"]
+
+
+# -- thinking and reasoning ----------------------------------------------------------------------
+
+THOUGHTFUL = (
+    Message.user("Weather?"),
+    Message(role="assistant", parts=(
+        ThinkingPart(text="Claude's thought", signature="sig"),
+        ThinkingPart(redacted=True, data="opaque"),
+        ThinkingPart(text="r", data=json.dumps({"type": "reasoning", "id": "rs_9", "summary": [],
+                                                "encrypted_content": "enc"})),
+        ToolCall(id="call_1", name="get_weather", args={"city": "Oslo"}))),
+    Message(role="tool", parts=(ToolResult(call_id="call_1", name="get_weather",
+                                           content="cold"),)),
+)
+
+
+async def test_chat_leaves_thinking_out(server: FakeServer) -> None:
+    server.add(SSEReply(chat_stream(text=["Cold."])))
+    await model(server).request(request(*THOUGHTFUL))
+    assert server.last.body["messages"][1:] == [
+        {"role": "user", "content": "Weather?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "cold"},
+    ]
+
+
+async def test_responses_keeps_reasoning_and_sends_it_back_in_a_tool_loop(
+        server: FakeServer) -> None:
+    server.add(
+        SSEReply(responses_stream(reasoning=(["Need ", "the tool."], "gAAAA-encrypted"),
+                                  tools=[("call_1", "get_weather", ['{"city": "Oslo"}'])])),
+        SSEReply(responses_stream(reasoning=(["Done."], None), text=["Cold in Oslo."])),
+    )
+    session = Agent(model(server, api="responses"), tools=[get_weather]).session(SessionConfig())
+    result = await session.run("Weather in Oslo?")
+    assert result.status == "completed", result.error
+    assert result.output == "Cold in Oslo."
+    assistant = session.messages[1]
+    thinking = assistant.parts[0]
+    assert isinstance(thinking, ThinkingPart) and thinking.text == "Need \n\nthe tool."
+    assert assistant.text == ""  # reasoning is not part of the answer
+    second = server.requests[1].body["input"]
+    assert second[1] == {"type": "reasoning", "id": "rs_1", "encrypted_content": "gAAAA-encrypted",
+                         "summary": [{"type": "summary_text", "text": "Need "},
+                                     {"type": "summary_text", "text": "the tool."}]}
+    assert second[2]["type"] == "function_call" and second[3]["type"] == "function_call_output"
+    # the last turn's reasoning has no encrypted_content: kept in the session, never sent
+    assert isinstance(session.messages[-1].parts[0], ThinkingPart)
+    server.add(SSEReply(responses_stream(text=["Bye."])))
+    await session.run("Thanks")
+    sent = server.last.body["input"]
+    assert [i["type"] for i in sent].count("reasoning") == 1
+
+
+async def test_responses_leaves_out_thinking_it_cannot_send(server: FakeServer) -> None:
+    server.add(SSEReply(responses_stream(text=["Cold."])))
+    await model(server, api="responses").request(request(*THOUGHTFUL))
+    kinds = [item["type"] for item in server.last.body["input"]]
+    assert kinds == ["message", "reasoning", "function_call", "function_call_output"]
+    assert server.last.body["input"][1]["id"] == "rs_9"
+
+
+# -- timeouts ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+async def test_slow_server_past_the_timeout(server: FakeServer, api: str) -> None:
+    frames = chat_stream(text=["x"]) if api == "chat" else responses_stream(text=["x"])
+    server.add(SSEReply(frames, delay=5), SSEReply(frames, delay=5))
+    started = time.monotonic()
+    with pytest.raises(ModelConnectionError,
+                       match=r"OpenAI at .* sent nothing for timeout=0.3 s.*Model.openai\("
+                             r"'gpt-5.4', timeout=300\).*gave up after 2 attempts"):
+        await model(server, api=api, timeout=0.3, max_retries=1).request(request())
+    assert time.monotonic() - started < 3.0 and len(server.requests) == 2
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+async def test_stream_stalling_after_text_names_the_timeout(server: FakeServer, api: str) -> None:
+    frames = (chat_stream(text=["a", "b", "c"]) if api == "chat"
+              else responses_stream(text=["a", "b", "c"]))
+    server.add(SSEReply(frames, hang_after=3))
+    seen: list[Any] = []
+    with pytest.raises(IncompleteStreamError, match=r"broke off.*timeout=0.3 s"):
+        async for item in model(server, api=api, timeout=0.3).stream(request()):
+            seen.append(item)
+    # the stream stalls after the third frame: two text chunks on chat, one on responses
+    expected = ["a", "b"] if api == "chat" else ["a"]
+    assert [i.text for i in seen if isinstance(i, TextDelta)] == expected

@@ -1,0 +1,510 @@
+"""Reading runs, events and messages for :mod:`loom_nb.export`, from any kind of source.
+
+An SQLite store is read with SQL on its own read-only connection (WAL lets it read while another
+process writes), row by row, so exporting a large store does not build every kernel object first.
+Results, sessions on an in-memory store and in-memory stores are read from their objects. Every
+source yields the same plain rows; malformed rows are reported to :class:`Problems`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .errors import LoomError
+
+__all__ = ["EventRow", "ExportError", "MessageRow", "Problems", "RecordError", "RunRow",
+           "FeedbackRow", "SignalRow", "event_counts", "feedback", "events", "messages", "parse_time", "runs", "signals"]
+
+
+class ExportError(LoomError, ValueError):
+    """A source cannot be exported, or (with ``strict=True``) one of its records is malformed."""
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """One malformed record found with ``strict=False``: where it is and what is wrong."""
+
+    table: str  #: "events", "runs" or "messages"
+    record: str  #: which record: an event id with its type, a run id, or a message id
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.table} record {self.record}: {self.problem}"
+
+
+class Problems:
+    """Collects malformed records, or raises at the first one when strict."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.errors: list[RecordError] = []
+
+    def report(self, table: str, record: str, problem: str) -> None:
+        error = RecordError(table, record, problem)
+        if self.strict:
+            raise ExportError(f"Malformed {error}. Repair or delete that record, or pass "
+                              f"strict=False to get the frame and a list of the problems.")
+        self.errors.append(error)
+
+    def reporter(self, table: str, record: str) -> Callable[[str], None]:
+        return lambda problem: self.report(table, record, problem)
+
+    def result(self, frame: Any) -> Any:
+        return frame if self.strict else (frame, self.errors)
+
+
+@dataclass(slots=True)
+class EventRow:
+    run_id: str
+    seq: int
+    session_id: str
+    parent_run_id: str | None
+    type: str
+    ts: datetime | None
+    data: dict[str, Any]
+    raw: str | None  # the data's JSON text as stored, when read from SQLite
+    data_ok: bool = True
+
+    @property
+    def event_id(self) -> str:
+        return f"{self.run_id}:{self.seq}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.event_id} ({self.type})"
+
+    @property
+    def data_json(self) -> str | None:
+        if self.raw is not None:
+            return self.raw
+        return json.dumps(self.data, ensure_ascii=False, default=str) if self.data_ok else None
+
+
+@dataclass(slots=True)
+class RunRow:
+    run_id: str
+    session_id: str
+    parent_run_id: str | None
+    agent: str | None
+    model: str | None
+    prompt: str | None
+    status: str | None
+    output: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    usage: dict[str, Any]
+    turns: int | None
+
+
+@dataclass(slots=True)
+class MessageRow:
+    session_id: str
+    idx: int
+    run_id: str | None
+    parent_run_id: str | None
+    data: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.session_id}:{self.idx}"
+
+
+@dataclass(slots=True)
+class SignalRow:
+    session_id: str
+    seq: int
+    ts: datetime | None
+    run_id: str | None
+    action: str | None
+    reason: str | None
+    signal: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.session_id}:signal:{self.seq}"
+
+
+@dataclass(slots=True)
+class FeedbackRow:
+    session_id: str
+    ts: datetime | None
+    run_id: str | None
+    kind: str | None
+    data: dict[str, Any]
+    label: str
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A UTC-aware datetime from a stored ISO string or a datetime; ValueError if neither."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError(f"{value!r} is not a timestamp")
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _time(value: Any, report: Callable[[str], None], name: str) -> datetime | None:
+    try:
+        return parse_time(value)
+    except ValueError:
+        report(f"{name} {value!r} is not an ISO 8601 timestamp")
+        return None
+
+
+def _json_object(text: Any, report: Callable[[str], None], name: str) -> tuple[dict[str, Any], bool]:
+    if isinstance(text, dict):
+        return text, True
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        report(f"{name} is not valid JSON ({exc}): {str(text)[:80]!r}")
+        return {}, False
+    if not isinstance(value, dict):
+        report(f"{name} is not a JSON object: {str(text)[:80]!r}")
+        return {}, False
+    return value, True
+
+
+def make_event(row: tuple[Any, ...], problems: Problems) -> EventRow | None:
+    """An EventRow from (run_id, seq, session_id, parent_run_id, type, ts, data), or None when
+    the row lacks what identifies an event."""
+    run_id, seq, session_id, parent, type_, ts, data = row
+    label = f"{run_id}:{seq} ({type_})"
+    if not (isinstance(run_id, str) and isinstance(session_id, str) and isinstance(type_, str)
+            and isinstance(seq, int) and not isinstance(seq, bool)):
+        problems.report("events", label, "run_id, session_id, type or seq is missing or mistyped; "
+                        "the event is left out")
+        return None
+    report = problems.reporter("events", label)
+    parsed, ok = _json_object(data, report, "data")
+    raw = data if isinstance(data, str) and ok else None
+    return EventRow(run_id, seq, session_id, parent, type_, _time(ts, report, "ts"), parsed, raw, ok)
+
+
+# -- readers: one per kind of source -----------------------------------------------------------------
+
+_RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status, output, error, "
+                "started_at, finished_at, usage, turns")
+
+
+class _SQLReader:
+    """An SQLite store file, read with SQL (optionally one session's or one run's rows)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, session_id: str | None = None,
+                 run_id: str | None = None) -> None:
+        self.path = Path(path).expanduser().absolute()
+        self.key = ("sql", str(self.path), session_id, run_id)
+        self.filters = [(c, v) for c, v in (("session_id", session_id), ("run_id", run_id)) if v]
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise ExportError(f"There is no loom_nb store at {str(self.path)!r}. Pass the path of "
+                              f"the SQLite file given as SessionConfig(store=...).")
+        try:
+            db = sqlite3.connect(f"{self.path.as_uri()}?mode=ro", uri=True)
+            db.execute("PRAGMA busy_timeout = 10000")
+            tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as exc:
+            raise ExportError(f"{str(self.path)!r} cannot be read as a loom_nb store ({exc}).") from None
+        if not {"runs", "events", "messages"} <= tables:
+            db.close()
+            raise ExportError(f"{str(self.path)!r} is an SQLite file but not a loom_nb session "
+                              f"store (it has no runs, events and messages tables).")
+        return db
+
+    def _select(self, sql: str, alias: str = "", extra: str = "",
+                args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
+        where = [f"{alias}{c} = ?" for c, _ in self.filters] + ([extra] if extra else [])
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        db = self._connect()
+        try:
+            # Rows are streamed from the cursor, so a large store is never all in memory at once.
+            yield from db.execute(sql.format(where=clause), (*[v for _, v in self.filters], *args))
+        finally:
+            db.close()
+
+    def runs(self, problems: Problems) -> Iterator[RunRow]:
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs{{where}} ORDER BY started_at, run_id"
+        for row in self._select(sql):
+            yield _run_row(row, problems)
+
+    def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
+        order = "seq" if any(c == "run_id" for c, _ in self.filters) else "rowid"
+        extra = f"type IN ({', '.join('?' * len(types))})" if types else ""
+        sql = ("SELECT run_id, seq, session_id, parent_run_id, type, ts, data FROM events"
+               f"{{where}} ORDER BY {order}")
+        for row in self._select(sql, extra=extra, args=tuple(sorted(types or ()))):
+            event = make_event(row, problems)
+            if event is not None:
+                yield event
+
+    def messages(self, problems: Problems) -> Iterator[MessageRow]:
+        sql = ("SELECT m.session_id, m.idx, m.run_id, r.parent_run_id, m.data FROM messages m "
+               "LEFT JOIN runs r ON r.run_id = m.run_id LEFT JOIN sessions s ON s.id = m.session_id"
+               "{where} ORDER BY s.created_at, m.session_id, m.idx")
+        for session_id, idx, run_id, parent, data in self._select(sql, alias="m."):
+            report = problems.reporter("messages", f"{session_id}:{idx}")
+            parsed, ok = _json_object(data, report, "data")
+            if ok:
+                yield MessageRow(session_id, idx, run_id, parent, parsed)
+
+    def event_counts(self) -> dict[str, int]:
+        return dict(self._select("SELECT run_id, COUNT(*) FROM events{where} GROUP BY run_id"))
+
+    def _has(self, table: str) -> bool:
+        db = self._connect()
+        try:
+            return db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name = ?",
+                              (table,)).fetchone() is not None
+        finally:
+            db.close()
+
+    def feedback(self, problems: Problems) -> Iterator[FeedbackRow]:
+        if not self._has("feedback"):  # a store written before loom_nb kept feedback
+            return
+        sql = "SELECT session_id, ts, run_id, kind, data, rowid FROM feedback{where} ORDER BY rowid"
+        for session_id, ts, run_id, kind, data, rowid in self._select(sql):
+            label = f"{session_id}:feedback:{rowid}"
+            report = problems.reporter("feedback", label)
+            parsed, _ = _json_object(data, report, "data")
+            yield FeedbackRow(session_id, _time(ts, report, "ts"), run_id, kind, parsed, label)
+
+    def signals(self, problems: Problems) -> Iterator[SignalRow]:
+        if not self._has("signals"):  # a store written before loom_nb kept signals
+            return
+        sql = "SELECT session_id, seq, ts, run_id, action, reason, data FROM signals{where} ORDER BY rowid"
+        for session_id, seq, ts, run_id, action, reason, data in self._select(sql):
+            report = problems.reporter("signals", f"{session_id}:signal:{seq}")
+            parsed, _ = _json_object(data, report, "data")
+            yield SignalRow(session_id, seq, _time(ts, report, "ts"), run_id, action, reason, parsed)
+
+
+def _run_row(row: tuple[Any, ...], problems: Problems) -> RunRow:
+    (run_id, session_id, parent, agent, model, prompt, status, output, error, started, finished,
+     usage, turns) = row
+    report = problems.reporter("runs", str(run_id))
+    parsed, _ = _json_object(usage, report, "usage")
+    return RunRow(run_id, session_id, parent, agent, model, prompt, status, output, error,
+                  _time(started, report, "started_at"), _time(finished, report, "finished_at"),
+                  parsed, turns)
+
+
+class _MemoryReader:
+    """An :class:`~loom_nb.InMemoryStore` (or one of its sessions or runs), from its objects."""
+
+    def __init__(self, store: Any, *, session_id: str | None = None, run_id: str | None = None) -> None:
+        self.store, self.session_id, self.run_id = store, session_id, run_id
+        self.key = ("memory", id(store), session_id, run_id)
+
+    def _records(self, *, every_run: bool = False) -> list[Any]:
+        records = self.store.runs(None)
+        return sorted((r for r in records
+                       if (self.session_id is None or r.session_id == self.session_id)
+                       and (every_run or self.run_id is None or r.run_id == self.run_id)),
+                      key=lambda r: r.started_at)
+
+    def _wanted(self, session_id: str | None, run_id: str | None) -> bool:
+        return ((self.session_id is None or session_id == self.session_id)
+                and (self.run_id is None or run_id == self.run_id))
+
+    def runs(self, problems: Problems) -> Iterator[RunRow]:
+        for r in self._records():
+            yield RunRow(r.run_id, r.session_id, r.parent_run_id, r.agent, r.model, r.prompt,
+                         r.status, r.output, r.error, r.started_at, r.finished_at,
+                         r.usage.to_dict(), r.turns)
+
+    def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
+        found = self.store.events(session_id=self.session_id, run_id=self.run_id)
+        yield from _object_events(found, problems, types, self._wanted)
+
+    def messages(self, problems: Problems) -> Iterator[MessageRow]:
+        sessions = [self.session_id] if self.session_id is not None else self.store.sessions()
+        parents = {r.run_id: r.parent_run_id for r in self._records(every_run=True)}
+        for session_id in sessions:
+            for stored in self.store.stored_messages(session_id):
+                if self.run_id is None or stored.run_id == self.run_id:
+                    yield MessageRow(session_id, stored.idx, stored.run_id,
+                                     parents.get(stored.run_id), stored.message.to_dict())
+
+    def signals(self, problems: Problems) -> Iterator[SignalRow]:
+        sessions = [self.session_id] if self.session_id is not None else self.store.sessions()
+        stored = [r for s in sessions for r in self.store.signals(s)]
+        for r in stored:
+            if (self.session_id in (None, r.session_id)) and (self.run_id in (None, r.run_id)):
+                yield SignalRow(r.session_id, r.seq, r.ts, r.run_id, r.action, r.reason, r.signal)
+
+    def feedback(self, problems: Problems) -> Iterator[FeedbackRow]:
+        sessions = [self.session_id] if self.session_id is not None else self.store.sessions()
+        stored = [r for s in sessions for r in self.store.feedback(s)]
+        for n, r in enumerate(stored):
+            if (self.session_id in (None, r.session_id)) and (self.run_id in (None, r.run_id)):
+                yield FeedbackRow(r.session_id, r.ts, r.run_id, r.kind, dict(r.data),
+                                  f"{r.session_id}:feedback:{id(r)}")
+
+    def event_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for event in self.store.events(session_id=self.session_id, run_id=self.run_id):
+            counts[event.run_id] = counts.get(event.run_id, 0) + 1
+        return counts
+
+
+def _object_events(found: Iterable[Any], problems: Problems, types: set[str] | None,
+                   wanted: Callable[[str, str], bool]) -> Iterator[EventRow]:
+    for e in found:
+        if (types is None or e.type in types) and wanted(e.session_id, e.run_id):
+            row = make_event((e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts, e.data),
+                             problems)
+            if row is not None:
+                yield row
+
+
+class _ResultReader:
+    """One RunResult: its own events; its messages from its session's store."""
+
+    def __init__(self, result: Any) -> None:
+        self.result = result
+        self.key = ("result", result.run_id)
+
+    def runs(self, problems: Problems) -> Iterator[RunRow]:
+        r = self.result
+        started = next((e for e in r.events if e.type == "run.started"), None)
+        prompt = started.data.get("prompt") if started else None
+        parent = r.events[0].parent_run_id if r.events else None
+        yield RunRow(r.run_id, r.session_id, parent, r.agent, r.model, prompt, r.status, r.output,
+                     r.error, r.started_at, r.finished_at, r.usage.to_dict(), r.turns)
+
+    def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
+        yield from _object_events(self.result.events, problems, types, lambda s, r: True)
+
+    def messages(self, problems: Problems) -> Iterator[MessageRow]:
+        session = self.result.session
+        if session is not None:
+            only = {"session_id": self.result.session_id, "run_id": self.result.run_id}
+            yield from _store_reader(session.store, **only).messages(problems)
+            return
+        for idx, message in enumerate(self.result.messages):  # no session: positions in the run
+            yield MessageRow(self.result.session_id, idx, self.result.run_id, None, message.to_dict())
+
+    def event_counts(self) -> dict[str, int]:
+        return {self.result.run_id: len(self.result.events)}
+
+    def feedback(self, problems: Problems) -> Iterator[FeedbackRow]:
+        if self.result.session is not None:
+            only = {"session_id": self.result.session_id, "run_id": self.result.run_id}
+            yield from _store_reader(self.result.session.store, **only).feedback(problems)
+
+    def signals(self, problems: Problems) -> Iterator[SignalRow]:
+        if self.result.session is not None:
+            only = {"session_id": self.result.session_id, "run_id": self.result.run_id}
+            yield from _store_reader(self.result.session.store, **only).signals(problems)
+
+
+Reader = _SQLReader | _MemoryReader | _ResultReader
+
+
+def _store_reader(store: Any, **only: str) -> Reader:
+    from .store import InMemoryStore, SQLiteStore
+
+    if isinstance(store, SQLiteStore):
+        return _SQLReader(store.path, **only)
+    if isinstance(store, InMemoryStore):
+        return _MemoryReader(store, **only)
+    raise ExportError(f"{type(store).__name__} cannot be exported: loom_nb.export reads "
+                      f"SQLiteStore and InMemoryStore stores.")
+
+
+def readers(source: Any) -> Iterator[Reader]:
+    """A reader for each source in ``source`` (flattening iterables)."""
+    from .result import RunResult
+    from .session import Session
+    from .store import InMemoryStore, SQLiteStore
+
+    if isinstance(source, RunResult):
+        yield _ResultReader(source)
+    elif isinstance(source, Session):
+        yield _store_reader(source.store, session_id=source.id)
+    elif isinstance(source, str | os.PathLike):
+        yield _SQLReader(source)
+    elif isinstance(source, SQLiteStore | InMemoryStore):
+        yield _store_reader(source)
+    elif isinstance(source, Iterable) and not isinstance(source, bytes | dict):
+        for item in source:
+            yield from readers(item)
+    else:
+        raise ExportError(
+            f"Cannot export a {type(source).__name__}. Pass a RunResult, a Session, the path of "
+            f"an SQLite session store, a store object, or a list of these.")
+
+
+def _unique(source: Any) -> list[Reader]:
+    found: dict[Any, Reader] = {}
+    for reader in readers(source):
+        found.setdefault(reader.key, reader)
+    return list(found.values())
+
+
+def runs(source: Any, problems: Problems) -> Iterator[RunRow]:
+    seen: set[str] = set()
+    for reader in _unique(source):
+        for row in reader.runs(problems):
+            if row.run_id not in seen:  # a run reached twice (a session and its result) counts once
+                seen.add(row.run_id)
+                yield row
+
+
+def events(source: Any, problems: Problems, types: set[str] | None = None) -> Iterator[EventRow]:
+    all_readers = _unique(source)
+    seen: set[tuple[str, int]] | None = set() if len(all_readers) > 1 else None
+    for reader in all_readers:
+        for row in reader.events(problems, types):
+            if seen is not None:
+                if (row.run_id, row.seq) in seen:
+                    continue
+                seen.add((row.run_id, row.seq))
+            yield row
+
+
+def messages(source: Any, problems: Problems) -> Iterator[MessageRow]:
+    seen: set[tuple[str, int]] = set()
+    for reader in _unique(source):
+        for row in reader.messages(problems):
+            if (row.session_id, row.idx) not in seen:
+                seen.add((row.session_id, row.idx))
+                yield row
+
+
+def signals(source: Any, problems: Problems) -> Iterator[SignalRow]:
+    seen: set[tuple[str, int]] = set()
+    for reader in _unique(source):
+        for row in reader.signals(problems):
+            if (row.session_id, row.seq) not in seen:
+                seen.add((row.session_id, row.seq))
+                yield row
+
+
+def feedback(source: Any, problems: Problems) -> Iterator[FeedbackRow]:
+    seen: set[tuple[Any, ...]] = set()
+    for reader in _unique(source):
+        for row in reader.feedback(problems):
+            key = (row.session_id, row.run_id, row.kind, row.ts, json.dumps(row.data, default=str))
+            if key not in seen:
+                seen.add(key)
+                yield row
+
+
+def event_counts(source: Any) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for reader in _unique(source):
+        for run_id, n in reader.event_counts().items():
+            counts[run_id] = max(counts.get(run_id, 0), n)
+    return counts

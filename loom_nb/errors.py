@@ -16,6 +16,7 @@ One base class, a few branches, each message saying what to do next::
     │       ├── ModelUnavailableError      5xx / overloaded, retried with backoff first
     │       ├── ModelConnectionError       unreachable or broken connection, retried first
     │       └── IncompleteStreamError      the stream ended before the turn was complete
+    │   └── ModelRefusalError  the model declined to answer (stop reason "refusal")
     ├── ToolError            a tool failed in a way the model cannot fix (e.g. a result that is not JSON)
     └── StoreError           a session store could not be opened, read or written
 
@@ -36,6 +37,7 @@ __all__ = [
     "ModelError",
     "ModelNotFoundError",
     "ModelRateLimitError",
+    "ModelRefusalError",
     "ModelRequestError",
     "ModelUnavailableError",
     "NotSupportedError",
@@ -117,6 +119,10 @@ class IncompleteStreamError(ProviderError):
     """The response stream ended before the turn was complete."""
 
     retryable = True
+
+
+class ModelRefusalError(ModelError):
+    """The model declined to answer (stop reason ``refusal``)."""
 
 
 class ToolError(LoomError):

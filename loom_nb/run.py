@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._compaction import Summary, compact, renew, summarize
 from .context import ContextSnapshot, PartitionName, build_request, render_memory, render_working
-from .errors import ConfigError, LoomError, ModelError
+from .errors import ConfigError, ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
 from .events import EventType, RunEvent, utcnow
 from .governance import ToolRequest
 from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
@@ -256,12 +256,25 @@ class RunLoop:
                 self._commit(message)
                 if self._take_interrupts():
                     continue  # the answer is kept; the model now also sees the signal
-                return "completed"
+                return self._final_stop(response.stop_reason, message.text)
             results = await self._tool_calls(message)
             if results is None:
                 return "needs_approval"
             self._commit(message, Message(role="tool", parts=tuple(results)))
             self._take_interrupts()
+
+    def _final_stop(self, stop_reason: str, text: str) -> Stop:
+        """How a final answer's stop reason ends the run; the answer is kept in every case."""
+        if stop_reason == "max_tokens":
+            return "model_max_tokens"
+        if stop_reason == "refusal":
+            raise ModelRefusalError(f"The model refused to answer{': ' + text[:300] if text else '.'}")
+        if stop_reason == "context_window_exceeded":
+            raise ContextWindowExceededError(
+                f"The model stopped because its context window was full. Give a smaller "
+                f"context_window= to the model so loom_nb compacts earlier, or lower "
+                f"ContextProtocol(compact_at=...).")
+        return "completed"
 
     def _take_interrupts(self) -> bool:
         """At a safe point: put interrupting signals into the conversation. True if there were."""
@@ -456,6 +469,10 @@ class RunLoop:
         return None
 
     def _limit_message(self, limit: LimitName) -> str:
+        if limit == "model_max_tokens":
+            return ("The answer was cut off at the model's output limit (stop reason max_tokens). "
+                    "Raise it with the model's max_tokens setting, e.g. "
+                    "Model.anthropic(name, max_tokens=8192) or Model.openai(name, max_tokens=8192).")
         used = {"max_turns": f"{self.turns} model turns",
                 "max_tokens": f"{self.usage.total_tokens} tokens",
                 "max_seconds": f"{self._elapsed:.2f} seconds"}[limit]

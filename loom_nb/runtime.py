@@ -44,7 +44,8 @@ __all__ = [
     "JSONLSink", "LimitName", "Limits", "QualityGate", "RateLimit", "Runtime", "ToolRequest", "Verdict",
 ]
 
-LimitName: TypeAlias = Literal["max_turns", "max_tokens", "max_seconds"]
+#: Which limit ended a run: a runtime limit, or the model's own output cap (``model_max_tokens``).
+LimitName: TypeAlias = Literal["max_turns", "max_tokens", "max_seconds", "model_max_tokens"]
 
 
 @dataclass(frozen=True, kw_only=True)

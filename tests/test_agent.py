@@ -276,3 +276,22 @@ async def test_run_sync_from_inside_a_run_is_refused_with_advice() -> None:
 async def test_await_run_is_the_async_path() -> None:
     result = await Agent(Model.scripted(["awaited"])).run("x")
     assert result.output == "awaited"
+
+
+@pytest.mark.parametrize(("stop", "status", "check"), [
+    ("max_tokens", "limit", "cut off at the model's output limit"),
+    ("refusal", "failed", "The model refused to answer: I cannot help with that."),
+    ("context_window_exceeded", "failed", "context window was full"),
+])
+def test_final_stop_reasons_end_the_run_clearly(stop: str, status: str, check: str) -> None:
+    from loom_nb import Message, ModelResponse, TextPart
+
+    reply = ModelResponse(message=Message(role="assistant", parts=(TextPart(text="I cannot help with that."),)),
+                          stop_reason=stop)  # type: ignore[arg-type]
+    session = Agent(Model.scripted([reply])).session()
+    result = session.run_sync("x")
+    assert result.status == status and check in (result.error or "")
+    assert result.output == "I cannot help with that."  # the answer is kept
+    assert [m.role for m in session.messages] == ["user", "assistant"]
+    if stop == "max_tokens":
+        assert result.limit == "model_max_tokens"

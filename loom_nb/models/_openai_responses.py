@@ -28,7 +28,7 @@ from ._errors import (
     classify_sdk_error,
     error_from_body,
 )
-from ._openai_chat import result_text
+from ._openai_chat import _Call, result_text
 from ._sdk import tool_call
 
 __all__ = [
@@ -99,13 +99,6 @@ def response_tools(tools: Sequence[ToolDefinition]) -> list[dict[str, Any]]:
     # strict=False: loom tool schemas are plain JSON schemas, not OpenAI's strict subset.
     return [{"type": "function", "name": t.name, "description": t.description,
              "parameters": t.parameters, "strict": False} for t in tools]
-
-
-@dataclass
-class _Call:
-    call_id: str
-    name: str
-    arguments: str = ""
 
 
 @dataclass

@@ -345,11 +345,12 @@ class _MemoryReader:
 
     def feedback(self, problems: Problems) -> Iterator[FeedbackRow]:
         sessions = [self.session_id] if self.session_id is not None else self.store.sessions()
-        stored = [r for s in sessions for r in self.store.feedback(s)]
-        for n, r in enumerate(stored):
-            if (self.session_id in (None, r.session_id)) and (self.run_id in (None, r.run_id)):
-                yield FeedbackRow(r.session_id, r.ts, r.run_id, r.kind, dict(r.data),
-                                  f"{r.session_id}:feedback:{id(r)}")
+        for session_id in sessions:
+            # The position within the session is a stable id, as the rowid is for SQLite.
+            for n, r in enumerate(self.store.feedback(session_id)):
+                if self.run_id in (None, r.run_id):
+                    yield FeedbackRow(r.session_id, r.ts, r.run_id, r.kind, dict(r.data),
+                                      f"{r.session_id}:feedback:{n}")
 
     def event_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}

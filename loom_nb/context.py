@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .continuity import ContinuityPolicy
 from .errors import ConfigError
 from .messages import Message, TextPart, ToolCall, ToolResult
 from .models import Model, ModelRequest, ToolDefinition

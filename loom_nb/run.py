@@ -271,9 +271,9 @@ class RunLoop:
             raise ModelRefusalError(f"The model refused to answer{': ' + text[:300] if text else '.'}")
         if stop_reason == "context_window_exceeded":
             raise ContextWindowExceededError(
-                f"The model stopped because its context window was full. Give a smaller "
-                f"context_window= to the model so loom_nb compacts earlier, or lower "
-                f"ContextProtocol(compact_at=...).")
+                "The model stopped because its context window was full. Give a smaller "
+                "context_window= to the model so loom_nb compacts earlier, or lower "
+                "ContextProtocol(compact_at=...).")
         return "completed"
 
     def _take_interrupts(self) -> bool:

@@ -130,7 +130,7 @@ class Model(ABC):
             raise ConfigError(f"{type(self).__name__}.stream ended without a ModelResponse")
         return final
 
-    async def aclose(self) -> None:
+    async def aclose(self) -> None:  # noqa: B027 - a no-op unless the model holds resources
         """Release what the model holds (connection pools); it can be used again after."""
 
     @property

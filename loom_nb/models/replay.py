@@ -430,7 +430,7 @@ def _clip_pair(old: Any, new: Any) -> tuple[str, str, str]:
     """Both sides for a message; two long strings are shown from just before they diverge."""
     if not (isinstance(old, str) and isinstance(new, str)):
         return _show(old), _show(new), ""
-    at = next((i for i, (a, b) in enumerate(zip(old, new)) if a != b), min(len(old), len(new)))
+    at = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
     start = max(0, at - 40)
     lead = "…" if start else ""
     return _show(lead + old[start:]), _show(lead + new[start:]), f" (character {at})"

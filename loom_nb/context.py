@@ -47,6 +47,7 @@ __all__ = [
     "Summarizer",
     "estimate_tokens",
     "message_tokens",
+    "tool_tokens",
     "render_system",
     "render_working",
 ]
@@ -61,6 +62,25 @@ TRUNCATION_MARK = "[... {n} characters cut here by loom_nb to fit the context bu
 def estimate_tokens(text: str) -> int:
     """A deterministic token estimate (about four characters a token), before calibration."""
     return math.ceil(len(text) / 4)
+
+
+_TOOL_TOKENS: dict[int, tuple[Sequence[ToolDefinition], int]] = {}
+
+
+def tool_tokens(tools: Sequence[ToolDefinition]) -> int:
+    """Estimated tokens of the tool definitions sent with each request.
+
+    Cached by the identity of the tool tuple (an agent keeps one until its tools change), so a
+    request does not serialize every schema again; the cache holds the tuple to keep its id valid.
+    """
+    cached = _TOOL_TOKENS.get(id(tools))
+    if cached is not None and cached[0] is tools:
+        return cached[1]
+    count = sum(estimate_tokens(t.name + t.description + json.dumps(t.parameters)) for t in tools)
+    if len(_TOOL_TOKENS) > 256:
+        _TOOL_TOKENS.clear()
+    _TOOL_TOKENS[id(tools)] = (tools, count)
+    return count
 
 
 def message_tokens(message: Message) -> int:
@@ -200,9 +220,8 @@ class ContextProtocol:
 
     def snapshot(self, *, model: Model, factor: float, partitions: dict[PartitionName, str],
                  history_tokens: int, messages: int, tools: Sequence[ToolDefinition]) -> ContextSnapshot:
-        tool_tokens = sum(estimate_tokens(t.name + t.description + json.dumps(t.parameters)) for t in tools)
         raw = {name: estimate_tokens(text) for name, text in partitions.items()}
-        raw["system"] = raw.get("system", 0) + tool_tokens
+        raw["system"] = raw.get("system", 0) + tool_tokens(tools)
         raw["history"] = history_tokens
         tokens = {name: math.ceil(raw.get(name, 0) * factor) for name in PARTITIONS}
         return ContextSnapshot(tokens=tokens, budget=self.budget(model), messages=messages,

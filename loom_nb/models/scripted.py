@@ -74,12 +74,24 @@ def response_from_turn(
     return ModelResponse(message=message, usage=usage, stop_reason=stop, model_name=model_name)
 
 
-def _request_tokens(request: ModelRequest) -> int:
-    # The same estimate the context budget uses, so that offline runs calibrate to 1.0.
-    from ..context import message_tokens
+_MESSAGE_TOKENS: dict[int, tuple[Message, int]] = {}
 
-    tools = sum(estimate_tokens(t.name + t.description + _json(t.parameters)) for t in request.tools)
-    return estimate_tokens(request.system) + tools + sum(message_tokens(m) for m in request.messages)
+
+def _request_tokens(request: ModelRequest) -> int:
+    # The same estimate the context budget uses, so that offline runs calibrate to 1.0. Each
+    # message is counted once (memoized by identity): a test double must not make a long session
+    # look slower than the framework is.
+    from ..context import message_tokens, tool_tokens
+
+    total = estimate_tokens(request.system) + tool_tokens(request.tools)
+    for message in request.messages:
+        cached = _MESSAGE_TOKENS.get(id(message))
+        if cached is None or cached[0] is not message:
+            if len(_MESSAGE_TOKENS) > 100_000:
+                _MESSAGE_TOKENS.clear()
+            cached = _MESSAGE_TOKENS[id(message)] = (message, message_tokens(message))
+        total += cached[1]
+    return total
 
 
 async def stream_response(response: ModelResponse) -> AsyncIterator[StreamItem]:

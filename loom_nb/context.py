@@ -5,8 +5,9 @@ Partitions, in the order they are rendered:
 * ``system``: the agent's instructions and its capabilities' instructions;
 * ``skill``: the skill index of skill capabilities;
 * ``memory``: carried-over summaries (from compaction and renewal);
-* ``working``: this run's goal when it is no longer in history, task inputs and criteria, and
-  RunContext inputs (run-scoped, never stored in history);
+* ``working``: the session's notes, this run's task inputs and criteria, RunContext inputs and
+  the signals observed since the last run (run-scoped, never stored in history; the run's goal
+  is its user message, kept visible in history even through compaction);
 * ``history``: the session's messages, then this run's.
 
 The budget is the model's context window (given, known, or a default) minus the output reserve.
@@ -142,9 +143,11 @@ def render_system(instructions: str, capability_instructions: Sequence[str]) -> 
 
 
 def render_working(task: RuntimeTask, context: RunContext,
-                   observed: Sequence[RuntimeSignal] = ()) -> str:
+                   observed: Sequence[RuntimeSignal] = (), notes: Sequence[str] = ()) -> str:
     """The run-scoped working partition as text (empty when there is nothing to show)."""
     sections = []
+    if notes:
+        sections.append("Notes:\n" + "\n".join(f"- {n}" for n in notes))
     if task.inputs:
         sections.append("Task inputs:\n" + _render_mapping(task.inputs))
     if task.criteria:

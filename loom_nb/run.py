@@ -294,7 +294,8 @@ class RunLoop:
         partitions: dict[PartitionName, str] = {
             "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
             "memory": render_memory(state.memory),
-            "working": render_working(self.task, self.context, observed=self.observed)}
+            "working": render_working(self.task, self.context, observed=self.observed,
+                                      notes=self.session.notes)}
         return self.agent.runtime.context.snapshot(
             model=self.agent.model, factor=state.factor, partitions=partitions,
             history_tokens=state.history_tokens, messages=len(state.history),

@@ -134,6 +134,8 @@ class Session:
         self._subscribers: list[Callable[[RunEvent], None]] = []
         self._sources: list[SourceHandle] = []
         self.inbox = Inbox(self)
+        #: Notes shown to the model in the working partition of every run until removed.
+        self.notes: list[str] = []
         if agent.runtime.feedback.kinds - {"rating"}:
             self._subscribers.append(self._record_feedback)
 

@@ -257,3 +257,14 @@ def test_a_restored_session_resumes_with_the_carried_over_context(tmp_path: Path
     assert checkpoint["memory"] == memory and checkpoint["messages"] == kept
     assert "Memory of earlier work" in checkpoint["system"] and memory[-1].split("\n")[0] in checkpoint["system"]
     assert full["memory"] == [] and full["sent"] == 40 * 4 + 2 + 1  # every stored message, the first go-on included
+
+
+def test_session_notes_stay_in_the_working_partition_until_removed() -> None:
+    model = Model.scripted(["a", "b"])
+    session = Agent(model).session()
+    session.notes.append("The user prefers metric units.")
+    session.run_sync("Weather?")
+    session.notes.clear()
+    session.run_sync("And tomorrow?")
+    assert "Notes:\n- The user prefers metric units." in model.requests[0].system
+    assert "metric" not in model.requests[1].system

@@ -4,25 +4,30 @@ Displays, widgets, stores and DataFrames all subscribe to this one stream and ne
 the loop. The vocabulary of ``type`` (documented in docs/events.md):
 
 ======================  ==========================================================================
-``run.started``         a run begins: prompt, task, context inputs, agent and model names
-``model.request``       a request goes to the model: turn, message count, tools, context snapshot
+``run.started``         a run begins: prompt, task, context inputs, agent and model, the signal
+                        that started it and the signals observed since the last run
+``model.request``       a request goes to the model: turn, tools, context snapshot (partitions)
 ``model.delta``         streamed text as it arrives (live only, see below)
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
 ``model.retry``         the provider failed in a retryable way; attempt, delay and error
 ``tool.call``           the model asks for a tool, with its arguments
-``tool.result``         the tool's result or error, with its duration
-``run.finished``        a run ends, whatever its status: output, usage, error, turns (a run paused
-                        for approval finishes with ``needs_approval`` and the waiting calls)
-``run.resumed``         a paused run continues: which calls were approved and rejected
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
+``tool.result``         the tool's result or error, with its duration
+``context.compacted``   history was shrunk or summarized: tokens before and after, what went
+``context.renewed``     memory and history were replaced by a handoff note
 ``harness.attempt``     an attempt begins (in the run, or as a nested candidate run)
 ``quality.verdict``     a quality gate's PASS/FAIL on an attempt, with the critique
 ``delegation.started``  a sub-agent run begins (its run id, session, depth)
 ``delegation.finished`` it ended: status, output, usage
+``run.interrupted``     the run stopped at a safe point: cancelled, or a signal interrupted it
+``run.resumed``         a run paused for approval continues: which calls were approved/rejected
+``run.finished``        a run ends, whatever its status: output, usage, error, turns, verdict
+                        (a run paused for approval finishes with ``needs_approval``)
 ======================  ==========================================================================
 
-Later policies add ``signal.decision``, ``run.interrupted``,
-``context.compacted``, ``context.renewed`` and ``quality.verdict``.
+``signal.decision`` events belong to the session, not to a run: they reach session
+subscribers and are stored in the ``signals`` table (``run_id`` names the run a decision
+affects, when there is one). Every type's data keys are listed in docs/events.md.
 
 ``model.delta`` events are *live only*: :meth:`Agent.stream` yields them and displays draw them,
 but they are not stored and not part of ``RunResult.events``; the following ``model.response``

@@ -140,6 +140,11 @@ class RunResult:
             self._decisions[call_id] = reason or "no reason given"
         return self
 
+    @property
+    def undecided(self) -> list[PendingApproval]:
+        """The waiting calls that have no decision yet."""
+        return [p for p in self.pending if p.call_id not in self._decisions]
+
     def _waiting(self, call_ids: tuple[str, ...]) -> list[str]:
         if self.status != "needs_approval":
             raise ConfigError(f"Run {self.run_id} is {self.status!r}; only a run that needs "

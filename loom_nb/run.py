@@ -492,16 +492,22 @@ class RunLoop:
             data["traceback"] = self._traceback
         if status == "needs_approval" and self._pause is not None:
             data["pending"] = self._pause["pending"]
+        # The record and the session's waiting state first, so that whoever reacts to
+        # run.finished (a view redrawing) reads the run's end, not its middle.
+        record = self.record
+        record.status, record.output, record.error = status, self.output, error
+        record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns
+        record.state = self._pause_state(next_seq=self._seq + 1) if status == "needs_approval" else None
+        self.session.store.save_run(record)
+        if status == "needs_approval":
+            self.session._waiting_run = self.run_id
+        elif self.session._waiting_run == self.run_id:
+            self.session._waiting_run = None
         self.emit("run.finished", data)
         self._flush()
         if self._interrupts:  # the run ended before a safe point took them: they run next
             self.session.inbox.requeue(list(self._interrupts))
             self._interrupts.clear()
-        record = self.record
-        record.status, record.output, record.error = status, self.output, error
-        record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns
-        record.state = self._pause_state() if status == "needs_approval" else None
-        self.session.store.save_run(record)
         pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
         self.result = RunResult(
             output=self.output, status=status, run_id=self.run_id, session_id=self.session.id,
@@ -513,10 +519,10 @@ class RunLoop:
         )
         return self.result
 
-    def _pause_state(self) -> dict[str, Any]:
-        """Everything :meth:`restore` needs, as JSON-ready data."""
+    def _pause_state(self, next_seq: int) -> dict[str, Any]:
+        """Everything :meth:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""
         assert self._pause is not None
-        return {**self._pause, "version": _STATE_VERSION, "seq": self._seq, "turns": self.turns,
+        return {**self._pause, "version": _STATE_VERSION, "seq": next_seq, "turns": self.turns,
                 "usage": self.usage.to_dict(), "output": self.output, "task": self.task.to_dict(),
                 "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
                 "limits": _limits_dict(self.limits)}

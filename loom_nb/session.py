@@ -174,6 +174,7 @@ class Session:
         ``seed`` starts it from a copy of this session's context."""
         child = Session(agent or self.agent,
                         SessionConfig(id=f"{self.id}/{label}-{uuid.uuid4().hex[:6]}", store=self.store))
+        child._subscribers.append(self.notify)  # views of this session see nested runs live
         if seed:
             child.context = ContextState(history=list(self.context.history),
                                          memory=list(self.context.memory), factor=self.context.factor)
@@ -315,6 +316,8 @@ class Session:
     # -- feedback ----------------------------------------------------------------------------------
 
     def _record_feedback(self, event: RunEvent) -> None:
+        if event.session_id != self.id:
+            return  # a nested run's event, forwarded here: its own session records it
         record = self.agent.runtime.feedback.record_for(event)
         if record is not None:
             self.store.append_feedback(record)

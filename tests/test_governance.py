@@ -229,3 +229,24 @@ def test_runtime_takes_governance_and_checks_policy_types() -> None:
         Runtime.sdk(governance="strict")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="list of patterns"):
         GovernancePolicy(deny="x")  # type: ignore[arg-type]
+
+
+def test_undecided_lists_the_calls_still_waiting() -> None:
+    @tool(requires_approval=True)
+    def a() -> str:
+        """A."""
+        return "a"
+
+    @tool(requires_approval=True)
+    def b() -> str:
+        """B."""
+        return "b"
+
+    model = Model.scripted([[{"tool": "a", "args": {}}, {"tool": "b", "args": {}}], "done"])
+    paused = Agent(model, tools=[a, b]).session().run_sync("both")
+    assert [p.name for p in paused.undecided] == ["a", "b"]
+    paused.approve("call_1")
+    assert [p.name for p in paused.undecided] == ["b"]
+    # the stored run record was saved before run.finished was announced
+    record = paused.session.store.get_run(paused.run_id)
+    assert record.status == "needs_approval" and record.state["seq"] == len(paused.events)

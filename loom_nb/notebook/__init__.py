@@ -1,4 +1,6 @@
-"""The notebook layer: the ``%loom`` magics and live run displays.
+"""The notebook layer: the ``%loom`` magics, live run displays, and the views and session panel
+(``from loom_nb.notebook import SessionPanel, ContextView, BudgetView, SignalsView,
+ApprovalsView, TraceView``).
 
 Load it with ``%load_ext loom_nb``. This package is the only part of loom_nb that imports IPython
 (and ipywidgets); the kernel stays importable without them.
@@ -8,7 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["ApprovalsView", "BudgetView", "ContextView", "SessionPanel", "SignalsView",
+           "TraceView", "load_ipython_extension", "unload_ipython_extension"]
+
+_VIEWS = {"ApprovalsView", "BudgetView", "ContextView", "SignalsView", "TraceView"}
+
+
+def __getattr__(name: str) -> Any:
+    # The widgets import ipywidgets; load them when asked for, not with the magics.
+    if name in _VIEWS:
+        from . import views
+
+        return getattr(views, name)
+    if name == "SessionPanel":
+        from .panel import SessionPanel
+
+        return SessionPanel
+    raise AttributeError(f"module 'loom_nb.notebook' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:

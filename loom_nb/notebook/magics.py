@@ -11,9 +11,11 @@ goes after ``--``.
 
 from __future__ import annotations
 
+import html
 import keyword
 import os
 import re
+import shlex
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,11 +23,13 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
+from IPython.display import display
 
 from .. import _bridge
 from ..agent import Agent
 from ..errors import LoomError
 from ..models import Model
+from ..render import badge
 from ..result import RunResult
 from ..session import Session, SessionConfig
 from .live import LiveDisplay, live_updates_enabled
@@ -51,6 +55,23 @@ options:
 {name} in the prompt is replaced by the value of variable `name` when it exists; other braces
 (JSON, for example) stay as written.
 
+Views of the current session (the default session of the default agent; -a NAME and
+-s NAME pick another, -o NAME binds the view):
+%loom panel                       prompt box, live transcript, and the views below in tabs
+%loom context                     the context partitions of the latest request
+%loom budget                      tokens used vs available, per request
+%loom signals                     signals received, their decisions and what became of them
+%loom approvals                   governance decisions; Approve / Reject for waiting calls
+%loom trace [RUN_ID]              the timeline of a run (default: the latest) and a rating
+
+%loom signal [--urgency U] [--source S] [--type T] SUMMARY
+                                  send the session a signal and show the decision
+                                  (U: low, normal, high or critical)
+%loom approve [CALL_ID ...]       approve waiting calls (all by default); the run resumes in
+                                  the background
+%loom reject [--reason R] [CALL_ID ...]
+                                  reject waiting calls (all by default); the model is told R
+
 %loom agent [NAME]                set (or show) the default agent
 %loom session [NAME]              set (or show) the default session
 %loom help                        this text"""
@@ -61,7 +82,14 @@ _TOKEN = re.compile(r"\S+")
 _VALUE_OPTIONS = {"-a": "agent", "--agent": "agent", "-s": "session", "--session": "session",
                   "-o": "out", "--out": "out"}
 _FLAG_OPTIONS = {"--no-stream": "stream", "--no-interpolate": "interpolate"}
-ACTIONS = ("run", "agent", "session", "help")
+VIEWS = ("panel", "context", "budget", "signals", "approvals", "trace")
+ACTIONS = ("run", *VIEWS, "signal", "approve", "reject", "agent", "session", "help")
+# Options of each command beyond -a/-s/-o: (value options, flags).
+_OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
+    "run": ({}, _FLAG_OPTIONS),
+    "signal": ({"--urgency": "urgency", "--source": "source", "--type": "signal_type"}, {}),
+    "reject": ({"--reason": "reason"}, {}),
+}
 
 
 class CommandError(ValueError):
@@ -89,6 +117,10 @@ class LoomCommand:
         interpolate: False with ``--no-interpolate``.
         prompt: the prompt as written (line rest or cell body), before interpolation.
         target: the NAME of ``%loom agent NAME`` / ``%loom session NAME``.
+        args: the words after the options of ``trace`` (a run id), ``approve`` / ``reject``
+            (call ids); ``signal`` keeps its summary in ``prompt``.
+        urgency, source, signal_type: ``%loom signal`` options.
+        reason: ``%loom reject --reason``.
     """
 
     action: str
@@ -99,6 +131,11 @@ class LoomCommand:
     interpolate: bool = True
     prompt: str = ""
     target: str | None = None
+    args: tuple[str, ...] = ()
+    urgency: str | None = None
+    source: str | None = None
+    signal_type: str | None = None
+    reason: str | None = None
 
 
 def parse_command(line: str, cell: str | None = None) -> LoomCommand:
@@ -114,7 +151,9 @@ def parse_command(line: str, cell: str | None = None) -> LoomCommand:
         )
     if action in {"agent", "session"}:
         return _parse_setter(action, [t.group() for t in tokens[1:]], cell)
-    return _parse_run(line, tokens[1:], cell)
+    if action in {"run", "signal"}:
+        return _parse_run(action, line, tokens[1:], cell)
+    return _parse_view(action, line[tokens[0].end():], cell)
 
 
 def _parse_setter(action: str, args: list[str], cell: str | None) -> LoomCommand:
@@ -128,41 +167,71 @@ def _parse_setter(action: str, args: list[str], cell: str | None) -> LoomCommand
     return LoomCommand(action=action, target=target)
 
 
-def _parse_run(line: str, tokens: list[re.Match[str]], cell: str | None) -> LoomCommand:
+def _parse_options(action: str, words: list[str]) -> tuple[dict[str, Any], int]:
+    """Options at the start of ``words``: their values, and the index of the first other word."""
+    values_spec, flags = _OPTIONS.get(action, ({}, {}))
+    value_options = {**_VALUE_OPTIONS, **values_spec}
     values: dict[str, Any] = {}
     index = 0
-    while index < len(tokens) and tokens[index].group().startswith("-"):
-        option, _, inline = tokens[index].group().partition("=")
+    while index < len(words) and words[index].startswith("-"):
+        option, _, inline = words[index].partition("=")
         index += 1
         if option == "--":
             break
-        if option in _FLAG_OPTIONS and not inline:
-            values[_FLAG_OPTIONS[option]] = False
-        elif option in _VALUE_OPTIONS:
+        if option in flags and not inline:
+            values[flags[option]] = False
+        elif option in value_options:
             if not inline:
-                if index >= len(tokens):
-                    raise CommandError(
-                        f"Option {option} needs a name after it, e.g. `{option} NAME`.")
-                inline = tokens[index].group()
+                if index >= len(words):
+                    what = "name" if option in _VALUE_OPTIONS else "value"
+                    raise CommandError(f"Option {option} needs a {what} after it, e.g. "
+                                       f"`{option} {what.upper()}`.")
+                inline = words[index]
                 index += 1
-            values[_VALUE_OPTIONS[option]] = inline
+            values[value_options[option]] = inline
         else:
+            known = ", ".join(["-a/--agent", "-s/--session", "-o/--out", *values_spec, *flags])
             raise CommandError(
-                f"Unknown option {option!r} for %loom run; the options are -a/--agent, "
-                f"-s/--session, -o/--out, --no-stream and --no-interpolate. To start a prompt "
-                f"with '-', put '--' before it."
+                f"Unknown option {option!r} for %loom {action}; the options are {known}. To "
+                f"start the text with '-', put '--' before it."
             )
-    rest = line[tokens[index].start():].strip() if index < len(tokens) else ""
     for key in ("agent", "out"):
         if key in values and not _is_identifier(values[key]):
             raise CommandError(f"--{key} takes a variable name; {values[key]!r} is not one.")
+    return values, index
+
+
+def _parse_run(action: str, line: str, tokens: list[re.Match[str]], cell: str | None) -> LoomCommand:
+    """``run`` and ``signal``: options, then free text kept exactly as written."""
+    values, index = _parse_options(action, [t.group() for t in tokens])
+    rest = line[tokens[index].start():].strip() if index < len(tokens) else ""
     if cell is not None and rest and cell.strip():
+        what = "prompt" if action == "run" else "summary"
         raise CommandError(
-            "Give the prompt either on the %%loom line or in the cell body, not both; "
+            f"Give the {what} either on the %%loom line or in the cell body, not both; "
             f"the line has {rest!r} after the options."
         )
     prompt = cell.strip() if cell is not None and cell.strip() else rest
-    return LoomCommand(action="run", prompt=prompt, **values)
+    return LoomCommand(action=action, prompt=prompt, **values)
+
+
+def _parse_view(action: str, rest: str, cell: str | None) -> LoomCommand:
+    """The views, ``approve`` and ``reject``: options and words (shell quoting for --reason)."""
+    if cell is not None and cell.strip():
+        raise CommandError(f"%%loom {action} takes no cell body; write `%loom {action}`.")
+    try:
+        words = shlex.split(rest)
+    except ValueError as exc:
+        raise CommandError(f"%loom {action}: {exc}; close the quotes, e.g. "
+                           f'`--reason "too risky"`.') from None
+    values, index = _parse_options(action, words)
+    args = tuple(words[index:])
+    most = {"trace": 1, "approve": None, "reject": None}.get(action, 0)
+    if most is not None and len(args) > most:
+        usage = "%loom trace [RUN_ID]" if action == "trace" else f"%loom {action} [options]"
+        raise CommandError(f"`{usage}` takes {most or 'no'} more word{'s' if most != 1 else ''}; "
+                           f"got {' '.join(args)!r}.")
+    return LoomCommand(action=action, args=args, **values)
 
 
 _LOOM_LINE = re.compile(r"^(\s*)%loom\s+(.*?)\s*$", re.DOTALL)
@@ -228,7 +297,9 @@ class LoomMagics(Magics):
         binds the RunResult; ``--no-stream`` shows only the final result. ``{name}`` in the prompt
         is replaced by a variable's value when the variable exists; other braces stay as written.
 
-        Commands: ``%loom run``, ``%loom agent NAME``, ``%loom session NAME``, ``%loom help``.
+        Commands: ``%loom run``; the views ``%loom panel``, ``context``, ``budget``, ``signals``,
+        ``approvals``, ``trace [RUN_ID]``; ``%loom signal SUMMARY``, ``%loom approve``,
+        ``%loom reject``; ``%loom agent NAME``, ``%loom session NAME``, ``%loom help``.
         """
         try:
             command = parse_command(line, cell)
@@ -254,9 +325,70 @@ class LoomMagics(Magics):
             self._set_default_agent(command.target)
         elif command.action == "session":
             self._set_default_session(command.target)
-        else:
+        elif command.action == "run":
             return self._run(command)
+        elif command.action == "signal":
+            self._signal(command)
+        elif command.action in ("approve", "reject"):
+            self._decide(command)
+        else:
+            self._show_view(command)
         return None
+
+    # -- views, signals, approvals -----------------------------------------------------------------
+
+    def _bind(self, command: LoomCommand, value: Any) -> None:
+        if command.out is not None:
+            self.shell.user_ns[command.out] = value
+
+    def _show_view(self, command: LoomCommand) -> None:
+        from .panel import SessionPanel
+        from .views import ApprovalsView, BudgetView, ContextView, SignalsView, TraceView
+
+        session = self._session_for(command)
+        kinds: dict[str, Any] = {"panel": SessionPanel, "context": ContextView,
+                                 "budget": BudgetView, "signals": SignalsView,
+                                 "approvals": ApprovalsView}
+        if command.action == "trace":
+            view = TraceView(session, run_id=command.args[0] if command.args else None)
+        else:
+            view = kinds[command.action](session)
+        self._bind(command, view)
+        display(view)
+
+    def _signal(self, command: LoomCommand) -> None:
+        from ..render import signal_label
+        from ..signals import RuntimeSignal
+
+        if not command.prompt.strip():
+            raise CommandError("The signal needs a summary: `%loom signal --urgency high Disk "
+                               "almost full`.")
+        session = self._session_for(command)
+        signal = RuntimeSignal(source=command.source or "notebook",
+                               type=command.signal_type or "message",
+                               urgency=command.urgency or "normal",  # type: ignore[arg-type]
+                               summary=command.prompt.strip())
+        decision = session.receive_sync(signal)
+        self._bind(command, decision)
+        text = f"Signal {signal_label(signal.to_dict())} → {decision.action}: {decision.reason}"
+        markup = (f"<div class='loom-signal'><b>{html.escape(signal_label(signal.to_dict()))}</b>"
+                  f" → {badge(decision.action)} {html.escape(decision.reason)}</div>")
+        display({"text/plain": text, "text/html": markup}, raw=True,
+                metadata={"loom": {"session_id": session.id, "signal_id": signal.id,
+                                   "action": decision.action}})
+
+    def _decide(self, command: LoomCommand) -> None:
+        from .views import ApprovalsView, waiting_result
+
+        session = self._session_for(command)
+        if waiting_result(session) is None:
+            raise CommandError(f"No run in session {session.id} is waiting for approval; "
+                               f"`%loom approvals` shows its governance decisions.")
+        view = ApprovalsView(session)
+        view.decide(command.args, approve=command.action == "approve",
+                    reason=command.reason or "")
+        self._bind(command, view)
+        display(view)
 
     def _set_default_agent(self, name: str | None) -> None:
         if name is None:
@@ -286,9 +418,9 @@ class LoomMagics(Magics):
             )
         session = self._session_for(command)
         live = live_updates_enabled(self.shell, command.stream)
-        display = LiveDisplay(prompt, agent=session.agent.name,
-                              model=session.agent.model.identifier, live=live)
-        result = run_in_cell(session, prompt, display)
+        shown = LiveDisplay(prompt, agent=session.agent.name,
+                            model=session.agent.model.identifier, live=live)
+        result = run_in_cell(session, prompt, shown)
         if command.out is not None and result is not None:
             namespace[command.out] = result
         return result

@@ -1,0 +1,194 @@
+"""SessionPanel: talk to a session from a widget, and watch what it sees and decides.
+
+A prompt box with Send and Stop, the live transcript of the session's runs (streamed text, tool
+calls with their arguments and results, long results collapsed), and the views of
+:mod:`loom_nb.notebook.views` in tabs. Send starts the run in the background
+(``session.start``), so the cell is free and the buttons stay responsive; Stop cancels it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import html
+from typing import Any
+
+import ipywidgets as widgets
+
+from .. import _bridge, render
+from ..agent import Agent
+from ..errors import ConfigError, LoomError
+from ..events import RunEvent
+from ..result import RunResult
+from ..session import Run, Session
+from .views import ApprovalsView, BudgetView, ContextView, SignalsView, TraceView, View
+
+__all__ = ["SessionPanel"]
+
+TABS = ("Context", "Budget", "Signals", "Approvals", "Trace")
+
+
+class SessionPanel(View):
+    """The session panel; ``SessionPanel(session)`` or ``SessionPanel(agent)`` (a new session).
+
+    Attributes:
+        views: the tab views, by name (``context``, ``budget``, ``signals``, ``approvals``,
+            ``trace``).
+        run: the run started last with Send (a :class:`~loom_nb.session.Run`), if any.
+        future: resolves to that run's RunResult once it has ended.
+    """
+
+    kind = "panel"
+
+    def __init__(self, source: Session | Agent, **options: Any) -> None:
+        if isinstance(source, Agent):
+            source = source.session()
+        if not isinstance(source, Session):
+            raise ConfigError(f"SessionPanel takes a Session (or an Agent), not a "
+                              f"{type(source).__name__}: e.g. SessionPanel(agent.session()).")
+        self.run: Run | None = None
+        self.future: concurrent.futures.Future[RunResult] | None = None
+        self.note = ""
+        self._live_text: dict[str, str] = {}
+        self.views: dict[str, View] = {
+            "context": ContextView(source, **options), "budget": BudgetView(source, **options),
+            "signals": SignalsView(source, **options),
+            "approvals": ApprovalsView(source, **options), "trace": TraceView(source, **options)}
+        super().__init__(source, **options)
+
+    # -- widgets -----------------------------------------------------------------------------------
+
+    def _build(self) -> widgets.Widget:
+        session = self._session
+        header = widgets.HTML(
+            f"<b>loom session</b> <span style='color:#57606a'>{html.escape(session.id)} · "
+            f"{html.escape(session.agent.name)} · {html.escape(session.agent.model.identifier)}"
+            f"</span>")
+        self._transcript = widgets.HTML(layout=widgets.Layout(
+            max_height="420px", overflow="auto", border="1px solid #d0d7de", padding="4px 8px"))
+        self.prompt = widgets.Textarea(placeholder="Ask the agent… (Send starts a run)",
+                                       layout=widgets.Layout(width="100%", height="64px"))
+        self.send_button = widgets.Button(description="Send", button_style="primary",
+                                          icon="paper-plane", layout=widgets.Layout(width="100px"))
+        self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True,
+                                          layout=widgets.Layout(width="100px"))
+        self.send_button.on_click(lambda _: self._safely(self.send))
+        self.stop_button.on_click(lambda _: self._safely(self.stop))
+        self._status = widgets.HTML()
+        self.tabs = widgets.Tab(children=[v.widget for v in self.views.values()], titles=TABS)
+        controls = widgets.HBox([self.prompt, widgets.VBox([self.send_button, self.stop_button])])
+        left = widgets.VBox([header, self._transcript, controls, self._status],
+                            layout=widgets.Layout(flex="1 1 55%", min_width="360px"))
+        right = widgets.VBox([self.tabs], layout=widgets.Layout(flex="1 1 45%", min_width="360px"))
+        return widgets.HBox([left, right], layout=widgets.Layout(flex_flow="row wrap",
+                                                                 width="100%"))
+
+    @property
+    def _session(self) -> Session:
+        assert self.session is not None
+        return self.session
+
+    def _safely(self, action: Any) -> None:
+        # Errors in widget callbacks are swallowed by ipywidgets; show them in the panel instead.
+        try:
+            action()
+        except LoomError as exc:
+            self.note = str(exc)
+            self.refresh()
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def send(self, prompt: str | None = None) -> Run:
+        """Start a run on ``prompt`` (default: the prompt box) in the background."""
+        text = (self.prompt.value if prompt is None else prompt).strip()
+        if not text:
+            raise ConfigError("Write a prompt in the box first.")
+        if self.run is not None and not self.run.done():
+            raise ConfigError("A run is going; wait for it or press Stop before sending another.")
+        run = self._session.start(text)
+        self.run, self.note = run, "Running…"
+        self.prompt.value = ""
+        self.send_button.disabled, self.stop_button.disabled = True, False
+        self.future = _bridge.submit(run.wait())
+        self.future.add_done_callback(self._ended)
+        self.refresh()
+        return run
+
+    def stop(self) -> None:
+        """Cancel the run started with Send; it records ``cancelled`` and the session stays usable."""
+        if self.run is None or self.run.done():
+            raise ConfigError("No run is going.")
+        self.note = "Stopping…"
+        self.run.cancel()
+        self.refresh()
+
+    def _ended(self, future: concurrent.futures.Future[RunResult]) -> None:
+        self.send_button.disabled, self.stop_button.disabled = False, True
+        if future.cancelled() or future.exception() is not None:
+            self.note = f"The run failed: {future.exception() or 'cancelled'}"
+        else:
+            result = future.result()
+            self.note = f"The run is {result.status}."
+            if result.status == "needs_approval":
+                self.note += " Decide the waiting calls in the Approvals tab."
+                self.tabs.selected_index = TABS.index("Approvals")
+        self.refresh()
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _observe(self, event: RunEvent) -> None:
+        run = event.run_id
+        if event.type == "model.delta":
+            data = event.data
+            text = str(data["text"]) if "text" in data else (
+                f"\n→ {data.get('name') or 'tool'}({data.get('args_delta', '')}")
+            self._live_text[run] = self._live_text.get(run, "") + text
+        elif event.type in ("model.response", "tool.call", "run.finished"):
+            self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
+
+    def _wants(self, event: RunEvent) -> bool:
+        return event.parent_run_id is None
+
+    def _runs(self) -> list[tuple[str, list[RunEvent]]]:
+        runs: dict[str, list[RunEvent]] = {}
+        for event in self.events():
+            runs.setdefault(event.run_id, []).append(event)
+        return list(runs.items())
+
+    def _draw(self) -> None:
+        self._transcript.value = self._transcript_html()
+        self._status.value = (f"<span style='color:#57606a'>{html.escape(self.note)}</span>"
+                              if self.note else "")
+
+    def _transcript_html(self) -> str:
+        parts = []
+        for run_id, events in self._runs():
+            finished = [e.data["status"] for e in events if e.type == "run.finished"]
+            status = finished[-1] if finished else "running"
+            parts.append(f"<div style='border-top:1px solid #eaeef2;padding:4px 0'>"
+                         f"{render.header_html(status, '')}"
+                         f"{render.events_html(events, self._live_text.get(run_id, ''))}</div>")
+        return "".join(parts) or "<div style='color:#57606a'>No runs yet: write a prompt and " \
+                                 "press Send.</div>"
+
+    def to_text(self) -> str:
+        runs = self._runs()
+        lines = [f"Session panel · {len(runs)} run{'s' if len(runs) != 1 else ''}"]
+        for number, (_, events) in enumerate(runs, 1):
+            started = next((e for e in events if e.type == "run.started"), None)
+            finished = [e.data["status"] for e in events if e.type == "run.finished"]
+            prompt = started.data.get("prompt", "") if started else ""
+            lines.append(f"▶ run {number} ({finished[-1] if finished else 'running'}): {prompt}")
+            body = render.events_text(events)
+            if body:
+                lines += [f"  {line}" for line in body.splitlines()]
+        return "\n".join(lines)
+
+    def to_html(self) -> str:
+        views = "".join(v.to_html() for v in self.views.values())
+        return render.view_card("panel", f"Session panel · {len(self._runs())} runs",
+                                self._transcript_html() + views)
+
+    def close(self) -> None:
+        super().close()
+        for view in self.views.values():
+            view.close()

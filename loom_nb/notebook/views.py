@@ -1,0 +1,581 @@
+"""Widgets that show what an agent sees and decides: context, budget, signals, approvals, traces.
+
+Each view takes a RunResult (that run) or a Session (all its runs) and is an object with a
+``.widget`` (stock ipywidgets) and a ``_repr_mimebundle_`` that carries the widget, a static HTML
+form and a deterministic plain-text form (no ids, no timestamps), so a saved notebook reads well
+where widget state is absent (GitHub, nbviewer) and nbval can compare the text.
+
+Views subscribe to their session: events arrive on loom_nb's background thread, where the view
+redraws its widgets (ipywidgets 8 sends the new values from any thread). Redraws are throttled
+(at most one per ``interval`` seconds, except for discrete steps such as a tool call), and off
+when no frontend is attached (see :func:`~loom_nb.notebook.live.live_updates_enabled`); the
+final state of a run is drawn in any case, when the run finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import html
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from typing import Any
+
+import ipywidgets as widgets
+from IPython import get_ipython
+
+from .. import _bridge, render
+from .._compaction import transcript
+from ..errors import ConfigError, LoomError
+from ..events import RunEvent
+from ..result import PendingApproval, RunResult
+from ..session import Session
+from .live import live_updates_enabled
+
+__all__ = ["ApprovalsView", "BudgetView", "ContextView", "SignalsView", "TraceView", "View",
+           "waiting_result"]
+
+#: Seconds between two redraws caused by a stream of events.
+VIEW_INTERVAL = 0.2
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+# Steps a reader watches for: drawn at once, not held back by the throttle.
+_DISCRETE = frozenset({"tool.call", "tool.result", "governance.decision", "run.resumed",
+                       "run.interrupted", "context.compacted", "context.renewed",
+                       "quality.verdict", "delegation.started", "delegation.finished",
+                       "run.started"})
+# Steps that settle what a view shows: drawn even when live updates are off.
+_SETTLING = frozenset({"run.finished", "signal.decision"})
+
+
+def _resolve(source: Any) -> tuple[RunResult | None, Session | None]:
+    if isinstance(source, RunResult):
+        return source, source.session
+    if isinstance(source, Session):
+        return None, source
+    raise ConfigError(f"A loom_nb view takes a RunResult or a Session, not a "
+                      f"{type(source).__name__}: e.g. ContextView(result) or ContextView(session).")
+
+
+class View:
+    """The common machinery: the source, the event log, subscription, throttled redraws."""
+
+    kind = "view"
+    #: Event types that change this view (None: all of them).
+    interesting: frozenset[str] | None = None
+
+    def __init__(self, source: RunResult | Session, *, live: bool | None = None,
+                 interval: float = VIEW_INTERVAL) -> None:
+        self.result, self.session = _resolve(source)
+        self.run_id = self.result.run_id if self.result is not None else None
+        self.live = live_updates_enabled(get_ipython()) if live is None else live
+        self.interval = interval
+        #: How many times the widgets were redrawn (tests count them).
+        self.updates = 0
+        self._lock = threading.RLock()
+        self._events: list[RunEvent] = []
+        self._seen: set[tuple[str, int, str]] = set()
+        if self.result is not None:
+            self._add_all(self.result.events)
+        elif self.session is not None:
+            self._add_all(self.session.events())
+        self._last_draw = 0.0
+        self.widget = self._build()
+        self._draw()
+        self._unsubscribe = (self.session.subscribe(self._on_event)
+                             if self.session is not None else None)
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def _add_all(self, events: list[RunEvent]) -> None:
+        for event in events:
+            self._add(event)
+
+    def _add(self, event: RunEvent) -> bool:
+        key = (event.run_id, event.seq, event.type)
+        if event.type in ("model.delta", "signal.decision") or key in self._seen:
+            return False
+        self._seen.add(key)
+        self._events.append(event)
+        return True
+
+    def _wants(self, event: RunEvent) -> bool:
+        if self.run_id is not None and event.type != "signal.decision":
+            return event.run_id == self.run_id
+        return True
+
+    def _on_event(self, event: RunEvent) -> None:
+        """Called on loom_nb's thread for each event of the session."""
+        if not self._wants(event):
+            return
+        with self._lock:
+            self._add(event)
+            self._observe(event)
+        if self.interesting is not None and event.type not in self.interesting | _SETTLING:
+            return
+        now = time.monotonic()
+        if event.type == "run.finished":
+            self._after_step(self.refresh)
+        elif event.type in _SETTLING:
+            self.refresh()
+        elif self.live and (event.type in _DISCRETE or now - self._last_draw >= self.interval):
+            self.refresh()
+
+    @staticmethod
+    def _after_step(callback: Any) -> None:
+        """Call ``callback`` once the step that emitted the current event has finished.
+
+        ``run.finished`` is emitted before the store and the session record the run's end (its
+        status, a pause for approval); a redraw at that moment would show the run as it was.
+        The rest of that bookkeeping runs in the same step of the run's task, so a callback
+        scheduled on the loop now runs after it.
+        """
+        try:
+            asyncio.get_running_loop().call_soon(callback)
+        except RuntimeError:  # not on an event loop: nothing is pending
+            callback()
+
+    def _observe(self, event: RunEvent) -> None:
+        """Hook for views that keep state from live-only events (deltas)."""
+
+    def events(self) -> list[RunEvent]:
+        with self._lock:
+            return list(self._events)
+
+    def close(self) -> None:
+        """Stop following the session (the widgets stay as they are)."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    # -- drawing -----------------------------------------------------------------------------------
+
+    _syncing = False
+
+    @contextlib.contextmanager
+    def _sync(self) -> Iterator[None]:
+        """Mark changes the view makes to its own controls, so their observers ignore them."""
+        self._syncing = True
+        try:
+            yield
+        finally:
+            self._syncing = False
+
+    def refresh(self) -> None:
+        """Redraw the widgets from the current state (any thread)."""
+        with self._lock:
+            self._draw()
+            self.updates += 1
+            self._last_draw = time.monotonic()
+
+    def _build(self) -> widgets.Widget:
+        self._html = widgets.HTML()
+        return widgets.VBox([self._html])
+
+    def _draw(self) -> None:
+        self._html.value = self.to_html()
+
+    def to_text(self) -> str:
+        raise NotImplementedError
+
+    def to_html(self) -> str:
+        raise NotImplementedError
+
+    def provenance(self) -> dict[str, Any]:
+        """What the output's metadata carries: the run's provenance, or the session's."""
+        if self.result is not None:
+            return self.result.provenance()
+        session = self.session
+        assert session is not None
+        runs = session.runs
+        return {"session_id": session.id, "agent": session.agent.name,
+                "model": session.agent.model.identifier, "runs": len(runs),
+                "last_run": runs[-1].run_id if runs else None}
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
+                          ) -> tuple[dict[str, Any], dict[str, Any]]:
+        with self._lock:
+            data: dict[str, Any] = {"text/plain": self.to_text(), "text/html": self.to_html()}
+        view = self.widget._repr_mimebundle_()
+        if view and WIDGET_MIME in view:
+            data[WIDGET_MIME] = view[WIDGET_MIME]
+        return data, {"loom": self.provenance()}
+
+    def __repr__(self) -> str:
+        return self.to_text()
+
+
+class ContextView(View):
+    """The five partitions of a request, their tokens and share of the budget, and their content.
+
+    For a RunResult: any request of the run (a dropdown picks it; default: the latest). For a
+    Session: the latest request and the session's compactions and renewals.
+    """
+
+    kind = "context"
+    interesting = frozenset({"model.request", "model.response", "context.compacted",
+                             "context.renewed"})
+
+    def _build(self) -> widgets.Widget:
+        self._html = widgets.HTML()
+        self._pick = widgets.Dropdown(description="request", options=[("latest", 0)], value=0,
+                                      layout=widgets.Layout(width="360px"))
+        self._pick.observe(lambda _: None if self._syncing else self.refresh(), names=["value"])
+        children = [self._pick, self._html] if self.result is not None else [self._html]
+        return widgets.VBox(children)
+
+    def requests(self) -> list[render.RequestContext]:
+        return render.context_requests(self.events())
+
+    def _selected(self, requests: list[render.RequestContext]) -> int | None:
+        value = self._pick.value if self.result is not None else 0
+        return value if value and value <= len(requests) else None
+
+    def _compactions(self) -> list[str] | None:
+        if self.result is not None:
+            return None
+        return [render.compaction_text(e.type, e.data) for e in self.events()
+                if e.type in ("context.compacted", "context.renewed")]
+
+    def _history(self) -> str:
+        if self.session is None or self.result is not None:
+            return ""
+        return transcript(self.session.messages)
+
+    def _draw(self) -> None:
+        requests = self.requests()
+        if self.result is not None:
+            options = [("latest", 0)] + [(f"{r.number}: run {r.run}, turn {r.turn} · {r.total} "
+                                          f"tokens", r.number) for r in requests]
+            if list(self._pick.options) != options:
+                value = self._pick.value
+                with self._sync():
+                    self._pick.options = options
+                    self._pick.value = value if value <= len(requests) else 0
+        self._html.value = render.context_html(requests, self._selected(requests),
+                                               self._compactions(), self._history())
+
+    def to_text(self) -> str:
+        requests = self.requests()
+        return render.context_text(requests, self._selected(requests), self._compactions())
+
+    def to_html(self) -> str:
+        requests = self.requests()
+        return render.context_html(requests, self._selected(requests), self._compactions(),
+                                   self._history())
+
+
+class BudgetView(View):
+    """Tokens used vs available for the latest request, and for every request."""
+
+    kind = "budget"
+    interesting = frozenset({"model.request", "model.response", "context.compacted",
+                             "context.renewed"})
+
+    def _compact_at(self) -> float | None:
+        return self.session.agent.runtime.context.compact_at if self.session is not None else None
+
+    def to_text(self) -> str:
+        return render.budget_text(render.context_requests(self.events()), self._compact_at())
+
+    def to_html(self) -> str:
+        return render.budget_html(render.context_requests(self.events()), self._compact_at())
+
+
+class SignalsView(View):
+    """Every signal with its decision and reason; queued and interrupting runs marked."""
+
+    kind = "signals"
+    interesting = frozenset({"run.started", "run.interrupted", "run.finished"})
+
+    def rows(self) -> list[render.SignalRow]:
+        session = self.session
+        if session is None:
+            return []
+        records = session.signals
+        if self.run_id is not None:
+            records = [r for r in records if r.run_id == self.run_id]
+        runs = {r.run_id: (i, r.status) for i, r in enumerate(session.runs, 1)}
+        queued = {s.id for s in session.inbox.queued}
+        active = session.active_run.run_id if session.active_run is not None else None
+        return [render.SignalRow(
+            number=n, source=str(r.signal.get("source", "")), type=str(r.signal.get("type", "")),
+            urgency=str(r.signal.get("urgency", "")), summary=str(r.signal.get("summary", "")),
+            action=r.action, reason=r.reason,
+            outcome=self._outcome(r.action, r.run_id, r.signal.get("id"), runs, queued, active))
+            for n, r in enumerate(records, 1)]
+
+    def _outcome(self, action: str, run_id: str | None, signal_id: Any,
+                 runs: dict[str, tuple[int, str]], queued: set[str], active: str | None) -> str:
+        if action == "observe":
+            return "kept for the next run"
+        if action not in ("queue", "interrupt") or run_id is None:
+            return ""
+        if signal_id in queued:
+            return "queued"
+        if run_id not in runs:
+            return "starting"
+        number, status = runs[run_id]
+        assert self.session is not None
+        started = self.session.store.events(run_id=run_id)[:1]
+        own = bool(started) and (started[0].data.get("signal") or {}).get("id") == signal_id
+        if run_id == active:
+            return f"running as run {number}" if own else f"interrupting run {number}"
+        return f"ran as run {number} ({status})" if own else f"interrupted run {number} ({status})"
+
+    def _queued(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.session.inbox.queued] if self.session else []
+
+    def to_text(self) -> str:
+        return render.signals_text(self.rows(), self._queued())
+
+    def to_html(self) -> str:
+        return render.signals_html(self.rows(), self._queued())
+
+
+# A session's paused run, kept as one RunResult object, so that decisions made in one place
+# (a button, %loom approve) are seen by the next; RunResult keeps decisions until resume().
+_WAITING: weakref.WeakKeyDictionary[Session, RunResult] = weakref.WeakKeyDictionary()
+_WAITING_LOCK = threading.Lock()
+
+
+def waiting_result(session: Session) -> RunResult | None:
+    """The session's run that waits for approval, as one shared RunResult (None if none)."""
+    with _WAITING_LOCK:
+        waiting = session.waiting
+        if not waiting:
+            _WAITING.pop(session, None)
+            return None
+        fresh, cached = waiting[0], _WAITING.get(session)
+        if cached is not None and cached.run_id == fresh.run_id and cached.pending == fresh.pending:
+            return cached
+        _WAITING[session] = fresh
+        return fresh
+
+
+def undecided(result: RunResult) -> list[PendingApproval]:
+    """The waiting calls of ``result`` that have no decision yet."""
+    return result.undecided
+
+
+class ApprovalsView(View):
+    """Governance decisions with their reasons, and Approve / Reject for calls that wait.
+
+    A click decides the call; once every waiting call is decided, the run resumes on loom_nb's
+    background loop (the cell is not blocked) and the view redraws when it has finished.
+    ``future`` is the resumption in progress (a ``concurrent.futures.Future``).
+    """
+
+    kind = "approvals"
+    interesting = frozenset({"governance.decision", "run.resumed", "tool.call"})
+
+    def __init__(self, source: RunResult | Session, **options: Any) -> None:
+        self.future: concurrent.futures.Future[RunResult] | None = None
+        self.note = ""
+        super().__init__(source, **options)
+
+    def _build(self) -> widgets.Widget:
+        self._html = widgets.HTML()
+        self._reason = widgets.Text(placeholder="reason for a rejection (the model is told)",
+                                    layout=widgets.Layout(width="420px"))
+        self._pending_box = widgets.VBox()
+        self._status = widgets.HTML()
+        return widgets.VBox([self._html, self._pending_box, self._status])
+
+    def waiting(self) -> RunResult | None:
+        """The paused run this view decides on (None when nothing waits)."""
+        if self.session is None:
+            return self.result if self.result is not None and self.result.pending else None
+        result = waiting_result(self.session)
+        if result is not None and self.run_id is not None and result.run_id != self.run_id:
+            return None
+        return result
+
+    def pending(self) -> list[PendingApproval]:
+        if self.future is not None and not self.future.done():
+            return []  # being resumed: nothing to decide now
+        result = self.waiting()
+        return undecided(result) if result is not None else []
+
+    def decide(self, call_ids: list[str] | tuple[str, ...] = (), *, approve: bool,
+               reason: str = "") -> concurrent.futures.Future[RunResult] | None:
+        """Approve or reject waiting calls (all when none are named); resume when all are decided.
+
+        Returns the resumption's future, or None when some calls still wait for a decision.
+        """
+        result = self.waiting()
+        if result is None:
+            raise ConfigError("No run is waiting for approval here; there is nothing to decide.")
+        if result.session is None:
+            raise ConfigError("This RunResult has no session to resume in; use session.resume().")
+        if approve:
+            result.approve(*call_ids)
+        else:
+            result.reject(*call_ids, reason=reason or "rejected in the notebook")
+        left = undecided(result)
+        if left:
+            self.note = f"{len(left)} more call{'s' if len(left) != 1 else ''} to decide."
+            self.refresh()
+            return None
+        self.note = "Resuming the run…"
+        self.future = _bridge.submit(result.resume())
+        self.refresh()
+        self.future.add_done_callback(self._resumed)
+        return self.future
+
+    def _resumed(self, future: concurrent.futures.Future[RunResult]) -> None:
+        if future.cancelled():
+            self.note = "The resumption was cancelled."
+        elif future.exception() is not None:
+            exc = future.exception()
+            self.note = f"Resuming failed: {type(exc).__name__}: {exc}"
+        else:
+            result = future.result()
+            if self.result is not None:
+                self.result = result
+                self._add_all(result.events)
+            self.note = f"Resumed: the run is {result.status}."
+        self.refresh()
+
+    def _click(self, call_id: str, approve: bool) -> None:
+        try:
+            self.decide([call_id], approve=approve, reason=self._reason.value.strip())
+        except LoomError as exc:  # a widget callback's errors would otherwise vanish
+            self.note = str(exc)
+            self.refresh()
+
+    def _draw(self) -> None:
+        self._html.value = render.approvals_html(render.governance_rows(self.events()), [])
+        rows: list[widgets.Widget] = []
+        for call in self.pending():
+            approve = widgets.Button(description="Approve", button_style="success", icon="check",
+                                     layout=widgets.Layout(width="110px"))
+            reject = widgets.Button(description="Reject", button_style="danger", icon="times",
+                                    layout=widgets.Layout(width="110px"))
+            approve.on_click(lambda _, c=call.call_id: self._click(c, True))
+            reject.on_click(lambda _, c=call.call_id: self._click(c, False))
+            label = widgets.HTML(f"<code>{html.escape(render.call_text(call.name, call.args))}"
+                                 f"</code> <span style='color:#57606a'>"
+                                 f"{html.escape(call.reason)}</span>")
+            rows.append(widgets.HBox([approve, reject, label]))
+        self._pending_box.children = ([widgets.HTML("<b style='color:#8250df'>Waiting for a "
+                                                     "decision</b>"), *rows, self._reason]
+                                      if rows else [])
+        self._status.value = (f"<div style='color:#57606a'>{html.escape(self.note)}</div>"
+                              if self.note else "")
+
+    def to_text(self) -> str:
+        return render.approvals_text(render.governance_rows(self.events()), self.pending(),
+                                     self.note)
+
+    def to_html(self) -> str:
+        return render.approvals_html(render.governance_rows(self.events()), self.pending(),
+                                     self.note)
+
+
+class TraceView(View):
+    """A run's timeline (nested sub-runs indented), quality verdicts, and a 1-5 rating control.
+
+    For a Session, a dropdown picks the run (default: the latest, following new runs).
+    """
+
+    kind = "trace"
+
+    def __init__(self, source: RunResult | Session, run_id: str | None = None,
+                 **options: Any) -> None:
+        self._chosen = run_id
+        self.note = ""
+        super().__init__(source, **options)
+        if run_id is not None and self.session is not None:
+            if all(r.run_id != run_id for r in self.session.runs):
+                raise ConfigError(f"Session {self.session.id} has no run {run_id!r}; "
+                                  f"session.runs lists its runs.")
+
+    def _build(self) -> widgets.Widget:
+        self._html = widgets.HTML()
+        self._pick = widgets.Dropdown(description="run", layout=widgets.Layout(width="460px"))
+        self._pick.observe(lambda change: self._picked(change["new"]), names=["value"])
+        self._scores = [widgets.Button(description=str(n), layout=widgets.Layout(width="40px"),
+                                       tooltip=f"rate this run {n} of 5") for n in range(1, 6)]
+        for n, button in enumerate(self._scores, 1):
+            button.on_click(lambda _, n=n: self._rate_click(n))
+        self._comment = widgets.Text(placeholder="comment (optional)",
+                                     layout=widgets.Layout(width="320px"))
+        self._status = widgets.HTML()
+        rating = widgets.HBox([widgets.HTML("<b>Rate this run</b>&nbsp;"), *self._scores,
+                               self._comment])
+        top = [self._pick] if self.result is None else []
+        return widgets.VBox([*top, self._html, rating, self._status])
+
+    def _picked(self, value: str | None) -> None:
+        if not self._syncing and value and value != self.selected_run():
+            self._chosen = value
+            self.refresh()
+
+    def _top_runs(self) -> list[str]:
+        return list(dict.fromkeys(e.run_id for e in self.events() if e.parent_run_id is None))
+
+    def selected_run(self) -> str | None:
+        if self.run_id is not None:
+            return self.run_id
+        runs = self._top_runs()
+        return self._chosen if self._chosen in runs else (runs[-1] if runs else None)
+
+    def rate(self, score: int, comment: str = "") -> None:
+        """Rate the selected run (writes through ``session.feedback``)."""
+        run_id = self.selected_run()
+        if self.session is None or run_id is None:
+            raise ConfigError("There is no run to rate yet.")
+        self.session.feedback(run_id, score, comment)
+        self.note = f"Rated {score} of 5."
+
+    def _rate_click(self, score: int) -> None:
+        try:
+            self.rate(score, self._comment.value.strip())
+            self._comment.value = ""
+        except LoomError as exc:
+            self.note = str(exc)
+        self.refresh()
+
+    def _state(self) -> tuple[str, list[render.TraceRow], list[dict[str, Any]] | None]:
+        run_id = self.selected_run()
+        if run_id is None:
+            return "no run yet", [], None
+        events = [e for e in self.events() if e.run_id == run_id]
+        store = self.session.store if self.session is not None else None
+        children = (lambda rid: store.events(run_id=rid)) if store is not None else None
+        rows = render.trace_rows(events, children)
+        finished = [e.data for e in events if e.type == "run.finished"]
+        status = finished[-1]["status"] if finished else "running"
+        runs = self._top_runs() if self.result is None else [run_id]
+        position = f"run {runs.index(run_id) + 1} of {len(runs)} · " if self.result is None else ""
+        ratings = None
+        if self.session is not None:
+            ratings = [r.data for r in self.session.feedback_records
+                       if r.kind == "rating" and r.run_id == run_id]
+        return f"{position}{status}", rows, ratings
+
+    def _draw(self) -> None:
+        if self.result is None:
+            options = []
+            for number, run_id in enumerate(self._top_runs(), 1):
+                first = next(e for e in self.events() if e.run_id == run_id)
+                prompt = str(first.data.get("prompt", ""))[:50] if first.type == "run.started" else ""
+                options.append((f"run {number}: {prompt}", run_id))
+            with self._sync():
+                if list(self._pick.options) != options:
+                    self._pick.options = options
+                if options and self._pick.value != self.selected_run():
+                    self._pick.value = self.selected_run()
+        title, rows, ratings = self._state()
+        self._html.value = render.trace_html(title, rows, ratings)
+        self._status.value = (f"<span style='color:#57606a'>{html.escape(self.note)}</span>"
+                              if self.note else "")
+
+    def to_text(self) -> str:
+        return render.trace_text(*self._state())
+
+    def to_html(self) -> str:
+        return render.trace_html(*self._state())

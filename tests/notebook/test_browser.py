@@ -1,0 +1,61 @@
+"""The static HTML forms of the views, rendered by a real headless Chromium (Debian's package)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from loom_nb import Agent, Model, RuntimeSignal, tool
+from loom_nb.notebook import (ApprovalsView, BudgetView, ContextView, SessionPanel, SignalsView,
+                              TraceView)
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@tool(requires_approval=True)
+def wipe(path: str) -> str:
+    """Wipe a path."""
+    return f"wiped {path}"
+
+
+def lookup(city: str) -> str:
+    """Look a city up."""
+    return f"{city}: 21 C, light wind.\n" * 12
+
+
+def _page() -> str:
+    agent = Agent(Model.scripted([{"tool": "lookup", "args": {"city": "Oslo"}}, "Oslo is mild.",
+                                  {"tool": "wipe", "args": {"path": "/tmp/cache"}}, "Done."]),
+                  "You answer briefly.", tools=[lookup, wipe])
+    session = agent.session()
+    first = session.run_sync("Weather in Oslo?")
+    session.run_sync("Clear the cache")
+    session.receive_sync(RuntimeSignal(source="pager", type="alert", summary="disk at 91%"))
+    session.feedback(first.run_id, 5, "clear")
+    views = [SessionPanel(session), ContextView(first), BudgetView(session), SignalsView(session),
+             ApprovalsView(session), TraceView(first)]
+    return ("<html><head><meta charset='utf-8'></head><body style='margin:16px'>"
+            + "".join(v.to_html() for v in views) + "</body></html>")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `apt-get install -y chromium` to run")
+def test_static_views_render_in_chromium(tmp_path: Path) -> None:
+    page = tmp_path / "views.html"
+    page.write_text(_page(), encoding="utf-8")
+    shot = tmp_path / "views.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"]
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", "--window-size=1100,2400",
+                    page.as_uri()], capture_output=True, timeout=90, check=True)
+    assert shot.exists() and shot.stat().st_size > 20_000  # a drawn page, not a blank one
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True,
+                         text=True, timeout=90, check=True).stdout
+    # The browser parsed every view: six cards (the panel holds five more) and their tables.
+    assert dom.count("class=\"loom-view") == 6 + 5
+    assert dom.count("<details") >= 5 + 5  # partitions open on demand, long results collapsed
+    assert "Waiting for a decision" in dom and "disk at 91%" in dom

@@ -6,7 +6,7 @@ VPY     := $(VENV)/bin/python
 UV      := $(PY) -m uv
 STAMP   := $(VENV)/.installed-stamp
 BUILD   := build
-NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/sanitize.cfg
+NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with loom_nb/notebook/sanitize.cfg
 
 .PHONY: venv demo test lab lock notebooks clean
 

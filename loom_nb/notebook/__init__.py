@@ -8,7 +8,11 @@ Load it with ``%load_ext loom_nb``. This package is the only part of loom_nb tha
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+#: nbval sanitize file for notebooks that run loom_nb: ids, timestamps, durations, temp paths.
+SANITIZE_FILE = Path(__file__).with_name("sanitize.cfg")
 
 __all__ = ["ApprovalsView", "BudgetView", "ContextView", "SessionPanel", "SignalsView",
            "TraceView", "load_ipython_extension", "unload_ipython_extension"]

@@ -432,3 +432,15 @@ print('after', ip.user_ns['r'].output)
     assert "before []" in lines
     assert "after hi from a fresh process" in lines
 
+
+
+def test_the_sanitize_file_installs_with_the_package() -> None:
+    import re
+
+    from loom_nb.notebook import SANITIZE_FILE
+
+    pairs = re.findall(r"^regex: (.*)$\n^replace: (.*)$", SANITIZE_FILE.read_text(), re.M)
+    text = "run_0123456789abcdef in ses_0123456789abcdef at 2026-11-24T10:07:00+00:00 took 12.5 ms"
+    for regex, replace in pairs:
+        text = re.sub(regex, replace, text)
+    assert text == "run_ID in ses_ID at TIMESTAMP took DURATION"

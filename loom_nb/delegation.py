@@ -112,6 +112,12 @@ class DelegationPolicy:
         parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
                                             "status": result.status, "output": result.output,
                                             "usage": result.usage.to_dict(), "error": result.error})
+        if result.status == "needs_approval":
+            waiting = ", ".join(p.name for p in result.pending)
+            raise ToolError(
+                f"Sub-agent {name!r} paused for approval of {waiting} and cannot finish on its own "
+                f"(its run {result.run_id} waits in session {session.id}). Do the subtask another "
+                f"way; the sub-agent needs a runtime that does not ask, e.g. Runtime.autonomous().")
         if result.status != "completed":
             raise ToolError(f"Sub-agent {name!r} ended with status {result.status!r}: {result.error}")
         return result.output

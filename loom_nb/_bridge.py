@@ -11,8 +11,6 @@ the cell that started it.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextvars
 import threading
 from collections.abc import Coroutine
@@ -32,6 +30,7 @@ CANCEL_GRACE_SECONDS = 10.0
 
 
 def bridge_loop() -> asyncio.AbstractEventLoop:
+    import asyncio
     global _loop, _thread
     with _lock:
         if _loop is None or _thread is None or not _thread.is_alive():
@@ -56,6 +55,7 @@ def in_bridge_thread() -> bool:
 
 def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
     """Start ``coro`` on the background loop, in a copy of the caller's context."""
+    import concurrent.futures
     loop = bridge_loop()
     context = contextvars.copy_context()
     future: concurrent.futures.Future[T] = concurrent.futures.Future()
@@ -77,6 +77,8 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def _copy_outcome(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -> None:
+    import concurrent.futures
+    import asyncio
     if future.done():
         return
     if task.cancelled():
@@ -94,6 +96,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     (Ctrl-C, the notebook's stop button) cancels the coroutine, waits briefly for it to record the
     cancellation, and re-raises ``KeyboardInterrupt``.
     """
+    import concurrent.futures
     if in_bridge_thread():
         coro.close()
         raise ConfigError(

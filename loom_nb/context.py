@@ -90,8 +90,8 @@ def message_tokens(message: Message) -> int:
     for part in message.parts:
         if isinstance(part, TextPart):
             total += estimate_tokens(part.text)
-        elif isinstance(part, ToolCall):
-            total += estimate_tokens(part.name + json.dumps(part.args, default=str))
+        elif isinstance(part, ToolCall):  # repr: as long as the JSON, and far cheaper to make
+            total += estimate_tokens(part.name) + estimate_tokens(repr(part.args))
         elif isinstance(part, ToolResult):
             total += estimate_tokens(part.content)
         else:  # thinking
@@ -123,7 +123,7 @@ class ContextSnapshot:
 
     @property
     def total(self) -> int:
-        return sum(self.tokens.values())
+        return sum(self.tokens.values())  # five numbers: cheaper to add than to cache
 
     @property
     def used(self) -> float:
@@ -221,18 +221,17 @@ class ContextProtocol:
         reserve = min(self.output_reserve, window // 2)
         return Budget(window=window, output_reserve=reserve, source=source)  # type: ignore[arg-type]
 
-    def snapshot(self, *, model: Model, factor: float, partitions: dict[PartitionName, str],
+    def snapshot(self, *, budget: Budget, factor: float, partitions: dict[PartitionName, str],
                  history_tokens: int, messages: int, tools: Sequence[ToolDefinition]) -> ContextSnapshot:
         raw = {name: estimate_tokens(text) for name, text in partitions.items()}
         raw["system"] = raw.get("system", 0) + tool_tokens(tools)
         raw["history"] = history_tokens
         tokens = {name: math.ceil(raw.get(name, 0) * factor) for name in PARTITIONS}
-        return ContextSnapshot(tokens=tokens, budget=self.budget(model), messages=messages,
-                               content=partitions)
+        return ContextSnapshot(tokens=tokens, budget=budget, messages=messages, content=partitions)
 
-    def fit(self, text: str, model: Model, factor: float) -> str:
+    def fit(self, text: str, budget: Budget, factor: float) -> str:
         """``text`` unchanged, or cut in the middle with a marker if it alone exceeds ``max_item``."""
-        limit_tokens = int(self.budget(model).available * self.max_item)
+        limit_tokens = int(budget.available * self.max_item)
         if estimate_tokens(text) * factor <= limit_tokens:
             return text
         keep = max(int(limit_tokens / factor * 4) - 120, 200)

@@ -12,7 +12,6 @@ What the sub-run used counts towards the calling run's usage.
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 import threading
 from collections.abc import Mapping
@@ -83,6 +82,7 @@ class DelegationPolicy:
         return tool(name=self.tool_name)(delegate)
 
     async def _delegate(self, name: str, task: str) -> str:
+        import asyncio
         parent = CURRENT_RUN.get()
         if parent is None:
             raise ToolError("delegate can only be called by a running agent.")

@@ -69,7 +69,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen: a frozen dataclass pays a setattr per field on every construction, and events are
+# made several times per model turn. Treat events as read-only all the same.
+@dataclass(slots=True, kw_only=True)
 class RunEvent:
     """One step of a run.
 

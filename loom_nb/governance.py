@@ -206,6 +206,8 @@ class GovernancePolicy:
         return GovernanceDecision(action="allow", check="default", reason="allowed")
 
     def _windows_for(self, name: str) -> list[_Window]:
+        if not self._tool_windows and self._global_window is None:
+            return []
         windows = [w for pattern, w in self._tool_windows.items() if fnmatch.fnmatchcase(name, pattern)]
         return windows + ([self._global_window] if self._global_window else [])
 

@@ -17,8 +17,6 @@ session can take runs again.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import heapq
 import itertools
 import threading
@@ -52,6 +50,7 @@ class Inbox:
     """Receives signals for one session and carries out the attention policy's decisions."""
 
     def __init__(self, session: Session) -> None:
+        import concurrent.futures
         self.session = session
         self._lock = threading.Lock()
         self._seq = itertools.count(len(session.store.signals(session.id)))
@@ -147,6 +146,7 @@ class Inbox:
 
     async def idle(self) -> None:
         """Wait until no signal is queued or running."""
+        import asyncio
         while True:
             with self._lock:
                 pump = self._pump

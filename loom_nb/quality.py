@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pydantic
 
 from .errors import ConfigError
 from .messages import Message, Usage
@@ -99,6 +98,7 @@ class QualityGate:
     @staticmethod
     def output_type(model_type: type[pydantic.BaseModel] | Any) -> QualityGate:
         """The answer must be JSON (optionally in a ```json fence) valid for ``model_type``."""
+        import pydantic
         adapter = pydantic.TypeAdapter(model_type)
         label = getattr(model_type, "__name__", str(model_type))
 

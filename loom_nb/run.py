@@ -13,7 +13,6 @@ also in a new process, and :meth:`RunLoop.resume` continues the same run.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import time
 import traceback
@@ -22,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._compaction import Summary, compact, renew, summarize
-from .context import ContextSnapshot, PartitionName, build_request, render_memory, render_working
+from .context import Budget, ContextSnapshot, PartitionName, build_request, render_memory, render_working
 from .errors import ConfigError, ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
 from .events import EventType, RunEvent, utcnow
 from .governance import ToolRequest
@@ -87,6 +86,8 @@ class RunLoop:
         self._shown: dict[str, str] = {}  # partition contents already recorded in an event
         self._elapsed = 0.0
         self._streamed: list[str] = []  # text of the model turn in progress
+        self._rendered: tuple[tuple[Any, ...], dict[PartitionName, str]] | None = None
+        self._cached_budget: Budget | None = None
         #: The signal this run was started for, if any.
         self.started_by: RuntimeSignal | None = None
         #: Observed signals this run shows in its working partition.
@@ -99,8 +100,10 @@ class RunLoop:
 
     # -- events and history ------------------------------------------------------------------------
 
-    def emit(self, type: EventType, data: dict[str, Any]) -> RunEvent:
+    def emit(self, type: EventType, data: dict[str, Any]) -> RunEvent | None:
         live_only = type == "model.delta"
+        if live_only and not (self.subscribers or self.session._subscribers):
+            return None  # nobody is watching, and live-only events are not kept
         # A delta takes the seq of the model.response it belongs to (see events.py).
         event = RunEvent(type=type, run_id=self.run_id, session_id=self.session.id, seq=self._seq,
                          data=data, parent_run_id=self.parent_run_id)
@@ -110,7 +113,8 @@ class RunLoop:
             self._unflushed.append(event)
         for subscriber in self.subscribers:
             subscriber(event)
-        self.session.notify(event)
+        if self.session._subscribers:
+            self.session.notify(event)
         return event
 
     def request_interrupt(self, signal: RuntimeSignal) -> None:
@@ -195,6 +199,7 @@ class RunLoop:
         return await self._drive(finish_turn_then_continue)
 
     async def _drive(self, body: Callable[[float], Any]) -> RunResult:
+        import asyncio
         started = time.monotonic()
         status: RunStatus = "completed"
         error: str | None = None
@@ -250,14 +255,15 @@ class RunLoop:
             response = await self._model_turn(request)
             self.session.context.calibrate(response.usage.input_tokens, round(snapshot.total / factor))
             message = response.message
+            calls = message.tool_calls
             if message.text:
                 self.output = message.text
-            if not message.tool_calls:
+            if not calls:
                 self._commit(message)
                 if self._take_interrupts():
                     continue  # the answer is kept; the model now also sees the signal
                 return self._final_stop(response.stop_reason, message.text)
-            results = await self._tool_calls(message)
+            results = await self._tool_calls(message, calls)
             if results is None:
                 return "needs_approval"
             self._commit(message, Message(role="tool", parts=tuple(results)))
@@ -291,22 +297,34 @@ class RunLoop:
 
     def _snapshot(self) -> ContextSnapshot:
         state = self.session.context
-        partitions: dict[PartitionName, str] = {
-            "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
-            "memory": render_memory(state.memory),
-            "working": render_working(self.task, self.context, observed=self.observed,
-                                      notes=self.session.notes)}
         return self.agent.runtime.context.snapshot(
-            model=self.agent.model, factor=state.factor, partitions=partitions,
+            budget=self._budget(), factor=state.factor, partitions=self._partitions(),
             history_tokens=state.history_tokens, messages=len(state.history),
             tools=self.agent.tool_definitions)
+
+    def _partitions(self) -> dict[PartitionName, str]:
+        """The non-history partitions, rendered again only when what they show has changed."""
+        state, notes = self.session.context, self.session.notes
+        key = (id(state.memory), len(state.memory), len(notes), self.agent.system_prompt)
+        if self._rendered is None or self._rendered[0] != key:
+            self._rendered = (key, {
+                "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
+                "memory": render_memory(state.memory),
+                "working": render_working(self.task, self.context, observed=self.observed,
+                                          notes=notes)})
+        return self._rendered[1]
+
+    def _budget(self) -> Budget:
+        if self._cached_budget is None:  # the model and the protocol do not change within a run
+            self._cached_budget = self.agent.runtime.context.budget(self.agent.model)
+        return self._cached_budget
 
     async def _make_room(self) -> ContextSnapshot:
         """The snapshot for the next request, after compaction or renewal if the budget is pressed."""
         protocol, continuity = self.agent.runtime.context, self.agent.runtime.continuity
         snapshot = self._snapshot()
         budget = snapshot.budget.available
-        if snapshot.total <= protocol.compact_at * budget:
+        if snapshot.total <= protocol.compact_at * budget:  # the usual case: nothing to do
             return snapshot
         measure = lambda: self._snapshot().total  # noqa: E731
         common = {"measure": measure, "summarize_fn": self._summarize, "goal": self.task.goal,
@@ -336,7 +354,7 @@ class RunLoop:
         return summary
 
     def _fit(self, text: str) -> str:
-        return self.agent.runtime.context.fit(text, self.agent.model, self.session.context.factor)
+        return self.agent.runtime.context.fit(text, self._budget(), self.session.context.factor)
 
     async def _model_turn(self, request: ModelRequest) -> ModelResponse:
         response: ModelResponse | None = None
@@ -368,11 +386,11 @@ class RunLoop:
 
     # -- tool calls under governance ---------------------------------------------------------------
 
-    async def _tool_calls(self, message: Message) -> list[ToolResult] | None:
+    async def _tool_calls(self, message: Message, calls: tuple[ToolCall, ...]) -> list[ToolResult] | None:
         """The results of a turn's calls, in order; None when some wait for approval."""
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
-        for call in message.tool_calls:
+        for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
             if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
@@ -400,7 +418,7 @@ class RunLoop:
             self._pause = {"message": message.to_dict(), "pending": [p.to_dict() for p in pending],
                            "results": {k: _result_dict(r) for k, r in results.items()}}
             return None
-        return [results[c.id] for c in message.tool_calls]
+        return [results[c.id] for c in calls]
 
     async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> None:
         await self.agent.resolve_tools()

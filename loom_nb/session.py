@@ -7,9 +7,7 @@ also in a new process. Runs in one session take turns (a second run waits for th
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import concurrent.futures
 import contextvars
 import os
 import threading
@@ -69,11 +67,14 @@ class _TurnLock:
     """
 
     def __init__(self) -> None:
+        import concurrent.futures
         self._mutex = threading.Lock()
         self._held = False
         self._waiters: collections.deque[concurrent.futures.Future[None]] = collections.deque()
 
     async def __aenter__(self) -> None:
+        import concurrent.futures
+        import asyncio
         with self._mutex:
             if not self._held:
                 self._held = True
@@ -417,6 +418,7 @@ class RunStream:
         await self.aclose()
 
     async def _events(self) -> AsyncIterator[RunEvent]:
+        import asyncio
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue()
         self._loop.subscribers.append(queue.put_nowait)
         task = asyncio.ensure_future(self.session._execute(self._loop))
@@ -442,6 +444,8 @@ class Run:
     """
 
     def __init__(self, session: Session, loop: RunLoop) -> None:
+        import concurrent.futures
+        import asyncio
         self.session = session
         self.run_id = loop.run_id
         self._loop = loop
@@ -455,11 +459,13 @@ class Run:
         return f"<Run {self.run_id} {self.status}>"
 
     def _start(self, context: contextvars.Context) -> None:
+        import asyncio
         self._task = asyncio.get_running_loop().create_task(self._main(), context=context)
         if self._cancel_requested:
             self._task.cancel()
 
     async def _main(self) -> None:
+        import asyncio
         try:
             result = await self.session._execute(self._loop)
         except asyncio.CancelledError:
@@ -488,6 +494,7 @@ class Run:
 
     async def wait(self) -> RunResult:
         """The RunResult, once the run has ended."""
+        import asyncio
         return await asyncio.wrap_future(self._done)
 
     def result(self, timeout: float | None = None) -> RunResult:

@@ -7,8 +7,6 @@ called. The clock and the sleep are injectable, so schedules can be tested witho
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -97,6 +95,7 @@ class SourceHandle:
     """A running source; ``stop()`` ends it."""
 
     def __init__(self, source: Source) -> None:
+        import concurrent.futures
         self.source = source
         self.future: concurrent.futures.Future[None] = concurrent.futures.Future()
         self.ticks = 0
@@ -116,6 +115,7 @@ class SourceHandle:
 def start_source(session: Session, source: Source, *, sleep: Sleep | None = None,
                  clock: Clock | None = None) -> SourceHandle:
     """Run ``source`` on the background loop, sending its signals to ``session.receive``."""
+    import asyncio
     import time
 
     do_sleep = sleep or asyncio.sleep

@@ -9,7 +9,6 @@ invalid argument, an exception inside the tool or a result that cannot be sent b
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import re
@@ -20,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, overload
 
-import pydantic
-import pydantic_core
 
 from .errors import ConfigError, ToolError
 from .models import ToolDefinition
@@ -63,7 +60,12 @@ class Tool:
     read_only: bool = False
     destructive: bool = False
     requires_approval: bool = False
-    _args_model: type[pydantic.BaseModel] = field(repr=False, default=pydantic.BaseModel)
+    # Set by @tool; the type is only named here so that pydantic loads with the first tool.
+    _args_model: type[pydantic.BaseModel] = field(repr=False, default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        # Checked once: inspect's check costs more than the rest of a call's dispatch.
+        self._is_async = inspect.iscoroutinefunction(self.function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
@@ -74,6 +76,8 @@ class Tool:
 
     async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
+        import pydantic
+        import asyncio
         started = time.perf_counter()
         try:
             validated = self._args_model.model_validate(args)
@@ -82,7 +86,7 @@ class Tool:
                                error_type="ValidationError")
         kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
         try:
-            if inspect.iscoroutinefunction(self.function):
+            if self._is_async:
                 value = await self.function(**kwargs)
             else:
                 # Sync tools run in a worker thread so that a slow one does not stall the event
@@ -103,6 +107,7 @@ class Tool:
         return ToolOutcome(content, duration_ms=_ms(started))
 
     def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
+        import pydantic
         problems = []
         for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "arguments"
@@ -123,6 +128,7 @@ def serialize_result(value: Any, tool_name: str) -> str:
     Strings go as they are; everything else as JSON (dataclasses, pydantic models, dates, paths
     and the like included). Anything else is a :class:`ToolError` that says what to return.
     """
+    import pydantic_core
     if isinstance(value, str):
         return value
     try:
@@ -193,6 +199,7 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
 
 def _args_model(func: Callable[..., Any], tool_name: str,
                 param_docs: dict[str, str]) -> type[pydantic.BaseModel]:
+    import pydantic
     try:
         hints = typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # noqa: BLE001 - unresolvable forward references

@@ -35,10 +35,11 @@ class FunctionModel(Model):
         self.context_window = context_window
         self.requests: list[ModelRequest] = []
         self._call_ids = itertools.count(1)
+        self._streams = inspect.isasyncgenfunction(fn)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         self.requests.append(request)
-        if inspect.isasyncgenfunction(self.fn):
+        if self._streams:
             chunks: list[str] = []
             async for chunk in self.fn(request):
                 if not isinstance(chunk, str):

@@ -9,7 +9,7 @@ from typing import Any, TypeAlias
 
 from ..errors import ConfigError, ScriptExhaustedError
 from ..messages import Message, TextPart, ToolCall, Usage
-from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta, ToolCallDelta
+from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta
 
 __all__ = ["ScriptedModel", "Turn", "estimate_tokens", "response_from_turn"]
 
@@ -95,20 +95,16 @@ def _request_tokens(request: ModelRequest) -> int:
 
 
 async def stream_response(response: ModelResponse) -> AsyncIterator[StreamItem]:
-    """Stream a finished response word by word, so that live displays have something to draw."""
+    """Stream a finished response's text word by word, so live displays have something to draw.
+
+    Tool calls are not streamed: the response carries them whole, and a synthetic delta of
+    their arguments would show nothing new.
+    """
     for part in response.message.parts:
         if isinstance(part, TextPart):
             for chunk in _WORDS.findall(part.text):
                 yield TextDelta(chunk)
-        elif isinstance(part, ToolCall):
-            yield ToolCallDelta(part.id, part.name, _json(part.args))
     yield response
-
-
-def _json(value: Any) -> str:
-    import json
-
-    return json.dumps(value, ensure_ascii=False)
 
 
 class ScriptedModel(Model):

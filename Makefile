@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-stamp
 BUILD   := build
 NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with loom_nb/notebook/sanitize.cfg
 
-.PHONY: venv demo test lab lock notebooks clean
+.PHONY: venv demo test lab lock notebooks bench clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,10 @@ lab: $(STAMP)
 notebooks: $(STAMP)
 	env -u LOOM_MODEL LOOM_LIVE=0 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 notebooks/*.ipynb
+
+# Benchmarks beside the peer frameworks (each in its own venv); writes benchmarks/RESULTS.md.
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

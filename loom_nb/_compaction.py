@@ -7,7 +7,6 @@ that records what happened (tokens before and after, what was shrunk, summarized
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -89,6 +88,7 @@ def extractive(messages: Sequence[Message], lines: int = 40, width: int = 160) -
 async def summarize(summarizer: Any, model: Model, messages: Sequence[Message],
                     instructions: str) -> Summary:
     """A summary of ``messages`` by the configured summarizer; extractive if it fails."""
+    import inspect
     chosen = summarizer if summarizer is not None else (
         "extractive" if getattr(model, "provider", "") == "scripted" else model)
     if chosen == "extractive":

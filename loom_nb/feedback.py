@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias
 
 from .errors import ConfigError
@@ -55,6 +54,8 @@ class JSONLSink:
     """Appends each record as one JSON line to ``path`` (thread-safe)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        from pathlib import Path
+
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise ConfigError(f"The folder of the feedback file {str(self.path)!r} does not exist; create it first.")

@@ -16,7 +16,6 @@ best answer stays in ``output``): a failing gate is never reported as success.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -170,6 +169,7 @@ class Harness:
 
     @staticmethod
     def custom(fn: Callable[[HarnessRequest], Any]) -> Harness:
+        import inspect
         async def strategy(request: HarnessRequest) -> Attempt:
             value = fn(request)
             if inspect.isawaitable(value):

@@ -16,7 +16,6 @@ The harness runs the gate; each verdict is a ``quality.verdict`` event and part 
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -83,6 +82,7 @@ class QualityGate:
     @staticmethod
     def check(fn: Callable[..., Any], *, name: str | None = None) -> QualityGate:
         """A Python check: ``fn(output)`` or ``fn(output, task)`` -> bool or (bool, critique)."""
+        import inspect
         label = name or getattr(fn, "__name__", "check")
         takes_task = len(inspect.signature(fn).parameters) >= 2
 

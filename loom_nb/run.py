@@ -14,9 +14,8 @@ also in a new process, and :meth:`RunLoop.resume` continues the same run.
 from __future__ import annotations
 
 import collections
+import os
 import time
-import traceback
-import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -49,7 +48,7 @@ _STATE_VERSION = 1
 
 
 def new_run_id() -> str:
-    return f"run_{uuid.uuid4().hex[:16]}"
+    return f"run_{os.urandom(8).hex()}"
 
 
 class RunLoop:
@@ -199,6 +198,7 @@ class RunLoop:
         return await self._drive(finish_turn_then_continue)
 
     async def _drive(self, body: Callable[[float], Any]) -> RunResult:
+        import traceback
         import asyncio
         started = time.monotonic()
         status: RunStatus = "completed"

@@ -11,7 +11,6 @@ import collections
 import contextvars
 import os
 import threading
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +54,7 @@ class SessionConfig:
 
 
 def new_session_id() -> str:
-    return f"ses_{uuid.uuid4().hex[:16]}"
+    return f"ses_{os.urandom(8).hex()}"
 
 
 class _TurnLock:
@@ -174,7 +173,7 @@ class Session:
         """A nested session in the same store (sub-runs live there, linked by parent_run_id);
         ``seed`` starts it from a copy of this session's context."""
         child = Session(agent or self.agent,
-                        SessionConfig(id=f"{self.id}/{label}-{uuid.uuid4().hex[:6]}", store=self.store))
+                        SessionConfig(id=f"{self.id}/{label}-{os.urandom(3).hex()}", store=self.store))
         child._subscribers.append(self.notify)  # views of this session see nested runs live
         if seed:
             child.context = ContextState(history=list(self.context.history),

@@ -7,7 +7,7 @@ session's inbox (``loom_nb.inbox``) carries the decision out.
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,7 +33,7 @@ class RuntimeSignal:
     payload: dict[str, Any] = field(default_factory=dict)
     urgency: Urgency = "normal"
     dedupe_key: str | None = None
-    id: str = field(default_factory=lambda: f"sig_{uuid.uuid4().hex[:16]}")
+    id: str = field(default_factory=lambda: f"sig_{os.urandom(8).hex()}")
     observed_at: datetime = field(default_factory=utcnow)
 
     def __post_init__(self) -> None:

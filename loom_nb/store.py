@@ -11,11 +11,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .errors import StoreError
@@ -249,6 +247,9 @@ class SQLiteStore:
     """An embedded SQLite file; safe for one writer and many readers across processes."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        import sqlite3
+        from pathlib import Path
+
         self.path = Path(path).expanduser().absolute()
         folder = self.path.parent
         if not folder.is_dir():
@@ -446,6 +447,7 @@ class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection is in autocommit mode)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
+        import sqlite3
         self._db = db
 
     def __enter__(self) -> None:
@@ -486,6 +488,8 @@ def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionSto
     if isinstance(spec, str | os.PathLike):
         if str(spec) == ":memory:":
             return InMemoryStore()
+        from pathlib import Path
+
         path = Path(spec).expanduser().absolute()
         with _REGISTRY_LOCK:
             store = _SQLITE_STORES.get(path)

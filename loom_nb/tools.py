@@ -9,11 +9,9 @@ invalid argument, an exception inside the tool or a result that cannot be sent b
 
 from __future__ import annotations
 
-import inspect
 import json
 import re
 import time
-import traceback
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -65,6 +63,7 @@ class Tool:
 
     def __post_init__(self) -> None:
         # Checked once: inspect's check costs more than the rest of a call's dispatch.
+        import inspect
         self._is_async = inspect.iscoroutinefunction(self.function)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -76,6 +75,7 @@ class Tool:
 
     async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
+        import traceback
         import pydantic
         import asyncio
         started = time.perf_counter()
@@ -181,6 +181,7 @@ def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
 
 def _build_tool(func: Callable[..., Any], *, name: str | None = None,
                 description: str | None = None, **flags: bool) -> Tool:
+    import inspect
     if isinstance(func, Tool):
         func = func.function
     tool_name = name or getattr(func, "__name__", "")
@@ -199,6 +200,7 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
 
 def _args_model(func: Callable[..., Any], tool_name: str,
                 param_docs: dict[str, str]) -> type[pydantic.BaseModel]:
+    import inspect
     import pydantic
     try:
         hints = typing.get_type_hints(func, include_extras=True)

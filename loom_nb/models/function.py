@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -28,6 +27,7 @@ class FunctionModel(Model):
         self, fn: Callable[[ModelRequest], Any], *, name: str = "function",
         context_window: int | None = None,
     ) -> None:
+        import inspect
         if not callable(fn):
             raise ConfigError("Model.function takes a callable: fn(request) -> turn.")
         self.fn = fn
@@ -38,6 +38,7 @@ class FunctionModel(Model):
         self._streams = inspect.isasyncgenfunction(fn)
 
     async def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
+        import inspect
         self.requests.append(request)
         if self._streams:
             chunks: list[str] = []

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, overload
 
 
+from ._workers import run_in_worker
 from .errors import ConfigError, ToolError
 from .models import ToolDefinition
 
@@ -77,7 +78,6 @@ class Tool:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
         import traceback
         import pydantic
-        import asyncio
         started = time.perf_counter()
         try:
             validated = self._args_model.model_validate(args)
@@ -89,9 +89,9 @@ class Tool:
             if self._is_async:
                 value = await self.function(**kwargs)
             else:
-                # Sync tools run in a worker thread so that a slow one does not stall the event
-                # loop (streaming displays, other sessions). asyncio.to_thread copies contextvars.
-                value = await asyncio.to_thread(self.function, **kwargs)
+                # Sync tools run on a worker thread so that a slow one does not stall the event
+                # loop (streaming displays, other sessions); the caller's contextvars go along.
+                value = await run_in_worker(self.function, **kwargs)
             content = serialize_result(value, self.name)
         except ToolError as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolError",

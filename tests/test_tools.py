@@ -216,3 +216,38 @@ def test_tool_source_name_clash_fails_the_run_clearly() -> None:
     agent = Agent(Model.scripted(["x"]), tools=[forecast], capabilities=[Capability(name="srv", source=source)])
     result = agent.run_sync("x")
     assert result.status == "failed" and "Two tools are named 'forecast'" in (result.error or "")
+
+
+def test_sync_tools_run_on_workers_with_the_callers_context() -> None:
+    import contextvars
+
+    from loom_nb._workers import run_in_worker
+
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("cell", default="none")
+    first_started, release = threading.Event(), threading.Event()
+
+    def waits_for_the_other() -> str:
+        first_started.set()
+        assert release.wait(5), "the second tool never ran: the pool serialized them"
+        return var.get()
+
+    def releases() -> str:
+        release.set()
+        return "released"
+
+    def fails() -> None:
+        raise LookupError("inside the worker")
+
+    async def main() -> tuple[str, str]:
+        var.set("cell-3")
+        first = asyncio.ensure_future(run_in_worker(waits_for_the_other))
+        await asyncio.to_thread(first_started.wait, 5)
+        second = await run_in_worker(releases)  # must not queue behind the blocked first tool
+        with pytest.raises(LookupError, match="inside the worker"):
+            await run_in_worker(fails)
+        cancelled = asyncio.ensure_future(run_in_worker(lambda: threading.Event().wait(0.2)))
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        return await first, second
+
+    assert asyncio.run(main()) == ("cell-3", "released")

@@ -504,7 +504,7 @@ class TraceView(View):
         self._comment = widgets.Text(placeholder="comment (optional)",
                                      layout=widgets.Layout(width="320px"))
         self._status = widgets.HTML()
-        rating = widgets.HBox([widgets.HTML("<b>Rate this run</b>&nbsp;"), *self._scores,
+        rating = widgets.HBox([widgets.HTML("<b style='white-space:nowrap'>Rate this run</b>&nbsp;"), *self._scores,
                                self._comment])
         top = [self._pick] if self.result is None else []
         return widgets.VBox([*top, self._html, rating, self._status])

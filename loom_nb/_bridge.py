@@ -14,9 +14,13 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import asyncio
+    import concurrent.futures
 
 __all__ = ["bridge_loop", "in_bridge_thread", "run_sync", "submit"]
 
@@ -77,8 +81,6 @@ def submit(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
 
 
 def _copy_outcome(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -> None:
-    import concurrent.futures
-    import asyncio
     if future.done():
         return
     if task.cancelled():
@@ -96,7 +98,6 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     (Ctrl-C, the notebook's stop button) cancels the coroutine, waits briefly for it to record the
     cancellation, and re-raises ``KeyboardInterrupt``.
     """
-    import concurrent.futures
     if in_bridge_thread():
         coro.close()
         raise ConfigError(

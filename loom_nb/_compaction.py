@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .continuity import ContinuityPolicy, safe_cut
 from .context import ContextProtocol, estimate_tokens, message_tokens
+from .continuity import ContinuityPolicy, safe_cut
 from .messages import Message, TextPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest
 

@@ -19,13 +19,15 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .messages import Message, Usage
 from .models import Model, ModelRequest, resolve_model
 from .task import RuntimeTask
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["QualityGate", "Verdict"]
 

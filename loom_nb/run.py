@@ -20,18 +20,31 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._compaction import Summary, compact, renew, summarize
-from .context import Budget, ContextSnapshot, PartitionName, build_request, render_memory, render_working
-from .errors import ConfigError, ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
+from .context import (
+    Budget,
+    ContextSnapshot,
+    PartitionName,
+    build_request,
+    render_memory,
+    render_working,
+)
+from .delegation import CURRENT_RUN
+from .errors import (
+    ConfigError,
+    ContextWindowExceededError,
+    LoomError,
+    ModelError,
+    ModelRefusalError,
+)
 from .events import EventType, RunEvent, utcnow
 from .governance import ToolRequest
+from .harness import HarnessRequest
 from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
 from .models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
-from .delegation import CURRENT_RUN
-from .harness import HarnessRequest
 from .quality import Verdict
 from .result import PendingApproval, RunResult, RunStatus
-from .signals import RuntimeSignal
 from .runtime import LimitName, Limits
+from .signals import RuntimeSignal
 from .store import RunRecord
 from .task import RunContext, RuntimeTask
 
@@ -198,8 +211,8 @@ class RunLoop:
         return await self._drive(finish_turn_then_continue)
 
     async def _drive(self, body: Callable[[float], Any]) -> RunResult:
-        import traceback
         import asyncio
+        import traceback
         started = time.monotonic()
         status: RunStatus = "completed"
         error: str | None = None

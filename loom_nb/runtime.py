@@ -21,19 +21,19 @@ The policy classes are importable from here: ``from loom_nb.runtime import Gover
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .attention import AttentionPolicy, AttentionRule, AttentionState
-from .harness import Harness
-from .quality import QualityGate, Verdict
 from .context import ContextProtocol
 from .continuity import ContinuityPolicy
 from .delegation import DelegationPolicy
 from .errors import ConfigError
 from .feedback import FeedbackPolicy, JSONLSink
 from .governance import GovernanceDecision, GovernancePolicy, RateLimit, ToolRequest
+from .harness import Harness
+from .quality import QualityGate, Verdict
 
 if TYPE_CHECKING:
     from .agent import Agent

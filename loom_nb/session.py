@@ -20,11 +20,11 @@ from . import _bridge
 from ._compaction import ContextState
 from .errors import ConfigError
 from .events import RunEvent
+from .feedback import FeedbackRecord, summarize
+from .inbox import Inbox
 from .messages import Message
 from .result import RunResult
 from .run import Decisions, RunLoop
-from .feedback import FeedbackRecord, summarize
-from .inbox import Inbox
 from .signals import SignalAdapter, SignalDecision, Urgency
 from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
 from .store import Checkpoint, RunRecord, SessionStore, SignalRecord, open_store
@@ -72,8 +72,8 @@ class _TurnLock:
         self._waiters: collections.deque[concurrent.futures.Future[None]] = collections.deque()
 
     async def __aenter__(self) -> None:
-        import concurrent.futures
         import asyncio
+        import concurrent.futures
         with self._mutex:
             if not self._held:
                 self._held = True
@@ -443,8 +443,8 @@ class Run:
     """
 
     def __init__(self, session: Session, loop: RunLoop) -> None:
-        import concurrent.futures
         import asyncio
+        import concurrent.futures
         self.session = session
         self.run_id = loop.run_id
         self._loop = loop

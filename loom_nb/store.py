@@ -14,12 +14,16 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
 
 from .errors import StoreError
 from .events import RunEvent, utcnow
 from .feedback import FeedbackRecord
 from .messages import Message, Usage, message_from_dict
+
+if TYPE_CHECKING:
+    import sqlite3
+    from pathlib import Path
 
 __all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
            "SignalRecord", "StoredMessage", "StoredSession", "open_store"]
@@ -447,7 +451,6 @@ class _Transaction:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on error (the connection is in autocommit mode)."""
 
     def __init__(self, db: sqlite3.Connection) -> None:
-        import sqlite3
         self._db = db
 
     def __enter__(self) -> None:

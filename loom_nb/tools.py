@@ -15,12 +15,14 @@ import time
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, overload
-
+from typing import TYPE_CHECKING, Any, overload
 
 from ._workers import run_in_worker
 from .errors import ConfigError, ToolError
 from .models import ToolDefinition
+
+if TYPE_CHECKING:
+    import pydantic
 
 __all__ = ["Tool", "ToolOutcome", "as_tool", "tool"]
 
@@ -77,6 +79,7 @@ class Tool:
     async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
         import traceback
+
         import pydantic
         started = time.perf_counter()
         try:
@@ -107,7 +110,6 @@ class Tool:
         return ToolOutcome(content, duration_ms=_ms(started))
 
     def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
-        import pydantic
         problems = []
         for err in exc.errors(include_url=False):
             where = ".".join(str(p) for p in err["loc"]) or "arguments"
@@ -201,6 +203,7 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
 def _args_model(func: Callable[..., Any], tool_name: str,
                 param_docs: dict[str, str]) -> type[pydantic.BaseModel]:
     import inspect
+
     import pydantic
     try:
         hints = typing.get_type_hints(func, include_extras=True)

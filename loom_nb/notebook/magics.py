@@ -29,7 +29,7 @@ from .. import _bridge
 from ..agent import Agent
 from ..errors import LoomError
 from ..models import Model
-from ..render import badge
+from ..render_views import badge
 from ..result import RunResult
 from ..session import Session, SessionConfig
 from .live import LiveDisplay, live_updates_enabled
@@ -357,7 +357,7 @@ class LoomMagics(Magics):
         display(view)
 
     def _signal(self, command: LoomCommand) -> None:
-        from ..render import signal_label
+        from ..render_views import signal_label
         from ..signals import RuntimeSignal
 
         if not command.prompt.strip():

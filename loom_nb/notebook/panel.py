@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from .. import _bridge, render
+from .. import _bridge, render, render_views
 from ..agent import Agent
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent
@@ -185,7 +185,7 @@ class SessionPanel(View):
 
     def to_html(self) -> str:
         views = "".join(v.to_html() for v in self.views.values())
-        return render.view_card("panel", f"Session panel · {len(self._runs())} runs",
+        return render_views.view_card("panel", f"Session panel · {len(self._runs())} runs",
                                 self._transcript_html() + views)
 
     def close(self) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import ipywidgets as widgets
 from IPython import get_ipython
 
-from .. import _bridge, render
+from .. import _bridge, render, render_views
 from .._compaction import transcript
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent
@@ -226,17 +226,17 @@ class ContextView(View):
         children = [self._pick, self._html] if self.result is not None else [self._html]
         return widgets.VBox(children)
 
-    def requests(self) -> list[render.RequestContext]:
-        return render.context_requests(self.events())
+    def requests(self) -> list[render_views.RequestContext]:
+        return render_views.context_requests(self.events())
 
-    def _selected(self, requests: list[render.RequestContext]) -> int | None:
+    def _selected(self, requests: list[render_views.RequestContext]) -> int | None:
         value = self._pick.value if self.result is not None else 0
         return value if value and value <= len(requests) else None
 
     def _compactions(self) -> list[str] | None:
         if self.result is not None:
             return None
-        return [render.compaction_text(e.type, e.data) for e in self.events()
+        return [render_views.compaction_text(e.type, e.data) for e in self.events()
                 if e.type in ("context.compacted", "context.renewed")]
 
     def _history(self) -> str:
@@ -254,16 +254,16 @@ class ContextView(View):
                 with self._sync():
                     self._pick.options = options
                     self._pick.value = value if value <= len(requests) else 0
-        self._html.value = render.context_html(requests, self._selected(requests),
+        self._html.value = render_views.context_html(requests, self._selected(requests),
                                                self._compactions(), self._history())
 
     def to_text(self) -> str:
         requests = self.requests()
-        return render.context_text(requests, self._selected(requests), self._compactions())
+        return render_views.context_text(requests, self._selected(requests), self._compactions())
 
     def to_html(self) -> str:
         requests = self.requests()
-        return render.context_html(requests, self._selected(requests), self._compactions(),
+        return render_views.context_html(requests, self._selected(requests), self._compactions(),
                                    self._history())
 
 
@@ -278,10 +278,10 @@ class BudgetView(View):
         return self.session.agent.runtime.context.compact_at if self.session is not None else None
 
     def to_text(self) -> str:
-        return render.budget_text(render.context_requests(self.events()), self._compact_at())
+        return render_views.budget_text(render_views.context_requests(self.events()), self._compact_at())
 
     def to_html(self) -> str:
-        return render.budget_html(render.context_requests(self.events()), self._compact_at())
+        return render_views.budget_html(render_views.context_requests(self.events()), self._compact_at())
 
 
 class SignalsView(View):
@@ -290,7 +290,7 @@ class SignalsView(View):
     kind = "signals"
     interesting = frozenset({"run.started", "run.interrupted", "run.finished"})
 
-    def rows(self) -> list[render.SignalRow]:
+    def rows(self) -> list[render_views.SignalRow]:
         session = self.session
         if session is None:
             return []
@@ -300,7 +300,7 @@ class SignalsView(View):
         runs = {r.run_id: (i, r.status) for i, r in enumerate(session.runs, 1)}
         queued = {s.id for s in session.inbox.queued}
         active = session.active_run.run_id if session.active_run is not None else None
-        return [render.SignalRow(
+        return [render_views.SignalRow(
             number=n, source=str(r.signal.get("source", "")), type=str(r.signal.get("type", "")),
             urgency=str(r.signal.get("urgency", "")), summary=str(r.signal.get("summary", "")),
             action=r.action, reason=r.reason,
@@ -329,10 +329,10 @@ class SignalsView(View):
         return [s.to_dict() for s in self.session.inbox.queued] if self.session else []
 
     def to_text(self) -> str:
-        return render.signals_text(self.rows(), self._queued())
+        return render_views.signals_text(self.rows(), self._queued())
 
     def to_html(self) -> str:
-        return render.signals_html(self.rows(), self._queued())
+        return render_views.signals_html(self.rows(), self._queued())
 
 
 # A session's paused run, kept as one RunResult object, so that decisions made in one place
@@ -447,7 +447,7 @@ class ApprovalsView(View):
             self.refresh()
 
     def _draw(self) -> None:
-        self._html.value = render.approvals_html(render.governance_rows(self.events()), [])
+        self._html.value = render_views.approvals_html(render_views.governance_rows(self.events()), [])
         rows: list[widgets.Widget] = []
         for call in self.pending():
             approve = widgets.Button(description="Approve", button_style="success", icon="check",
@@ -467,11 +467,11 @@ class ApprovalsView(View):
                               if self.note else "")
 
     def to_text(self) -> str:
-        return render.approvals_text(render.governance_rows(self.events()), self.pending(),
+        return render_views.approvals_text(render_views.governance_rows(self.events()), self.pending(),
                                      self.note)
 
     def to_html(self) -> str:
-        return render.approvals_html(render.governance_rows(self.events()), self.pending(),
+        return render_views.approvals_html(render_views.governance_rows(self.events()), self.pending(),
                                      self.note)
 
 
@@ -539,14 +539,14 @@ class TraceView(View):
             self.note = str(exc)
         self.refresh()
 
-    def _state(self) -> tuple[str, list[render.TraceRow], list[dict[str, Any]] | None]:
+    def _state(self) -> tuple[str, list[render_views.TraceRow], list[dict[str, Any]] | None]:
         run_id = self.selected_run()
         if run_id is None:
             return "no run yet", [], None
         events = [e for e in self.events() if e.run_id == run_id]
         store = self.session.store if self.session is not None else None
         children = (lambda rid: store.events(run_id=rid)) if store is not None else None
-        rows = render.trace_rows(events, children)
+        rows = render_views.trace_rows(events, children)
         finished = [e.data for e in events if e.type == "run.finished"]
         status = finished[-1]["status"] if finished else "running"
         runs = self._top_runs() if self.result is None else [run_id]
@@ -570,12 +570,12 @@ class TraceView(View):
                 if options and self._pick.value != self.selected_run():
                     self._pick.value = self.selected_run()
         title, rows, ratings = self._state()
-        self._html.value = render.trace_html(title, rows, ratings)
+        self._html.value = render_views.trace_html(title, rows, ratings)
         self._status.value = (f"<span style='color:#57606a'>{html.escape(self.note)}</span>"
                               if self.note else "")
 
     def to_text(self) -> str:
-        return render.trace_text(*self._state())
+        return render_views.trace_text(*self._state())
 
     def to_html(self) -> str:
-        return render.trace_html(*self._state())
+        return render_views.trace_html(*self._state())

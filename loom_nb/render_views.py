@@ -1,0 +1,505 @@
+"""Static renderings of the notebook views: deterministic plain text and self-contained HTML.
+
+The views in ``loom_nb.notebook`` draw these strings into widgets, and offer them as the
+``text/plain`` and ``text/html`` forms of their output, so that an executed notebook reads well
+without widget state and nbval can compare the text. Plain strings only: no IPython here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .events import RunEvent
+from .render import _CARD, _PRE, _call_text, _short
+
+__all__ = ["RequestContext", "SignalRow", "TraceRow", "approvals_html", "approvals_text",
+           "badge", "budget_html", "budget_text", "context_html", "context_requests",
+           "context_text", "governance_rows", "signal_label", "signals_html", "signals_text",
+           "trace_html", "trace_rows", "trace_text", "view_card"]
+
+# -- views: shared pieces --------------------------------------------------------------------------
+# The notebook views (loom_nb.notebook.views) draw their widgets and their static forms with the
+# functions below, so a saved notebook without widget state shows the same thing.
+
+PARTITION_COLORS = {"system": "#0969da", "skill": "#8250df", "memory": "#bf8700",
+                    "working": "#1a7f37", "history": "#6e7781"}
+_MUTED = "color:#57606a"
+_TH = "text-align:left;padding:2px 8px;border-bottom:1px solid #d0d7de;font-weight:600"
+_TD = "padding:2px 8px;vertical-align:top"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def share(part: float, whole: float) -> str:
+    """A share as a short percentage that never shows a non-zero part as 0%."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    value = part / whole
+    if value < 0.001:
+        return "<0.1%"
+    return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
+
+
+def bar_html(segments: list[tuple[float, str, str]], width: int = 220, height: int = 10) -> str:
+    """A horizontal bar; each segment is (fraction of the whole bar, color, tooltip)."""
+    inner = []
+    for fraction, color, title in segments:
+        if fraction <= 0:
+            continue
+        # At least 2px, so that a partition that is there is seen to be there.
+        px = max(2.0, min(fraction, 1.0) * width)
+        inner.append(f"<span title='{html.escape(title)}' style='display:inline-block;"
+                     f"width:{px:.1f}px;height:{height}px;background:{color}'></span>")
+    return (f"<span style='display:inline-flex;width:{width}px;height:{height}px;background:#eaeef2;"
+            f"border-radius:3px;overflow:hidden;vertical-align:middle'>{''.join(inner)}</span>")
+
+
+def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[int] = ()) -> str:
+    """A small table; cells are HTML already (escape them before)."""
+    right = set(align_right)
+    head = "".join(f"<th style='{_TH}{';text-align:right' if i in right else ''}'>{h}</th>"
+                   for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f"<td style='{_TD}{';text-align:right' if i in right else ''}'>{c}</td>"
+                         for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return (f"<table style='border-collapse:collapse;margin:4px 0;font-size:12px'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def view_card(kind: str, title: str, body: str) -> str:
+    """The frame of a view's static HTML."""
+    return (f"<div class='loom-view loom-{kind}' style=\"{_CARD}\"><div style='font-weight:600;"
+            f"margin-bottom:4px'>{html.escape(title)}</div>{body}</div>")
+
+
+def text_table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Rows of cells as aligned plain-text lines (numbers right-aligned)."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) if c[:1].isdigit() or c[:1] == "<" else c.ljust(w)
+                 for c, w in zip(row, widths)]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+# -- context partitions ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RequestContext:
+    """What one model request held, read from its ``model.request`` event."""
+
+    number: int  #: 1-based among the requests drawn
+    run: int  #: 1-based number of its run among the runs drawn
+    run_id: str
+    turn: int
+    partitions: dict[str, int]
+    total: int
+    budget: int
+    window: int
+    output_reserve: int
+    window_source: str
+    messages: int
+    content: dict[str, str]  #: partition texts as of this request (history is not recorded)
+    marks: tuple[str, ...]  #: compactions and renewals just before this request
+    input_tokens: int | None = None  #: as the provider reported for this request
+    output_tokens: int | None = None
+
+
+def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
+    """The requests of a run (or of a session's runs) with the context each one held."""
+    requests: list[RequestContext] = []
+    runs: dict[str, int] = {}
+    content: dict[str, dict[str, str]] = {}
+    marks: dict[str, list[str]] = {}
+    for event in events:
+        run = runs.setdefault(event.run_id, len(runs) + 1)
+        data = event.data
+        if event.type in ("context.compacted", "context.renewed"):
+            marks.setdefault(event.run_id, []).append(compaction_text(event.type, data))
+        elif event.type == "model.request" and "context" in data:
+            # Events carry only the partitions that changed since the run's previous request.
+            seen = content.setdefault(event.run_id, {})
+            seen.update(data.get("content") or {})
+            ctx = data["context"]
+            requests.append(RequestContext(
+                number=len(requests) + 1, run=run, run_id=event.run_id, turn=int(data.get("turn", 0)),
+                partitions=dict(ctx["partitions"]), total=int(ctx["total_tokens"]),
+                budget=int(ctx["budget"]), window=int(ctx["window"]),
+                output_reserve=int(ctx["output_reserve"]), window_source=str(ctx["window_source"]),
+                messages=int(ctx.get("messages", 0)), content=dict(seen),
+                marks=tuple(marks.pop(event.run_id, []))))
+        elif event.type == "model.response" and requests and requests[-1].run_id == event.run_id:
+            usage = data.get("usage") or {}
+            last = requests[-1]
+            requests[-1] = RequestContext(**{**last.__dict__, "input_tokens": usage.get("input_tokens"),
+                                             "output_tokens": usage.get("output_tokens")})
+    return requests
+
+
+def compaction_text(kind: str, data: dict[str, Any]) -> str:
+    """One line for a ``context.compacted`` / ``context.renewed`` event."""
+    before, after = data.get("before_tokens", "?"), data.get("after_tokens", "?")
+    if kind == "context.renewed":
+        return (f"renewed: {before} → {after} tokens, handoff note of {data.get('handoff_tokens', '?')} "
+                f"tokens ({data.get('handoff_method', '?')}), {data.get('kept_messages', 0)} messages kept")
+    return (f"compacted: {before} → {after} tokens, {data.get('shrunk_results', 0)} tool results shrunk, "
+            f"{data.get('summarized_messages', 0)} messages summarized")
+
+
+def _request_title(request: RequestContext, count: int) -> str:
+    return (f"request {request.number} of {count} (run {request.run}, turn {request.turn}) · "
+            f"{request.total} of {request.budget} tokens ({share(request.total, request.budget)})")
+
+
+def context_text(requests: list[RequestContext], selected: int | None = None,
+                 compactions: list[str] | None = None) -> str:
+    """Plain text of the context view: one request's partitions (default: the latest)."""
+    if not requests:
+        return "Context · no model request yet"
+    request = requests[(selected or len(requests)) - 1]
+    lines = [f"Context · {_request_title(request, len(requests))}",
+             f"  window {request.window} ({request.window_source}), {request.output_reserve} "
+             f"reserved for output"]
+    rows = [[name, str(tokens), share(tokens, request.budget)]
+            for name, tokens in request.partitions.items()]
+    rows = [[f"history ({plural(request.messages, 'message')})" if r[0] == "history" else r[0], *r[1:]]
+            for r in rows]
+    lines += text_table(rows, "    ")
+    lines += [f"  before this request: {mark}" for mark in request.marks]
+    if compactions is not None:
+        lines.append(f"  compactions in the session: {len(compactions) or 'none'}")
+        lines += [f"    {i}. {text}" for i, text in enumerate(compactions, 1)]
+    return "\n".join(lines)
+
+
+def context_html(requests: list[RequestContext], selected: int | None = None,
+                 compactions: list[str] | None = None, history: str = "") -> str:
+    """HTML of the context view; each partition's content opens on demand."""
+    if not requests:
+        return view_card("context", "Context", f"<div style='{_MUTED}'>No model request yet.</div>")
+    request = requests[(selected or len(requests)) - 1]
+    budget = request.budget
+    def stacked(whole: int) -> str:
+        return bar_html([(t / whole, PARTITION_COLORS.get(n, "#999"), f"{n}: {t} tokens")
+                         for n, t in request.partitions.items()], width=420, height=12)
+
+    # Two bars: the budget in use (often a sliver), and the mix of the request (always legible).
+    label = f"style='display:inline-block;width:110px;{_MUTED};font-size:11px'"
+    parts = [f"<div style='{_MUTED}'>{html.escape(_request_title(request, len(requests)))} · window "
+             f"{request.window} ({html.escape(request.window_source)}), {request.output_reserve} "
+             f"reserved for output</div><div style='margin:6px 0 2px'><span {label}>of the budget"
+             f"</span>{stacked(budget)}</div><div style='margin:0 0 6px'><span {label}>mix of the "
+             f"request</span>{stacked(max(request.total, 1))}</div>"]
+    for name, tokens in request.partitions.items():
+        text = history if name == "history" else request.content.get(name, "")
+        label = f"{name} ({plural(request.messages, 'message')})" if name == "history" else name
+        swatch = (f"<span style='display:inline-block;width:10px;height:10px;border-radius:2px;"
+                  f"background:{PARTITION_COLORS.get(name, '#999')};margin-right:6px'></span>")
+        head = (f"{swatch}<b style='display:inline-block;width:170px'>{html.escape(label)}</b>"
+                f"<span style='display:inline-block;width:70px;text-align:right'>{tokens}</span>"
+                f"<span style='display:inline-block;width:60px;text-align:right;{_MUTED}'>"
+                f"{share(tokens, budget)}</span> "
+                f"{bar_html([(tokens / budget, PARTITION_COLORS.get(name, '#999'), label)], 160, 8)}")
+        body = (f"<pre style=\"{_PRE}\">{html.escape(text)}</pre>" if text.strip() else
+                f"<div style='{_MUTED};margin:2px 0 4px 18px'>(empty)</div>")
+        parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
+                     f"{body}</details>")
+    for mark in request.marks:
+        parts.append(f"<div style='color:#9a6700;margin-top:4px'>⤓ before this request: "
+                     f"{html.escape(mark)}</div>")
+    if compactions is not None:
+        items = "".join(f"<li>{html.escape(c)}</li>" for c in compactions)
+        parts.append(f"<div style='margin-top:6px'><b>Compactions in the session</b>: "
+                     f"{len(compactions) or 'none'}</div>" + (f"<ol style='margin:2px 0'>{items}</ol>" if items else ""))
+    return view_card("context", "Context partitions", "".join(parts))
+
+
+# -- token budget ----------------------------------------------------------------------------------
+
+
+def budget_text(requests: list[RequestContext], compact_at: float | None = None) -> str:
+    """Plain text of the budget view: the latest request, then every request."""
+    if not requests:
+        return "Budget · no model request yet"
+    last = requests[-1]
+    head = (f"Budget · latest request: {last.total} of {last.budget} tokens "
+            f"({share(last.total, last.budget)})")
+    if compact_at is not None:
+        head += f" · compaction at {compact_at:.0%}"
+    rows = [["#", "run", "turn", "context", "share", "in", "out"]]
+    rows += [[str(r.number), str(r.run), str(r.turn), str(r.total), share(r.total, r.budget),
+              _opt(r.input_tokens), _opt(r.output_tokens)] for r in requests]
+    total_in = sum(r.input_tokens or 0 for r in requests)
+    total_out = sum(r.output_tokens or 0 for r in requests)
+    lines = [head, *text_table(rows),
+             f"  usage: {total_in} in, {total_out} out over {len(requests)} request"
+             f"{'s' if len(requests) != 1 else ''}"]
+    return "\n".join(lines)
+
+
+def _opt(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def budget_html(requests: list[RequestContext], compact_at: float | None = None) -> str:
+    if not requests:
+        return view_card("budget", "Token budget", f"<div style='{_MUTED}'>No model request yet.</div>")
+    last = requests[-1]
+    free = max(last.budget - last.total, 0)
+    gauge = bar_html([(t / last.budget, PARTITION_COLORS.get(n, "#999"), f"{n}: {t}")
+                      for n, t in last.partitions.items()], width=420, height=16)
+    threshold = (f" · compaction at {compact_at:.0%} ({int(compact_at * last.budget)} tokens)"
+                 if compact_at is not None else "")
+    top = (f"<div><b>{last.total}</b> of {last.budget} tokens used "
+           f"({share(last.total, last.budget)}), {free} free{threshold}</div>"
+           f"<div style='margin:4px 0 8px'>{gauge}</div>")
+    peak = max(r.total for r in requests) or 1
+    rows = [[str(r.number), str(r.run), str(r.turn), str(r.total), share(r.total, r.budget),
+             # The per-request bars are scaled to the largest request, so growth is visible
+             # even far below the budget; the share column gives the absolute figure.
+             bar_html([(r.total / peak, "#0969da", f"{r.total} tokens")], 160, 8),
+             _opt(r.input_tokens), _opt(r.output_tokens)] for r in requests]
+    table = table_html(["#", "run", "turn", "context", "of budget", "(vs largest)", "in", "out"],
+                       rows, align_right=(0, 1, 2, 3, 4, 6, 7))
+    return view_card("budget", "Token budget", top + table)
+
+
+# -- signals ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SignalRow:
+    """One received signal, its decision, and what became of it."""
+
+    number: int
+    source: str
+    type: str
+    urgency: str
+    summary: str
+    action: str
+    reason: str
+    outcome: str  #: e.g. "queued", "ran as run 3 (completed)", "interrupted run 2"
+
+
+def signal_label(signal: dict[str, Any]) -> str:
+    return (f"{signal.get('source', '?')}/{signal.get('type', '?')} [{signal.get('urgency', '?')}] "
+            f"{json.dumps(signal.get('summary', ''), ensure_ascii=False)}")
+
+
+def signals_text(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
+    lines = [f"Signals · {len(rows)} received · {len(queued)} queued"]
+    for row in rows:
+        label = signal_label({"source": row.source, "type": row.type, "urgency": row.urgency,
+                              "summary": row.summary})
+        lines.append(f"  {row.number}. {label} → {row.action}: {row.reason}"
+                     + (f" · {row.outcome}" if row.outcome else ""))
+    if queued:
+        lines.append("  waiting to run: " + "; ".join(signal_label(s) for s in queued))
+    return "\n".join(lines)
+
+
+_ACTION_COLORS = {"interrupt": "#cf222e", "queue": "#0969da", "observe": "#1a7f37",
+                  "ignore": "#6e7781", "allow": "#1a7f37", "deny": "#cf222e", "ask": "#8250df"}
+
+
+def badge(text: str, color: str | None = None) -> str:
+    color = color or _ACTION_COLORS.get(text, "#57606a")
+    return (f"<span style='background:{color};color:white;border-radius:8px;padding:0 6px;"
+            f"font-size:11px;font-weight:600'>{html.escape(text)}</span>")
+
+
+def signals_html(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
+    if not rows:
+        body = f"<div style='{_MUTED}'>No signal received yet.</div>"
+    else:
+        body = table_html(["#", "signal", "urgency", "decision", "reason", "what happened"], [
+            [str(r.number), f"<b>{html.escape(r.source)}/{html.escape(r.type)}</b> "
+             f"{html.escape(r.summary)}", html.escape(r.urgency), badge(r.action),
+             html.escape(r.reason), html.escape(r.outcome)] for r in rows], align_right=(0,))
+    if queued:
+        items = "".join(f"<li>{html.escape(signal_label(s))}</li>" for s in queued)
+        body += f"<div style='margin-top:4px'><b>Waiting to run</b> (in this order)<ol style='margin:2px 0'>{items}</ol></div>"
+    return view_card("signals", f"Signals · {len(rows)} received · {len(queued)} queued", body)
+
+
+# -- governance and approvals ----------------------------------------------------------------------
+
+
+def governance_rows(events: Iterable[RunEvent]) -> list[dict[str, Any]]:
+    """Governance decisions with the call they were about, in order."""
+    calls: dict[str, dict[str, Any]] = {}
+    rows = []
+    for event in events:
+        if event.type == "tool.call":
+            calls[event.data["call_id"]] = event.data
+        elif event.type == "governance.decision":
+            data = event.data
+            args = calls.get(data.get("call_id", ""), {}).get("args", {})
+            rows.append({"call": _call_text(data.get("name", "?"), args), "action": data.get("action", "?"),
+                         "reason": data.get("reason", ""), "check": data.get("check") or ""})
+    return rows
+
+
+def approvals_text(rows: list[dict[str, Any]], pending: list[Any], note: str = "") -> str:
+    lines = [f"Approvals · {len(rows)} decision{'s' if len(rows) != 1 else ''} · {len(pending)} waiting"]
+    lines += [f"  {r['call']} → {r['action']}: {r['reason']}" + (f" [{r['check']}]" if r["check"] else "")
+              for r in rows]
+    if pending:
+        lines.append("  waiting for a decision:")
+        lines += [f"    {_call_text(p.name, p.args)}: {p.reason}" for p in pending]
+    if note:
+        lines.append(f"  {note}")
+    return "\n".join(lines)
+
+
+def approvals_html(rows: list[dict[str, Any]], pending: list[Any], note: str = "") -> str:
+    body = (table_html(["tool call", "decision", "reason", "check"], [
+        [f"<code>{html.escape(r['call'])}</code>", badge(r["action"]), html.escape(r["reason"]),
+         html.escape(r["check"])] for r in rows]) if rows else
+        f"<div style='{_MUTED}'>No governance decision yet.</div>")
+    if pending:
+        items = "".join(f"<li><code>{html.escape(_call_text(p.name, p.args))}</code>: "
+                        f"{html.escape(p.reason)}</li>" for p in pending)
+        body += (f"<div style='margin-top:6px;color:#8250df'><b>Waiting for a decision</b>"
+                 f"<ul style='margin:2px 0'>{items}</ul></div>")
+    if note:
+        body += f"<div style='{_MUTED};margin-top:4px'>{html.escape(note)}</div>"
+    return view_card("approvals", f"Governance · {len(rows)} decisions · {len(pending)} waiting", body)
+
+
+# -- traces ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class TraceRow:
+    """One event of a trace, as a line: ``depth`` > 0 for events of nested sub-runs."""
+
+    depth: int
+    type: str
+    text: str
+    offset: float | None = None  #: seconds since the trace's first event (HTML only)
+    duration_ms: float | None = None
+    tone: str = ""  #: "good", "bad" or "" (how the HTML colours it)
+
+
+_MAX_DEPTH = 6
+
+
+def trace_rows(events: list[RunEvent], children: Callable[[str], list[RunEvent]] | None = None,
+               depth: int = 0, start: Any = None) -> list[TraceRow]:
+    """The timeline of a run; ``children(run_id)`` gives a sub-run's events to nest in place."""
+    rows: list[TraceRow] = []
+    start = start or (events[0].ts if events else None)
+    for event in events:
+        if event.type == "model.delta":
+            continue
+        text, tone = _trace_line(event.type, event.data)
+        offset = (event.ts - start).total_seconds() if start is not None else None
+        rows.append(TraceRow(depth=depth, type=event.type, text=text, offset=offset, tone=tone,
+                             duration_ms=event.data.get("duration_ms") if event.type == "tool.result" else None))
+        child = event.data.get("run_id")
+        nested = event.type == "delegation.started" or (
+            event.type == "harness.attempt" and event.data.get("mode") == "candidate")
+        if nested and child and children is not None and depth < _MAX_DEPTH:
+            rows += trace_rows(children(child), children, depth + 1, start)
+    return rows
+
+
+def _trace_line(kind: str, data: dict[str, Any]) -> tuple[str, str]:  # noqa: C901 - one case per type
+    usage = data.get("usage") or {}
+    if kind == "run.started":
+        by = f" (for signal {signal_label(data['signal'])})" if data.get("signal") else ""
+        return f"run started: {_short(json.dumps(data.get('prompt', ''), ensure_ascii=False), 120)}{by}", ""
+    if kind == "model.request":
+        ctx = data.get("context") or {}
+        return (f"request, turn {data.get('turn')}: {ctx.get('total_tokens', '?')} tokens of context, "
+                f"{plural(len(data.get('tools') or []), 'tool')}"), ""
+    if kind == "model.response":
+        said = f": {_short(data['text'], 80)}" if (data.get("text") or "").strip() else ""
+        return (f"response, turn {data.get('turn')} ({data.get('stop_reason')}, "
+                f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out){said}"), ""
+    if kind == "model.retry":
+        return f"retry {data.get('attempt')}: {_short(str(data.get('error', '')), 120)}", "bad"
+    if kind == "tool.call":
+        return f"→ {_call_text(data['name'], data.get('args') or {})}", ""
+    if kind == "tool.result":
+        mark = "✗" if data.get("is_error") else "←"
+        return f"{mark} {_short(str(data.get('content', '')), 120)}", "bad" if data.get("is_error") else ""
+    if kind == "governance.decision":
+        tone = {"allow": "good", "deny": "bad"}.get(data.get("action", ""), "")
+        return f"governance: {data.get('action')} {data.get('name')} ({data.get('reason')})", tone
+    if kind == "run.resumed":
+        return (f"resumed: {len(data.get('approved') or [])} approved, "
+                f"{len(data.get('rejected') or {})} rejected"), ""
+    if kind == "run.interrupted":
+        if data.get("reason") == "signal":
+            return f"interrupted by signal {signal_label(data.get('signal') or {})}", "bad"
+        return f"interrupted: {data.get('reason')}", "bad"
+    if kind in ("context.compacted", "context.renewed"):
+        return compaction_text(kind, data), ""
+    if kind == "quality.verdict":
+        verdict = "PASS" if data.get("passed") else "FAIL"
+        return (f"quality {verdict} (attempt {data.get('attempt')}, {data.get('gate')}): "
+                f"{_short(str(data.get('critique') or ''), 160)}"), "good" if data.get("passed") else "bad"
+    if kind == "harness.attempt":
+        note = f": {_short(data['note'], 80)}" if data.get("note") else ""
+        return f"attempt {data.get('attempt')} ({data.get('mode')}){note}", ""
+    if kind == "delegation.started":
+        return f"delegated to {data.get('agent')}: {_short(str(data.get('task', '')), 100)}", ""
+    if kind == "delegation.finished":
+        return f"{data.get('agent')} finished: {data.get('status')}", "good" if data.get("status") == "completed" else "bad"
+    if kind == "run.finished":
+        status = data.get("status")
+        return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
+                f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"), (
+            "good" if status == "completed" else "bad" if status in ("failed", "cancelled", "limit") else "")
+    if kind == "signal.decision":
+        return f"signal {signal_label(data.get('signal') or {})} → {data.get('action')}", ""
+    return kind, ""
+
+
+def _rating_text(ratings: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{r.get('score', 0):g}" + (f" {json.dumps(r['comment'], ensure_ascii=False)}"
+                                                  if r.get("comment") else "") for r in ratings)
+
+
+def trace_text(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] | None = None) -> str:
+    """Plain text of a trace: no ids, timestamps or durations."""
+    lines = [f"Trace · {title}"]
+    lines += [f"  {'    ' * row.depth}{row.text}" for row in rows]
+    if ratings is not None:
+        lines.append(f"  ratings: {_rating_text(ratings) if ratings else 'none'}")
+    return "\n".join(lines)
+
+
+_TONES = {"good": "#1a7f37", "bad": "#cf222e"}
+
+
+def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] | None = None) -> str:
+    lines = []
+    for row in rows:
+        when = f"+{row.offset:.2f}s" if row.offset is not None else ""
+        took = f" <span style='{_MUTED}'>({row.duration_ms:.0f} ms)</span>" if row.duration_ms else ""
+        color = _TONES.get(row.tone, "inherit")
+        nested = "border-left:2px solid #d0d7de;padding-left:8px;" if row.depth else ""
+        lines.append(
+            f"<div style='display:flex;gap:8px;margin-left:{row.depth * 22}px;{nested}'>"
+            f"<span style='{_MUTED};width:56px;flex:none;text-align:right;font-size:11px'>{when}</span>"
+            f"<span style='{_MUTED};width:150px;flex:none;font-size:11px'>{html.escape(row.type)}</span>"
+            f"<span style='color:{color};white-space:pre-wrap;word-break:break-word'>"
+            f"{html.escape(row.text)}{took}</span></div>")
+    body = "".join(lines) or f"<div style='{_MUTED}'>No events yet.</div>"
+    if ratings is not None:
+        body += (f"<div style='margin-top:6px'><b>Ratings</b>: "
+                 f"{html.escape(_rating_text(ratings)) if ratings else 'none yet'}</div>")
+    return view_card("trace", f"Trace · {title}", body)

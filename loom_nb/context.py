@@ -112,7 +112,8 @@ class Budget:
         return max(self.window - self.output_reserve, 1)
 
 
-@dataclass(frozen=True, kw_only=True)
+# Not frozen: one is made per tool call (or model request), and frozen construction is slow.
+@dataclass(slots=True, kw_only=True)
 class ContextSnapshot:
     """The partitions of one request: their tokens (calibrated) and, on demand, their content."""
 

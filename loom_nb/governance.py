@@ -40,7 +40,8 @@ GovernanceCheck: TypeAlias = Literal[
 ]
 
 
-@dataclass(frozen=True, kw_only=True)
+# Not frozen: one is made per tool call (or model request), and frozen construction is slow.
+@dataclass(slots=True, kw_only=True)
 class ToolRequest:
     """What governance sees of one tool call."""
 

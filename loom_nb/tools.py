@@ -29,7 +29,8 @@ __all__ = ["Tool", "ToolOutcome", "as_tool", "tool"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: one is made per tool call (or model request), and frozen construction is slow.
+@dataclass(slots=True)
 class ToolOutcome:
     """What running a tool produced, ready to go back to the model."""
 
@@ -52,6 +53,11 @@ class Tool:
         read_only: the tool only reads (governance may allow it where writes are refused).
         destructive: the tool may destroy data (governance may ask before running it).
         requires_approval: a person must approve each call.
+        thread: where a sync tool runs. ``True``: always on a worker thread (for blocking I/O).
+            ``None`` (default): on a worker until a call shows it is quick (under
+            ``INLINE_BELOW`` seconds), then directly on the event loop, which saves the thread
+            hand-off; an inline call slower than ``BACK_TO_THREAD`` sends it back for good.
+            ``False``: always on the loop.
     """
 
     function: Callable[..., Any]
@@ -61,6 +67,7 @@ class Tool:
     read_only: bool = False
     destructive: bool = False
     requires_approval: bool = False
+    thread: bool | None = None
     # Set by @tool; the type is only named here so that pydantic loads with the first tool.
     _args_model: type[pydantic.BaseModel] = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -68,6 +75,7 @@ class Tool:
         # Checked once: inspect's check costs more than the rest of a call's dispatch.
         import inspect
         self._is_async = inspect.iscoroutinefunction(self.function)
+        self._inline = self.thread is False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
@@ -92,9 +100,7 @@ class Tool:
             if self._is_async:
                 value = await self.function(**kwargs)
             else:
-                # Sync tools run on a worker thread so that a slow one does not stall the event
-                # loop (streaming displays, other sessions); the caller's contextvars go along.
-                value = await run_in_worker(self.function, **kwargs)
+                value = await self._run_sync(kwargs)
             content = serialize_result(value, self.name)
         except ToolError as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolError",
@@ -109,6 +115,21 @@ class Tool:
             )
         return ToolOutcome(content, duration_ms=_ms(started))
 
+    async def _run_sync(self, kwargs: dict[str, Any]) -> Any:
+        # A worker thread keeps a slow tool from stalling the event loop (live displays, other
+        # sessions) and lets an interrupt cancel the run while the tool finishes. For a tool
+        # that has proved quick, the hand-off costs more than the call: run it in place.
+        if self._inline:
+            started = time.perf_counter()
+            value = self.function(**kwargs)
+            if self.thread is None and time.perf_counter() - started > BACK_TO_THREAD:
+                self._inline = False
+            return value
+        value, seconds = await run_in_worker(_timed, fn=self.function, kwargs=kwargs)
+        if self.thread is None and seconds < INLINE_BELOW:
+            self._inline = True
+        return value
+
     def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
         problems = []
         for err in exc.errors(include_url=False):
@@ -118,6 +139,17 @@ class Tool:
             f"Invalid arguments for tool {self.name!r}: " + "; ".join(problems)
             + ". Call the tool again with arguments that match its schema."
         )
+
+
+#: A sync tool whose call took less than this (seconds) runs on the event loop from then on.
+INLINE_BELOW = 0.002
+#: An inline call that took longer than this (seconds) sends the tool back to a worker thread.
+BACK_TO_THREAD = 0.02
+
+
+def _timed(fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
+    started = time.perf_counter()
+    return fn(**kwargs), time.perf_counter() - started
 
 
 def _ms(started: float) -> float:
@@ -149,7 +181,7 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 @overload
 def tool(
     *, name: str | None = None, description: str | None = None, read_only: bool = False,
-    destructive: bool = False, requires_approval: bool = False,
+    destructive: bool = False, requires_approval: bool = False, thread: bool | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -162,12 +194,18 @@ def tool(
     read_only: bool = False,
     destructive: bool = False,
     requires_approval: bool = False,
+    thread: bool | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Turn a sync or async function into a :class:`Tool`; use bare (``@tool``) or with options."""
+    """Turn a sync or async function into a :class:`Tool`; use bare (``@tool``) or with options.
+
+    ``thread=True`` keeps a sync tool on a worker thread always (use it for blocking I/O);
+    see :class:`Tool` for the default.
+    """
 
     def decorate(func: Callable[..., Any]) -> Tool:
         return _build_tool(func, name=name, description=description, read_only=read_only,
-                           destructive=destructive, requires_approval=requires_approval)
+                           destructive=destructive, requires_approval=requires_approval,
+                           thread=thread)
 
     return decorate(fn) if fn is not None else decorate
 
@@ -182,7 +220,7 @@ def as_tool(obj: Tool | Callable[..., Any]) -> Tool:
 
 
 def _build_tool(func: Callable[..., Any], *, name: str | None = None,
-                description: str | None = None, **flags: bool) -> Tool:
+                description: str | None = None, **flags: Any) -> Tool:
     import inspect
     if isinstance(func, Tool):
         func = func.function

@@ -63,14 +63,14 @@ def files_capability(root: str | os.PathLike[str] = ".", read_only: bool = True,
                               f"{value!r}.")
     files = _Files(Root(root, what="Capability.files"), name, max_read_bytes, max_results)
     tools = [
-        tool(name=f"{name}__list", read_only=True)(files.list),
-        tool(name=f"{name}__read", read_only=True)(files.read),
-        tool(name=f"{name}__glob", read_only=True)(files.glob),
-        tool(name=f"{name}__search", read_only=True)(files.search),
+        tool(name=f"{name}__list", read_only=True, thread=True)(files.list),
+        tool(name=f"{name}__read", read_only=True, thread=True)(files.read),
+        tool(name=f"{name}__glob", read_only=True, thread=True)(files.glob),
+        tool(name=f"{name}__search", read_only=True, thread=True)(files.search),
     ]
     if not read_only:
-        tools += [tool(name=f"{name}__write", requires_approval=approve_writes)(files.write),
-                  tool(name=f"{name}__edit", requires_approval=approve_writes)(files.edit)]
+        tools += [tool(name=f"{name}__write", requires_approval=approve_writes, thread=True)(files.write),
+                  tool(name=f"{name}__edit", requires_approval=approve_writes, thread=True)(files.edit)]
     return Capability(name=name, toolset=tuple(tools), kind="files",
                       instructions=_instructions(files.root, name, tools, read_only))
 

@@ -155,7 +155,7 @@ def _load_tool(skills: dict[str, Skill], load_name: str) -> Any:
             return _read_confined(found.folder, file, what=f"{file!r} of skill {skill!r}")
         return _render_skill(found, load_name)
 
-    return tool(name=load_name, read_only=True)(load)
+    return tool(name=load_name, read_only=True, thread=True)(load)
 
 
 def _render_skill(skill: Skill, load_name: str) -> str:

@@ -88,7 +88,7 @@ def web_capability(*, name: str = "web", allow_domains: Sequence[str] | None = N
         """
         return _render(fetch(url, policy, tool=tool_name), url, policy, max_chars, tool_name)
 
-    fetch_tool = tool(name=tool_name, read_only=True)(fetch_url)
+    fetch_tool = tool(name=tool_name, read_only=True, thread=True)(fetch_url)
     return Capability(name=name, toolset=(fetch_tool,), kind="web",
                       instructions=_instructions(tool_name, policy, max_chars))
 

@@ -240,7 +240,6 @@ def report(results: dict[str, Any], info: dict[str, str], meta: dict[str, Any]) 
         for name, runs in per_fw.items():
             versions[name] = runs[0]["version"]
     names = [n for n in FRAMEWORKS if n in versions]
-    peers = [n for n in names if n != "loom_nb"]
 
     add("# Benchmarks: loom_nb beside pydantic-ai, the OpenAI Agents SDK and loom-agent 0.8.2")
     add("")

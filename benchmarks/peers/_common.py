@@ -132,3 +132,16 @@ async def measure_session(run_one: Callable[[int], Awaitable[None]], runs: int) 
         await run_one(i)
         times.append((time.perf_counter() - t0) * 1e3)
     return {"run_ms": times}
+
+
+def measure_import(module: str) -> dict[str, Any]:
+    """Wall and CPU time and memory of a cold ``import module`` in this fresh process."""
+    import importlib
+
+    rss0, peak0 = current_rss_mb(), maxrss_mb()
+    t0, c0 = time.perf_counter(), time.process_time()
+    importlib.import_module(module)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"import_ms": wall * 1e3, "import_cpu_ms": cpu * 1e3, "rss_mb_before": rss0,
+            "rss_mb_after": current_rss_mb(), "peak_rss_mb": maxrss_mb(), "peak_rss_mb_before": peak0,
+            "modules": len(sys.modules)}

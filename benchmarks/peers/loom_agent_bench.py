@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    ANSWER, TOKEN, Clock, TurnClock, current_rss_mb, emit, ints, lookup_value, maxrss_mb,
-    measure_session, measure_turns, parse_args, work_dir,
+    measure_import,
+    ANSWER, TOKEN, Clock, TurnClock, emit, ints, lookup_value, measure_session, measure_turns, parse_args, work_dir,
 )
 
 NAME = "loom-agent"
@@ -155,14 +155,7 @@ async def session(opts: dict[str, str]) -> dict:
 
 
 def import_cold(opts: dict[str, str]) -> dict:
-    rss0, peak0 = current_rss_mb(), maxrss_mb()
-    t0, c0 = time.perf_counter(), time.process_time()
-    import loom  # noqa: F401
-
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    return {"import_ms": wall * 1e3, "import_cpu_ms": cpu * 1e3, "rss_mb_before": rss0,
-            "rss_mb_after": current_rss_mb(), "peak_rss_mb": maxrss_mb(), "peak_rss_mb_before": peak0,
-            "modules": len(sys.modules)}
+    return measure_import("loom")
 
 
 async def stream(opts: dict[str, str]) -> dict:

@@ -39,7 +39,8 @@ class ContextState:
 
     def append(self, messages: Sequence[Message]) -> None:
         self.history.extend(messages)
-        self.history_tokens += sum(message_tokens(m) for m in messages)
+        for message in messages:
+            self.history_tokens += message_tokens(message)
         self.message_count += len(messages)
 
     def replace(self, history: list[Message], memory: list[str]) -> None:

@@ -45,9 +45,11 @@ __all__ = [
     "ContextProtocol",
     "ContextSnapshot",
     "PartitionName",
+    "RenderedContext",
     "Summarizer",
     "estimate_tokens",
     "message_tokens",
+    "render_context",
     "tool_tokens",
     "render_system",
     "render_working",
@@ -106,10 +108,11 @@ class Budget:
     window: int
     output_reserve: int
     source: WindowSource
+    #: Tokens a request may use: the window minus the output reserve (read on every turn).
+    available: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def available(self) -> int:
-        return max(self.window - self.output_reserve, 1)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "available", max(self.window - self.output_reserve, 1))
 
 
 # Not frozen: one is made per tool call (or model request), and frozen construction is slow.
@@ -118,13 +121,11 @@ class ContextSnapshot:
     """The partitions of one request: their tokens (calibrated) and, on demand, their content."""
 
     tokens: dict[PartitionName, int]
+    #: The sum of ``tokens``.
+    total: int
     budget: Budget
     messages: int
     content: dict[PartitionName, str] = field(default_factory=dict, repr=False)
-
-    @property
-    def total(self) -> int:
-        return sum(self.tokens.values())  # five numbers: cheaper to add than to cache
 
     @property
     def used(self) -> float:
@@ -132,10 +133,11 @@ class ContextSnapshot:
         return self.total / self.budget.available
 
     def to_dict(self) -> dict[str, Any]:
-        return {"partitions": dict(self.tokens), "total_tokens": self.total,
-                "budget": self.budget.available, "window": self.budget.window,
-                "output_reserve": self.budget.output_reserve, "window_source": self.budget.source,
-                "used": round(self.used, 4), "messages": self.messages}
+        budget, total = self.budget, self.total
+        return {"partitions": dict(self.tokens), "total_tokens": total,
+                "budget": budget.available, "window": budget.window,
+                "output_reserve": budget.output_reserve, "window_source": budget.source,
+                "used": round(total / budget.available, 4), "messages": self.messages}
 
 
 def render_system(instructions: str, capability_instructions: Sequence[str]) -> str:
@@ -222,13 +224,14 @@ class ContextProtocol:
         reserve = min(self.output_reserve, window // 2)
         return Budget(window=window, output_reserve=reserve, source=source)  # type: ignore[arg-type]
 
-    def snapshot(self, *, budget: Budget, factor: float, partitions: dict[PartitionName, str],
-                 history_tokens: int, messages: int, tools: Sequence[ToolDefinition]) -> ContextSnapshot:
-        raw = {name: estimate_tokens(text) for name, text in partitions.items()}
-        raw["system"] = raw.get("system", 0) + tool_tokens(tools)
-        raw["history"] = history_tokens
-        tokens = {name: math.ceil(raw.get(name, 0) * factor) for name in PARTITIONS}
-        return ContextSnapshot(tokens=tokens, budget=budget, messages=messages, content=partitions)
+    def snapshot(self, *, budget: Budget, factor: float, rendered: RenderedContext,
+                 history_tokens: int, messages: int) -> ContextSnapshot:
+        raw, ceil = rendered.raw, math.ceil
+        tokens = {"system": ceil(raw["system"] * factor), "skill": ceil(raw["skill"] * factor),
+                  "memory": ceil(raw["memory"] * factor), "working": ceil(raw["working"] * factor),
+                  "history": ceil(history_tokens * factor)}
+        return ContextSnapshot(tokens=tokens, total=sum(tokens.values()), budget=budget,  # type: ignore[arg-type]
+                               messages=messages, content=rendered.content)
 
     def fit(self, text: str, budget: Budget, factor: float) -> str:
         """``text`` unchanged, or cut in the middle with a marker if it alone exceeds ``max_item``."""
@@ -240,9 +243,30 @@ class ContextProtocol:
         return head + "\n" + TRUNCATION_MARK.format(n=len(text) - len(head) - len(tail)) + "\n" + tail
 
 
-def build_request(*, partitions: dict[PartitionName, str], history: Sequence[Message],
+@dataclass(slots=True, frozen=True)
+class RenderedContext:
+    """The non-history partitions of a run, with what each request needs from them.
+
+    Made once and kept while memory, notes and instructions stay the same, so a model turn does
+    not join the system prompt or estimate the partitions again.
+    """
+
+    content: dict[PartitionName, str]
+    #: The partitions as one system prompt, in partition order.
+    system: str
+    #: Token estimates before calibration; the tool definitions count towards ``system``.
+    raw: dict[PartitionName, int]
+
+
+def render_context(partitions: dict[PartitionName, str],
+                   tools: Sequence[ToolDefinition]) -> RenderedContext:
+    raw = {name: estimate_tokens(partitions.get(name, "")) for name in PARTITIONS[:-1]}
+    raw["system"] += tool_tokens(tools)
+    system = "\n\n".join(partitions[name] for name in PARTITIONS[:-1] if partitions.get(name))
+    return RenderedContext(content=partitions, system=system, raw=raw)  # type: ignore[arg-type]
+
+
+def build_request(*, rendered: RenderedContext, history: Sequence[Message],
                   tools: Sequence[ToolDefinition]) -> ModelRequest:
     """The request: the non-history partitions as the system prompt, then the messages."""
-    system = "\n\n".join(partitions[name] for name in ("system", "skill", "memory", "working")
-                         if partitions.get(name))
-    return ModelRequest(system=system, messages=tuple(history), tools=tuple(tools))
+    return ModelRequest(system=rendered.system, messages=tuple(history), tools=tuple(tools))

@@ -132,6 +132,10 @@ class _Window:
             self._calls.append(self._clock())
 
 
+#: The decision when no check objects; shared, as decisions are immutable.
+_ALLOWED = GovernanceDecision(action="allow", check="default", reason="allowed")
+
+
 @dataclass(eq=False)
 class GovernancePolicy:
     """Decides allow / deny / ask for every tool call (see the module docstring for the order).
@@ -171,14 +175,14 @@ class GovernancePolicy:
     def decide(self, request: ToolRequest) -> GovernanceDecision:
         """The decision for one call. An allowed call counts against the rate limits."""
         decision = self._decide(request)
-        if decision.action == "allow":
+        if decision.action == "allow" and (self._tool_windows or self._global_window):
             for window in self._windows_for(request.name):
                 window.record()
         return decision
 
     def _decide(self, request: ToolRequest) -> GovernanceDecision:
         name = request.name
-        if _matches(name, self.deny):
+        if self.deny and _matches(name, self.deny):
             return GovernanceDecision(action="deny", check="deny_list",
                                       reason=f"Tool {name!r} is on the deny list.")
         if self.allow is not None and not _matches(name, self.allow):
@@ -204,7 +208,7 @@ class GovernancePolicy:
         if request.destructive and self.destructive != "allow":
             return GovernanceDecision(action=self.destructive, check="destructive",
                                       reason=f"Tool {name!r} is destructive.")
-        return GovernanceDecision(action="allow", check="default", reason="allowed")
+        return _ALLOWED
 
     def _windows_for(self, name: str) -> list[_Window]:
         if not self._tool_windows and self._global_window is None:

@@ -23,8 +23,10 @@ from ._compaction import Summary, compact, renew, summarize
 from .context import (
     Budget,
     ContextSnapshot,
-    PartitionName,
+    RenderedContext,
     build_request,
+    estimate_tokens,
+    render_context,
     render_memory,
     render_working,
 )
@@ -36,7 +38,7 @@ from .errors import (
     ModelError,
     ModelRefusalError,
 )
-from .events import EventType, RunEvent, utcnow
+from .events import EventType, RunEvent, make_event, utcnow
 from .governance import ToolRequest
 from .harness import HarnessRequest
 from .messages import Message, ToolCall, ToolResult, Usage, message_from_dict
@@ -98,8 +100,9 @@ class RunLoop:
         self._shown: dict[str, str] = {}  # partition contents already recorded in an event
         self._elapsed = 0.0
         self._streamed: list[str] = []  # text of the model turn in progress
-        self._rendered: tuple[tuple[Any, ...], dict[PartitionName, str]] | None = None
+        self._rendered: tuple[tuple[Any, ...], RenderedContext] | None = None
         self._cached_budget: Budget | None = None
+        self._item_limit = 0  # tokens one message part may use (see ContextProtocol.max_item)
         #: The signal this run was started for, if any.
         self.started_by: RuntimeSignal | None = None
         #: Observed signals this run shows in its working partition.
@@ -117,8 +120,7 @@ class RunLoop:
         if live_only and not (self.subscribers or self.session._subscribers):
             return None  # nobody is watching, and live-only events are not kept
         # A delta takes the seq of the model.response it belongs to (see events.py).
-        event = RunEvent(type=type, run_id=self.run_id, session_id=self.session.id, seq=self._seq,
-                         data=data, parent_run_id=self.parent_run_id)
+        event = make_event(type, self.run_id, self.session.id, self._seq, data, self.parent_run_id)
         if not live_only:
             self._seq += 1
             self.events.append(event)
@@ -251,36 +253,40 @@ class RunLoop:
     async def _turns(self, started: float) -> Stop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         await self.agent.resolve_tools()
+        model_id, tools = self.agent.model.identifier, self.agent.tool_definitions
+        tool_names = [t.name for t in tools]
+        context = self.session.context
         while True:
             limit = self._limit_reached(started)
             if limit is not None:
                 return limit
             snapshot = await self._make_room()
-            tools = self.agent.tool_definitions
-            request = build_request(partitions=snapshot.content, history=self.session.history,
+            request = build_request(rendered=self._rendered_context(), history=context.history,
                                     tools=tools)
-            changed = {k: v for k, v in snapshot.content.items() if self._shown.get(k) != v}
-            self._shown.update(changed)
-            self.emit("model.request", {"turn": self.turns + 1, "model": self.agent.model.identifier,
-                                        "tools": [t.name for t in tools], "context": snapshot.to_dict(),
+            shown = self._shown
+            changed = {k: v for k, v in snapshot.content.items() if shown.get(k) != v}
+            if changed:
+                shown.update(changed)
+            total, factor = snapshot.total, context.factor
+            self.emit("model.request", {"turn": self.turns + 1, "model": model_id,
+                                        "tools": tool_names.copy(), "context": snapshot.to_dict(),
                                         "content": changed})
-            factor = self.session.context.factor
-            response = await self._model_turn(request)
-            self.session.context.calibrate(response.usage.input_tokens, round(snapshot.total / factor))
+            response, text, calls = await self._model_turn(request)
+            context.calibrate(response.usage.input_tokens, round(total / factor))
             message = response.message
-            calls = message.tool_calls
-            if message.text:
-                self.output = message.text
+            if text:
+                self.output = text
             if not calls:
                 self._commit(message)
-                if self._take_interrupts():
+                if self._interrupts and self._take_interrupts():
                     continue  # the answer is kept; the model now also sees the signal
-                return self._final_stop(response.stop_reason, message.text)
+                return self._final_stop(response.stop_reason, text)
             results = await self._tool_calls(message, calls)
             if results is None:
                 return "needs_approval"
             self._commit(message, Message(role="tool", parts=tuple(results)))
-            self._take_interrupts()
+            if self._interrupts:
+                self._take_interrupts()
 
     def _final_stop(self, stop_reason: str, text: str) -> Stop:
         """How a final answer's stop reason ends the run; the answer is kept in every case."""
@@ -311,25 +317,26 @@ class RunLoop:
     def _snapshot(self) -> ContextSnapshot:
         state = self.session.context
         return self.agent.runtime.context.snapshot(
-            budget=self._budget(), factor=state.factor, partitions=self._partitions(),
-            history_tokens=state.history_tokens, messages=len(state.history),
-            tools=self.agent.tool_definitions)
+            budget=self._budget(), factor=state.factor, rendered=self._rendered_context(),
+            history_tokens=state.history_tokens, messages=len(state.history))
 
-    def _partitions(self) -> dict[PartitionName, str]:
+    def _rendered_context(self) -> RenderedContext:
         """The non-history partitions, rendered again only when what they show has changed."""
-        state, notes = self.session.context, self.session.notes
-        key = (id(state.memory), len(state.memory), len(notes), self.agent.system_prompt)
+        state, notes, tools = self.session.context, self.session.notes, self.agent.tool_definitions
+        key = (id(state.memory), len(state.memory), len(notes), self.agent.system_prompt, id(tools))
         if self._rendered is None or self._rendered[0] != key:
-            self._rendered = (key, {
+            self._rendered = (key, render_context({
                 "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
                 "memory": render_memory(state.memory),
                 "working": render_working(self.task, self.context, observed=self.observed,
-                                          notes=notes)})
+                                          notes=notes)}, tools))
         return self._rendered[1]
 
     def _budget(self) -> Budget:
         if self._cached_budget is None:  # the model and the protocol do not change within a run
-            self._cached_budget = self.agent.runtime.context.budget(self.agent.model)
+            protocol = self.agent.runtime.context
+            self._cached_budget = budget = protocol.budget(self.agent.model)
+            self._item_limit = int(budget.available * protocol.max_item)
         return self._cached_budget
 
     async def _make_room(self) -> ContextSnapshot:
@@ -367,35 +374,41 @@ class RunLoop:
         return summary
 
     def _fit(self, text: str) -> str:
-        return self.agent.runtime.context.fit(text, self._budget(), self.session.context.factor)
+        factor = self.session.context.factor
+        if estimate_tokens(text) * factor <= self._item_limit:  # the usual case, without a call
+            return text
+        return self.agent.runtime.context.fit(text, self._budget(), factor)
 
-    async def _model_turn(self, request: ModelRequest) -> ModelResponse:
+    async def _model_turn(self, request: ModelRequest) -> tuple[ModelResponse, str, tuple[ToolCall, ...]]:
+        """The model's response to ``request``, with its text and tool calls."""
         response: ModelResponse | None = None
         self._streamed = []
         async for item in self.agent.model.stream(request):
             if isinstance(item, TextDelta):
                 self._streamed.append(item.text)
                 self.emit("model.delta", {"text": item.text})
+            elif isinstance(item, ModelResponse):
+                response = item
             elif isinstance(item, ToolCallDelta):
                 self.emit("model.delta", {"tool_call_id": item.call_id, "name": item.name,
                                           "args_delta": item.args_delta})
             elif isinstance(item, RetryNotice):
                 self.emit("model.retry", {"attempt": item.attempt, "delay": item.delay,
                                           "error": item.error})
-            elif isinstance(item, ModelResponse):
-                response = item
         if response is None:
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
         self.turns += 1
-        self.usage = self.usage + response.usage
+        usage = response.usage
+        self.usage = self.usage + usage
         message = response.message
+        text, calls = message.text, message.tool_calls
         self.emit("model.response", {
-            "turn": self.turns, "text": message.text, "stop_reason": response.stop_reason,
-            "tool_calls": [{"id": c.id, "name": c.name, "args": c.args} for c in message.tool_calls],
-            "usage": response.usage.to_dict(), "model": response.model_name or self.agent.model.name,
+            "turn": self.turns, "text": text, "stop_reason": response.stop_reason,
+            "tool_calls": [{"id": c.id, "name": c.name, "args": c.args} for c in calls],
+            "usage": usage.to_dict(), "model": response.model_name or self.agent.model.name,
         })
-        return response
+        return response, text, calls
 
     # -- tool calls under governance ---------------------------------------------------------------
 
@@ -490,13 +503,13 @@ class RunLoop:
     # -- limits and the end ------------------------------------------------------------------------
 
     def _limit_reached(self, started: float) -> LimitName | None:
-        self._elapsed = time.monotonic() - started
+        self._elapsed = elapsed = time.monotonic() - started
         limits = self.limits
         if limits.max_turns is not None and self.turns >= limits.max_turns:
             return "max_turns"
         if limits.max_tokens is not None and self.usage.total_tokens >= limits.max_tokens:
             return "max_tokens"
-        if limits.max_seconds is not None and time.monotonic() - started >= limits.max_seconds:
+        if limits.max_seconds is not None and elapsed >= limits.max_seconds:
             return "max_seconds"
         return None
 

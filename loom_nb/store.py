@@ -8,13 +8,12 @@ cost of a run does not grow with the length of the session.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from .errors import StoreError
 from .events import RunEvent, utcnow
@@ -161,11 +160,11 @@ class InMemoryStore:
 
     def append_signal(self, record: SignalRecord) -> None:
         with self._lock:
-            self._signals.setdefault(record.session_id, []).append(dataclasses.replace(record))
+            self._signals.setdefault(record.session_id, []).append(_copy(record))
 
     def signals(self, session_id: str) -> list[SignalRecord]:
         with self._lock:
-            return [dataclasses.replace(r) for r in self._signals.get(session_id, [])]
+            return [_copy(r) for r in self._signals.get(session_id, [])]
 
     def append_feedback(self, record: FeedbackRecord) -> None:
         with self._lock:
@@ -177,7 +176,7 @@ class InMemoryStore:
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:
-            self._messages[session_id].extend((run_id, m) for m in messages)
+            self._messages[session_id].extend([(run_id, m) for m in messages])
 
     def sessions(self) -> list[str]:
         with self._lock:
@@ -190,23 +189,27 @@ class InMemoryStore:
 
     def append_events(self, events: list[RunEvent]) -> None:
         with self._lock:
+            by_run = self._events
             for event in events:
-                self._events.setdefault(event.run_id, []).append(event)
+                kept = by_run.get(event.run_id)
+                if kept is None:
+                    kept = by_run[event.run_id] = []
+                kept.append(event)
 
     def save_run(self, record: RunRecord) -> None:
         with self._lock:
             # A copy, as a database would keep: later changes to the caller's record are not saved.
-            self._runs[record.run_id] = dataclasses.replace(record)
+            self._runs[record.run_id] = _copy(record)
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
             record = self._runs.get(run_id)
-            return dataclasses.replace(record) if record else None
+            return _copy(record) if record else None
 
     def runs(self, session_id: str | None = None) -> list[RunRecord]:
         """The runs of a session (of every session when None), in the order they started."""
         with self._lock:
-            return [dataclasses.replace(r) for r in self._runs.values()
+            return [_copy(r) for r in self._runs.values()
                     if session_id is None or r.session_id == session_id]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
@@ -475,6 +478,17 @@ def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
     )
 
 
+_Record = TypeVar("_Record")
+
+
+def _copy(record: _Record) -> _Record:
+    """A shallow copy of a record (a plain dataclass), as a database would return it; cheaper
+    than dataclasses.replace, which checks every field."""
+    copied = object.__new__(type(record))
+    copied.__dict__.update(record.__dict__)  # type: ignore[attr-defined]
+    return copied
+
+
 _DEFAULT_MEMORY_STORE = InMemoryStore()
 _SQLITE_STORES: dict[Path, SQLiteStore] = {}
 _REGISTRY_LOCK = threading.Lock()
@@ -499,8 +513,8 @@ def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionSto
             if store is None:
                 store = _SQLITE_STORES[path] = SQLiteStore(path)
             return store
-    if isinstance(spec, SessionStore):
-        return spec
+    if isinstance(spec, InMemoryStore | SQLiteStore) or isinstance(spec, SessionStore):
+        return spec  # the built-in stores first: a protocol check inspects every method
     raise StoreError(
         f"SessionConfig(store=...) takes a file path (an SQLite store), None (in memory) or a "
         f"store object, not {type(spec).__name__}."

@@ -86,26 +86,35 @@ class Tool:
 
     async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
-        import traceback
-
-        import pydantic
         started = time.perf_counter()
         try:
-            validated = self._args_model.model_validate(args)
-        except pydantic.ValidationError as exc:
+            # The validator itself: model_validate adds a Python frame to every call.
+            validated = self._args_model.__pydantic_validator__.validate_python(args)
+        except Exception as exc:  # noqa: BLE001 - pydantic is imported only when a call fails
+            import pydantic
+            if not isinstance(exc, pydantic.ValidationError):
+                raise
             return ToolOutcome(self._invalid_args_message(exc), is_error=True,
                                error_type="ValidationError")
-        kwargs = {name: getattr(validated, name) for name in type(validated).model_fields}
+        kwargs = validated.__dict__  # extra="forbid": exactly the parameters
         try:
             if self._is_async:
                 value = await self.function(**kwargs)
+            elif self._inline:
+                value = self.function(**kwargs)
+                # A quick tool runs in place (see `thread`); a slow call sends it back for good.
+                if self.thread is None and time.perf_counter() - started > BACK_TO_THREAD:
+                    self._inline = False
             else:
-                value = await self._run_sync(kwargs)
+                value, seconds = await run_in_worker(_timed, fn=self.function, kwargs=kwargs)
+                if self.thread is None and seconds < INLINE_BELOW:
+                    self._inline = True
             content = serialize_result(value, self.name)
         except ToolError as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolError",
                                duration_ms=_ms(started))
         except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model
+            import traceback
             return ToolOutcome(
                 f"Tool {self.name!r} raised {type(exc).__name__}: {exc}",
                 is_error=True,
@@ -114,21 +123,6 @@ class Tool:
                 duration_ms=_ms(started),
             )
         return ToolOutcome(content, duration_ms=_ms(started))
-
-    async def _run_sync(self, kwargs: dict[str, Any]) -> Any:
-        # A worker thread keeps a slow tool from stalling the event loop (live displays, other
-        # sessions) and lets an interrupt cancel the run while the tool finishes. For a tool
-        # that has proved quick, the hand-off costs more than the call: run it in place.
-        if self._inline:
-            started = time.perf_counter()
-            value = self.function(**kwargs)
-            if self.thread is None and time.perf_counter() - started > BACK_TO_THREAD:
-                self._inline = False
-            return value
-        value, seconds = await run_in_worker(_timed, fn=self.function, kwargs=kwargs)
-        if self.thread is None and seconds < INLINE_BELOW:
-            self._inline = True
-        return value
 
     def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
         problems = []

@@ -75,23 +75,39 @@ def response_from_turn(
 
 
 _MESSAGE_TOKENS: dict[int, tuple[Message, int]] = {}
+#: The messages of the last request counted, and their tokens: the next request of a run
+#: usually repeats them and adds one or two.
+_LAST: tuple[tuple[Message, ...], int] = ((), 0)
 
 
 def _request_tokens(request: ModelRequest) -> int:
-    # The same estimate the context budget uses, so that offline runs calibrate to 1.0. Each
-    # message is counted once (memoized by identity): a test double must not make a long session
-    # look slower than the framework is.
-    from ..context import message_tokens, tool_tokens
+    # The same estimate the context budget uses, so that offline runs calibrate to 1.0. A test
+    # double must not make a long run look slower than the framework is: a request that extends
+    # the last one counts only its new messages (the prefix check compares identities in C), and
+    # any other request counts each message once, memoized by identity.
+    global _LAST
+    from ..context import tool_tokens
 
-    total = estimate_tokens(request.system) + tool_tokens(request.tools)
-    for message in request.messages:
-        cached = _MESSAGE_TOKENS.get(id(message))
-        if cached is None or cached[0] is not message:
-            if len(_MESSAGE_TOKENS) > 100_000:
-                _MESSAGE_TOKENS.clear()
-            cached = _MESSAGE_TOKENS[id(message)] = (message, message_tokens(message))
-        total += cached[1]
-    return total
+    messages = request.messages
+    prev, prev_total = _LAST
+    k = len(prev)
+    if k and len(messages) >= k and messages[k - 1] is prev[-1] and messages[:k] == prev:
+        total = prev_total + sum([_message_tokens(m) for m in messages[k:]])
+    else:
+        total = sum([_message_tokens(m) for m in messages])
+    _LAST = (messages, total)
+    return estimate_tokens(request.system) + tool_tokens(request.tools) + total
+
+
+def _message_tokens(message: Message) -> int:
+    from ..context import message_tokens
+
+    cached = _MESSAGE_TOKENS.get(id(message))
+    if cached is None or cached[0] is not message:
+        if len(_MESSAGE_TOKENS) > 100_000:
+            _MESSAGE_TOKENS.clear()
+        cached = _MESSAGE_TOKENS[id(message)] = (message, message_tokens(message))
+    return cached[1]
 
 
 async def stream_response(response: ModelResponse) -> AsyncIterator[StreamItem]:

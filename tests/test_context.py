@@ -172,6 +172,20 @@ def test_a_failing_summarizer_falls_back_to_an_extractive_summary() -> None:
     assert "extractive (summarizer failed: TimeoutError: summarizer down)" in methods
 
 
+def test_the_test_doubles_input_tokens_count_every_request_whole() -> None:
+    # The double counts only the new messages of a request that extends its previous one; a
+    # compacted or renewed history, or another session's request in between, is counted afresh.
+    session, model, results = _long_session(runs=40)
+    other = Agent(Model.scripted(["fine"] * 3), "Other.").session()
+    for i in range(3):
+        other.run_sync(f"hello {i}")  # requests the first session's next one does not extend
+        results.append(session.run_sync(f"Read page again {i}"))
+    events = [e for r in results for e in r.events]
+    assert any(e.type == "context.compacted" for e in events)
+    reported = [e.data["usage"]["input_tokens"] for e in events if e.type == "model.response"]
+    assert reported == [_request_tokens(r) for r in model.requests]
+
+
 def test_an_item_bigger_than_the_budget_is_cut_with_a_marker() -> None:
     @tool
     def dump() -> str:

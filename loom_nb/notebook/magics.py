@@ -55,8 +55,8 @@ options:
 {name} in the prompt is replaced by the value of variable `name` when it exists; other braces
 (JSON, for example) stay as written.
 
-Views of the current session (the default session of the default agent; -a NAME and
--s NAME pick another, -o NAME binds the view):
+Views of the current session (the session of the latest %loom run, else the default
+session of the default agent; -a NAME and -s NAME pick another, -o NAME binds the view):
 %loom panel                       prompt box, live transcript, and the views below in tabs
 %loom context                     the context partitions of the latest request
 %loom budget                      tokens used vs available, per request
@@ -285,6 +285,10 @@ class LoomMagics(Magics):
         # Sessions opened by id are held here, so the same id keeps meaning the same object.
         self._opened: dict[tuple[int, str], Session] = {}
         self._env_agent: tuple[str, Agent] | None = None
+        # Where the latest %loom run went: views, signals and approvals without -a / -s look
+        # there, so `%loom trace` after `%loom run -a other ...` shows that run. Setting a
+        # default agent or session forgets it (the newer choice wins).
+        self._last_run_session: weakref.ReferenceType[Session] | None = None
 
     @no_var_expand
     @line_cell_magic
@@ -341,11 +345,19 @@ class LoomMagics(Magics):
         if command.out is not None:
             self.shell.user_ns[command.out] = value
 
+    def _current_session(self, command: LoomCommand) -> Session:
+        """The session a view, signal or decision is about (see ``_last_run_session``)."""
+        if command.agent is None and command.session is None and self._last_run_session:
+            session = self._last_run_session()
+            if session is not None and not session.closed:
+                return session
+        return self._session_for(command)
+
     def _show_view(self, command: LoomCommand) -> None:
         from .panel import SessionPanel
         from .views import ApprovalsView, BudgetView, ContextView, SignalsView, TraceView
 
-        session = self._session_for(command)
+        session = self._current_session(command)
         kinds: dict[str, Any] = {"panel": SessionPanel, "context": ContextView,
                                  "budget": BudgetView, "signals": SignalsView,
                                  "approvals": ApprovalsView}
@@ -363,7 +375,7 @@ class LoomMagics(Magics):
         if not command.prompt.strip():
             raise CommandError("The signal needs a summary: `%loom signal --urgency high Disk "
                                "almost full`.")
-        session = self._session_for(command)
+        session = self._current_session(command)
         signal = RuntimeSignal(source=command.source or "notebook",
                                type=command.signal_type or "message",
                                urgency=command.urgency or "normal",  # type: ignore[arg-type]
@@ -380,7 +392,7 @@ class LoomMagics(Magics):
     def _decide(self, command: LoomCommand) -> None:
         from .views import ApprovalsView, waiting_result
 
-        session = self._session_for(command)
+        session = self._current_session(command)
         if waiting_result(session) is None:
             raise CommandError(f"No run in session {session.id} is waiting for approval; "
                                f"`%loom approvals` shows its governance decisions.")
@@ -397,6 +409,7 @@ class LoomMagics(Magics):
             return
         self._agent_variable(name)
         self.default_agent = name
+        self._last_run_session = None
         print(f"%loom run now uses the agent {name!r} when no -a is given.")
 
     def _set_default_session(self, name: str | None) -> None:
@@ -406,6 +419,7 @@ class LoomMagics(Magics):
             return
         self._session_variable(name)  # a variable that is not a Session is refused now
         self.default_session = name
+        self._last_run_session = None
         print(f"%loom run now uses the session {name!r} when no -s is given.")
 
     def _run(self, command: LoomCommand) -> RunResult | None:
@@ -417,6 +431,7 @@ class LoomMagics(Magics):
                 "or in the cell body under `%%loom run`."
             )
         session = self._session_for(command)
+        self._last_run_session = weakref.ref(session)
         live = live_updates_enabled(self.shell, command.stream)
         shown = LiveDisplay(prompt, agent=session.agent.name,
                             model=session.agent.model.identifier, live=live)

@@ -55,6 +55,37 @@ def test_view_commands_show_the_default_session(ip: InteractiveShell, magics: Lo
     assert metadata["loom"]["session_id"] == ip.user_ns["r"].session_id
 
 
+def test_views_follow_the_latest_run_until_a_default_is_set(ip: InteractiveShell,
+                                                             magics: LoomMagics, agent: Agent,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOM_MODEL", raising=False)
+    other = Agent(Model.scripted(["Hi from other."]), name="other")
+    ip.user_ns["other"] = other
+    with capture_output():
+        ip.run_line_magic("loom", "run -a other -o r hello")
+        ip.run_line_magic("loom", "trace -o v")
+    assert ip.user_ns["v"].session is magics._agent_sessions[other]
+    assert ip.user_ns["v"].to_text().startswith("Trace · run 1 of 1 · completed")
+    with capture_output():
+        ip.run_line_magic("loom", "budget -a agent -o b")  # an explicit -a still wins
+        ip.run_line_magic("loom", "agent agent")  # a newer choice of default wins too
+        ip.run_line_magic("loom", "context -o c")
+    assert ip.user_ns["b"].session is magics._agent_sessions[agent]
+    assert ip.user_ns["c"].session is magics._agent_sessions[agent]
+
+
+def test_views_after_a_run_need_no_default_agent(ip: InteractiveShell,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOM_MODEL", raising=False)
+    ip.user_ns["solo"] = Agent(Model.scripted(["Done."]), name="solo")
+    with pytest.raises(UsageError, match="No agent to run"):
+        ip.run_line_magic("loom", "budget")
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "run -a solo go")
+        ip.run_line_magic("loom", "budget")
+    assert shown(captured)[-1][0]["text/plain"].startswith("Budget · latest request:")
+
+
 def test_budget_and_signals_and_trace_by_run_id(ip: InteractiveShell, agent: Agent) -> None:
     with capture_output():
         ip.run_line_magic("loom", "run -o r clean /x")

@@ -159,10 +159,15 @@ def flatten(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
 
 # -- typing values ---------------------------------------------------------------------------------
 
+#: The type a column kind stores unchanged. (datetime columns hold whatever the reader parsed.)
+_EXACT: dict[str, type] = {"str": str, "Int64": int, "int64": int, "float64": float,
+                           "boolean": bool}
+
+
 def _check(value: Any, kind: str) -> tuple[Any, bool]:
     """``value`` in the form its column kind stores, and whether it had a valid type."""
-    if value is None:
-        return None, True
+    if value is None or kind == "datetime":
+        return value, True
     if kind in ("str", "json"):
         if kind == "str" and isinstance(value, str):
             return value, True
@@ -203,16 +208,22 @@ class Table:
     def add(self, values: dict[str, Any], problem: Callable[[str], None]) -> None:
         row = self.rows
         self.rows += 1
+        schema, columns = self.schema, self.columns
         for name, value in values.items():
             if value is None:
                 continue
-            kind = self.schema.get(name)
-            if kind is not None and kind != "datetime":
+            kind = schema.get(name)
+            # A value of exactly its column's type is stored as it is, without the call to
+            # _check: most are, and a frame of 100k events checks millions of values.
+            if kind is not None and type(value) is not _EXACT.get(kind):
                 value, ok = _check(value, kind)
                 if not ok:
                     problem(f"{name} should be {_KIND_WORDS[kind]}, got {values[name]!r}")
                     continue
-            self.columns.setdefault(name, {})[row] = value
+            column = columns.get(name)
+            if column is None:
+                column = columns[name] = {}
+            column[row] = value
 
     def frame(self) -> pd.DataFrame:
         import pandas as pd

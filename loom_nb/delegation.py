@@ -8,25 +8,32 @@ and ``delegation.started`` / ``delegation.finished`` events in the calling run p
 Limits: ``max_depth`` (a sub-agent may delegate further only this deep), ``max_parallel`` (sub-runs
 at once across the agent; calls beyond wait), and ``budget`` (:class:`Limits` for each sub-run).
 What the sub-run used counts towards the calling run's usage.
+
+A sub-run that pauses for approval pauses the calling run too: its waiting calls become the
+caller's (``PendingApproval.via`` names the ``delegate`` call), so a person approves them where
+they approve the caller's own calls. Resuming the caller resumes the sub-run with those decisions,
+and its answer becomes the ``delegate`` call's result.
 """
 
 from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError, ToolError
 from .task import RunContext, RuntimeTask
-from .tools import Tool, tool
+from .tools import Suspended, Tool, tool
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .result import PendingApproval, RunResult
     from .run import RunLoop
     from .runtime import Limits
+    from .session import Session
 
-__all__ = ["CURRENT_RUN", "DelegationPolicy"]
+__all__ = ["CURRENT_RUN", "DelegationPolicy", "SubAgentPaused", "resume_nested"]
 
 #: The run whose tool is executing; a delegate call reads its parent from here.
 CURRENT_RUN: contextvars.ContextVar[RunLoop | None] = contextvars.ContextVar("loom_current_run", default=None)
@@ -107,20 +114,92 @@ class DelegationPolicy:
         loop.subscribers.extend(parent.subscribers)
         parent.emit("delegation.started", {"agent": name, "task": task, "run_id": loop.run_id,
                                            "session_id": session.id, "depth": depth})
-        result = await session._execute(loop)
-        parent.absorb_usage(result.usage, 0)
-        parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
-                                            "status": result.status, "output": result.output,
-                                            "usage": result.usage.to_dict(), "error": result.error})
-        if result.status == "needs_approval":
-            waiting = ", ".join(p.name for p in result.pending)
-            raise ToolError(
-                f"Sub-agent {name!r} paused for approval of {waiting} and cannot finish on its own "
-                f"(its run {result.run_id} waits in session {session.id}). Do the subtask another "
-                f"way; the sub-agent needs a runtime that does not ask, e.g. Runtime.autonomous().")
-        if result.status != "completed":
-            raise ToolError(f"Sub-agent {name!r} ended with status {result.status!r}: {result.error}")
-        return result.output
+        return _answer(parent, name, session, await session._execute(loop), counted=None)
+
+    async def resume(self, parent: RunLoop, nested: dict[str, Any],
+                     decisions: dict[str, str | None]) -> str:
+        """Resume a sub-run paused for approval (``nested``: what :meth:`SubAgentPaused.nested`
+        kept) with a person's decisions on its calls; its answer, for the ``delegate`` call."""
+        import asyncio
+
+        from .session import SessionConfig
+
+        agent = self.agents.get(nested["agent"])
+        if agent is None:
+            raise ToolError(f"The sub-agent {nested['agent']!r} is no longer in this agent's "
+                            f"DelegationPolicy, so its paused run {nested['run_id']} cannot resume.")
+        session = agent.session(SessionConfig(id=nested["session_id"], store=parent.session.store))
+        if parent.session.notify not in session._subscribers:
+            session._subscribers.append(parent.session.notify)  # as Session.child does
+        await asyncio.to_thread(self._slots.acquire)
+        try:
+            result = await session.resume(nested["run_id"], decisions)
+        finally:
+            self._slots.release()
+        return _answer(parent, nested["agent"], session, result, counted=nested.get("usage"))
+
+
+class SubAgentPaused(Suspended):
+    """A sub-run paused for approval; the calling run pauses with the sub-run's waiting calls."""
+
+    def __init__(self, agent: str, session_id: str, run_id: str,
+                 pending: Sequence[PendingApproval], usage: dict[str, int]) -> None:
+        super().__init__(f"Sub-agent {agent!r} waits for approval of "
+                         f"{', '.join(p.name for p in pending)} (run {run_id}).")
+        self.agent, self.session_id, self.run_id, self.pending = agent, session_id, run_id, pending
+        #: What the sub-run has used so far, already counted towards the calling run.
+        self.usage = usage
+
+    def nested(self, via: str) -> tuple[list[PendingApproval], dict[str, Any]]:
+        """The waiting calls as the calling run shows them, under its ``delegate`` call ``via``,
+        and what :meth:`DelegationPolicy.resume` needs later (JSON-ready)."""
+        from .result import PendingApproval  # result -> runtime -> delegation: not at import
+
+        shown = [PendingApproval(call_id=f"{via}/{p.call_id}", name=p.name, args=p.args,
+                                 reason=f"sub-agent {self.agent!r}: {p.reason}", via=via)
+                 for p in self.pending]
+        return shown, {"agent": self.agent, "session_id": self.session_id, "run_id": self.run_id,
+                       "call_ids": [p.call_id for p in self.pending], "usage": self.usage}
+
+
+async def resume_nested(parent: RunLoop, nested: dict[str, Any], decisions: Mapping[str, str | None],
+                        ) -> tuple[dict[str, tuple[str, bool]], list[PendingApproval], dict[str, Any]]:
+    """Resume the sub-runs a paused turn waits for (``nested``: delegate call id -> sub-run),
+    each with the decisions on its calls. Returns each delegate call's (content, is_error), the
+    calls that wait again (a sub-run that asks anew) and their sub-runs."""
+    from .errors import LoomError
+
+    answers: dict[str, tuple[str, bool]] = {}
+    again: list[PendingApproval] = []
+    waiting: dict[str, Any] = {}
+    for via, sub in nested.items():
+        own = {call_id: decisions[f"{via}/{call_id}"] for call_id in sub["call_ids"]}
+        try:
+            answers[via] = (await parent.agent.runtime.delegation.resume(parent, sub, own), False)
+        except SubAgentPaused as paused:
+            shown, waiting[via] = paused.nested(via)
+            again.extend(shown)
+        except LoomError as exc:  # ToolError, or a sub-run that can no longer resume
+            answers[via] = (str(exc), True)
+    return answers, again, waiting
+
+
+def _answer(parent: RunLoop, name: str, session: Session, result: RunResult,
+            counted: dict[str, int] | None) -> str:
+    """What a finished (or paused) sub-run gives the ``delegate`` call. ``counted``: the usage
+    of the sub-run already counted towards the caller (before it paused), counted once only."""
+    from .messages import Usage
+
+    used = result.usage.to_dict()
+    parent.absorb_usage(Usage(**{k: n - (counted or {}).get(k, 0) for k, n in used.items()}), 0)
+    parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
+                                        "status": result.status, "output": result.output,
+                                        "usage": result.usage.to_dict(), "error": result.error})
+    if result.status == "needs_approval":
+        raise SubAgentPaused(name, session.id, result.run_id, result.pending, used)
+    if result.status != "completed":
+        raise ToolError(f"Sub-agent {name!r} ended with status {result.status!r}: {result.error}")
+    return result.output
 
 
 def _first_line(text: str) -> str:

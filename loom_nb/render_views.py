@@ -344,7 +344,8 @@ def governance_rows(events: Iterable[RunEvent]) -> list[dict[str, Any]]:
             calls[event.data["call_id"]] = event.data
         elif event.type == "governance.decision":
             data = event.data
-            args = calls.get(data.get("call_id", ""), {}).get("args", {})
+            # A sub-agent's call has its tool.call in the sub-run; the decision carries its args.
+            args = calls.get(data.get("call_id", ""), {}).get("args") or data.get("args", {})
             rows.append({"call": _call_text(data.get("name", "?"), args), "action": data.get("action", "?"),
                          "reason": data.get("reason", ""), "check": data.get("check") or ""})
     return rows

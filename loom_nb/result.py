@@ -42,12 +42,17 @@ class ToolCallRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class PendingApproval:
-    """A tool call waiting for a person's decision."""
+    """A tool call waiting for a person's decision.
+
+    A call a sub-agent made has ``via`` set: the id of the calling run's ``delegate`` call. Its
+    ``call_id`` is then ``"<via>/<the sub-agent's call id>"``, unique in the calling run.
+    """
 
     call_id: str
     name: str
     args: dict[str, Any]
     reason: str
+    via: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

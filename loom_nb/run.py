@@ -30,7 +30,7 @@ from .context import (
     render_memory,
     render_working,
 )
-from .delegation import CURRENT_RUN
+from .delegation import CURRENT_RUN, SubAgentPaused, resume_nested
 from .errors import (
     ConfigError,
     ContextWindowExceededError,
@@ -155,7 +155,7 @@ class RunLoop:
             "prompt": self.task.goal, "task": self.task.to_dict(),
             "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
             "agent": self.agent.name, "model": self.agent.model.identifier,
-            "limits": _limits_dict(self.limits),
+            "limits": self.limits.to_dict(),
             "signal": self.started_by.to_dict() if self.started_by else None,
             "observed_signals": [s.to_dict() for s in self.observed],
         })
@@ -207,7 +207,8 @@ class RunLoop:
                                   "rejected": {c: r for c, r in decisions.items() if r is not None}})
 
         async def finish_turn_then_continue(started: float) -> Stop:
-            await self._finish_paused_turn(state, decisions)
+            if await self._finish_paused_turn(state, decisions):
+                return "needs_approval"  # a resumed sub-agent asks again
             return await self._turns(started)
 
         return await self._drive(finish_turn_then_continue)
@@ -231,7 +232,7 @@ class RunLoop:
                 error = "The run is waiting for a person to approve or reject tool calls."
             elif stop != "completed":
                 limit = stop
-                status, error = "limit", self._limit_message(stop)
+                status, error = "limit", self.limits.message(stop, self.turns, self.usage, self._elapsed)
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
             # it, so the session and its stored events stay consistent, then let it propagate.
@@ -416,11 +417,12 @@ class RunLoop:
         """The results of a turn's calls, in order; None when some wait for approval."""
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
+        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
             if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
-                refusal = self._refuse(call, "Interrupted",
+                refusal = self._loop_result(call, "Interrupted",
                                        "Not run: a signal interrupted the run before this call. "
                                        "Call it again if it is still needed.")
             if refusal is not None:
@@ -433,45 +435,64 @@ class RunLoop:
                                               "action": decision.action, "reason": decision.reason,
                                               "check": decision.check})
             if decision.action == "deny":
-                results[call.id] = self._refuse(call, "Denied",
+                results[call.id] = self._loop_result(call, "Denied",
                                                 f"Denied by the governance policy: {decision.reason}")
             elif decision.action == "ask":
                 pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
                                                reason=decision.reason))
             else:
-                results[call.id] = await self._run_tool(call)
+                try:
+                    results[call.id] = await self._run_tool(call)
+                except SubAgentPaused as paused:  # its waiting calls become this run's
+                    shown, nested[call.id] = paused.nested(call.id)
+                    pending.extend(shown)
         if pending:
-            self._pause = {"message": message.to_dict(), "pending": [p.to_dict() for p in pending],
-                           "results": {k: _result_dict(r) for k, r in results.items()}}
+            self._pause_turn(message.to_dict(), pending, results, nested)
             return None
         return [results[c.id] for c in calls]
 
-    async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> None:
+    def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
+                    results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
+        self._pause = {"message": message, "pending": [p.to_dict() for p in pending],
+                       "results": {k: _result_dict(r) for k, r in results.items()}, "nested": nested}
+
+    async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> bool:
+        """Carry out the decisions and commit the turn; True when it waits again instead."""
         await self.agent.resolve_tools()
         message = message_from_dict(state["message"])
+        calls = {c.id: c for c in message.tool_calls}
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
         for pending in state["pending"]:
-            call = next(c for c in message.tool_calls if c.id == pending["call_id"])
-            reason = decisions[call.id]
-            approved = reason is None
-            self.emit("governance.decision", {
-                "call_id": call.id, "name": call.name, "action": "allow" if approved else "deny",
-                "reason": "approved by a person" if approved else f"rejected by a person: {reason}",
-                "check": "approval"})
-            if approved:
-                results[call.id] = await self._run_tool(call)
+            call_id, reason = pending["call_id"], decisions[pending["call_id"]]
+            data = {"call_id": call_id, "name": pending["name"],
+                    "action": "allow" if reason is None else "deny",
+                    "reason": "approved by a person" if reason is None else f"rejected by a person: {reason}",
+                    "check": "approval"}
+            if pending.get("via") is not None:  # a sub-agent's call: its sub-run carries it out
+                self.emit("governance.decision", {**data, "via": pending["via"], "args": pending["args"]})
+                continue
+            self.emit("governance.decision", data)
+            if reason is None:
+                results[call_id] = await self._run_tool(calls[call_id])
             else:
-                results[call.id] = self._refuse(call, "Rejected",
+                results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
+        answers, again, nested = await resume_nested(self, state.get("nested", {}), decisions)
+        for via, (content, is_error) in answers.items():
+            results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
+        if again:
+            self._pause_turn(state["message"], again, results, nested)
+            return True
         self._commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
+        return False
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
         if call.name not in self.agent.tools:
             known = ", ".join(sorted(self.agent.tools)) or "none"
-            return self._refuse(call, "UnknownTool",
+            return self._loop_result(call, "UnknownTool",
                                 f"There is no tool named {call.name!r}. Available tools: {known}.")
         if call.invalid_args is not None:
-            return self._refuse(call, "InvalidJSON",
+            return self._loop_result(call, "InvalidJSON",
                                 f"The arguments for tool {call.name!r} are not a JSON object: "
                                 f"{call.invalid_args[:500]!r}. Call the tool again with a JSON "
                                 f"object of arguments that matches its schema.")
@@ -495,35 +516,23 @@ class RunLoop:
         self.emit("tool.result", data)
         return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error)
 
-    def _refuse(self, call: ToolCall, error_type: str, message: str) -> ToolResult:
-        self.emit("tool.result", {"call_id": call.id, "name": call.name, "content": message,
-                                  "is_error": True, "error_type": error_type, "duration_ms": 0.0})
-        return ToolResult(call_id=call.id, name=call.name, content=message, is_error=True)
+    def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:
+        """A result made by the loop, not by the tool: an error of ``error_type``, or (None) an
+        answer that arrived later, such as a resumed sub-agent's."""
+        data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": message,
+                                "is_error": error_type is not None, "duration_ms": 0.0}
+        if error_type is not None:
+            data["error_type"] = error_type
+        else:
+            data["content"] = message = self._fit(message)
+        self.emit("tool.result", data)
+        return ToolResult(call_id=call.id, name=call.name, content=message, is_error=error_type is not None)
 
     # -- limits and the end ------------------------------------------------------------------------
 
     def _limit_reached(self, started: float) -> LimitName | None:
-        self._elapsed = elapsed = time.monotonic() - started
-        limits = self.limits
-        if limits.max_turns is not None and self.turns >= limits.max_turns:
-            return "max_turns"
-        if limits.max_tokens is not None and self.usage.total_tokens >= limits.max_tokens:
-            return "max_tokens"
-        if limits.max_seconds is not None and elapsed >= limits.max_seconds:
-            return "max_seconds"
-        return None
-
-    def _limit_message(self, limit: LimitName) -> str:
-        if limit == "model_max_tokens":
-            return ("The answer was cut off at the model's output limit (stop reason max_tokens). "
-                    "Raise it with the model's max_tokens setting, e.g. "
-                    "Model.anthropic(name, max_tokens=8192) or Model.openai(name, max_tokens=8192).")
-        used = {"max_turns": f"{self.turns} model turns",
-                "max_tokens": f"{self.usage.total_tokens} tokens",
-                "max_seconds": f"{self._elapsed:.2f} seconds"}[limit]
-        return (f"The run stopped at its limit {limit}={getattr(self.limits, limit)} after {used}. "
-                f"Raise it with Runtime.sdk({limit}=...) or for one run with "
-                f"RunContext(budget=Limits({limit}=...)).")
+        self._elapsed = time.monotonic() - started
+        return self.limits.reached(self.turns, self.usage, self._elapsed)
 
     def _finish(self, status: RunStatus, error: str | None, error_type: str | None,
                 limit: LimitName | None) -> RunResult:
@@ -569,7 +578,7 @@ class RunLoop:
         return {**self._pause, "version": _STATE_VERSION, "seq": next_seq, "turns": self.turns,
                 "usage": self.usage.to_dict(), "output": self.output, "task": self.task.to_dict(),
                 "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
-                "limits": _limits_dict(self.limits)}
+                "limits": self.limits.to_dict()}
 
     @classmethod
     def restore(cls, session: Session, record: RunRecord) -> RunLoop:
@@ -587,11 +596,6 @@ class RunLoop:
         loop.usage = Usage.from_dict(state["usage"])
         loop.events = session.store.events(run_id=record.run_id)
         return loop
-
-
-def _limits_dict(limits: Limits) -> dict[str, Any]:
-    return {"max_turns": limits.max_turns, "max_tokens": limits.max_tokens,
-            "max_seconds": limits.max_seconds}
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:

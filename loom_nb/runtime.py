@@ -37,6 +37,7 @@ from .quality import QualityGate, Verdict
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .messages import Usage
 
 __all__ = [
     "AttentionPolicy", "AttentionRule", "AttentionState", "ContextProtocol", "ContinuityPolicy",
@@ -67,6 +68,32 @@ class Limits:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"Limits({name}={value!r}): use a positive number, or None for no limit.")
+
+    def reached(self, turns: int, usage: Usage, seconds: float) -> LimitName | None:
+        """The first limit a run with these counts has reached, if any."""
+        if self.max_turns is not None and turns >= self.max_turns:
+            return "max_turns"
+        if self.max_tokens is not None and usage.total_tokens >= self.max_tokens:
+            return "max_tokens"
+        if self.max_seconds is not None and seconds >= self.max_seconds:
+            return "max_seconds"
+        return None
+
+    def message(self, limit: LimitName, turns: int, usage: Usage, seconds: float) -> str:
+        """Why a run stopped at ``limit``, and how to raise it."""
+        if limit == "model_max_tokens":
+            return ("The answer was cut off at the model's output limit (stop reason max_tokens). "
+                    "Raise it with the model's max_tokens setting, e.g. "
+                    "Model.anthropic(name, max_tokens=8192) or Model.openai(name, max_tokens=8192).")
+        used = {"max_turns": f"{turns} model turns", "max_tokens": f"{usage.total_tokens} tokens",
+                "max_seconds": f"{seconds:.2f} seconds"}[limit]
+        return (f"The run stopped at its limit {limit}={getattr(self, limit)} after {used}. "
+                f"Raise it with Runtime.sdk({limit}=...) or for one run with "
+                f"RunContext(budget=Limits({limit}=...)).")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"max_turns": self.max_turns, "max_tokens": self.max_tokens,
+                "max_seconds": self.max_seconds}
 
 
 @dataclass(frozen=True, kw_only=True)

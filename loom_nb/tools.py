@@ -24,9 +24,14 @@ from .models import ToolDefinition
 if TYPE_CHECKING:
     import pydantic
 
-__all__ = ["Tool", "ToolOutcome", "as_tool", "tool"]
+__all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+
+class Suspended(Exception):  # noqa: N818 - a control-flow signal, not a fault
+    """Raised by a tool whose result waits for a person (a sub-agent's run paused for approval):
+    the calling run pauses too, instead of sending the model an error."""
 
 
 # Not frozen: one is made per tool call (or model request), and frozen construction is slow.
@@ -113,6 +118,8 @@ class Tool:
         except ToolError as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolError",
                                duration_ms=_ms(started))
+        except Suspended:
+            raise
         except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model
             import traceback
             return ToolOutcome(

@@ -329,16 +329,3 @@ def test_profiles_set_their_policies_and_each_can_be_replaced() -> None:
     agent = Agent(drafting_model(), runtime=Runtime.long_running(
         criteria=["complete"], quality=QualityGate.criteria(["complete"], model=judge_model)))
     assert agent.run_sync("Explain.").attempts == 2
-
-
-def test_a_sub_agent_that_pauses_for_approval_says_so() -> None:
-    @tool(requires_approval=True)
-    def send() -> str:
-        """Send."""
-        return "sent"
-
-    sub = Agent(Model.scripted([{"tool": "send", "args": {}}]), tools=[send], name="mailer")
-    lead = Agent(Model.scripted([{"tool": "delegate", "args": {"agent": "mailer", "task": "mail it"}}, "could not"]),
-                 runtime=Runtime.sdk(delegation=DelegationPolicy.subagents({"mailer": sub})))
-    call = lead.run_sync("x").tool_calls[0]
-    assert call.is_error and "paused for approval of send" in (call.content or "")

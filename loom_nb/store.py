@@ -513,7 +513,7 @@ def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionSto
             if store is None:
                 store = _SQLITE_STORES[path] = SQLiteStore(path)
             return store
-    if isinstance(spec, InMemoryStore | SQLiteStore) or isinstance(spec, SessionStore):
+    if isinstance(spec, (InMemoryStore, SQLiteStore, SessionStore)):
         return spec  # the built-in stores first: a protocol check inspects every method
     raise StoreError(
         f"SessionConfig(store=...) takes a file path (an SQLite store), None (in memory) or a "

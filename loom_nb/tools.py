@@ -29,7 +29,7 @@ __all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool"]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
-class Suspended(Exception):  # noqa: N818 - a control-flow signal, not a fault
+class Suspended(Exception):
     """Raised by a tool whose result waits for a person (a sub-agent's run paused for approval):
     the calling run pauses too, instead of sending the model an error."""
 
@@ -95,7 +95,7 @@ class Tool:
         try:
             # The validator itself: model_validate adds a Python frame to every call.
             validated = self._args_model.__pydantic_validator__.validate_python(args)
-        except Exception as exc:  # noqa: BLE001 - pydantic is imported only when a call fails
+        except Exception as exc:  # pydantic is imported only when a call fails
             import pydantic
             if not isinstance(exc, pydantic.ValidationError):
                 raise

@@ -1,7 +1,8 @@
 """Instructions per model turn of loom_nb's run loop, counted by valgrind (callgrind).
 
 Wall times on a shared 2-core machine swing by ±30 %; instruction counts repeat to about ±0.5 %
-whatever else runs, so they show whether a change to the run loop made a turn cheaper. Runs the
+back to back, whatever else runs (up to 2 % an hour apart: compare counts made together), so
+they show whether a change to the run loop made a turn cheaper. Runs the
 ``turns`` workload of ``peers/loom_nb_bench.py`` (one run of 50 tool-call turns, the zero-latency
 function model) under callgrind twice, with 2 and with 12 runs, and divides the difference by
 the 510 extra turns, so start-up and imports drop out.

@@ -48,10 +48,11 @@ def context_step(messages: int, repeats: int = 200) -> tuple[float, float]:
     snap_times, build_times = [], []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        snapshot = loop._snapshot()
+        snapshot = loop.window.snapshot()
         _ = snapshot.total <= agent.runtime.context.compact_at * snapshot.budget.available
         t1 = time.perf_counter()
-        build_request(partitions=snapshot.content, history=session.history, tools=agent.tool_definitions)
+        build_request(rendered=loop.window.rendered(), history=session.history,
+                      tools=agent.tool_definitions)
         t2 = time.perf_counter()
         snap_times.append((t1 - t0) * 1e6)
         build_times.append((t2 - t1) * 1e6)

@@ -19,17 +19,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._compaction import Summary, compact, renew, summarize
-from .context import (
-    Budget,
-    ContextSnapshot,
-    RenderedContext,
-    build_request,
-    estimate_tokens,
-    render_context,
-    render_memory,
-    render_working,
-)
+from ._run_context import RunWindow
+from .context import build_request
 from .delegation import CURRENT_RUN, SubAgentPaused, resume_nested
 from .errors import (
     ConfigError,
@@ -97,12 +88,10 @@ class RunLoop:
         self.result: RunResult | None = None
         self._traceback: str | None = None
         self._pause: dict[str, Any] | None = None
-        self._shown: dict[str, str] = {}  # partition contents already recorded in an event
         self._elapsed = 0.0
         self._streamed: list[str] = []  # text of the model turn in progress
-        self._rendered: tuple[tuple[Any, ...], RenderedContext] | None = None
-        self._cached_budget: Budget | None = None
-        self._item_limit = 0  # tokens one message part may use (see ContextProtocol.max_item)
+        #: The context window: snapshots, compaction and renewal, fitting items to the budget.
+        self.window = RunWindow(self)
         #: The signal this run was started for, if any.
         self.started_by: RuntimeSignal | None = None
         #: Observed signals this run shows in its working partition.
@@ -160,7 +149,7 @@ class RunLoop:
             "observed_signals": [s.to_dict() for s in self.observed],
         })
         if not self._continuing:
-            self._commit(Message.user(self._fit(self.task.goal)))
+            self._commit(Message.user(self.window.fit(self.task.goal)))
         return await self._drive(self._harnessed)
 
     async def _harnessed(self, started: float) -> Stop:
@@ -175,7 +164,7 @@ class RunLoop:
     # -- helpers for harness and delegation --------------------------------------------------------
 
     def _commit_note(self, note: str) -> None:
-        self._commit(Message.user(self._fit(note)))
+        self._commit(Message.user(self.window.fit(note)))
 
     def fork(self, label: str) -> RunLoop:
         """A nested run in a copy of this run's context, continuing from the same point."""
@@ -256,22 +245,18 @@ class RunLoop:
         await self.agent.resolve_tools()
         model_id, tools = self.agent.model.identifier, self.agent.tool_definitions
         tool_names = [t.name for t in tools]
-        context = self.session.context
+        context, window = self.session.context, self.window
         while True:
             limit = self._limit_reached(started)
             if limit is not None:
                 return limit
-            snapshot = await self._make_room()
-            request = build_request(rendered=self._rendered_context(), history=context.history,
+            snapshot = await window.make_room()
+            request = build_request(rendered=window.rendered(), history=context.history,
                                     tools=tools)
-            shown = self._shown
-            changed = {k: v for k, v in snapshot.content.items() if shown.get(k) != v}
-            if changed:
-                shown.update(changed)
             total, factor = snapshot.total, context.factor
             self.emit("model.request", {"turn": self.turns + 1, "model": model_id,
                                         "tools": tool_names.copy(), "context": snapshot.to_dict(),
-                                        "content": changed})
+                                        "content": window.unrecorded(snapshot)})
             response, text, calls = await self._model_turn(request)
             context.calibrate(response.usage.input_tokens, round(total / factor))
             message = response.message
@@ -312,73 +297,6 @@ class RunLoop:
         if signals:
             self._commit(Message.user("\n".join(f"[Interrupting signal] {s.describe()}" for s in signals)))
         return bool(signals)
-
-    # -- context -----------------------------------------------------------------------------------
-
-    def _snapshot(self) -> ContextSnapshot:
-        state = self.session.context
-        return self.agent.runtime.context.snapshot(
-            budget=self._budget(), factor=state.factor, rendered=self._rendered_context(),
-            history_tokens=state.history_tokens, messages=len(state.history))
-
-    def _rendered_context(self) -> RenderedContext:
-        """The non-history partitions, rendered again only when what they show has changed."""
-        state, notes, tools = self.session.context, self.session.notes, self.agent.tool_definitions
-        key = (id(state.memory), len(state.memory), len(notes), self.agent.system_prompt, id(tools))
-        if self._rendered is None or self._rendered[0] != key:
-            self._rendered = (key, render_context({
-                "system": self.agent.system_prompt, "skill": self.agent.skill_prompt,
-                "memory": render_memory(state.memory),
-                "working": render_working(self.task, self.context, observed=self.observed,
-                                          notes=notes)}, tools))
-        return self._rendered[1]
-
-    def _budget(self) -> Budget:
-        if self._cached_budget is None:  # the model and the protocol do not change within a run
-            protocol = self.agent.runtime.context
-            self._cached_budget = budget = protocol.budget(self.agent.model)
-            self._item_limit = int(budget.available * protocol.max_item)
-        return self._cached_budget
-
-    async def _make_room(self) -> ContextSnapshot:
-        """The snapshot for the next request, after compaction or renewal if the budget is pressed."""
-        protocol, continuity = self.agent.runtime.context, self.agent.runtime.continuity
-        snapshot = self._snapshot()
-        budget = snapshot.budget.available
-        if snapshot.total <= protocol.compact_at * budget:  # the usual case: nothing to do
-            return snapshot
-        measure = lambda: self._snapshot().total  # noqa: E731
-        common = {"measure": measure, "summarize_fn": self._summarize, "goal": self.task.goal,
-                  "checkpoint": self.session.checkpoint}
-        data = await compact(self.session.context, protocol, continuity, budget=budget, **common)
-        self.emit("context.compacted", {**data, "budget": budget})
-        memory_tokens = lambda: self._snapshot().tokens["memory"]  # noqa: E731
-        if measure() > protocol.compact_at * budget or memory_tokens() > protocol.max_memory * budget:
-            data = await renew(self.session.context, continuity,
-                               open_tasks=self.session.open_tasks(), **common)
-            self.emit("context.renewed", {**data, "budget": budget})
-        snapshot = self._snapshot()
-        if snapshot.total > budget:
-            fixed = snapshot.total - snapshot.tokens["history"]
-            raise ConfigError(
-                f"The context does not fit the model's budget of {budget} tokens even after "
-                f"renewal: instructions, tools, skills and working context use {fixed} tokens and "
-                f"the recent history {snapshot.tokens['history']}. Shorten the instructions or "
-                f"inputs, lower ContextProtocol(max_item=...), or use a model with a larger "
-                f"context_window.")
-        return snapshot
-
-    async def _summarize(self, messages: Any, instructions: str) -> Summary:
-        summary = await summarize(self.agent.runtime.context.summarizer, self.agent.model,
-                                  messages, instructions)
-        self.usage = self.usage + summary.usage
-        return summary
-
-    def _fit(self, text: str) -> str:
-        factor = self.session.context.factor
-        if estimate_tokens(text) * factor <= self._item_limit:  # the usual case, without a call
-            return text
-        return self.agent.runtime.context.fit(text, self._budget(), factor)
 
     async def _model_turn(self, request: ModelRequest) -> tuple[ModelResponse, str, tuple[ToolCall, ...]]:
         """The model's response to ``request``, with its text and tool calls."""
@@ -504,7 +422,7 @@ class RunLoop:
             outcome = await self.agent.tools[call.name].invoke(call.args)
         finally:
             CURRENT_RUN.reset(token)
-        content = self._fit(outcome.content)
+        content = self.window.fit(outcome.content)
         data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": content,
                                 "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
         if content is not outcome.content:
@@ -524,7 +442,7 @@ class RunLoop:
         if error_type is not None:
             data["error_type"] = error_type
         else:
-            data["content"] = message = self._fit(message)
+            data["content"] = message = self.window.fit(message)
         self.emit("tool.result", data)
         return ToolResult(call_id=call.id, name=call.name, content=message, is_error=error_type is not None)
 

@@ -27,7 +27,7 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from .errors import ConfigError
 from .messages import Message, TextPart, ToolCall, ToolResult
@@ -35,9 +35,6 @@ from .models import Model, ModelRequest, ToolDefinition
 from .models.windows import DEFAULT_WINDOW, WindowSource, known_window
 from .signals import RuntimeSignal
 from .task import RunContext, RuntimeTask
-
-if TYPE_CHECKING:
-    from .models.scripted import estimate_tokens as _estimate  # noqa: F401
 
 __all__ = [
     "PARTITIONS",

@@ -38,6 +38,7 @@ events of a run are numbered 0, 1, 2, ... without gaps.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, TypeAlias
@@ -66,12 +67,9 @@ EventType: TypeAlias = Literal[
 ]
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-# The same as utcnow without a Python frame: events are made several times per model turn.
-_now_utc = functools.partial(datetime.now, timezone.utc)
+#: The current time in UTC. A partial, not a function: events are made several times per model
+#: turn, and a partial calls datetime.now without a Python frame.
+utcnow: Callable[[], datetime] = functools.partial(datetime.now, timezone.utc)
 
 
 # Not frozen: a frozen dataclass pays a setattr per field on every construction, and events are
@@ -94,7 +92,7 @@ class RunEvent:
     run_id: str
     session_id: str
     seq: int
-    ts: datetime = field(default_factory=_now_utc)
+    ts: datetime = field(default_factory=utcnow)
     data: dict[str, Any] = field(default_factory=dict)
     parent_run_id: str | None = None
 
@@ -140,5 +138,5 @@ def make_event(type: EventType, run_id: str, session_id: str, seq: int, data: di
     arguments and plain attribute stores cost half of the keyword-only constructor."""
     event: RunEvent = _new(RunEvent)
     event.type, event.run_id, event.session_id, event.seq = type, run_id, session_id, seq
-    event.ts, event.data, event.parent_run_id = _now_utc(), data, parent_run_id
+    event.ts, event.data, event.parent_run_id = utcnow(), data, parent_run_id
     return event

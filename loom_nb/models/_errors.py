@@ -140,10 +140,9 @@ def _httpx2() -> Any:
 def _from_status(exc: Any, info: ProviderInfo) -> ProviderError:
     response = getattr(exc, "response", None)
     retry_after = parse_retry_after(getattr(response, "headers", None))
-    status: int | None = int(getattr(exc, "status_code", 0) or 0)
-    if status is not None and status < 400:
-        # An error event inside a 200 stream: the body's error type says what happened.
-        status = None
+    code = int(getattr(exc, "status_code", 0) or 0)
+    # Under 400: an error event inside a 200 stream, whose body's error type says what happened.
+    status = code if code >= 400 else None
     body = getattr(exc, "body", None)
     return error_from_body(body, getattr(exc, "message", str(exc)), status, retry_after, info)
 

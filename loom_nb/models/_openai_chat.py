@@ -144,11 +144,16 @@ class ChatStreamState:
 def _usage(usage: Any) -> Usage:
     if usage is None:  # compatible servers may not report usage
         return Usage(requests=1)
-    details = getattr(usage, "prompt_tokens_details", None)
+    return usage_from(usage.prompt_tokens, usage.completion_tokens,
+                      getattr(usage, "prompt_tokens_details", None))
+
+
+def usage_from(input_tokens: int | None, output_tokens: int | None, details: Any) -> Usage:
+    """Usage from OpenAI's counts (chat and Responses name them differently, same meaning)."""
     return Usage(
-        input_tokens=usage.prompt_tokens or 0,  # includes the cached tokens
-        output_tokens=usage.completion_tokens or 0,
-        cache_read_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
-        cache_write_tokens=(getattr(details, "cache_write_tokens", None) or 0) if details else 0,
+        input_tokens=input_tokens or 0,  # includes the cached tokens
+        output_tokens=output_tokens or 0,
+        cache_read_tokens=getattr(details, "cached_tokens", None) or 0,
+        cache_write_tokens=getattr(details, "cache_write_tokens", None) or 0,
         requests=1,
     )

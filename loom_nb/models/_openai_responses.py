@@ -28,7 +28,7 @@ from ._errors import (
     classify_sdk_error,
     error_from_body,
 )
-from ._openai_chat import _Call, result_text
+from ._openai_chat import _Call, result_text, usage_from
 from ._sdk import tool_call
 
 __all__ = [
@@ -212,11 +212,5 @@ def classify_responses_error(exc: BaseException, sdk: Any, info: ProviderInfo
 def _usage(usage: Any) -> Usage:
     if usage is None:
         return Usage(requests=1)
-    details = getattr(usage, "input_tokens_details", None)
-    return Usage(
-        input_tokens=usage.input_tokens or 0,  # includes the cached tokens
-        output_tokens=usage.output_tokens or 0,
-        cache_read_tokens=(getattr(details, "cached_tokens", None) or 0) if details else 0,
-        cache_write_tokens=(getattr(details, "cache_write_tokens", None) or 0) if details else 0,
-        requests=1,
-    )
+    return usage_from(usage.input_tokens, usage.output_tokens,
+                      getattr(usage, "input_tokens_details", None))

@@ -20,7 +20,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..messages import ToolCall
 from . import Model, ModelRequest, StreamItem
-from ._errors import ModelConnectionError, ProviderError, ProviderInfo
+from ._errors import ModelConnectionError, ProviderError, ProviderInfo, _httpx2
 from ._retry import RetryPolicy, retrying
 
 __all__ = ["CLIENT_OPTIONS", "SDKModel", "Validator", "check_settings", "import_sdk", "tool_call"]
@@ -134,14 +134,17 @@ class SDKModel(Model):
         self.base_url = (base_url or os.environ.get(self.base_url_var) or self.default_base_url)
         self.base_url = self.base_url.rstrip("/")
         self.api_key = api_key or os.environ.get(self.key_var) or None
-        max_retries = options.pop("max_retries", 4)
+        defaults = RetryPolicy()
+        max_retries = options.pop("max_retries", defaults.max_retries)
         if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
             raise ConfigError(f"max_retries must be an int >= 0, got {max_retries!r}.")
         self.retry = RetryPolicy(
             max_retries=max_retries,
-            base_delay=_seconds("retry_base_delay", options.pop("retry_base_delay", 0.5)),
-            max_delay=_seconds("retry_max_delay", options.pop("retry_max_delay", 30.0)),
-            max_retry_after=_seconds("max_retry_after", options.pop("max_retry_after", 60.0)),
+            base_delay=_seconds("retry_base_delay",
+                                options.pop("retry_base_delay", defaults.base_delay)),
+            max_delay=_seconds("retry_max_delay", options.pop("retry_max_delay", defaults.max_delay)),
+            max_retry_after=_seconds("max_retry_after",
+                                     options.pop("max_retry_after", defaults.max_retry_after)),
         )
         self.timeout = _seconds("timeout", options.pop("timeout", 600.0))
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
@@ -229,11 +232,8 @@ class SDKModel(Model):
 def _is_timeout(exc: BaseException, sdk: Any) -> bool:
     if isinstance(exc, sdk.APITimeoutError):
         return True
-    try:
-        import httpx2
-    except ImportError:  # pragma: no cover - both SDKs depend on httpx2
-        return False
-    return isinstance(exc, httpx2.TimeoutException)
+    httpx2 = _httpx2()
+    return httpx2 is not None and isinstance(exc, httpx2.TimeoutException)
 
 
 def tool_call(call_id: str, name: str, raw_args: str) -> ToolCall:

@@ -7,6 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
+from ..context import estimate_tokens, message_tokens, tool_tokens
 from ..errors import ConfigError, ScriptExhaustedError
 from ..messages import Message, TextPart, ToolCall, Usage
 from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta
@@ -18,13 +19,6 @@ __all__ = ["ScriptedModel", "Turn", "estimate_tokens", "response_from_turn"]
 Turn: TypeAlias = "str | dict[str, Any] | list[dict[str, Any]] | ModelResponse"
 
 _WORDS = re.compile(r"\s*\S+\s*|\s+")
-
-
-def estimate_tokens(text: str) -> int:
-    """A deterministic token estimate (about four characters a token)."""
-    from ..context import estimate_tokens as estimate
-
-    return estimate(text)
 
 
 def check_turn(turn: Any, where: str) -> None:
@@ -86,8 +80,6 @@ def _request_tokens(request: ModelRequest) -> int:
     # the last one counts only its new messages (the prefix check compares identities in C), and
     # any other request counts each message once, memoized by identity.
     global _LAST
-    from ..context import tool_tokens
-
     messages = request.messages
     prev, prev_total = _LAST
     k = len(prev)
@@ -100,8 +92,6 @@ def _request_tokens(request: ModelRequest) -> int:
 
 
 def _message_tokens(message: Message) -> int:
-    from ..context import message_tokens
-
     cached = _MESSAGE_TOKENS.get(id(message))
     if cached is None or cached[0] is not message:
         if len(_MESSAGE_TOKENS) > 100_000:

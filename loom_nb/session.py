@@ -31,6 +31,8 @@ from .store import Checkpoint, RunRecord, SessionStore, SignalRecord, open_store
 from .task import RunContext, RuntimeTask, as_task
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .agent import Agent
 
 __all__ = ["Run", "RunStream", "Session", "SessionConfig"]
@@ -450,7 +452,6 @@ class Run:
         self._loop = loop
         self._done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
         self._task: asyncio.Task[None] | None = None
-        self._cancel_requested = False
         context = contextvars.copy_context()
         _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
 
@@ -460,8 +461,12 @@ class Run:
     def _start(self, context: contextvars.Context) -> None:
         import asyncio
         self._task = asyncio.get_running_loop().create_task(self._main(), context=context)
-        if self._cancel_requested:
-            self._task.cancel()
+        self._task.add_done_callback(self._if_never_started)
+
+    def _if_never_started(self, task: asyncio.Task[None]) -> None:
+        # A cancel that lands before the task's first step never enters _main's try block.
+        if task.cancelled() and not self._done.done():
+            self._done.set_result(_cancelled_before_start(self._loop))
 
     async def _main(self) -> None:
         import asyncio
@@ -486,8 +491,7 @@ class Run:
     def cancel(self) -> None:
         """Stop the run; it records ``status="cancelled"`` and the session stays consistent."""
         def cancel() -> None:
-            self._cancel_requested = True
-            if self._task is not None:
+            if self._task is not None:  # always set: _start was queued first, on the same loop
                 self._task.cancel()
         _bridge.bridge_loop().call_soon_threadsafe(cancel)
 

@@ -191,6 +191,19 @@ def test_background_run_handle_wait_and_cancel() -> None:
     assert asyncio.run(session.start("quick").wait()).output == "quick answer"
 
 
+def test_a_run_cancelled_before_its_first_step_ends_cancelled_and_stores_nothing() -> None:
+    # cancel() is queued right behind start on the background loop: the task is cancelled
+    # before it ever runs, and its handle must still end.
+    session = Agent(Model.scripted(["after"])).session()
+    run = session.start("never runs")
+    run.cancel()
+    result = run.result(timeout=5)
+    assert (result.status, result.error, run.status) == (
+        "cancelled", "The run was cancelled before it started.", "cancelled")
+    assert session.runs == [] and session.messages == ()
+    assert session.run_sync("next").output == "after"
+
+
 def test_runs_in_one_session_take_turns() -> None:
     order: list[str] = []
 

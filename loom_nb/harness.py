@@ -79,9 +79,9 @@ class HarnessRequest:
                                            "run_id": child.run_id, "session_id": child.session.id})
         result = await child.session._execute(child)
         self.loop.absorb_usage(result.usage, result.turns)
-        stop: Stop = "completed" if result.status == "completed" else "max_turns"
-        if result.status == "limit" and result.limit:
-            stop = result.limit
+        # A candidate that failed (or was cancelled) ends "completed" with the failing verdict
+        # below, so the run reports its error rather than a limit it never reached.
+        stop: Stop = (result.limit or "max_turns") if result.status == "limit" else "completed"
         attempt = Attempt(index=index, output=result.output, stop=stop, run_id=child.run_id,
                           _candidate=child)
         if result.status not in ("completed", "limit"):
@@ -124,7 +124,10 @@ class Harness:
         return f"Harness.{self.kind}({options})"
 
     async def run(self, request: HarnessRequest) -> Attempt:
-        return await self._strategy(request)
+        attempt = await self._strategy(request)
+        if attempt.verdict is None:  # a custom strategy may not judge: the gate still does
+            await request.judge(attempt)
+        return attempt
 
     @staticmethod
     def single() -> Harness:
@@ -177,9 +180,8 @@ class Harness:
             if isinstance(value, Attempt):
                 return value
             if isinstance(value, str) and request.attempts:
-                last = request.attempts[-1]
-                request.loop.output = value
-                return Attempt(index=last.index, output=value, stop=last.stop, verdict=last.verdict)
+                last = request.attempts[-1]  # its verdict judged other text: this one is judged anew
+                return Attempt(index=last.index, output=value, stop=last.stop)
             raise ConfigError("A custom harness returns the Attempt to keep (or its text) after "
                               "at least one request.attempt() or request.candidate().")
 

@@ -134,6 +134,35 @@ def test_custom_harness_gets_the_request() -> None:
     assert (result.output, result.winner, result.attempts) == ("A longer first answer.", 1, 2)
 
 
+def test_a_custom_harness_that_does_not_judge_is_still_judged_by_the_gate() -> None:
+    async def keep_first(request):
+        return await request.attempt()
+
+    async def rewrite(request):
+        await request.attempt()
+        return "A rewritten answer that is long enough."
+
+    short = Agent(Model.scripted(["Short."]), runtime=Runtime.sdk(
+        harness=Harness.custom(keep_first), quality=LONG_ENOUGH)).run_sync("x")
+    assert (short.status, short.error_type, short.verdict.passed) == (
+        "failed", "QualityGateFailed", False)
+    # Text returned in place of an attempt is judged itself, not given the attempt's verdict.
+    rewritten = Agent(Model.scripted(["Short."]), runtime=Runtime.sdk(
+        harness=Harness.custom(rewrite), quality=LONG_ENOUGH)).run_sync("x")
+    assert (rewritten.status, rewritten.output, rewritten.verdict.passed) == (
+        "completed", "A rewritten answer that is long enough.", True)
+
+
+def test_best_of_whose_candidates_all_fail_reports_their_error_not_a_limit() -> None:
+    def broken(request: ModelRequest) -> str:
+        raise RuntimeError("model down")
+
+    result = Agent(Model.function(broken),
+                   runtime=Runtime.sdk(harness=Harness.best_of(2))).run_sync("x")
+    assert (result.status, result.limit) == ("failed", None)
+    assert "The candidate run failed: RuntimeError: model down" in (result.error or "")
+
+
 # -- delegation --------------------------------------------------------------------------------------
 
 

@@ -108,7 +108,8 @@ class AttentionPolicy:
 
         self._window = (_Window(RateLimit.parse(self.rate_limit), self.clock or time.monotonic)
                         if self.rate_limit is not None else None)
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        # (session id, dedupe key): a key counts as seen in the session that received it.
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def evaluate(self, signal: RuntimeSignal, state: AttentionState) -> SignalDecision:
         """The decision for ``signal``; a decision that starts a run counts against the limit."""
@@ -116,18 +117,20 @@ class AttentionPolicy:
         if decision.action in ("queue", "interrupt") and self._window is not None:
             if self._window.full():
                 limit = self._window.limit
-                return SignalDecision(
+                decision = SignalDecision(
                     action="observe", signal=signal,
                     reason=(f"rate limit: at most {limit.calls} signal runs per "
                             f"{limit.per_seconds:g} s; kept for the next run instead "
                             f"(was {decision.action}: {decision.reason})"))
-            self._window.record()
+            else:
+                self._window.record()
         if signal.dedupe_key is not None and decision.action != "ignore":
-            self._remember(signal.dedupe_key)
+            self._remember((state.session_id, signal.dedupe_key))
         return decision
 
     def _decide(self, signal: RuntimeSignal, state: AttentionState) -> SignalDecision:
-        if self.dedupe and signal.dedupe_key is not None and signal.dedupe_key in self._seen:
+        if (self.dedupe and signal.dedupe_key is not None
+                and (state.session_id, signal.dedupe_key) in self._seen):
             return SignalDecision(action="ignore", signal=signal,
                                   reason=f"duplicate: dedupe_key {signal.dedupe_key!r} was seen before")
         if self.decide is not None:
@@ -144,7 +147,7 @@ class AttentionPolicy:
             reason += ": interrupt the active run" if not state.idle else ": idle, run now"
         return SignalDecision(action=action, signal=signal, reason=reason)
 
-    def _remember(self, key: str) -> None:
+    def _remember(self, key: tuple[str, str]) -> None:
         self._seen[key] = None
         self._seen.move_to_end(key)
         while len(self._seen) > self.dedupe_memory:

@@ -163,6 +163,25 @@ def test_ignore_rules_dedupe_and_the_record_of_decisions() -> None:
     assert len(session.inbox.observed) == 1
 
 
+def test_a_dedupe_key_counts_in_the_session_that_saw_it() -> None:
+    session, _ = session_with(AttentionPolicy())
+    other = session.agent.session()  # same agent, same policy object
+    delivered = sig("parcel", urgency="low", dedupe_key="delivery-1")
+    assert session.receive_sync(delivered).action == "observe"
+    assert other.receive_sync(delivered).action == "observe"
+    assert session.receive_sync(delivered).action == "ignore"
+
+
+def test_a_duplicate_of_a_rate_limited_signal_is_ignored() -> None:
+    now = [0.0]
+    session, _ = session_with(AttentionPolicy(rate_limit="1/min", clock=lambda: now[0]))
+    session.receive_sync(sig("job 0"))
+    held = sig("job 1", dedupe_key="job-1")
+    assert session.receive_sync(held).action == "observe"  # over the limit: kept for later
+    assert session.receive_sync(held).action == "ignore"
+    session.wait_idle(10)  # job 0 runs in the background
+
+
 def test_rate_limit_on_signal_runs_keeps_the_extra_signals_as_observations() -> None:
     now = [0.0]
     policy = AttentionPolicy(rate_limit="2/min", clock=lambda: now[0])
@@ -174,9 +193,14 @@ def test_rate_limit_on_signal_runs_keeps_the_extra_signals_as_observations() -> 
     assert decisions[2].reason.startswith("rate limit: at most 2 signal runs per 60 s")
     now[0] = 61.0
     assert session.receive_sync(sig("job 3")).action == "queue"
+    assert [s.summary for s in session.inbox.observed] == ["job 2"]  # kept, not dropped
     gate.opened.set()
     run.result(10)
     session.wait_idle(10)
+    started = [r.events[0].data["signal"]["summary"] for r in (session.result(x.run_id)
+                                                               for x in session.runs[1:])]
+    assert started == ["job 0", "job 1", "job 3"]
+    assert any("job 2" in r.system for r in session.agent.model.requests)  # shown to a later run
 
 
 def test_custom_policy_sees_the_session_state() -> None:

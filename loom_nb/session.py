@@ -204,11 +204,15 @@ class Session:
         """Runs paused for approval (at most one), ready for ``.approve()`` / ``.reject()``."""
         return [self.result(self._waiting_run)] if self._waiting_run else []
 
+    def _own_run(self, run_id: str, hint: str = "") -> RunRecord:
+        record = self.store.get_run(run_id)
+        if record is None or record.session_id != self.id:  # a shared store holds others' runs
+            raise ConfigError(f"Session {self.id} has no run {run_id!r}{hint}.")
+        return record
+
     def result(self, run_id: str) -> RunResult:
         """The RunResult of a stored run of this session, rebuilt from the store."""
-        record = self.store.get_run(run_id)
-        if record is None or record.session_id != self.id:
-            raise ConfigError(f"Session {self.id} has no run {run_id!r}.")
+        record = self._own_run(run_id)
         from .result import PendingApproval
 
         pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
@@ -258,8 +262,7 @@ class Session:
             result = await (loop.execute() if decisions is None else loop.resume(decisions))
         finally:
             self.active_run = None
-        self._waiting_run = result.run_id if result.status == "needs_approval" else None
-        if self._waiting_run is None:
+        if self._waiting_run is None:  # RunLoop._finish set or cleared it
             self.inbox.pump()  # signals queued behind a paused run can go now
         return result
 
@@ -268,10 +271,7 @@ class Session:
 
         ``decisions`` maps each waiting call id to None (approved) or a rejection reason.
         """
-        record = self.store.get_run(run_id)
-        if record is None or record.session_id != self.id:
-            raise ConfigError(f"Session {self.id} has no run {run_id!r}.")
-        return await self._execute(RunLoop.restore(self, record), decisions)
+        return await self._execute(RunLoop.restore(self, self._own_run(run_id)), decisions)
 
     async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
         """Run the agent on a prompt or task in this session and return the result."""
@@ -327,8 +327,7 @@ class Session:
 
     def feedback(self, run_id: str, score: float, comment: str = "") -> FeedbackRecord:
         """Rate a run of this session (any number scale you like; kept as given)."""
-        if self.store.get_run(run_id) is None:
-            raise ConfigError(f"Session {self.id} has no run {run_id!r} to rate; use a run_id from session.runs.")
+        self._own_run(run_id, " to rate; use a run_id from session.runs")
         record = FeedbackRecord(session_id=self.id, run_id=run_id, kind="rating",
                                 data={"score": float(score), "comment": comment})
         self.store.append_feedback(record)

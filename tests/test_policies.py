@@ -293,6 +293,9 @@ def test_default_feedback_keeps_only_ratings() -> None:
     result = session.run_sync("x")
     session.feedback(result.run_id, 1, "meh")
     assert [r.kind for r in session.feedback_records] == ["rating"]
+    other = session.agent.session()  # the same (process-wide in-memory) store
+    with pytest.raises(ConfigError, match="has no run .* to rate"):
+        other.feedback(result.run_id, 5)
     with pytest.raises(ConfigError, match="Unknown feedback kinds"):
         FeedbackPolicy.collect(["tools"])
 

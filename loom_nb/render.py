@@ -18,7 +18,8 @@ from .events import RunEvent
 if TYPE_CHECKING:
     from .result import RunResult
 
-__all__ = ["call_text", "events_html", "events_text", "header_html", "result_html", "result_text"]
+__all__ = ["LiveText", "call_text", "events_html", "events_text", "header_html", "result_html",
+           "result_text"]
 
 TEXT_PREVIEW = 300
 _STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "cancelled": "#6e7781",
@@ -38,6 +39,29 @@ def _call_text(name: str, args: dict[str, Any]) -> str:
 def call_text(name: str, args: dict[str, Any]) -> str:
     """A tool call as one line: ``name(key=json, ...)``."""
     return _call_text(name, args)
+
+
+class LiveText:
+    """What a model turn's ``model.delta`` events have spelled so far: the answer's text, and
+    each tool call taking shape as its argument fragments arrive (``→ name({"city": ...``)."""
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []  # joined when drawn: appending to one str copies it each time
+        self._call: str | None = None
+
+    def add(self, data: dict[str, Any]) -> None:
+        if "text" in data:
+            self._parts.append(str(data["text"]))
+            return
+        call = str(data.get("tool_call_id"))
+        if call != self._call:  # the first fragment of a call: start its line
+            self._call = call
+            self._parts.append(f"{chr(10) if self._parts else ''}→ {data.get('name') or 'tool'}(")
+        self._parts.append(str(data.get("args_delta", "")))
+
+    @property
+    def text(self) -> str:
+        return "".join(self._parts)
 
 
 def _summary(status: str, turns: int, tool_calls: int, usage: dict[str, int], model: str) -> str:

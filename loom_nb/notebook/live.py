@@ -24,7 +24,7 @@ from typing import Any
 from IPython.display import DisplayHandle, display
 
 from ..events import RunEvent
-from ..render import events_html, events_text, header_html
+from ..render import _CARD, LiveText, events_html, events_text, header_html
 from ..result import RunResult
 
 __all__ = ["LiveDisplay", "live_updates_enabled"]
@@ -32,9 +32,6 @@ __all__ = ["LiveDisplay", "live_updates_enabled"]
 #: Seconds between two redraws caused by streamed text.
 UPDATE_INTERVAL = 0.15
 
-_CARD = ("font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; font-size: 13px; "
-         "border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 12px; margin: 4px 0; "
-         "max-width: 900px")
 # Tool steps are drawn at once: they are what a reader watches for. run.finished is not drawn,
 # because the final render replaces the display right after it.
 _URGENT = frozenset({"tool.call", "tool.result"})
@@ -74,8 +71,7 @@ class LiveDisplay:
         self.interval = interval
         self.events: list[RunEvent] = []
         self.updates = 0
-        self._live_text = ""
-        self._delta_call: str | None = None
+        self._live = LiveText()
         self._handle: DisplayHandle | None = None
         self._last_draw = 0.0
         self._lock = threading.Lock()
@@ -108,12 +104,12 @@ class LiveDisplay:
     def on_event(self, event: RunEvent) -> None:
         """Record one event of the run and redraw when it is time to."""
         if event.type == "model.delta":
-            self._add_delta(event.data)
+            self._live.add(event.data)
         else:
             self.events.append(event)
             if event.type in {"model.response", "tool.call"}:
                 # The stored event now holds what the deltas spelled out.
-                self._live_text, self._delta_call = "", None
+                self._live = LiveText()
         if not self.live:
             return
         now = time.monotonic()
@@ -121,18 +117,6 @@ class LiveDisplay:
             return
         if event.type in _URGENT or now - self._last_draw >= self.interval:
             self._redraw(now)
-
-    def _add_delta(self, data: dict[str, Any]) -> None:
-        if "text" in data:
-            self._live_text += str(data["text"])
-            return
-        # A tool call's arguments stream as JSON fragments: show the call taking shape.
-        call = str(data.get("tool_call_id"))
-        if call != self._delta_call:
-            self._delta_call = call
-            lead = "\n" if self._live_text else ""
-            self._live_text += f"{lead}→ {data.get('name') or 'tool'}("
-        self._live_text += str(data.get("args_delta", ""))
 
     def _redraw(self, now: float) -> None:
         with self._lock:
@@ -149,12 +133,12 @@ class LiveDisplay:
         calls = sum(1 for e in self.events if e.type == "tool.call")
         summary = (f"turn {turn} · {calls} tool call{'s' if calls != 1 else ''} · "
                    f"{self.agent} · {self.model}")
-        body = events_text(self.events, self._live_text)
+        body = events_text(self.events, self._live.text)
         text = f"Run running · {summary}" + (f"\n{body}" if body else f"\n{self.prompt}")
         prompt_html = "" if self.events else _prompt_html(self.prompt)
         markup = (f"<div class='loom-run loom-live' style=\"{_CARD}\">"
                   f"{header_html('running', summary)}{prompt_html}"
-                  f"{events_html(self.events, self._live_text or '…')}</div>")
+                  f"{events_html(self.events, self._live.text or '…')}</div>")
         return {"text/plain": text, "text/html": markup}
 
     def _note_bundle(self, note: str) -> MimeBundle:

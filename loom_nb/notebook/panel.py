@@ -48,7 +48,7 @@ class SessionPanel(View):
         self.run: Run | None = None
         self.future: concurrent.futures.Future[RunResult] | None = None
         self.note = ""
-        self._live_text: dict[str, str] = {}
+        self._live_text: dict[str, render.LiveText] = {}  # by run id
         self.views: dict[str, View] = {
             "context": ContextView(source, **options), "budget": BudgetView(source, **options),
             "signals": SignalsView(source, **options),
@@ -138,10 +138,7 @@ class SessionPanel(View):
     def _observe(self, event: RunEvent) -> None:
         run = event.run_id
         if event.type == "model.delta":
-            data = event.data
-            text = str(data["text"]) if "text" in data else (
-                f"\n→ {data.get('name') or 'tool'}({data.get('args_delta', '')}")
-            self._live_text[run] = self._live_text.get(run, "") + text
+            self._live_text.setdefault(run, render.LiveText()).add(event.data)
         elif event.type in ("model.response", "tool.call", "run.finished"):
             self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
 
@@ -166,7 +163,7 @@ class SessionPanel(View):
             status = finished[-1] if finished else "running"
             parts.append(f"<div style='border-top:1px solid #eaeef2;padding:4px 0'>"
                          f"{render.header_html(status, '')}"
-                         f"{render.events_html(events, self._live_text.get(run_id, ''))}</div>")
+                         f"{render.events_html(events, live.text if (live := self._live_text.get(run_id)) else '')}</div>")
         return "".join(parts) or "<div style='color:#57606a'>No runs yet: write a prompt and " \
                                  "press Send.</div>"
 

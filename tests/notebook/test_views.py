@@ -283,6 +283,24 @@ async def _words(request: ModelRequest) -> AsyncIterator[str]:
         yield word + " "
 
 
+def test_the_panel_and_the_live_display_spell_a_streamed_tool_call_alike() -> None:
+    from loom_nb.events import RunEvent
+    from loom_nb.notebook.live import LiveDisplay
+
+    session = Agent(Model.scripted([])).session()
+    panel = SessionPanel(session)
+    shown = LiveDisplay("p", agent="a", model="m", live=False)
+    fragments = ['{"ci', 'ty": ', '"Paris"}']
+    for seq, fragment in enumerate(fragments):
+        event = RunEvent(type="model.delta", run_id="run_1", session_id=session.id, seq=seq,
+                         data={"tool_call_id": "c1", "name": "lookup", "args_delta": fragment})
+        panel._observe(event)
+        shown.on_event(event)
+    spelled = '→ lookup({"city": "Paris"}'
+    assert panel._live_text["run_1"].text == spelled  # one call line, not one per fragment
+    assert shown._live.text == spelled
+
+
 def test_live_redraws_are_throttled() -> None:
     session = Agent(Model.function(_words)).session()
     panel = SessionPanel(session, live=True, interval=0.1)

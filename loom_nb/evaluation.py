@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _bridge
 from .errors import ConfigError
-from .export import Table
+from .export import Table, _verdict
 from .store import InMemoryStore, SessionStore, open_store
 from .task import RuntimeTask
 
@@ -214,12 +214,10 @@ async def _evaluate_one(agent: Agent, item: _Item, store: SessionStore, prefix: 
     from .session import SessionConfig
 
     base = f"{prefix}-{item.task_id}"
-    attempt, done = _previous(store, base) if resume else (1, None)
-    if done is not None and done[1].status not in rerun:
+    attempt, done = _previous(store, base)  # without resume: a fresh session after any earlier
+    if resume and done is not None and done[1].status not in rerun:
         return _row_from_store(store, item, *done)
-    if not resume:
-        attempt = _previous(store, base)[0]  # a fresh session after any earlier attempts
-    session_id = base if attempt == 1 else f"{base}.{attempt}"
+    session_id = _session_id(base, attempt)
     async with limit:
         try:
             session = agent.session(SessionConfig(
@@ -240,8 +238,7 @@ def _previous(store: SessionStore, base: str) -> tuple[int, tuple[int, Any] | No
     """The attempt number to use next, and the latest finished (attempt, RunRecord) if any."""
     attempt, latest = 1, None
     while True:
-        session_id = base if attempt == 1 else f"{base}.{attempt}"
-        records = store.runs(session_id)
+        records = store.runs(_session_id(base, attempt))
         if not records:
             return attempt, latest
         finished = [r for r in records if r.status in _FINISHED]
@@ -249,15 +246,18 @@ def _previous(store: SessionStore, base: str) -> tuple[int, tuple[int, Any] | No
         attempt += 1
 
 
+def _session_id(base: str, attempt: int) -> str:
+    return base if attempt == 1 else f"{base}.{attempt}"
+
+
 def _row(item: _Item, result: RunResult, attempt: int, *, resumed: bool) -> dict[str, Any]:
     verdict = next((e.data for e in reversed(result.events) if e.type == "quality.verdict"), None)
-    passed = verdict.get("passed") if verdict else None
     usage = result.usage
     return {
         "task_id": item.task_id, "goal": item.task.goal, "session_id": result.session_id,
         "run_id": result.run_id, "attempt": attempt, "resumed": resumed, "status": result.status,
         "output": result.output, "error": result.error, "error_type": result.error_type,
-        "quality_verdict": None if not isinstance(passed, bool) else ("PASS" if passed else "FAIL"),
+        "quality_verdict": _verdict(verdict),
         "quality_critique": verdict.get("critique") if verdict else None,
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens, "latency_ms": result.duration_ms, "turns": result.turns,
@@ -329,9 +329,6 @@ class _WidgetProgress(_TextProgress):
         self.bar = widgets.IntProgress(value=0, min=0, max=max(total, 1), description="evaluate")
         self.label = widgets.HTML(value=f"0/{total}")
         display(widgets.HBox([self.bar, self.label]))
-
-    def advance(self, row: dict[str, Any]) -> None:
-        super().advance(row)
 
     def _print(self) -> None:
         self.bar.value = self.done

@@ -278,9 +278,7 @@ def event_row(event: EventRow, orders: dict[str, int], problems: Problems) -> di
     """The id columns of an event, with ``order`` counted per session, after checking its keys."""
     order = orders.get(event.session_id, 0)
     orders[event.session_id] = order + 1
-    missing = [k for k in REQUIRED.get(event.type, ()) if k not in event.data]
-    if missing and event.data_ok:
-        problems.report("events", event.label, f"data lacks the key(s) {', '.join(missing)}")
+    _check_required(event, problems)
     return {"session_id": event.session_id, "run_id": event.run_id, "event_id": event.event_id,
             "parent_run_id": event.parent_run_id, "order": order, "seq": event.seq,
             "type": event.type, "ts": event.ts, "data": event.data_json}
@@ -319,7 +317,12 @@ def _summarize(summary: dict[str, Any], event: EventRow, problems: Problems) -> 
         summary["tool_errors"] = summary.get("tool_errors", 0) + (data.get("is_error") is True)
     elif event.type == "quality.verdict":
         summary["quality"] = data  # the last verdict of the run is its verdict
-    missing = [k for k in REQUIRED.get(event.type, ()) if k not in data]
+    _check_required(event, problems)
+
+
+def _check_required(event: EventRow, problems: Problems) -> None:
+    """Report an event whose data lacks a key the kernel always writes."""
+    missing = [k for k in REQUIRED.get(event.type, ()) if k not in event.data]
     if missing and event.data_ok:
         problems.report("events", event.label, f"data lacks the key(s) {', '.join(missing)}")
 
@@ -409,7 +412,7 @@ def tool_calls_df(source: Source, *, strict: bool = True) -> Result:
         if event.type == "model.response":
             turns[event.run_id] = flat.get("model_turn")
         elif event.type == "tool.call":
-            _summarize({}, event, problems)
+            _check_required(event, problems)
             order = orders.get(event.session_id, 0)
             orders[event.session_id] = order + 1
             calls[key] = {"session_id": event.session_id, "run_id": event.run_id,

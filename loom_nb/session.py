@@ -444,7 +444,6 @@ class Run:
     """
 
     def __init__(self, session: Session, loop: RunLoop) -> None:
-        import asyncio
         import concurrent.futures
         self.session = session
         self.run_id = loop.run_id

@@ -194,8 +194,7 @@ class _Files:
                 if not self.root.contains(os.path.realpath(match)):
                     outside += 1
                     continue
-                rel = Path(os.path.relpath(match, self.root.path)).as_posix()
-                found.append(rel + ("/" if match.is_dir() else ""))
+                found.append(self.root.display(match) + ("/" if match.is_dir() else ""))
                 if len(found) > self.max_results:
                     break
         except ValueError as exc:  # e.g. '**' inside a name

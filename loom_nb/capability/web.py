@@ -36,6 +36,7 @@ from urllib.parse import urljoin
 from ..errors import ConfigError, ToolError
 from ..tools import tool
 from . import Capability
+from ._paths import is_binary
 from ._net import FetchPolicy, Response, fetch
 
 __all__ = ["html_to_text", "web_capability"]
@@ -175,7 +176,7 @@ def _is_binary(kind: str, body: bytes) -> bool:
     if kind in _HTML_TYPES or _TEXT_TYPES.match(kind):
         return False
     # an unknown or missing type: a NUL byte in the start means binary, otherwise text will do
-    return bool(kind and kind != "application/octet-stream") or b"\x00" in body[:8192]
+    return bool(kind and kind != "application/octet-stream") or is_binary(body)
 
 
 def _looks_like_html(body: bytes) -> bool:
@@ -235,7 +236,7 @@ class _TextExtractor(HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP:
-            self.skip += tag not in _VOID
+            self.skip += 1  # no skipped tag is void: each has its end tag
             return
         if self.skip:
             return

@@ -253,9 +253,11 @@ def test_run_sync_runs_on_one_background_loop_and_keeps_contextvars() -> None:
     agent = Agent(Model.function(model_fn))
     var.set("cell-7")
     assert agent.run_sync("x").output == "cell-7"
-    threading.Thread(target=lambda: agent.run_sync("y")).start()
+    other = threading.Thread(target=lambda: agent.run_sync("y"))
+    other.start()
     agent.run_sync("z")
-    assert len(set(loops)) == 1
+    other.join(10)
+    assert not other.is_alive() and len(loops) == 3 and len(set(loops)) == 1
 
 
 @pytest.mark.anyio

@@ -89,6 +89,12 @@ def test_check_order_first_decider_wins() -> None:
     policy = GovernancePolicy(vetoes=[lambda r: "vetoed"], rate_limit="1/min")
     assert _decide(policy, write_note) == ("deny", "veto")
     assert _decide(GovernancePolicy(rate_limits={"send_*": 1}), send_email) == ("ask", "requires_approval")
+    # with the window already full, the order still shows: veto first, then the rate limit
+    full = GovernancePolicy(vetoes=[lambda r: "vetoed" if r.args.get("veto") else None],
+                            rate_limit="1/min")
+    assert _decide(full, write_note) == ("allow", "default")  # fills the window
+    assert full.decide(_request(write_note, {"veto": 1})).check == "veto"
+    assert _decide(full, send_email) == ("deny", "rate_limit")  # before its approval
 
 
 def test_rate_limits_slide_with_the_clock() -> None:

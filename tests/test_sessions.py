@@ -119,6 +119,9 @@ def test_run_cost_does_not_grow_with_the_session(tmp_path: Path) -> None:
     # the same statements for the 1st and the 40th run: appends only, nothing re-read or rewritten
     assert counts[0] == counts[-1] and len(set(counts)) == 1
     assert not any(s.lstrip().upper().startswith(("UPDATE", "DELETE")) for s in statements)
+    # the only reads are the next message index: one SELECT could re-read the whole history
+    reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert reads and all(s.lstrip().startswith("SELECT COALESCE(MAX(idx) + 1, 0)") for s in reads)
 
 
 def test_store_errors_say_what_to_do(tmp_path: Path) -> None:

@@ -354,6 +354,7 @@ def test_read_only_capability_has_no_write_tools(tree: Path) -> None:
                        ("files__write", {"path": "x.txt", "content": "no"}),
                        ("files__edit", {"path": "notes.txt", "old_string": "alpha",
                                         "new_string": "omega"}))
+    assert result.status == "completed" and len(result.tool_calls) == 2
     for call in result.tool_calls:
         assert call.is_error and call.content.startswith("There is no tool named")
         assert "files__read" in call.content  # the message lists what exists

@@ -150,8 +150,6 @@ def test_signals_view_marks_decisions_queued_and_interrupting_runs() -> None:
 
 
 def test_signals_view_marks_an_interrupted_run() -> None:
-    release = asyncio.Event()
-
     async def slow(request: ModelRequest) -> AsyncIterator[str]:
         if any("[Interrupting signal]" in m.text for m in request.messages):
             yield "Saw the alert."
@@ -168,7 +166,6 @@ def test_signals_view_marks_an_interrupted_run() -> None:
     assert "→ interrupt:" in running and "· interrupting run 1" in running
     run.result(5)
     assert "· interrupted run 1 (completed)" in SignalsView(session, live=False).to_text()
-    del release
 
 
 # -- approvals -------------------------------------------------------------------------------------

@@ -58,7 +58,10 @@ def count(python: str, runs: int, tool: str, style: str) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    default_python = HERE / ".venvs" / "loom_nb" / "bin" / "python"
+    sys.path.insert(0, str(HERE))
+    from run_all import venv_python  # honours LOOM_BENCH_VENVS, as run_all does
+
+    default_python = venv_python("loom_nb")
     ap.add_argument("--python", default=str(default_python if default_python.exists() else sys.executable))
     ap.add_argument("--tool", choices=["sync", "async"], default="sync")
     ap.add_argument("--style", choices=["response", "dict"], default="response")

@@ -53,7 +53,9 @@ class Inbox:
         import concurrent.futures
         self.session = session
         self._lock = threading.Lock()
-        self._seq = itertools.count(len(session.store.signals(session.id)))
+        # Numbered on from the stored signals, counted at the first signal: most sessions (a
+        # one-off run, a sub-agent's, a best-of candidate's) never receive one.
+        self._seq: itertools.count[int] | None = None
         self._arrival = itertools.count()
         self.observed: list[RuntimeSignal] = []
         self._queue: list[tuple[int, int, str, RuntimeSignal]] = []
@@ -81,6 +83,8 @@ class Inbox:
                                    queued=len(self._queue), observed=len(self.observed))
             decision = session.agent.runtime.attention.evaluate(signal, state)
             run_id = self._apply(decision, active)
+            if self._seq is None:
+                self._seq = itertools.count(len(session.store.signals(session.id)))
             record = SignalRecord(session_id=session.id, seq=next(self._seq), signal=signal.to_dict(),
                                   action=decision.action, reason=decision.reason, run_id=run_id)
             session.store.append_signal(record)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    measure_import,
-    ANSWER, TOKEN, Clock, TurnClock, current_rss_mb, emit, ints, lookup_value, maxrss_mb,
-    measure_session, measure_turns, parse_args, work_dir,
+    measure_import, run_main,
+    ANSWER, TOKEN, Clock, TurnClock, current_rss_mb, ints, lookup_value, maxrss_mb,
+    measure_session, measure_turns, work_dir,
 )
 
 NAME = "loom_nb"
@@ -210,8 +210,6 @@ def stream(opts: dict[str, str]) -> dict:
     publisher.displays = publisher.updates = publisher.bytes = 0
     with Clock() as c:
         shell.run_line_magic("loom", "run -a agent Write a long answer")
-    result = shell.user_ns.get("_")  # not bound: the magic returns None; check the store instead
-    del result
     display_data = {"cpu_per_token_us": c.cpu * 1e6 / tokens, "wall_ms": c.wall * 1e3,
                     "display_updates": publisher.updates, "display_data": publisher.displays,
                     "published_kb": publisher.bytes / 1024}
@@ -327,19 +325,9 @@ def _short(file: str, line: int, func: str) -> str:
 
 
 def main() -> None:
-    import asyncio
-
-    workload, opts = parse_args(sys.argv[1:])
-    if workload == "import":
-        data = import_cold(opts)
-    elif workload == "load_ext":
-        data = load_ext(opts)
-    elif workload == "stream":
-        data = stream(opts)
-    else:
-        fn = {"turns": turns, "session": session, "store": store, "profile": profile}[workload]
-        data = asyncio.run(fn(opts))
-    emit(NAME, version(), workload, data)
+    run_main(NAME, version, {"import": import_cold, "load_ext": load_ext, "stream": stream,
+                             "turns": turns, "session": session, "store": store,
+                             "profile": profile})
 
 
 if __name__ == "__main__":

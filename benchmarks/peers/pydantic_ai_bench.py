@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (  # noqa: E402
-    measure_import,
-    ANSWER, TOKEN, Clock, TurnClock, emit, ints, lookup_value, measure_session, measure_turns, parse_args, work_dir,
+    measure_import, run_main,
+    ANSWER, TOKEN, Clock, TurnClock, ints, lookup_value, measure_session, measure_turns, work_dir,
 )
 
 NAME = "pydantic-ai"
@@ -167,15 +167,7 @@ async def stream(opts: dict[str, str]) -> dict:
 
 
 def main() -> None:
-    import asyncio
-
-    workload, opts = parse_args(sys.argv[1:])
-    if workload == "import":
-        data = import_cold(opts)
-    else:
-        fn = {"turns": turns, "session": session, "stream": stream}[workload]
-        data = asyncio.run(fn(opts))
-    emit(NAME, version(), workload, data)
+    run_main(NAME, version, {"import": import_cold, "turns": turns, "session": session, "stream": stream})
 
 
 if __name__ == "__main__":

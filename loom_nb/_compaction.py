@@ -32,7 +32,7 @@ class ContextState:
     message_count: int = 0
     #: Calibrates estimates: provider-reported input tokens / estimated input tokens.
     factor: float = 1.0
-    history_tokens: int = 0
+    history_tokens: int = field(init=False, default=0)  # counted from history, then kept
 
     def __post_init__(self) -> None:
         self.history_tokens = sum(message_tokens(m) for m in self.history)

@@ -202,7 +202,7 @@ class ContextProtocol:
     shrink_over: int = 500
     max_item: float = 0.5
     max_memory: float = 0.25
-    summarizer: Any = None
+    summarizer: Summarizer | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.compact_to < self.compact_at <= 1:

@@ -52,7 +52,7 @@ def test_tool_flags_and_configuration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such directory"):
         Capability.shell(str(tmp_path / "missing"))
     with pytest.raises(ConfigError, match="unknown options"):
-        Capability.shell(str(tmp_path), env={})
+        Capability.shell(str(tmp_path), environment={})
     with pytest.raises(ConfigError, match="timeout"):
         Capability.shell(str(tmp_path), timeout=0)
 
@@ -146,8 +146,8 @@ def test_background_children_do_not_hang_the_call(tmp_path: Path) -> None:
     started = time.monotonic()
     outcome = invoke(cap, command="sleep 60 & echo $! > child.pid; echo bg")
     assert time.monotonic() - started < 10
-    assert outcome.content == ("exit code: 0 (background processes still holding the output "
-                               "open were stopped)\n--- stdout ---\nbg")
+    assert outcome.content == ("exit code: 0 (background processes it left running were "
+                               "stopped)\n--- stdout ---\nbg")
     assert wait_gone(int((tmp_path / "child.pid").read_text()))
 
 

@@ -182,6 +182,21 @@ def test_a_command_that_kills_its_supervisor_loses_its_session(tmp_path: Path,
     assert _survivors(pid_file) == []
 
 
+def test_a_stopped_supervisor_is_killed_from_outside_with_its_tree(tmp_path: Path,
+                                                                    pid_file: Path,
+                                                                    monkeypatch) -> None:
+    import loom_nb.capability.shell as shell
+
+    monkeypatch.setattr(shell, "_STOP_PATIENCE", 0.5, raising=False)  # for a SIGTERM
+    command = ("setsid sleep 100 </dev/null >/dev/null 2>&1 & echo $! >> pids; "
+               "grep -q _reaper /proc/$PPID/cmdline && kill -STOP $PPID; sleep 100")
+    started = time.monotonic()
+    outcome = _invoke(_shell(tmp_path), command, timeout=1)
+    assert time.monotonic() - started < 10
+    assert outcome.is_error and "timed out after 1 s" in outcome.content
+    assert _survivors(pid_file) == []
+
+
 def test_exit_codes_signals_and_sigpipe_still_behave(tmp_path: Path) -> None:
     # The supervisor sits between loom_nb and /bin/sh: the shell's status must come through, and
     # the command must see default signal dispositions (Python ignores SIGPIPE).

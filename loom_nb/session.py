@@ -8,6 +8,7 @@ also in a new process. Runs in one session take turns (a second run waits for th
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextvars
 import os
 import threading
@@ -53,6 +54,42 @@ class SessionConfig:
     id: str | None = None
     store: SessionStore | str | os.PathLike[str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked here, where the mistake is made: a wrong field found later (at the first
+        # write, in another thread) would name neither the field nor the fix.
+        if self.id is not None and (not isinstance(self.id, str) or not self.id.strip()):
+            raise ConfigError(
+                f"SessionConfig(id=...) takes a non-empty str such as 'notes-2024' (or None for a "
+                f"new id), not {_shown(self.id)}.")
+        if isinstance(self.id, str) and "\x00" in self.id:
+            raise ConfigError("SessionConfig(id=...) must not contain NUL characters.")
+        store = self.store
+        if isinstance(store, str) and not store.strip():
+            raise ConfigError("SessionConfig(store='') names no file: give a path such as "
+                              "'sessions.sqlite', or None for the in-memory store.")
+        if not (store is None or isinstance(store, str | os.PathLike) or isinstance(store, SessionStore)):
+            raise ConfigError(
+                f"SessionConfig(store=...) takes an SQLite file path such as 'sessions.sqlite', a "
+                f"store object (SQLiteStore, InMemoryStore), or None for the in-memory store; "
+                f"not {_shown(store)}.")
+        metadata = self.metadata
+        if not isinstance(metadata, collections.abc.Mapping):
+            raise ConfigError(
+                f"SessionConfig(metadata=...) takes a dict of labels such as {{'user': 'ana'}}, "
+                f"not {_shown(metadata)}.")
+        bad_keys = [k for k in metadata if not isinstance(k, str)]
+        if bad_keys:
+            raise ConfigError(
+                f"SessionConfig(metadata=...) keys must be str (they are stored as JSON); "
+                f"got {bad_keys[0]!r}. Use str({bad_keys[0]!r}) as the key.")
+        # A copy: the caller's dict changing later must not change the config (it is frozen).
+        object.__setattr__(self, "metadata", dict(metadata))
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 def new_session_id() -> str:

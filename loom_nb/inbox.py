@@ -78,6 +78,8 @@ class Inbox:
         session = self.session
         with self._lock:
             active = session.active_run
+            if active is not None and active.ended:
+                active = None  # it is only clearing up: for the policy the session is idle
             state = AttentionState(session_id=session.id,
                                    active_run_id=active.run_id if active else None,
                                    queued=len(self._queue), observed=len(self.observed))
@@ -103,9 +105,9 @@ class Inbox:
         if decision.action == "observe":
             self.observed.append(signal)
             return active.run_id if active else None
-        if decision.action == "interrupt" and active is not None:
-            active.request_interrupt(signal)
+        if decision.action == "interrupt" and active is not None and active.request_interrupt(signal):
             return active.run_id
+        # An interrupt for a run that ended since it was looked at runs next, as when idle.
         if decision.action in ("queue", "interrupt"):
             run_id = new_run_id()
             rank = -1 if decision.action == "interrupt" else signal.rank  # idle interrupt: run now
@@ -135,8 +137,12 @@ class Inbox:
                         self._pump = None
                         return
                     _, _, run_id, signal = heapq.heappop(self._queue)
-                loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
-                loop.started_by = signal
+                    loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
+                    loop.started_by = signal
+                    # Active from the moment it left the queue, under the lock: a signal that
+                    # arrives now interrupts this run rather than finding the session idle and
+                    # queueing itself behind a run that already goes first.
+                    session.active_run = loop
                 await session._run_locked(loop)
 
     def requeue(self, signals: list[RuntimeSignal]) -> None:

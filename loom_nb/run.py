@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -98,6 +99,11 @@ class RunLoop:
         self.observed: list[RuntimeSignal] = []
         # Signals asking to interrupt: appended from any thread, taken at safe points.
         self._interrupts: collections.deque[RuntimeSignal] = collections.deque()
+        # The run's end is decided at one point (_finish), under this lock, against requests from
+        # other threads: a cancel() or an interrupt that arrives before it is never lost.
+        self._ending = threading.Lock()
+        self._ended = False
+        self._cancel_requested = False
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id)
@@ -120,9 +126,34 @@ class RunLoop:
             self.session.notify(event)
         return event
 
-    def request_interrupt(self, signal: RuntimeSignal) -> None:
-        """Stop at the next safe point and continue with ``signal`` in context (thread-safe)."""
-        self._interrupts.append(signal)
+    def request_interrupt(self, signal: RuntimeSignal) -> bool:
+        """Stop at the next safe point and continue with ``signal`` in context (thread-safe).
+
+        False when the run has already ended: the caller must run the signal itself.
+        """
+        with self._ending:
+            if self._ended:
+                return False
+            self._interrupts.append(signal)
+            return True
+
+    def request_cancel(self) -> bool:
+        """Make the run end ``cancelled`` whatever else it reaches (thread-safe); False when it has
+        already ended. Whoever runs the task also cancels it, so that a wait stops at once."""
+        with self._ending:
+            if self._ended:
+                return False
+            self._cancel_requested = True
+            return True
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    @property
+    def ended(self) -> bool:
+        """True once the run's end is decided: it takes no more interrupts or cancels."""
+        return self._ended
 
     def _flush(self) -> None:
         if self._unflushed:
@@ -454,6 +485,15 @@ class RunLoop:
 
     def _finish(self, status: RunStatus, error: str | None, error_type: str | None,
                 limit: LimitName | None) -> RunResult:
+        with self._ending:  # from here on, cancel() and interrupts find the run ended
+            self._ended = True
+            cancel_won = self._cancel_requested and status != "cancelled"
+            leftovers = list(self._interrupts)
+            self._interrupts.clear()
+        if cancel_won:  # cancel() came before the end, at no await the task could be stopped at
+            status, error, error_type, limit = "cancelled", "The run was cancelled.", "CancelledError", None
+            self.emit("run.interrupted", {"reason": "cancelled", "by": "cancel",
+                                          "partial_text": False})
         data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
                                 "usage": self.usage.to_dict(), "error": error,
                                 "error_type": error_type, "limit": limit,
@@ -476,9 +516,8 @@ class RunLoop:
             self.session._waiting_run = None
         self.emit("run.finished", data)
         self._flush()
-        if self._interrupts:  # the run ended before a safe point took them: they run next
-            self.session.inbox.requeue(list(self._interrupts))
-            self._interrupts.clear()
+        if leftovers:  # the run ended before a safe point took them: they run next
+            self.session.inbox.requeue(leftovers)
         pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
         self.result = RunResult(
             output=self.output, status=status, run_id=self.run_id, session_id=self.session.id,

@@ -487,14 +487,26 @@ class Run:
         self._loop = loop
         self._done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
         self._task: asyncio.Task[None] | None = None
+        self._handed_over = threading.Event()
         context = contextvars.copy_context()
-        _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
+        try:
+            _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
+        finally:
+            self._handed_over.set()
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} {self.status}>"
 
     def _start(self, context: contextvars.Context) -> None:
         import asyncio
+        # Handing the callback to the loop releases the GIL, and the loop thread could otherwise
+        # run a quick run to its end before the caller even holds the handle, so that a
+        # ``run.cancel()`` on the next line found it completed. The wait is for the few
+        # statements left in __init__ (bounded, should the caller's thread be stopped there).
+        self._handed_over.wait(1.0)
+        if self._loop.cancel_requested:
+            self._done.set_result(_cancelled_before_start(self._loop))
+            return
         self._task = asyncio.get_running_loop().create_task(self._main(), context=context)
         self._task.add_done_callback(self._if_never_started)
 
@@ -523,12 +535,21 @@ class Run:
     def done(self) -> bool:
         return self._done.done()
 
-    def cancel(self) -> None:
-        """Stop the run; it records ``status="cancelled"`` and the session stays consistent."""
+    def cancel(self) -> bool:
+        """Stop the run: it ends ``status="cancelled"`` and the session stays consistent.
+
+        Takes effect at once, from any thread: once it returns True, the run cannot end any other
+        way (a run between two awaits ends cancelled where it would have ended). False when the
+        run had already ended; its result stays what it was.
+        """
+        if self._done.done() or not self._loop.request_cancel():
+            return False
+
         def cancel() -> None:
-            if self._task is not None:  # always set: _start was queued first, on the same loop
+            if self._task is not None:  # None: _start has not run yet, and will see the request
                 self._task.cancel()
         _bridge.bridge_loop().call_soon_threadsafe(cancel)
+        return True
 
     async def wait(self) -> RunResult:
         """The RunResult, once the run has ended."""

@@ -412,15 +412,30 @@ class Session:
         return handle
 
     def close(self) -> None:
-        """Stop accepting runs, stop this session's timers, and close the servers the agent's
-        capabilities opened (they reconnect on the agent's next run). The stored session stays
-        and can be opened again."""
+        """Stop accepting runs and signals and stop this session's timers. The stored session
+        stays and can be opened again.
+
+        What the agent's capabilities opened (MCP server connections) belongs to the agent, which
+        other sessions (evaluate()'s tasks, sub-agents, a second notebook session) may be using
+        at the same moment: close it with ``agent.close()``, ``await agent.aclose()`` or
+        ``async with agent``. A run already going on is not stopped (``run.cancel()`` does that).
+        """
         for handle in self._sources:
             handle.stop()
         self.closed = True
         self.agent._forget(self)
-        if any(c.source is not None for c in self.agent.capabilities):
-            _bridge.run_sync(self.agent.aclose())
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code; also waits until the signal queue has stopped (a run a
+        signal started, and any run it waits behind, ends first; no further queued signal starts)."""
+        self.close()
+        await self.inbox.idle()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class RunStream:

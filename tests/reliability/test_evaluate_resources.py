@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from test_mcp import TOOLBOX  # tests/ is on sys.path: the reliability package's root
+from test_mcp import process_gone as _process_gone
 
 import loom_nb
 from loom_nb import Agent, Capability, Model, ModelRequest
-
-TOOLBOX = str(Path(__file__).parents[1] / "mcp_servers" / "toolbox.py")
 
 
 def _adder(request: ModelRequest) -> object:
@@ -23,19 +21,6 @@ def _adder(request: ModelRequest) -> object:
         return f"sum={last.parts[0].content}"
     a, b = (int(x) for x in last.text.split()[-2:])
     return {"tool": "box__add", "args": {"a": a, "b": b}}
-
-
-def _process_gone(pid: int, within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_evaluate_with_an_mcp_capability_completes_every_task() -> None:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _bridge
 from .attention import AttentionState
+from .errors import StoreError
 from .events import RunEvent
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
 from .store import SignalRecord
@@ -76,6 +77,7 @@ class Inbox:
     async def receive(self, event: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
         signal = event if isinstance(event, RuntimeSignal) else (adapter or SignalAdapter()).adapt(event)
         session = self.session
+        unstored: StoreError | None = None
         with self._lock:
             active = session.active_run
             if active is not None and active.ended:
@@ -89,12 +91,17 @@ class Inbox:
                 self._seq = itertools.count(len(session.store.signals(session.id)))
             record = SignalRecord(session_id=session.id, seq=next(self._seq), signal=signal.to_dict(),
                                   action=decision.action, reason=decision.reason, run_id=run_id)
-            session.store.append_signal(record)
+            try:
+                session.store.append_signal(record)
+            except StoreError as exc:
+                unstored = exc  # the decision has taken effect; only its record is missing
         session.notify(RunEvent(type="signal.decision", run_id=run_id or "", session_id=session.id,
                                 seq=record.seq, ts=record.ts,
                                 data={"action": decision.action, "reason": decision.reason,
                                       "signal": record.signal}))
         self.pump()
+        if unstored is not None:
+            raise unstored
         return decision
 
     def _apply(self, decision: SignalDecision, active: Any) -> str | None:

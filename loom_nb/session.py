@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
 from ._compaction import ContextState
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .events import RunEvent
 from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
@@ -175,6 +175,8 @@ class Session:
         self.inbox = Inbox(self)
         #: Notes shown to the model in the working partition of every run until removed.
         self.notes: list[str] = []
+        # Writes that failed at a run's end (disk full): retried, in order, before the next run.
+        self._unsaved: list[Callable[[], None]] = []
         if agent.runtime.feedback.kinds - {"rating"}:
             self._subscribers.append(self._record_feedback)
 
@@ -290,10 +292,24 @@ class Session:
         async with self._lock:
             return await self._run_locked(loop, decisions)
 
+    def defer_write(self, write: Callable[[], None]) -> None:
+        """Keep a store write that failed (a run's end on a full disk) to retry before the next
+        run, so that the store does not show that run as still running once there is room."""
+        self._unsaved.append(write)
+
+    def _write_deferred(self) -> None:
+        while self._unsaved:
+            try:
+                self._unsaved[0]()
+            except StoreError:
+                return  # still failing: the run that starts now fails with its own StoreError
+            self._unsaved.pop(0)
+
     async def _run_locked(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
         """Execute (or resume) ``loop``; the caller holds the session's turn."""
         if decisions is None:
             self._check_not_waiting()
+        self._write_deferred()
         self.active_run = loop
         try:
             result = await (loop.execute() if decisions is None else loop.resume(decisions))

@@ -49,10 +49,15 @@ class ContextState:
         self.history_tokens = sum(message_tokens(m) for m in history)
 
     def calibrate(self, reported: int, estimated_raw: int) -> None:
-        """Move the factor halfway towards what the provider reported (bounded, for safety)."""
+        """Move the factor halfway towards what the provider reported, never below 1.
+
+        The local estimate is a floor: a provider (or a proxy, or a server that fakes usage) that
+        under-reports would otherwise shrink every estimate, and the budget check would let
+        requests grow past the window. A provider that counts more raises the factor (up to 4).
+        """
         if reported > 0 and estimated_raw > 0:
-            observed = min(max(reported / estimated_raw, 0.25), 4.0)
-            self.factor = round(0.5 * self.factor + 0.5 * observed, 4)
+            observed = min(max(reported / estimated_raw, 1.0), 4.0)
+            self.factor = round(max(0.5 * self.factor + 0.5 * observed, 1.0), 4)
 
 
 @dataclass(frozen=True)

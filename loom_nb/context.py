@@ -18,7 +18,8 @@ when that is not enough it renews (a handoff note replaces memory and history, u
 with their token counts, recorded in its ``model.request`` event.
 
 Token counts are estimates (about four characters a token) scaled by a factor that each
-provider-reported input count calibrates.
+provider-reported input count calibrates; the factor never goes below 1, so the local estimate is
+a floor that an under-reporting server cannot lower.
 """
 
 from __future__ import annotations

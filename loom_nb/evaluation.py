@@ -226,7 +226,9 @@ async def _evaluate_one(agent: Agent, item: _Item, store: SessionStore, prefix: 
             try:
                 result = await session.run(item.task)
             finally:
-                session.close()
+                # Only this task's session: the agent's MCP connections serve the other tasks
+                # and stay open until the caller closes the agent.
+                await session.aclose()
         except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
             return {"task_id": item.task_id, "goal": item.task.goal, "session_id": session_id,
                     "attempt": attempt, "resumed": False, "status": "failed",

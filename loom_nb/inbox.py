@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _bridge
 from .attention import AttentionState
+from .errors import StoreError
 from .events import RunEvent
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
 from .store import SignalRecord
@@ -76,8 +77,11 @@ class Inbox:
     async def receive(self, event: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
         signal = event if isinstance(event, RuntimeSignal) else (adapter or SignalAdapter()).adapt(event)
         session = self.session
+        unstored: StoreError | None = None
         with self._lock:
             active = session.active_run
+            if active is not None and active.ended:
+                active = None  # it is only clearing up: for the policy the session is idle
             state = AttentionState(session_id=session.id,
                                    active_run_id=active.run_id if active else None,
                                    queued=len(self._queue), observed=len(self.observed))
@@ -87,12 +91,17 @@ class Inbox:
                 self._seq = itertools.count(len(session.store.signals(session.id)))
             record = SignalRecord(session_id=session.id, seq=next(self._seq), signal=signal.to_dict(),
                                   action=decision.action, reason=decision.reason, run_id=run_id)
-            session.store.append_signal(record)
+            try:
+                session.store.append_signal(record)
+            except StoreError as exc:
+                unstored = exc  # the decision has taken effect; only its record is missing
         session.notify(RunEvent(type="signal.decision", run_id=run_id or "", session_id=session.id,
                                 seq=record.seq, ts=record.ts,
                                 data={"action": decision.action, "reason": decision.reason,
                                       "signal": record.signal}))
         self.pump()
+        if unstored is not None:
+            raise unstored
         return decision
 
     def _apply(self, decision: SignalDecision, active: Any) -> str | None:
@@ -103,9 +112,9 @@ class Inbox:
         if decision.action == "observe":
             self.observed.append(signal)
             return active.run_id if active else None
-        if decision.action == "interrupt" and active is not None:
-            active.request_interrupt(signal)
+        if decision.action == "interrupt" and active is not None and active.request_interrupt(signal):
             return active.run_id
+        # An interrupt for a run that ended since it was looked at runs next, as when idle.
         if decision.action in ("queue", "interrupt"):
             run_id = new_run_id()
             rank = -1 if decision.action == "interrupt" else signal.rank  # idle interrupt: run now
@@ -135,8 +144,12 @@ class Inbox:
                         self._pump = None
                         return
                     _, _, run_id, signal = heapq.heappop(self._queue)
-                loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
-                loop.started_by = signal
+                    loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
+                    loop.started_by = signal
+                    # Active from the moment it left the queue, under the lock: a signal that
+                    # arrives now interrupts this run rather than finding the session idle and
+                    # queueing itself behind a run that already goes first.
+                    session.active_run = loop
                 await session._run_locked(loop)
 
     def requeue(self, signals: list[RuntimeSignal]) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
@@ -28,6 +29,7 @@ from .errors import (
     LoomError,
     ModelError,
     ModelRefusalError,
+    StoreError,
 )
 from .events import EventType, RunEvent, make_event, utcnow
 from .governance import ToolRequest
@@ -98,6 +100,11 @@ class RunLoop:
         self.observed: list[RuntimeSignal] = []
         # Signals asking to interrupt: appended from any thread, taken at safe points.
         self._interrupts: collections.deque[RuntimeSignal] = collections.deque()
+        # The run's end is decided at one point (_finish), under this lock, against requests from
+        # other threads: a cancel() or an interrupt that arrives before it is never lost.
+        self._ending = threading.Lock()
+        self._ended = False
+        self._cancel_requested = False
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id)
@@ -120,14 +127,43 @@ class RunLoop:
             self.session.notify(event)
         return event
 
-    def request_interrupt(self, signal: RuntimeSignal) -> None:
-        """Stop at the next safe point and continue with ``signal`` in context (thread-safe)."""
-        self._interrupts.append(signal)
+    def request_interrupt(self, signal: RuntimeSignal) -> bool:
+        """Stop at the next safe point and continue with ``signal`` in context (thread-safe).
+
+        False when the run has already ended: the caller must run the signal itself.
+        """
+        with self._ending:
+            if self._ended:
+                return False
+            self._interrupts.append(signal)
+            return True
+
+    def request_cancel(self) -> bool:
+        """Make the run end ``cancelled`` whatever else it reaches (thread-safe); False when it has
+        already ended. Whoever runs the task also cancels it, so that a wait stops at once."""
+        with self._ending:
+            if self._ended:
+                return False
+            self._cancel_requested = True
+            return True
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._cancel_requested
+
+    @property
+    def ended(self) -> bool:
+        """True once the run's end is decided: it takes no more interrupts or cancels."""
+        return self._ended
 
     def _flush(self) -> None:
         if self._unflushed:
             batch, self._unflushed = self._unflushed, []
-            self.session.store.append_events(batch)
+            try:
+                self.session.store.append_events(batch)
+            except BaseException:
+                self._unflushed = batch + self._unflushed  # not stored: kept for the next flush
+                raise
 
     def _commit(self, *messages: Message) -> None:
         self.session.commit(self.run_id, list(messages))
@@ -138,6 +174,14 @@ class RunLoop:
 
     async def execute(self) -> RunResult:
         """Run to the end. Never raises for run faults: they become the result's status."""
+        async def begin_then_harness(started: float) -> Stop:
+            # Inside _drive: a store that fails on the first write fails the run, not the caller.
+            self._begin()
+            return await self._harnessed(started)
+
+        return await self._drive(begin_then_harness)
+
+    def _begin(self) -> None:
         self.session.store.save_run(self.record)
         self.observed = self.session.inbox.take_observed()
         self.emit("run.started", {
@@ -150,7 +194,6 @@ class RunLoop:
         })
         if not self._continuing:
             self._commit(Message.user(self.window.fit(self.task.goal)))
-        return await self._drive(self._harnessed)
 
     async def _harnessed(self, started: float) -> Stop:
         if self._continuing:  # a best-of candidate is one plain pass; its parent judges it
@@ -227,8 +270,8 @@ class RunLoop:
             # it, so the session and its stored events stay consistent, then let it propagate.
             if self._streamed:  # keep what the interrupted answer had said so far
                 self.output = "".join(self._streamed)
-            self.emit("run.interrupted", {"reason": "cancelled", "by": type(exc).__name__,
-                                          "partial_text": bool(self._streamed)})
+            self._emit_safely("run.interrupted", {"reason": "cancelled", "by": type(exc).__name__,
+                                                  "partial_text": bool(self._streamed)})
             self._finish("cancelled", "The run was cancelled.", type(exc).__name__, None)
             raise
         except LoomError as exc:
@@ -454,31 +497,38 @@ class RunLoop:
 
     def _finish(self, status: RunStatus, error: str | None, error_type: str | None,
                 limit: LimitName | None) -> RunResult:
-        data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
-                                "usage": self.usage.to_dict(), "error": error,
-                                "error_type": error_type, "limit": limit,
-                                "attempts": self.attempt_count, "winner": self.winner,
-                                "verdict": self.verdict.to_dict() if self.verdict else None}
-        if self._traceback:
-            data["traceback"] = self._traceback
-        if status == "needs_approval" and self._pause is not None:
-            data["pending"] = self._pause["pending"]
+        with self._ending:  # from here on, cancel() and interrupts find the run ended
+            self._ended = True
+            cancel_won = self._cancel_requested and status != "cancelled"
+            leftovers = list(self._interrupts)
+            self._interrupts.clear()
+        if cancel_won:  # cancel() came before the end, at no await the task could be stopped at
+            status, error, error_type, limit = "cancelled", "The run was cancelled.", "CancelledError", None
+            self._emit_safely("run.interrupted", {"reason": "cancelled", "by": "cancel",
+                                                  "partial_text": False})
         # The record and the session's waiting state first, so that whoever reacts to
         # run.finished (a view redrawing) reads the run's end, not its middle.
         record = self.record
         record.status, record.output, record.error = status, self.output, error
         record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns
         record.state = self._pause_state(next_seq=self._seq + 1) if status == "needs_approval" else None
-        self.session.store.save_run(record)
+        unsaved = self._store_end(record)
+        if unsaved is not None:  # the end is not stored: the run cannot count as anything but failed
+            status, error_type, limit = "failed", "StoreError", None
+            error = str(unsaved) if error is None or error == str(unsaved) else f"{error} Then: {unsaved}"
+            record.status, record.error, record.state = status, error, None
         if status == "needs_approval":
             self.session._waiting_run = self.run_id
         elif self.session._waiting_run == self.run_id:
             self.session._waiting_run = None
-        self.emit("run.finished", data)
-        self._flush()
-        if self._interrupts:  # the run ended before a safe point took them: they run next
-            self.session.inbox.requeue(list(self._interrupts))
-            self._interrupts.clear()
+        self._emit_safely("run.finished", self._finished_data(status, error, error_type, limit))
+        try:
+            self._flush()
+        except StoreError:
+            batch, self._unflushed = self._unflushed, []
+            self.session.defer_write(lambda: self.session.store.append_events(batch))
+        if leftovers:  # the run ended before a safe point took them: they run next
+            self.session.inbox.requeue(leftovers)
         pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
         self.result = RunResult(
             output=self.output, status=status, run_id=self.run_id, session_id=self.session.id,
@@ -489,6 +539,38 @@ class RunLoop:
             attempts=self.attempt_count, winner=self.winner, parent_run_id=self.parent_run_id,
         )
         return self.result
+
+    def _store_end(self, record: RunRecord) -> StoreError | None:
+        """Save the run's final record; on a store failure, the error (the record, marked failed,
+        is written by the session's next successful write)."""
+        try:
+            self.session.store.save_run(record)
+            return None
+        except StoreError as exc:
+            record.status, record.error, record.state = "failed", str(exc), None
+            self.session.defer_write(lambda: self.session.store.save_run(record))
+            return exc
+
+    def _emit_safely(self, type: EventType, data: dict[str, Any]) -> None:
+        """Emit at the end of a run, where a subscriber's store write (feedback) failing must not
+        escape: the run's result is what is left to tell the user."""
+        try:
+            self.emit(type, data)
+        except StoreError:
+            pass  # the event is in self.events (and the result); the store is already failing
+
+    def _finished_data(self, status: RunStatus, error: str | None, error_type: str | None,
+                       limit: LimitName | None) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
+                                "usage": self.usage.to_dict(), "error": error,
+                                "error_type": error_type, "limit": limit,
+                                "attempts": self.attempt_count, "winner": self.winner,
+                                "verdict": self.verdict.to_dict() if self.verdict else None}
+        if self._traceback:
+            data["traceback"] = self._traceback
+        if status == "needs_approval" and self._pause is not None:
+            data["pending"] = self._pause["pending"]
+        return data
 
     def _pause_state(self, next_seq: int) -> dict[str, Any]:
         """Everything :meth:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""

@@ -8,6 +8,7 @@ also in a new process. Runs in one session take turns (a second run waits for th
 from __future__ import annotations
 
 import collections
+import collections.abc
 import contextvars
 import os
 import threading
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
 from ._compaction import ContextState
-from .errors import ConfigError
+from .errors import ConfigError, StoreError
 from .events import RunEvent
 from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
@@ -53,6 +54,42 @@ class SessionConfig:
     id: str | None = None
     store: SessionStore | str | os.PathLike[str] | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked here, where the mistake is made: a wrong field found later (at the first
+        # write, in another thread) would name neither the field nor the fix.
+        if self.id is not None and (not isinstance(self.id, str) or not self.id.strip()):
+            raise ConfigError(
+                f"SessionConfig(id=...) takes a non-empty str such as 'notes-2024' (or None for a "
+                f"new id), not {_shown(self.id)}.")
+        if isinstance(self.id, str) and "\x00" in self.id:
+            raise ConfigError("SessionConfig(id=...) must not contain NUL characters.")
+        store = self.store
+        if isinstance(store, str) and not store.strip():
+            raise ConfigError("SessionConfig(store='') names no file: give a path such as "
+                              "'sessions.sqlite', or None for the in-memory store.")
+        if not (store is None or isinstance(store, str | os.PathLike) or isinstance(store, SessionStore)):
+            raise ConfigError(
+                f"SessionConfig(store=...) takes an SQLite file path such as 'sessions.sqlite', a "
+                f"store object (SQLiteStore, InMemoryStore), or None for the in-memory store; "
+                f"not {_shown(store)}.")
+        metadata = self.metadata
+        if not isinstance(metadata, collections.abc.Mapping):
+            raise ConfigError(
+                f"SessionConfig(metadata=...) takes a dict of labels such as {{'user': 'ana'}}, "
+                f"not {_shown(metadata)}.")
+        bad_keys = [k for k in metadata if not isinstance(k, str)]
+        if bad_keys:
+            raise ConfigError(
+                f"SessionConfig(metadata=...) keys must be str (they are stored as JSON); "
+                f"got {bad_keys[0]!r}. Use str({bad_keys[0]!r}) as the key.")
+        # A copy: the caller's dict changing later must not change the config (it is frozen).
+        object.__setattr__(self, "metadata", dict(metadata))
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"
 
 
 def new_session_id() -> str:
@@ -138,6 +175,8 @@ class Session:
         self.inbox = Inbox(self)
         #: Notes shown to the model in the working partition of every run until removed.
         self.notes: list[str] = []
+        # Writes that failed at a run's end (disk full): retried, in order, before the next run.
+        self._unsaved: list[Callable[[], None]] = []
         if agent.runtime.feedback.kinds - {"rating"}:
             self._subscribers.append(self._record_feedback)
 
@@ -253,10 +292,24 @@ class Session:
         async with self._lock:
             return await self._run_locked(loop, decisions)
 
+    def defer_write(self, write: Callable[[], None]) -> None:
+        """Keep a store write that failed (a run's end on a full disk) to retry before the next
+        run, so that the store does not show that run as still running once there is room."""
+        self._unsaved.append(write)
+
+    def _write_deferred(self) -> None:
+        while self._unsaved:
+            try:
+                self._unsaved[0]()
+            except StoreError:
+                return  # still failing: the run that starts now fails with its own StoreError
+            self._unsaved.pop(0)
+
     async def _run_locked(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
         """Execute (or resume) ``loop``; the caller holds the session's turn."""
         if decisions is None:
             self._check_not_waiting()
+        self._write_deferred()
         self.active_run = loop
         try:
             result = await (loop.execute() if decisions is None else loop.resume(decisions))
@@ -375,15 +428,30 @@ class Session:
         return handle
 
     def close(self) -> None:
-        """Stop accepting runs, stop this session's timers, and close the servers the agent's
-        capabilities opened (they reconnect on the agent's next run). The stored session stays
-        and can be opened again."""
+        """Stop accepting runs and signals and stop this session's timers. The stored session
+        stays and can be opened again.
+
+        What the agent's capabilities opened (MCP server connections) belongs to the agent, which
+        other sessions (evaluate()'s tasks, sub-agents, a second notebook session) may be using
+        at the same moment: close it with ``agent.close()``, ``await agent.aclose()`` or
+        ``async with agent``. A run already going on is not stopped (``run.cancel()`` does that).
+        """
         for handle in self._sources:
             handle.stop()
         self.closed = True
         self.agent._forget(self)
-        if any(c.source is not None for c in self.agent.capabilities):
-            _bridge.run_sync(self.agent.aclose())
+
+    async def aclose(self) -> None:
+        """:meth:`close` from async code; also waits until the signal queue has stopped (a run a
+        signal started, and any run it waits behind, ends first; no further queued signal starts)."""
+        self.close()
+        await self.inbox.idle()
+
+    async def __aenter__(self) -> Session:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class RunStream:
@@ -450,14 +518,26 @@ class Run:
         self._loop = loop
         self._done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
         self._task: asyncio.Task[None] | None = None
+        self._handed_over = threading.Event()
         context = contextvars.copy_context()
-        _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
+        try:
+            _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
+        finally:
+            self._handed_over.set()
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} {self.status}>"
 
     def _start(self, context: contextvars.Context) -> None:
         import asyncio
+        # Handing the callback to the loop releases the GIL, and the loop thread could otherwise
+        # run a quick run to its end before the caller even holds the handle, so that a
+        # ``run.cancel()`` on the next line found it completed. The wait is for the few
+        # statements left in __init__ (bounded, should the caller's thread be stopped there).
+        self._handed_over.wait(1.0)
+        if self._loop.cancel_requested:
+            self._done.set_result(_cancelled_before_start(self._loop))
+            return
         self._task = asyncio.get_running_loop().create_task(self._main(), context=context)
         self._task.add_done_callback(self._if_never_started)
 
@@ -486,12 +566,21 @@ class Run:
     def done(self) -> bool:
         return self._done.done()
 
-    def cancel(self) -> None:
-        """Stop the run; it records ``status="cancelled"`` and the session stays consistent."""
+    def cancel(self) -> bool:
+        """Stop the run: it ends ``status="cancelled"`` and the session stays consistent.
+
+        Takes effect at once, from any thread: once it returns True, the run cannot end any other
+        way (a run between two awaits ends cancelled where it would have ended). False when the
+        run had already ended; its result stays what it was.
+        """
+        if self._done.done() or not self._loop.request_cancel():
+            return False
+
         def cancel() -> None:
-            if self._task is not None:  # always set: _start was queued first, on the same loop
+            if self._task is not None:  # None: _start has not run yet, and will see the request
                 self._task.cancel()
         _bridge.bridge_loop().call_soon_threadsafe(cancel)
+        return True
 
     async def wait(self) -> RunResult:
         """The RunResult, once the run has ended."""

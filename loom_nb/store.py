@@ -8,6 +8,7 @@ cost of a run does not grow with the length of the session.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
+from ._store_errors import (SQLITE_CORRUPT, SQLITE_NOTADB, sqlite_errors_become_store_errors,
+                            store_error)
 from .errors import StoreError
 from .events import RunEvent, utcnow
 from .feedback import FeedbackRecord
@@ -250,6 +253,7 @@ CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id);
 _SCHEMA_VERSION = 1
 
 
+@sqlite_errors_become_store_errors
 class SQLiteStore:
     """An embedded SQLite file; safe for one writer and many readers across processes."""
 
@@ -277,7 +281,9 @@ class SQLiteStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
+            if (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF not in (SQLITE_NOTADB, SQLITE_CORRUPT):
+                raise store_error(self.path, exc, "open the store") from exc  # full, read-only...
             raise StoreError(
                 f"{str(self.path)!r} cannot be used as a loom_nb session store ({exc}). Choose "
                 f"another file name; loom_nb creates the file if it does not exist."
@@ -460,7 +466,22 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        if not exc_type:
+            try:
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._roll_back()  # a COMMIT that failed (disk full) may leave it open
+                raise
+            return
+        self._roll_back()
+
+    def _roll_back(self) -> None:
+        # SQLite may have rolled back already (disk full, I/O error), and a failing ROLLBACK must
+        # not hide the error that caused it; an open transaction would block every later write.
+        import sqlite3
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
 
 def _dumps(value: Any) -> str:

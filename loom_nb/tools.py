@@ -233,7 +233,10 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
         )
     summary, param_docs = parse_docstring(inspect.getdoc(func) or "")
     args_model = _args_model(func, tool_name, param_docs)
-    schema = args_model.model_json_schema()
+    try:
+        schema = args_model.model_json_schema()
+    except Exception as exc:  # noqa: BLE001 - e.g. a Callable: it validates, JSON cannot say it
+        raise _unschemable(func, tool_name, exc) from None
     _drop_titles(schema)
     return Tool(function=func, name=tool_name, description=description or summary,
                 parameters=schema, _args_model=args_model, **flags)
@@ -265,8 +268,34 @@ def _args_model(func: Callable[..., Any], tool_name: str,
         return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )
-    except (pydantic.PydanticSchemaGenerationError, TypeError) as exc:
-        raise ConfigError(f"Cannot build the argument schema of tool {tool_name!r}: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - a type's own schema hook may raise anything
+        raise _unschemable(func, tool_name, exc) from None
+
+
+_JSON_TYPES = ("str, int, float, bool, None, list[...], dict[str, ...], Literal[...], an Enum, a "
+               "dataclass, a TypedDict or a pydantic model")
+
+
+def _unschemable(func: Callable[..., Any], tool_name: str, exc: Exception) -> ConfigError:
+    """The error for a signature JSON Schema cannot describe, naming the parameter at fault."""
+    import inspect
+
+    import pydantic
+    hints = typing.get_type_hints(func, include_extras=True)
+    for name in inspect.signature(func).parameters:
+        annotation = hints.get(name, Any)
+        try:  # the same two steps as for the whole model, one parameter at a time
+            pydantic.TypeAdapter(annotation).json_schema()
+        except Exception:  # noqa: BLE001 - this is the parameter we are looking for
+            shown = annotation.__name__ if isinstance(annotation, type) else repr(annotation)
+            return ConfigError(
+                f"Tool {tool_name!r}: parameter {name!r} is annotated {shown}, which a JSON "
+                f"schema cannot express, so the model could not pass it. Annotate it with "
+                f"{_JSON_TYPES}; keep other objects out of the signature (a closure or "
+                f"run(..., deps=...)).")
+    return ConfigError(f"Cannot build the argument schema of tool {tool_name!r} "
+                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+                       f"Annotate its parameters with {_JSON_TYPES}.")
 
 
 def _drop_titles(schema: Any) -> None:

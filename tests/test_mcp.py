@@ -373,10 +373,13 @@ def test_import_loom_nb_does_not_import_mcp() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ})
 
 
-def test_closing_a_session_closes_the_server() -> None:
+def test_closing_the_agent_closes_the_server_and_closing_a_session_does_not() -> None:
+    # Issue 15: the server is the agent's; a session closing must not close it under the others.
     model = Model.scripted([call("box__pid"), "ok"])
     agent = Agent(model, capabilities=[box()])
     session = agent.session()
     pid = int(session.run_sync("pid?").tool_calls[0].content)
     session.close()
+    assert not process_gone(pid, within=0.2)
+    agent.close()
     assert process_gone(pid)

@@ -195,16 +195,17 @@ def test_background_run_handle_wait_and_cancel() -> None:
 
 
 def test_a_run_cancelled_before_its_first_step_ends_cancelled_and_stores_nothing() -> None:
-    # cancel() is queued right behind start on the background loop: the task is cancelled
-    # before it ever runs, and its handle must still end.
-    session = Agent(Model.scripted(["after"])).session()
-    run = session.start("never runs")
-    run.cancel()
-    result = run.result(timeout=5)
-    assert (result.status, result.error, run.status) == (
-        "cancelled", "The run was cancelled before it started.", "cancelled")
-    assert session.runs == [] and session.messages == ()
-    assert session.run_sync("next").output == "after"
+    # The loop thread waits until start() has handed the run over, and cancel() is seen at once:
+    # a quick run cannot finish before the cancel on the next line. Repeated, since it is a race.
+    for _ in range(200):
+        session = Agent(Model.scripted(["after"])).session()
+        run = session.start("never runs")
+        assert run.cancel() is True
+        result = run.result(timeout=5)
+        assert (result.status, result.error, run.status) == (
+            "cancelled", "The run was cancelled before it started.", "cancelled")
+        assert session.runs == [] and session.messages == ()
+        assert session.run_sync("next").output == "after"
 
 
 def test_runs_in_one_session_take_turns() -> None:

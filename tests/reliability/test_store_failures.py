@@ -1,0 +1,129 @@
+"""A store that fails (a full disk, a damaged file) reaches the user as StoreError with what to do:
+runs end failed and never raise, and the session goes on once the disk has room again.
+
+The full disk is real: SQLite's ``max_page_count`` on the store's own connection makes every write
+that needs a new page fail with SQLITE_FULL, as a full file system does. The damaged file is a
+real store file with bytes overwritten in the middle.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from loom_nb import Agent, Model, ModelRequest, RuntimeSignal, SessionConfig, StoreError
+from loom_nb.store import SQLiteStore
+
+
+def _answer(request: ModelRequest) -> str:
+    return "answer to " + request.messages[-1].text[:20]
+
+
+def _fill_disk(store: SQLiteStore) -> None:
+    (pages,) = store._db.execute("PRAGMA page_count").fetchone()
+    store._db.execute(f"PRAGMA max_page_count = {pages}")
+
+
+def _free_disk(store: SQLiteStore) -> None:
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+
+
+def test_a_full_disk_fails_the_run_with_a_store_error_and_the_session_goes_on(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    session = Agent(Model.function(_answer)).session(SessionConfig(id="full", store=store))
+    assert session.run_sync("before").status == "completed"
+    _fill_disk(store)
+    result = session.run_sync("a long question " * 2_000)  # needs new pages: cannot be stored
+    assert (result.status, result.error_type) == ("failed", "StoreError")
+    assert "is full" in result.error and "Free space on that disk" in result.error
+    assert "s.sqlite" in result.error
+    assert [m.text for m in session.messages] == ["before", "answer to before"]  # nothing half-kept
+    assert result.events[-1].type == "run.finished" and result.events[-1].data["status"] == "failed"
+    with pytest.raises(StoreError, match="is full"):  # a plain write raises it too, never sqlite3's
+        session.feedback(session.runs[0].run_id, 1.0, "x" * 20_000)
+
+    _free_disk(store)
+    after = session.run_sync("after")
+    assert after.status == "completed", after.error
+    statuses = {r.prompt[:6]: r.status for r in session.runs}
+    assert statuses == {"before": "completed", "a long": "failed", "after": "completed"}  # never stuck
+    reopened = Agent(Model.scripted([])).session(
+        SessionConfig(id="full", store=SQLiteStore(tmp_path / "s.sqlite")))
+    assert [m.text for m in reopened.messages] == ["before", "answer to before", "after", "answer to after"]
+    assert [r.status for r in reopened.runs] == ["completed", "failed", "completed"]
+
+
+def test_when_even_the_failed_end_cannot_be_written_the_result_still_says_failed(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    session = Agent(Model.function(_answer)).session(SessionConfig(id="full", store=store))
+    _fill_disk(store)
+    for _ in range(3):  # the disk stays full: every run fails the same way, none raises
+        result = session.run_sync("a long question " * 2_000)
+        assert (result.status, result.error_type) == ("failed", "StoreError")
+        assert result.error.count("is full") >= 1
+    assert "running" not in [r.status for r in session.runs]
+    _free_disk(store)
+    assert session.run_sync("room again").status == "completed"
+    # the ends that could not be written were written before the next run: none stays running
+    assert [r.status for r in session.runs] == ["failed", "failed", "failed", "completed"]
+    assert all(r.error and "is full" in r.error for r in session.runs[:3])
+
+
+def test_a_full_disk_during_a_background_run_and_a_signal_run(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    session = Agent(Model.function(_answer)).session(SessionConfig(id="bg", store=store))
+    assert session.run_sync("first").status == "completed"
+    _fill_disk(store)
+    run = session.start("a long question " * 2_000)
+    assert run.result(10).status == "failed" and run.status == "failed"
+    with pytest.raises(StoreError, match="is full"):  # the signal's record cannot be stored...
+        session.receive_sync(RuntimeSignal(source="app", type="event", summary="x" * 20_000))
+    session.wait_idle(10)  # ...its run still went, failed, and nothing escaped the queue's task
+    _free_disk(store)
+    assert session.run_sync("room again").status == "completed"
+    assert [r.status for r in session.runs][-1] == "completed"
+    assert "running" not in [r.status for r in session.runs]
+
+
+def _damaged_store(path: Path) -> None:
+    """A real store with enough history to span many pages, its middle overwritten."""
+    store = SQLiteStore(path)
+    session = Agent(Model.function(lambda r: "answer " * 200)).session(SessionConfig(id="d", store=store))
+    for i in range(20):
+        session.run_sync(f"question {i} " * 100)
+    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    size = path.stat().st_size
+    with path.open("r+b") as f:
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(b"\xff\x00garbage" * 1_500)
+
+
+@pytest.mark.parametrize("reader", ["open", "runs", "events", "messages"])
+def test_a_damaged_file_is_a_store_error_that_says_what_to_do(tmp_path: Path, reader: str) -> None:
+    path = tmp_path / "d.sqlite"
+    _damaged_store(path)
+    store = SQLiteStore(path)  # the header is intact: opening the file itself works
+    with pytest.raises(StoreError) as caught:
+        if reader == "open":
+            Agent(Model.scripted([])).session(SessionConfig(id="d", store=store))
+        elif reader == "runs":
+            store.runs("d")
+        elif reader == "events":
+            store.events(session_id="d")
+        else:
+            store.stored_messages("d")
+    message = str(caught.value)
+    assert "d.sqlite" in message and "damaged" in message and "Restore it from a backup" in message
+    assert not isinstance(caught.value, sqlite3.Error)
+    assert isinstance(caught.value.__cause__, sqlite3.Error | ValueError)
+
+
+def test_a_new_store_file_after_damage_works(tmp_path: Path) -> None:
+    _damaged_store(tmp_path / "d.sqlite")
+    fresh = Agent(Model.function(_answer)).session(SessionConfig(id="d", store=tmp_path / "new.sqlite"))
+    assert fresh.run_sync("again").status == "completed"
+    assert os.path.exists(tmp_path / "new.sqlite")

@@ -7,6 +7,12 @@ those checked addresses, and only then speaks HTTP over that socket, with the or
 header and, for https, the hostname for SNI and certificate verification. Redirects are followed
 by hand, each hop checked the same way.
 
+The time limit is a deadline for the whole fetch, not a timeout per read: a per-read timeout
+starts over with every byte, so a server that drips one byte every half second would hold a
+fetch for as long as it likes. Name resolution runs in a helper thread that the fetch stops
+waiting for at the deadline, and once connected a watchdog shuts the socket down at the deadline,
+which ends whatever call is blocked on it (TLS handshake, status line, headers or body).
+
 Only the standard library is used (``socket``, ``ssl``, ``http.client``), so the kernel keeps its
 single dependency. Everything here blocks; the web tool is a sync function, which loom_nb runs in a
 worker thread.
@@ -18,9 +24,11 @@ import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from ..errors import ToolError
@@ -165,14 +173,15 @@ def _check_domain(target: _Target, policy: FetchPolicy, *, tool: str) -> None:
                     f"({', '.join(allowed)}); fetch a URL on one of those domains instead.")
 
 
-def _addresses(target: _Target, policy: FetchPolicy, *, tool: str) -> list[IPAddress]:
+def _addresses(target: _Target, policy: FetchPolicy, deadline: float,
+               *, tool: str) -> list[IPAddress]:
     """Resolve the host and check every address before any connection is made."""
     literal = target.literal
     if literal is not None:
         addresses = [literal]
     else:
         try:
-            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+            infos = _resolve(target, deadline, tool=tool)
         except (socket.gaierror, UnicodeError) as exc:
             raise ToolError(f"{tool}: cannot resolve the host {target.host!r} ({exc}); check "
                             f"the URL.") from None
@@ -193,6 +202,59 @@ def _addresses(target: _Target, policy: FetchPolicy, *, tool: str) -> list[IPAdd
                 f"addresses can be fetched; a person can allow private ones with "
                 f"Capability.web(allow_private=True).")
     return addresses
+
+
+def _resolve(target: _Target, deadline: float, *, tool: str) -> list[Any]:
+    """getaddrinfo, given up at the deadline (the call itself cannot be interrupted)."""
+    outcome: list[Any] = []
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            outcome.append(socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM))
+        except BaseException as exc:  # handed to the waiting fetch, which raises it
+            outcome.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=work, name="loom-web-resolve", daemon=True).start()
+    if not done.wait(max(deadline - time.monotonic(), 0.0)):
+        raise ToolError(f"{tool}: resolving the host {target.host!r} did not finish within the "
+                        f"time limit; the name server is slow or unreachable.")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return list(outcome[0])
+
+
+class _Watchdog:
+    """Shuts a connection down at the deadline, ending any call that is blocked on it."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        # a duplicate descriptor of the same socket: it survives the TLS wrap (which detaches
+        # the original object), and shutting it down stops reads on every descriptor
+        self._spare: socket.socket | None = sock.dup()
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        with self._lock:  # never shut down a descriptor that close() released (reused number)
+            if self._spare is None:
+                return
+            self.fired = True
+            try:
+                self._spare.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._spare is not None:
+                self._spare.close()
+                self._spare = None
 
 
 def _connect(target: _Target, addresses: Sequence[IPAddress], deadline: float,
@@ -218,7 +280,8 @@ def _connect(target: _Target, addresses: Sequence[IPAddress], deadline: float,
 def _get(target: _Target, policy: FetchPolicy, deadline: float,
          *, tool: str) -> tuple[Response, str | None]:
     """One request: the response, and the Location to follow when it is a redirect."""
-    sock = _connect(target, _addresses(target, policy, tool=tool), deadline, tool=tool)
+    sock = _connect(target, _addresses(target, policy, deadline, tool=tool), deadline, tool=tool)
+    watchdog = _Watchdog(sock, deadline)
     try:
         sock.settimeout(_remaining(deadline, target, tool=tool))
         if target.scheme == "https":
@@ -233,22 +296,24 @@ def _get(target: _Target, policy: FetchPolicy, deadline: float,
         location = raw.getheader("Location")
         if raw.status in (301, 302, 303, 307, 308) and location:
             return _response(target, raw, b"", False, False), location
-        body, truncated, timed_out = _read_body(raw, sock, policy.max_bytes, deadline)
+        body, truncated, timed_out = _read_body(raw, sock, policy.max_bytes, deadline, watchdog)
         return _response(target, raw, body, truncated, timed_out), None
-    except (TimeoutError, socket.timeout):
-        raise ToolError(f"{tool}: {target.url} did not answer within the time limit of "
-                        f"{policy.timeout:g} s.") from None
-    except ssl.SSLError as exc:
-        raise ToolError(f"{tool}: TLS failed for {target.host}: {exc.reason or exc}.") from None
     except (OSError, http.client.HTTPException) as exc:
+        if watchdog.fired or isinstance(exc, TimeoutError | socket.timeout):
+            raise ToolError(f"{tool}: {target.url} did not answer within the time limit of "
+                            f"{policy.timeout:g} s.") from None
+        if isinstance(exc, ssl.SSLError):
+            raise ToolError(f"{tool}: TLS failed for {target.host}: "
+                            f"{exc.reason or exc}.") from None
         raise ToolError(f"{tool}: fetching {target.url} failed: "
                         f"{type(exc).__name__}: {exc}.") from None
     finally:
+        watchdog.close()
         sock.close()
 
 
 def _read_body(raw: http.client.HTTPResponse, sock: socket.socket, limit: int,
-               deadline: float) -> tuple[bytes, bool, bool]:
+               deadline: float, watchdog: _Watchdog) -> tuple[bytes, bool, bool]:
     """Up to ``limit`` bytes of the body; stops at the deadline instead of waiting for more."""
     parts: list[bytes] = []
     size = 0
@@ -256,14 +321,18 @@ def _read_body(raw: http.client.HTTPResponse, sock: socket.socket, limit: int,
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return b"".join(parts)[:limit], False, True
-        sock.settimeout(remaining)  # one slow recv cannot outlast the whole fetch's deadline
+        sock.settimeout(remaining)
         try:
             data = raw.read1(min(_CHUNK, limit + 1 - size))
-        except (TimeoutError, socket.timeout):
-            if not parts:
-                raise
-            return b"".join(parts)[:limit], False, True
+        except (OSError, http.client.IncompleteRead) as exc:
+            if parts and (watchdog.fired or isinstance(exc, TimeoutError)):
+                return b"".join(parts)[:limit], False, True  # cut by the deadline: keep it
+            raise
         if not data:
+            if watchdog.fired:  # the watchdog cut the body: what arrived is kept, marked
+                if not parts:
+                    raise TimeoutError
+                return b"".join(parts)[:limit], False, True
             break
         parts.append(data)
         size += len(data)

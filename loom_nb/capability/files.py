@@ -19,24 +19,29 @@ Pass ``approve_writes=True`` to make every write and edit wait for a person's ap
 
 Every path goes through :class:`loom_nb.capability._paths.Root`: ``..`` out of the root, absolute
 paths elsewhere and symbolic links that lead out are refused with a message to the model, and
-nothing is read or written.
+nothing is read or written. Every access walks from a descriptor of the root without letting the
+kernel follow a link, so a directory swapped for a link meanwhile cannot lead out either; links
+that stay inside the root keep working. A file with several hard links is not read (its other
+name may be outside the root) unless ``allow_hardlinks=True``. Search patterns run on RE2 and
+glob patterns on a small automaton, so no pattern the model picks can stall the process (see
+:mod:`loom_nb.capability._search`).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import os
-import re
 import secrets
 import stat
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, Any
 
 from ..errors import ConfigError, ToolError
 from ..tools import Tool, tool
 from . import Capability
-from ._paths import Root, is_binary, read_head
+from ._paths import FILE_FLAGS, Missing, Outside, Place, Root, is_binary, read_head
+from ._search import (Budget, compile_glob, compile_matcher, glob_start, glob_step, name_matches,
+                      scan, subdir)
 
 __all__ = ["files_capability"]
 
@@ -52,16 +57,19 @@ _MATCH_CHARS = 300  # a matching line is cut to this many characters in search r
 def files_capability(root: str | os.PathLike[str] = ".", read_only: bool = True, *,
                      name: str = "files", max_read_bytes: int = 100_000,
                      max_results: int = 200, approve_writes: bool = False,
-                     **unknown: Any) -> Capability:
+                     allow_hardlinks: bool = False, **unknown: Any) -> Capability:
     """The files capability (see the module docstring); ``Capability.files`` calls this."""
     if unknown:
         raise ConfigError(f"Capability.files() got unknown options {sorted(unknown)}; it takes "
-                          f"root, read_only, name, max_read_bytes, max_results, approve_writes.")
+                          f"root, read_only, name, max_read_bytes, max_results, approve_writes, "
+                          f"allow_hardlinks.")
     for option, value in (("max_read_bytes", max_read_bytes), ("max_results", max_results)):
         if not isinstance(value, int) or value < 1:
             raise ConfigError(f"Capability.files({option}=...) takes a positive int, got "
                               f"{value!r}.")
-    files = _Files(Root(root, what="Capability.files"), name, max_read_bytes, max_results)
+    hint = f"; use {name}__list or {name}__glob to find the right path"
+    files = _Files(Root(root, what="Capability.files", missing_hint=hint), name, max_read_bytes,
+                   max_results, allow_hardlinks)
     tools = [
         tool(name=f"{name}__list", read_only=True, thread=True)(files.list),
         tool(name=f"{name}__read", read_only=True, thread=True)(files.read),
@@ -91,11 +99,13 @@ def _instructions(root: Root, name: str, tools: list[Tool], read_only: bool) -> 
 class _Files:
     """The tool functions, bound to one root and its limits (docstrings are the tool docs)."""
 
-    def __init__(self, root: Root, name: str, max_read_bytes: int, max_results: int) -> None:
+    def __init__(self, root: Root, name: str, max_read_bytes: int, max_results: int,
+                 allow_hardlinks: bool) -> None:
         self.root = root
         self.name = name
         self.max_read_bytes = max_read_bytes
         self.max_results = max_results
+        self.allow_hardlinks = allow_hardlinks
 
     # -- read-only tools ---------------------------------------------------------------------------
 
@@ -105,34 +115,43 @@ class _Files:
         Args:
             path: the directory, relative to the root ('.' is the root itself).
         """
-        real = self._existing(path, "list")
-        if not real.is_dir():
-            raise ToolError(f"{path!r} is a file, not a directory; read it with {self.name}__read.")
-        lines = []
-        entries = sorted(os.scandir(real), key=lambda e: e.name)
-        for entry in entries[: self.max_results]:
-            lines.append(self._entry_line(entry))
-        header = f"{self.root.display(real)}/ ({len(entries)} entries)"
+        with self.root.open(path, tool=f"{self.name}__list", want="dir") as place:
+            if not place.is_dir:
+                raise ToolError(f"{path!r} is a file, not a directory; read it with "
+                                f"{self.name}__read.")
+            with os.scandir(place.open_dir()) as listing:
+                entries = sorted(listing, key=lambda e: e.name)
+            lines = [self._entry_line(place, entry) for entry in entries[: self.max_results]]
+            header = f"{place.display}/ ({len(entries)} entries)"
         if len(entries) > self.max_results:
             lines.append(f"[... {len(entries) - self.max_results} more entries not shown; use "
                          f"{self.name}__glob with a pattern to narrow them down]")
         return "\n".join([header, *lines]) if lines else f"{header}: empty directory"
 
-    def _entry_line(self, entry: os.DirEntry[str]) -> str:
-        if entry.is_symlink():
-            target = os.path.realpath(entry.path)
-            if not self.root.contains(target):
-                return f"{entry.name} (symbolic link leading outside the root; cannot be used)"
-            if not os.path.exists(target):
-                return f"{entry.name} (broken symbolic link)"
-            suffix = "/" if os.path.isdir(target) else ""
-            return f"{entry.name}{suffix} -> {self.root.display(target)}{suffix}"
-        if entry.is_dir():
-            return f"{entry.name}/"
+    def _entry_line(self, place: Place, entry: os.DirEntry[str]) -> str:
         try:
-            return f"{entry.name}  ({entry.stat().st_size} bytes)"
+            if entry.is_symlink():
+                return self._link_line(place.child(entry.name), entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                return f"{entry.name}/"
+            return f"{entry.name}  ({entry.stat(follow_symlinks=False).st_size} bytes)"
         except OSError:
             return entry.name
+
+    def _link_line(self, path: str, name: str) -> str:
+        """Where a link inside the root leads, found by the same safe walk as every access."""
+        try:
+            with self.root.entry(path, tool=f"{self.name}__list") as target:
+                if target.stat is None:
+                    return f"{name} (broken symbolic link)"
+                suffix = "/" if target.is_dir else ""
+                return f"{name}{suffix} -> {target.display}{suffix}"
+        except Outside:
+            return f"{name} (symbolic link leading outside the root; cannot be used)"
+        except Missing:
+            return f"{name} (broken symbolic link)"
+        except ToolError:
+            return f"{name} (symbolic link that cannot be followed)"
 
     def read(self, path: str, offset: int = 1, limit: int | None = None) -> str:
         """Read a text file, whole or a range of lines.
@@ -146,10 +165,10 @@ class _Files:
             raise ToolError("offset is a line number starting at 1; pass offset=1 or more.")
         if limit is not None and limit < 1:
             raise ToolError("limit is a number of lines; pass 1 or more, or omit it.")
-        real = self._text_file(path, "read")
-        size = real.stat().st_size
-        with open(real, "rb") as handle:
-            chunk = _read_lines(handle, offset, limit, self.max_read_bytes)
+        with self._text_file(path, "read") as (place, info):
+            with open(place.open_file()[0], "rb", closefd=False) as handle:
+                chunk = _read_lines(handle, offset, limit, self.max_read_bytes)
+        size = info.st_size
         if chunk.first is None:
             if offset == 1:
                 return "(the file is empty)"
@@ -180,31 +199,54 @@ class _Files:
             pattern: a glob relative to ``path``: '*' within a name, '**' across directories.
             path: the directory to search from, relative to the root.
         """
-        if not pattern or Path(pattern).is_absolute() or ".." in Path(pattern).parts:
-            raise ToolError(f"Glob pattern {pattern!r} must be relative and must not contain "
-                            f"'..'; pass a pattern like '**/*.py' and a start directory as path.")
-        base = self._existing(path, "glob")
-        if not base.is_dir():
-            raise ToolError(f"{path!r} is a file; pass the directory to search from as path.")
-        found: list[str] = []
-        outside = 0
-        try:
-            matches = base.glob(pattern)
-            for match in matches:
-                if not self.root.contains(os.path.realpath(match)):
-                    outside += 1
-                    continue
-                found.append(self.root.display(match) + ("/" if match.is_dir() else ""))
-                if len(found) > self.max_results:
-                    break
-        except ValueError as exc:  # e.g. '**' inside a name
-            raise ToolError(f"Invalid glob pattern {pattern!r}: {exc}.") from None
-        notes = self._limit_note(found, "paths", "a narrower pattern")
-        if outside:
-            notes.append(f"[{outside} matches skipped: symbolic links leading outside the root]")
-        if not found:
+        segments = compile_glob(pattern)
+        walk = _Walk(Budget())
+        with self.root.open(path, tool=f"{self.name}__glob", want="dir") as base:
+            if not base.is_dir:
+                raise ToolError(f"{path!r} is a file; pass the directory to search from as path.")
+            self._glob_dir(base.open_dir(), base.parts, glob_start(segments), segments, walk, 0)
+        notes = self._limit_note(walk.found, "paths", "a narrower pattern")
+        if walk.outside:
+            notes.append(f"[{walk.outside} matches skipped: symbolic links leading outside the "
+                         f"root]")
+        notes += walk.notes("a narrower pattern or path")
+        if not walk.found:
             return "\n".join([f"No paths match {pattern!r} under {path!r}.", *notes])
-        return "\n".join([*sorted(found), *notes])
+        return "\n".join([*sorted(walk.found), *notes])
+
+    def _glob_dir(self, fd: int, parts: list[str], states: frozenset[int],
+                  segments: tuple[str, ...], walk: _Walk, depth: int) -> bool:
+        """Match one directory's entries and go down where the pattern can still match."""
+        for name, kind in scan(fd, walk.budget):
+            after = glob_step(states, name, segments)
+            matched, deeper = len(segments) in after, any(i < len(segments) for i in after)
+            rel = [*parts, name]
+            if kind == "link":  # shown when it stays inside; linked directories are not entered
+                if matched or deeper:
+                    self._glob_link("/".join(rel), matched, walk)
+            elif matched:
+                walk.found.append("/".join(rel) + ("/" if kind == "dir" else ""))
+            if len(walk.found) > self.max_results:
+                return True
+            if kind == "dir" and deeper:
+                child = subdir(fd, name, depth + 1, walk.budget)
+                if child is not None:
+                    try:
+                        if self._glob_dir(child, rel, after, segments, walk, depth + 1):
+                            return True
+                    finally:
+                        os.close(child)
+        return False
+
+    def _glob_link(self, rel: str, matched: bool, walk: _Walk) -> None:
+        try:
+            with self.root.entry(rel, tool=f"{self.name}__glob") as target:
+                if matched:
+                    walk.found.append(rel + ("/" if target.is_dir else ""))
+        except Outside:
+            walk.outside += 1
+        except ToolError:
+            pass  # a broken link or a loop: nothing to show
 
     def _limit_note(self, found: list[str], what: str, advice: str) -> list[str]:
         if len(found) <= self.max_results:
@@ -217,70 +259,88 @@ class _Files:
         """Search text files for a string or regular expression; results are 'path:line: text'.
 
         Args:
-            pattern: the text to find (a Python regular expression when regex is true).
+            pattern: the text to find (an RE2 regular expression when regex is true: Perl-like
+                syntax without backreferences or lookaround).
             path: a file or directory to search, relative to the root.
             include: only search files whose name matches this glob, like '*.py'.
             regex: treat pattern as a regular expression instead of plain text.
             ignore_case: match regardless of case.
         """
-        if not pattern:
-            raise ToolError("pattern is empty; pass the text to search for.")
-        flags = re.IGNORECASE if ignore_case else 0
-        try:
-            matcher = re.compile(pattern if regex else re.escape(pattern), flags)
-        except re.error as exc:
-            raise ToolError(f"{pattern!r} is not a valid regular expression ({exc}); fix it, or "
-                            f"pass regex=false to search for the text as written.") from None
-        base = self._existing(path, "search")
-        found: list[str] = []
-        skipped = 0
-        for file in self._walk(base, include):
-            try:
-                if file.stat().st_size > _SEARCH_FILE_LIMIT:
-                    skipped += 1
-                    continue
-                if is_binary(read_head(file)):
-                    continue
-                found.extend(self._matches(file, matcher, self.max_results + 1 - len(found)))
-            except OSError:
-                skipped += 1
-            if len(found) > self.max_results:
-                break
-        notes = self._limit_note(found, "matches", "path=, include= or a more specific pattern")
-        if skipped:
-            notes.append(f"[{skipped} files skipped: unreadable or larger than "
+        tool = f"{self.name}__search"
+        walk = _Walk(Budget(), matcher=compile_matcher(pattern, regex=regex,
+                                                       ignore_case=ignore_case, tool=tool),
+                     wanted=name_matches(include), room=self.max_results + 1)
+        with self.root.open(path, tool=tool, want="any") as base:
+            if base.is_dir:
+                self._search_dir(base.open_dir(), base.parts, walk, 0)
+            elif base.fd is not None:
+                self._search_file(base.fd, base.display, walk)
+            else:
+                raise ToolError(f"{path!r} is not a regular file (a pipe, socket or device); "
+                                f"pass a text file or a directory.")
+        notes = self._limit_note(walk.found, "matches",
+                                 "path=, include= or a more specific pattern")
+        if walk.skipped:
+            notes.append(f"[{walk.skipped} files skipped: unreadable or larger than "
                          f"{_SEARCH_FILE_LIMIT} bytes]")
-        if not found:
+        if walk.linked:
+            notes.append(f"[{walk.linked} files skipped: they have several hard links, so they "
+                         f"may be files outside the root; a person can allow them with "
+                         f"Capability.files(..., allow_hardlinks=True)]")
+        notes += walk.notes("path= or include=")
+        if not walk.found:
             return "\n".join([f"No matches for {pattern!r} under {path!r}.", *notes])
-        return "\n".join([*found, *notes])
+        return "\n".join([*walk.found, *notes])
 
-    def _walk(self, base: Path, include: str | None) -> Iterator[Path]:
-        if base.is_file():
-            yield base
+    def _search_dir(self, fd: int, parts: list[str], walk: _Walk, depth: int) -> bool:
+        entries = list(scan(fd, walk.budget))
+        for name, kind in entries:
+            if kind in ("file", "link") and walk.wanted(name):
+                self._search_entry(fd, "/".join([*parts, name]), name, kind, walk)
+                if len(walk.found) >= walk.room:
+                    return True
+        for name, kind in entries:
+            if kind == "dir" and name not in _SKIP_DIRS:
+                child = subdir(fd, name, depth + 1, walk.budget)
+                if child is not None:
+                    try:
+                        if self._search_dir(child, [*parts, name], walk, depth + 1):
+                            return True
+                    finally:
+                        os.close(child)
+        return False
+
+    def _search_entry(self, parent: int, rel: str, name: str, kind: str, walk: _Walk) -> None:
+        if kind == "link":  # followed by the safe walk; links that lead out are not searched
+            try:
+                with self.root.open(rel, tool=f"{self.name}__search", want="file") as target:
+                    if target.fd is not None:
+                        self._search_file(target.fd, rel, walk)
+            except ToolError:
+                pass
             return
-        for folder, dirs, names in os.walk(base):  # followlinks=False: linked dirs stay out
-            dirs[:] = sorted(d for d in dirs if d not in _SKIP_DIRS)
-            for file_name in sorted(names):
-                if include and not fnmatch.fnmatch(file_name, include):
-                    continue
-                file = Path(folder, file_name)
-                # a symlinked file inside the tree may point anywhere: check where it leads
-                if self.root.contains(os.path.realpath(file)) and os.path.isfile(file):
-                    yield file
+        try:
+            fd = os.open(name, FILE_FLAGS, dir_fd=parent)
+        except OSError:
+            walk.skipped += 1  # unreadable, or swapped for a link since the listing
+            return
+        try:
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                self._search_file(fd, rel, walk)
+        finally:
+            os.close(fd)
 
-    def _matches(self, file: Path, matcher: re.Pattern[str], room: int) -> list[str]:
-        shown = self.root.display(file)
-        hits = []
-        with open(file, encoding="utf-8", errors="replace", newline="") as handle:
-            for number, line in enumerate(handle, start=1):
-                if matcher.search(line):
-                    text = line.strip()
-                    if len(text) > _MATCH_CHARS:
-                        text = text[:_MATCH_CHARS] + " [...]"
-                    hits.append(f"{shown}:{number}: {text}")
-                    if len(hits) >= room:
-                        break
-        return hits
+    def _search_file(self, fd: int, shown: str, walk: _Walk) -> None:
+        try:
+            info = os.fstat(fd)
+            if info.st_size > _SEARCH_FILE_LIMIT:
+                walk.skipped += 1
+            elif info.st_nlink > 1 and not self.allow_hardlinks:
+                walk.linked += 1
+            elif not is_binary(read_head(fd)):
+                walk.found.extend(_matches(fd, shown, walk))
+        except OSError:
+            walk.skipped += 1
 
     # -- writing tools -----------------------------------------------------------------------------
 
@@ -292,24 +352,25 @@ class _Files:
             content: the complete new content of the file.
             overwrite: replace the file if it already exists (its old content is lost).
         """
-        real = self.root.resolve(path, tool=f"{self.name}__write")
-        if real.is_dir():
-            raise ToolError(f"{path!r} is a directory; pass the path of a file inside it.")
-        existed = real.exists()
-        if existed and not overwrite:
-            raise ToolError(
-                f"{path!r} already exists and was not changed. To change part of it, read it "
-                f"and use {self.name}__edit; to replace it entirely, call {self.name}__write "
-                f"again with overwrite=true.")
-        try:
-            real.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ToolError(f"Cannot create the directory for {path!r}: {exc.strerror}.") from None
-        data = content.encode("utf-8")
-        _replace_file(real, data, path)
+        with self.root.entry(path, tool=f"{self.name}__write", create_dirs=True) as place:
+            old = place.stat
+            if place.name is None or place.is_dir:
+                raise ToolError(f"{path!r} is a directory; pass the path of a file inside it.")
+            if old is not None and not stat.S_ISREG(old.st_mode):
+                raise ToolError(f"{path!r} is not a regular file (a pipe, socket or device); "
+                                f"{self.name}__write replaces regular files only.")
+            if old is not None and not overwrite:
+                raise ToolError(
+                    f"{path!r} already exists and was not changed. To change part of it, read "
+                    f"it and use {self.name}__edit; to replace it entirely, call "
+                    f"{self.name}__write again with overwrite=true.")
+            data = content.encode("utf-8")
+            mode = stat.S_IMODE(old.st_mode) if old is not None else None
+            _replace_file(place.parent, place.name, data, path, mode)
+            shown = place.display
         lines = content.count("\n") + (1 if content and not content.endswith("\n") else 0)
-        verb = "Replaced" if existed else "Created"
-        return f"{verb} {self.root.display(real)}: {len(data)} bytes, {lines} lines."
+        verb = "Replaced" if old is not None else "Created"
+        return f"{verb} {shown}: {len(data)} bytes, {lines} lines."
 
     def edit(self, path: str, old_string: str, new_string: str, replace_all: bool = False) -> str:
         """Replace an exact string in a text file; it must occur exactly once unless replace_all.
@@ -325,16 +386,30 @@ class _Files:
                             f"file, use {self.name}__write).")
         if old_string == new_string:
             raise ToolError("old_string and new_string are the same; nothing to change.")
-        real = self._text_file(path, "edit")
-        try:
-            text = real.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            raise ToolError(f"{path!r} is not UTF-8 text; {self.name}__edit refuses to change it "
-                            f"so that its encoding is not corrupted.") from None
-        if old_string not in text and "\r\n" in text and "\r\n" not in old_string:
-            # The model writes '\n'; a file with Windows line endings should still match.
-            old_string, new_string = (s.replace("\n", "\r\n") for s in (old_string, new_string))
-        count = text.count(old_string)
+        with self._text_file(path, "edit") as (place, info):
+            with open(place.open_file()[0], "rb", closefd=False) as handle:
+                raw = handle.read()
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ToolError(f"{path!r} is not UTF-8 text; {self.name}__edit refuses to "
+                                f"change it so that its encoding is not corrupted.") from None
+            if old_string not in text and "\r\n" in text and "\r\n" not in old_string:
+                # The model writes '\n'; a file with Windows line endings should still match.
+                old_string, new_string = (s.replace("\n", "\r\n")
+                                          for s in (old_string, new_string))
+            count = text.count(old_string)
+            self._check_count(path, text, old_string, count, replace_all)
+            first = text[: text.index(old_string)].count("\n") + 1
+            # the new content replaces the entry in the very directory it was read from
+            _replace_file(place.parent, place.parts[-1], text.replace(
+                old_string, new_string).encode("utf-8"), path, stat.S_IMODE(info.st_mode))
+            shown = place.display
+        return (f"Edited {shown}: replaced {count} occurrence{'s' if count > 1 else ''} (first "
+                f"at line {first}).")
+
+    def _check_count(self, path: str, text: str, old_string: str, count: int,
+                     replace_all: bool) -> None:
         if count == 0:
             raise ToolError(
                 f"old_string was not found in {path!r}; nothing was changed. Read the file "
@@ -345,31 +420,62 @@ class _Files:
                 f"old_string occurs {count} times in {path!r} (lines "
                 f"{_lines_of(text, old_string)}); nothing was changed. Include more surrounding "
                 f"text so that it occurs exactly once, or pass replace_all=true to replace all.")
-        first = text[: text.index(old_string)].count("\n") + 1
-        _replace_file(real, text.replace(old_string, new_string).encode("utf-8"), path)
-        return (f"Edited {self.root.display(real)}: replaced {count} occurrence"
-                f"{'s' if count > 1 else ''} (first at line {first}).")
 
     # -- helpers -----------------------------------------------------------------------------------
 
-    def _existing(self, path: str, action: str) -> Path:
-        real = self.root.resolve(path, tool=f"{self.name}__{action}")
-        if not real.exists():
-            raise ToolError(f"{path!r} does not exist under the root; use {self.name}__list or "
-                            f"{self.name}__glob to find the right path.")
-        return real
+    @contextmanager
+    def _text_file(self, path: str, action: str) -> Iterator[tuple[Place, os.stat_result]]:
+        """The open place of a regular text file, and its fstat."""
+        with self.root.open(path, tool=f"{self.name}__{action}", want="file") as place:
+            if place.is_dir:
+                raise ToolError(f"{path!r} is a directory; list it with {self.name}__list.")
+            if place.fd is None:  # a FIFO or device would block the read forever
+                raise ToolError(f"{path!r} is not a regular file (a pipe, socket or device); "
+                                f"{self.name}__{action} works on regular files only.")
+            info = os.fstat(place.fd)
+            if info.st_nlink > 1 and not self.allow_hardlinks:
+                raise ToolError(
+                    f"{path!r} has {info.st_nlink} hard links: the same file may also be "
+                    f"somewhere outside the root, so {self.name}__{action} does not open it. A "
+                    f"person can allow this with Capability.files(..., allow_hardlinks=True).")
+            if is_binary(read_head(place.fd)):
+                raise ToolError(f"{path!r} is a binary file ({info.st_size} bytes); "
+                                f"{self.name}__{action} works on text files only.")
+            yield place, info
 
-    def _text_file(self, path: str, action: str) -> Path:
-        real = self._existing(path, action)
-        if real.is_dir():
-            raise ToolError(f"{path!r} is a directory; list it with {self.name}__list.")
-        if not real.is_file():  # a FIFO or device would block the read forever
-            raise ToolError(f"{path!r} is not a regular file (a pipe, socket or device); "
-                            f"{self.name}__{action} works on regular files only.")
-        if is_binary(read_head(real)):
-            raise ToolError(f"{path!r} is a binary file ({real.stat().st_size} bytes); "
-                            f"{self.name}__{action} works on text files only.")
-        return real
+
+class _Walk:
+    """What one glob or search found and skipped on its way through the tree."""
+
+    def __init__(self, budget: Budget, *, matcher: Callable[[str], bool] | None = None,
+                 wanted: Callable[[str], bool] | None = None, room: int = 0) -> None:
+        self.budget = budget
+        self.matcher = matcher or (lambda line: False)
+        self.wanted = wanted or (lambda name: True)
+        self.room = room  # matches still wanted (search)
+        self.found: list[str] = []
+        self.outside = 0  # links leading out (glob)
+        self.skipped = 0  # unreadable or too large (search)
+        self.linked = 0  # files with several hard links (search)
+
+    def notes(self, advice: str) -> list[str]:
+        return [f"[stopped early: the walk {cut}; use {advice} to look at less]"
+                for cut in self.budget.cut]
+
+
+def _matches(fd: int, shown: str, walk: _Walk) -> list[str]:
+    hits: list[str] = []
+    room = walk.room - len(walk.found)
+    with open(fd, encoding="utf-8", errors="replace", newline="", closefd=False) as handle:
+        for number, line in enumerate(handle, start=1):
+            if walk.matcher(line.rstrip("\r\n")):
+                text = line.strip()
+                if len(text) > _MATCH_CHARS:
+                    text = text[:_MATCH_CHARS] + " [...]"
+                hits.append(f"{shown}:{number}: {text}")
+                if len(hits) >= room:
+                    break
+    return hits
 
 
 class _Chunk:
@@ -437,27 +543,34 @@ def _lines_of(text: str, needle: str, show: int = 5) -> str:
     return ", ".join(numbers) + (", ..." if text.count(needle) > show else "")
 
 
-def _replace_file(real: Path, data: bytes, shown: str) -> None:
-    """Write ``data`` to a temporary file next to ``real``, then rename it over ``real``.
+def _replace_file(parent: int, name: str, data: bytes, shown: str, mode: int | None) -> None:
+    """Write ``data`` to a temporary file in the directory ``parent``, then rename it to ``name``.
 
-    The rename is atomic: a reader sees the old or the new content, never half; and if a symlink
-    was swapped in at ``real`` after the check, the rename replaces the link, not its target.
+    Both happen relative to the directory's descriptor, so the file lands in the directory that
+    was checked even if a path to it is swapped for a link meanwhile. The rename is atomic: a
+    reader sees the old or the new content, never half; and if a link was put at ``name`` after
+    the check, the rename replaces the link, not its target. The data is flushed to disk before
+    the rename, so a crash leaves the old file or the new one, not an empty one.
     """
-    mode = stat.S_IMODE(real.stat().st_mode) if real.exists() else None
-    tmp = real.with_name(f".{real.name}.{secrets.token_hex(4)}.tmp")
+    tmp = f".{name[:200]}.{secrets.token_hex(4)}.tmp"
     try:
-        # 0o666 goes through the umask like any new file; O_EXCL|O_NOFOLLOW: never reuse a path
+        # 0o666 goes through the umask like any new file; O_EXCL|O_NOFOLLOW: never reuse a name
         # that someone else put there.
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(tmp, flags, 0o666)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o666, dir_fd=parent)
     except OSError as exc:
         raise ToolError(f"Cannot write {shown!r}: {exc.strerror}.") from None
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        if mode is not None:
-            os.chmod(tmp, mode)  # keep an existing file's permissions (an executable script)
-        os.replace(tmp, real)
+            out.flush()
+            if mode is not None:
+                os.fchmod(out.fileno(), mode)  # keep an existing file's permissions (a script)
+            os.fsync(out.fileno())
+        os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        try:
+            os.unlink(tmp, dir_fd=parent)
+        except OSError:
+            pass
         raise ToolError(f"Cannot write {shown!r}: {exc.strerror}.") from None

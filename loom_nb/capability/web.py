@@ -13,15 +13,18 @@ Safety, enforced in :mod:`loom_nb.capability._net`:
 - redirects are followed by hand (at most ``max_redirects``), each hop checked the same way;
 - ``allow_domains``: when given, only those hosts and their subdomains;
 - at most ``max_bytes`` of the body are read (the rest is never downloaded) and the whole fetch
-  must finish within ``timeout`` seconds; what was cut is marked in the result. (Name resolution
-  itself cannot be interrupted by the standard library; a hanging DNS server can add to that.)
+  must finish within ``timeout`` seconds: a deadline for the whole fetch (name resolution,
+  connection, TLS, headers and body of every hop), not a timeout per read, so a server that
+  drips a byte at a time is cut off too. What was cut is marked in the result.
 
 Proxies from the environment (``HTTP_PROXY``, ``HTTPS_PROXY``) are not used: the address check
 needs a direct connection to the address it checked.
 
-HTML is reduced to text with the standard library's ``html.parser``: scripts, styles and
-navigation dropped; headings, paragraphs, list items and link text (with its URL) kept. Other text
-types come back as they are; binary content is refused.
+HTML is reduced to text by :mod:`loom_nb.capability._html`, in time linear in the page (the
+standard library's parser is quadratic on unclosed markup): scripts, styles and navigation
+dropped; headings, paragraphs, list items and link text (with its URL) kept; at most
+``MAX_HTML_CHARS`` of a page are converted. Other text types come back as they are; binary
+content is refused.
 """
 
 from __future__ import annotations
@@ -29,15 +32,14 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Sequence
-from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urljoin
 
 from ..errors import ConfigError, ToolError
 from ..tools import tool
 from . import Capability
-from ._paths import is_binary
+from ._html import MAX_HTML_CHARS, html_to_text
 from ._net import FetchPolicy, Response, fetch
+from ._paths import is_binary
 
 __all__ = ["html_to_text", "web_capability"]
 
@@ -143,9 +145,12 @@ def _render(response: Response, asked: str, policy: FetchPolicy, max_chars: int,
     if _is_binary(kind, response.body):
         raise ToolError(f"{tool_name}: {response.url} is binary content "
                         f"({kind or 'unknown type'}); only text and HTML pages can be fetched.")
-    title = ""
+    title, cut_page = "", False
     if kind in _HTML_TYPES or (not kind and _looks_like_html(response.body)):
-        title, text = html_to_text(_decode(response, html=True), base_url=response.url)
+        page = _decode(response, html=True)
+        # one character past max_chars is enough to know that the text goes on
+        title, text = html_to_text(page, base_url=response.url, max_chars=max_chars + 1)
+        cut_page = len(page) > MAX_HTML_CHARS and len(text) <= max_chars
     else:
         text = _decode(response, html=False)
     if not 200 <= response.status < 300:
@@ -163,6 +168,9 @@ def _render(response: Response, asked: str, policy: FetchPolicy, max_chars: int,
         notes.append(f"[truncated: the text goes on past {max_chars} characters; only the start "
                      f"is shown]")
         text = text[:max_chars]
+    if cut_page:
+        notes.append(f"[truncated: the page is longer than {MAX_HTML_CHARS} characters; only "
+                     f"its start was converted to text]")
     if response.truncated:
         notes.append(f"[truncated: the response is larger than {policy.max_bytes} bytes; only "
                      f"its first {policy.max_bytes} bytes were read]")
@@ -193,131 +201,3 @@ def _decode(response: Response, *, html: bool) -> str:
         return response.body.decode(charset or "utf-8", errors="replace")
     except LookupError:  # a charset name Python does not know
         return response.body.decode("utf-8", errors="replace")
-
-
-# -- HTML to text ----------------------------------------------------------------------------------
-
-_SKIP = frozenset({"script", "style", "nav", "noscript", "template", "svg", "iframe", "object",
-                   "canvas", "select", "button"})
-_BLOCK = frozenset({"p", "div", "section", "article", "main", "header", "footer", "aside",
-                    "blockquote", "ul", "ol", "table", "dl", "dt", "dd", "figure", "figcaption",
-                    "form", "address", "details", "summary", "tr", "body", "hr"})
-_SPACED = frozenset({"p", "blockquote", "table", "pre", "figure", "section",
-                     "article", "h1", "h2", "h3", "h4", "h5", "h6"})
-_HEADINGS = {f"h{n}": n for n in range(1, 7)}
-_VOID = frozenset({"br", "img", "hr", "meta", "link", "input", "source", "wbr", "col", "area",
-                   "base", "embed", "param", "track"})
-
-
-def html_to_text(html: str, base_url: str = "") -> tuple[str, str]:
-    """(title, text) of an HTML page: readable text, links as 'text (url)'."""
-    parser = _TextExtractor(base_url)
-    parser.feed(html)
-    parser.close()
-    return parser.title, parser.text()
-
-
-class _TextExtractor(HTMLParser):
-    """Collects lines of text; block elements start new lines, headings and list items marked."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.base_url = base_url
-        self.title = ""
-        self.lines: list[str] = []
-        self.buffer: list[str] = []
-        self.prefix = ""
-        self.skip = 0
-        self.in_title = False
-        self.pre = 0
-        self.lists = 0
-        self.links: list[tuple[str, int]] = []
-        self.cells = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _SKIP:
-            self.skip += 1  # no skipped tag is void: each has its end tag
-            return
-        if self.skip:
-            return
-        attr = dict(attrs)
-        if tag == "title":
-            self.in_title = True
-        elif tag in _HEADINGS:
-            self.flush(blank=True)
-            self.prefix = "#" * _HEADINGS[tag] + " "
-        elif tag == "li":
-            self.flush()
-            self.prefix = "  " * max(self.lists - 1, 0) + "- "
-        elif tag in ("td", "th"):
-            if self.cells:
-                self.buffer.append(" | ")
-            self.cells += 1
-        elif tag == "br":
-            self.flush()
-        elif tag == "pre":
-            self.flush(blank=True)
-            self.pre += 1
-        elif tag == "img" and attr.get("alt"):
-            self.buffer.append(f" [image: {attr['alt']}] ")
-        elif tag == "a":
-            self.links.append((attr.get("href") or "", len(self.buffer)))
-        elif tag in _BLOCK:
-            self.lists += tag in ("ul", "ol")
-            self.cells = 0 if tag == "tr" else self.cells
-            self.flush(blank=tag in _SPACED)
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in _SKIP:
-            self.skip = max(self.skip - 1, 0)
-            return
-        if self.skip:
-            return
-        if tag == "title":
-            self.in_title = False
-        elif tag == "a" and self.links:
-            self._end_link(*self.links.pop())
-        elif tag == "pre":
-            self.flush(blank=True)
-            self.pre = max(self.pre - 1, 0)
-        elif tag in _HEADINGS or tag in _BLOCK or tag == "li":
-            self.lists -= tag in ("ul", "ol") and self.lists > 0
-            self.cells = 0 if tag == "tr" else self.cells
-            self.flush(blank=tag in _SPACED)
-
-    def _end_link(self, href: str, start: int) -> None:
-        text = "".join(self.buffer[start:]).strip()
-        href = href.strip()
-        if not text or not href or href.startswith(("#", "javascript:")):
-            return
-        url = urljoin(self.base_url, href)
-        if url != text:
-            self.buffer.append(f" ({url})")
-
-    def handle_data(self, data: str) -> None:
-        if self.skip:
-            return
-        if self.in_title:
-            self.title = " ".join((self.title + " " + data).split())
-        elif self.pre:
-            self.buffer.append(data)
-        else:
-            self.buffer.append(re.sub(r"\s+", " ", data))
-
-    def flush(self, *, blank: bool = False) -> None:
-        joined = "".join(self.buffer)
-        self.buffer = []
-        self.links = [(href, 0) for href, _ in self.links]  # a link spanning a block break
-        if self.pre:
-            self.lines.extend(joined.strip("\n").splitlines())
-        else:
-            text = " ".join(joined.split())
-            if text:
-                self.lines.append(self.prefix + text)
-                self.prefix = ""
-        if blank and self.lines and self.lines[-1] != "":
-            self.lines.append("")
-
-    def text(self) -> str:
-        self.flush()
-        return "\n".join(self.lines).strip()

@@ -392,14 +392,18 @@ def test_approve_writes_pauses_until_a_person_approves(tree: Path) -> None:
 
 
 def test_write_keeps_a_symlink_swapped_in_from_being_followed(tree: Path) -> None:
-    # The write lands by renaming a temp file over the resolved path; if that path were a
-    # symlink at that moment, the link would be replaced, never its target.
+    # The write lands by renaming a temp file over the name in the checked directory; if that
+    # name were a symlink at that moment, the link would be replaced, never its target.
     from loom_nb.capability.files import _replace_file
 
     outside = tree.parent / "outside" / "secret.txt"
     target = tree / "swap.txt"
     target.symlink_to(outside)
-    _replace_file(target, b"new", "swap.txt")
+    parent = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        _replace_file(parent, "swap.txt", b"new", "swap.txt", None)
+    finally:
+        os.close(parent)
     assert not target.is_symlink() and target.read_text() == "new"
     assert outside.read_text() == "TOP SECRET hello\n"
     assert os.listdir(tree.parent / "outside") == ["secret.txt"]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import Any
 from ..errors import ToolError
 from ._paths import DIR_FLAGS
 
-__all__ = ["Budget", "MAX_PATTERN", "compile_glob", "compile_matcher", "glob_step", "scan",
+__all__ = ["Budget", "MAX_PATTERN", "Matcher", "compile_glob", "compile_matcher", "glob_step", "scan",
            "subdir"]
 
 MAX_PATTERN = 1000  # characters in a search, glob or include pattern
@@ -46,19 +47,46 @@ _RE2_HINT = ("RE2 syntax is Perl's without backreferences (\\1) and without look
 # -- search patterns -------------------------------------------------------------------------------
 
 
-def compile_matcher(pattern: str, *, regex: bool, ignore_case: bool,
-                    tool: str) -> Callable[[str], bool]:
-    """A predicate on one line (without its line ending) that runs in linear time."""
+@dataclass(frozen=True)
+class Matcher:
+    """A search pattern, in linear time: on one line, and on a whole file at once.
+
+    ``line`` is the meaning (a line without its line ending matches). ``anywhere`` is a quick
+    first look at a whole file: False only when no line of it can match, so most files cost one
+    call into RE2 rather than one per line (a call costs about a microsecond of overhead).
+    """
+
+    line: Callable[[str], bool]
+    anywhere: Callable[[str], bool]
+
+
+# Without these a match on a line is also a match in the whole text in multi-line mode: \A and
+# \z anchor to the whole text, and (?-m) turns multi-line mode off.
+_NOT_WHOLE = re.compile(r"\\[Az]|\(\?[imsU]*-[imsU]*m")
+
+
+def compile_matcher(pattern: str, *, regex: bool, ignore_case: bool, tool: str) -> Matcher:
+    """The matcher of a model's search pattern (see the module docstring)."""
     if not pattern:
         raise ToolError("pattern is empty; pass the text to search for.")
     _check_length(pattern, "pattern")
     if not regex:
         if ignore_case:
             folded = pattern.casefold()
-            return lambda line: folded in line.casefold()
-        return lambda line: pattern in line
+            return Matcher(lambda line: folded in line.casefold(),
+                           lambda text: folded in text.casefold())
+        return Matcher(lambda line: pattern in line, lambda text: pattern in text)
     compiled = _re2_compile(pattern, ignore_case, tool)
-    return lambda line: compiled.search(line) is not None
+    line: Callable[[str], bool] = lambda text: compiled.search(text) is not None  # noqa: E731
+    if _NOT_WHOLE.search(pattern):
+        return Matcher(line, lambda text: True)
+    try:
+        whole = _re2_compile("(?m)" + pattern, ignore_case, tool)
+    except ToolError:  # too large with the flag: look at every line instead
+        return Matcher(line, lambda text: True)
+    # the lines of a file end in \n, \r\n or \r; multi-line mode knows \n only
+    return Matcher(line, lambda text: whole.search(
+        text.replace("\r\n", "\n").replace("\r", "\n")) is not None)
 
 
 def _re2_compile(pattern: str, ignore_case: bool, tool: str) -> Any:

@@ -29,6 +29,7 @@ glob patterns on a small automaton, so no pattern the model picks can stall the 
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import stat
@@ -40,8 +41,8 @@ from ..errors import ConfigError, ToolError
 from ..tools import Tool, tool
 from . import Capability
 from ._paths import FILE_FLAGS, Missing, Outside, Place, Root, is_binary, read_head
-from ._search import (Budget, compile_glob, compile_matcher, glob_start, glob_step, name_matches,
-                      scan, subdir)
+from ._search import (Budget, Matcher, compile_glob, compile_matcher, glob_start, glob_step,
+                      name_matches, scan, subdir)
 
 __all__ = ["files_capability"]
 
@@ -447,10 +448,10 @@ class _Files:
 class _Walk:
     """What one glob or search found and skipped on its way through the tree."""
 
-    def __init__(self, budget: Budget, *, matcher: Callable[[str], bool] | None = None,
+    def __init__(self, budget: Budget, *, matcher: Matcher | None = None,
                  wanted: Callable[[str], bool] | None = None, room: int = 0) -> None:
         self.budget = budget
-        self.matcher = matcher or (lambda line: False)
+        self.matcher = matcher or Matcher(lambda line: False, lambda text: False)
         self.wanted = wanted or (lambda name: True)
         self.room = room  # matches still wanted (search)
         self.found: list[str] = []
@@ -464,17 +465,21 @@ class _Walk:
 
 
 def _matches(fd: int, shown: str, walk: _Walk) -> list[str]:
+    with open(fd, "rb", closefd=False) as handle:  # at most _SEARCH_FILE_LIMIT bytes
+        text = handle.read().decode("utf-8", errors="replace")
+    if not walk.matcher.anywhere(text):
+        return []
     hits: list[str] = []
     room = walk.room - len(walk.found)
-    with open(fd, encoding="utf-8", errors="replace", newline="", closefd=False) as handle:
-        for number, line in enumerate(handle, start=1):
-            if walk.matcher(line.rstrip("\r\n")):
-                text = line.strip()
-                if len(text) > _MATCH_CHARS:
-                    text = text[:_MATCH_CHARS] + " [...]"
-                hits.append(f"{shown}:{number}: {text}")
-                if len(hits) >= room:
-                    break
+    # newline="": lines end at \n, \r\n or \r, as in the file, and keep their ending
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        if walk.matcher.line(line.rstrip("\r\n")):
+            shown_line = line.strip()
+            if len(shown_line) > _MATCH_CHARS:
+                shown_line = shown_line[:_MATCH_CHARS] + " [...]"
+            hits.append(f"{shown}:{number}: {shown_line}")
+            if len(hits) >= room:
+                break
     return hits
 
 

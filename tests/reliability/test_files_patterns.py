@@ -121,3 +121,16 @@ def test_regex_without_re2_says_how_to_install_it(tmp_path: Path,
     with pytest.raises(ToolError, match=r"pip install 'loom-nb\[files\]'"):
         tools["files__search"](pattern="a.c", regex=True)
     assert tools["files__search"](pattern="abc", ignore_case=True) == "a.txt:1: abc"
+
+
+def test_regex_lines_keep_their_meaning_with_any_line_ending(tmp_path: Path) -> None:
+    # A whole file is looked at first for speed; what matches is still decided line by line.
+    (tmp_path / "crlf.txt").write_bytes(b"a\r\nb\r\nc")
+    (tmp_path / "cr.txt").write_bytes(b"x\ry")
+    tools = {t.name: t for t in Capability.files(str(tmp_path)).toolset}
+    search = tools["files__search"]
+    assert search(pattern="^b$", regex=True) == "crlf.txt:2: b"
+    assert search(pattern=r"\Ab\z", regex=True) == "crlf.txt:2: b"
+    assert search(pattern="(?-m)^y$", regex=True) == "cr.txt:2: y"
+    assert search(pattern=r"a\sb", regex=True).startswith("No matches")  # never across lines
+    assert search(pattern="A$", regex=True, ignore_case=True) == "crlf.txt:1: a"

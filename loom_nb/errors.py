@@ -4,7 +4,9 @@ One base class, a few branches, each message saying what to do next::
 
     LoomError
     ├── ConfigError          the agent, tool, model or session was set up wrongly (fix the code)
-    │   └── NotSupportedError   a documented feature that this version does not do yet
+    │   ├── NotSupportedError   a documented feature that this version does not do yet
+    │   └── RunAlreadyResumedError  a paused run was resumed elsewhere first (two clicks, two
+    │                               processes): it is not resumed twice
     ├── ModelError           the model could not answer (provider failure, script exhausted)
     │   ├── ScriptExhaustedError
     │   └── ProviderError    a provider failed; ``retryable`` says whether trying again may help
@@ -42,6 +44,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotSupportedError",
     "ProviderError",
+    "RunAlreadyResumedError",
     "ScriptExhaustedError",
     "StoreError",
     "ToolError",
@@ -58,6 +61,17 @@ class ConfigError(LoomError, ValueError):
 
 class NotSupportedError(ConfigError, NotImplementedError):
     """A documented feature that this version does not implement yet."""
+
+
+class RunAlreadyResumedError(ConfigError):
+    """A run paused for approval was resumed by someone else first (another click, thread,
+    session or process): its approved calls run once, there."""
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        #: The run's status when the resume was refused ("running" while the other side goes on).
+        self.status = status
 
 
 class ModelError(LoomError):

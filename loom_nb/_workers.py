@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import asyncio
 
-__all__ = ["MAX_WORKERS", "Escaped", "run_in_worker", "submit_to_worker"]
+__all__ = ["MAX_WORKERS", "Escaped", "Job", "run_in_worker", "submit_to_worker"]
 
 MAX_WORKERS = 32
 
-_jobs: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+_jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
 _lock = threading.Lock()
 _workers = 0
 _idle = 0  # workers waiting for a job
@@ -52,31 +52,39 @@ def _call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
     return fn(**kwargs)
 
 
-def _work() -> None:
-    global _idle, _queued
-    while True:
-        with _lock:
-            _idle += 1
-        loop, future, context, fn, kwargs = _jobs.get()
-        with _lock:
-            _idle -= 1
-            _queued -= 1
-        try:
-            outcome: tuple[bool, Any] = (True, context.run(_call, fn, kwargs))
-        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
-            outcome = (False, exc)
-        except BaseException as exc:  # noqa: BLE001 - the worker thread must survive it too
-            outcome = (False, Escaped(exc))
-        try:
-            loop.call_soon_threadsafe(_settle, future, outcome)
-        except RuntimeError:
-            pass  # the loop was closed while the tool ran: nobody is waiting any more
-        del loop, future, context, fn, kwargs, outcome  # an idle worker keeps nothing alive
+class Job:
+    """A call handed to a worker. ``future`` settles with its outcome (an escaping BaseException
+    comes as :class:`Escaped`); :meth:`follow` gives another future of the same outcome, for a
+    caller whose wait on ``future`` was cancelled but who still wants to know how it ended."""
+
+    __slots__ = ("loop", "future", "context", "fn", "kwargs", "_followers", "_outcome")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, fn: Callable[..., Any],
+                 kwargs: dict[str, Any]) -> None:
+        self.loop, self.fn, self.kwargs = loop, fn, kwargs
+        self.future: asyncio.Future[Any] = loop.create_future()
+        self.context = contextvars.copy_context()
+        self._followers: list[asyncio.Future[Any]] = []
+        self._outcome: tuple[bool, Any] | None = None  # set on the loop's thread only
+
+    def follow(self) -> asyncio.Future[Any]:
+        """A new future of the call's outcome (call on the loop's thread)."""
+        follower = self.loop.create_future()
+        if self._outcome is None:
+            self._followers.append(follower)
+        else:
+            _set(follower, self._outcome)
+        return follower
+
+    def _settle(self, outcome: tuple[bool, Any]) -> None:
+        self._outcome = outcome
+        for future in (self.future, *self._followers):
+            if not future.done():  # a waiter cancelled or gave up (a timeout) meanwhile
+                _set(future, outcome)
+        self._followers.clear()
 
 
-def _settle(future: Any, outcome: tuple[bool, Any]) -> None:
-    if future.done():  # the awaiting task was cancelled or gave up (a timeout) meanwhile
-        return
+def _set(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
     ok, value = outcome
     if ok:
         future.set_result(value)
@@ -84,7 +92,29 @@ def _settle(future: Any, outcome: tuple[bool, Any]) -> None:
         future.set_exception(value)
 
 
-def _submit(job: tuple[Any, ...], *, caller_holds_worker: bool) -> None:
+def _work() -> None:
+    global _idle, _queued
+    while True:
+        with _lock:
+            _idle += 1
+        job: Job = _jobs.get()
+        with _lock:
+            _idle -= 1
+            _queued -= 1
+        try:
+            outcome: tuple[bool, Any] = (True, job.context.run(_call, job.fn, job.kwargs))
+        except Exception as exc:  # noqa: BLE001 - handed to the awaiting task
+            outcome = (False, exc)
+        except BaseException as exc:  # noqa: BLE001 - the worker thread must survive it too
+            outcome = (False, Escaped(exc))
+        try:
+            job.loop.call_soon_threadsafe(job._settle, outcome)
+        except RuntimeError:
+            pass  # the loop was closed while the tool ran: nobody is waiting any more
+        del job, outcome  # an idle worker keeps nothing alive
+
+
+def _submit(job: Job, *, caller_holds_worker: bool) -> None:
     global _workers, _queued
     with _lock:
         _queued += 1
@@ -98,19 +128,15 @@ def _submit(job: tuple[Any, ...], *, caller_holds_worker: bool) -> None:
     _jobs.put(job)
 
 
-def submit_to_worker(fn: Callable[..., Any], /, **kwargs: Any) -> asyncio.Future[Any]:
-    """Start ``fn(**kwargs)`` on a worker thread, in a copy of the caller's context; a future of
-    the running loop settles with its result (an escaping BaseException comes as :class:`Escaped`).
-    """
+def submit_to_worker(fn: Callable[..., Any], /, **kwargs: Any) -> Job:
+    """Start ``fn(**kwargs)`` on a worker thread, in a copy of the caller's context."""
     import asyncio
 
-    loop = asyncio.get_running_loop()
-    future = loop.create_future()
-    context = contextvars.copy_context()
-    _submit((loop, future, context, fn, kwargs), caller_holds_worker=context.get(_HOLDS_WORKER))
-    return future
+    job = Job(asyncio.get_running_loop(), fn, kwargs)
+    _submit(job, caller_holds_worker=job.context.get(_HOLDS_WORKER))
+    return job
 
 
 async def run_in_worker(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
     """``fn(**kwargs)`` on a worker thread, in a copy of the caller's context."""
-    return await submit_to_worker(fn, **kwargs)
+    return await submit_to_worker(fn, **kwargs).future

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._run_context import RunWindow
 from .context import build_request
-from .delegation import CURRENT_RUN, SubAgentPaused, resume_nested
+from ._tool_call import run_tool_call
+from .delegation import SubAgentPaused, resume_nested
 from .errors import (
     ConfigError,
     ContextWindowExceededError,
@@ -91,6 +92,11 @@ class RunLoop:
         self._traceback: str | None = None
         self._pause: dict[str, Any] | None = None
         self._elapsed = 0.0
+        #: When the current segment of the run (its start, or a resume) began (time.monotonic).
+        self.started_at = time.monotonic()
+        #: The run whose tool started this one (a tool calling an agent), if any; see Session.
+        self.caller: RunLoop | None = None
+        self.nesting = 0
         self._streamed: list[str] = []  # text of the model turn in progress
         #: The context window: snapshots, compaction and renewal, fitting items to the budget.
         self.window = RunWindow(self)
@@ -248,7 +254,7 @@ class RunLoop:
     async def _drive(self, body: Callable[[float], Any]) -> RunResult:
         import asyncio
         import traceback
-        started = time.monotonic()
+        started = self.started_at = time.monotonic()
         status: RunStatus = "completed"
         error: str | None = None
         error_type: str | None = None
@@ -460,22 +466,7 @@ class RunLoop:
         return None
 
     async def _run_tool(self, call: ToolCall) -> ToolResult:
-        token = CURRENT_RUN.set(self)  # a delegate call finds its parent run here
-        try:
-            outcome = await self.agent.tools[call.name].invoke(call.args)
-        finally:
-            CURRENT_RUN.reset(token)
-        content = self.window.fit(outcome.content)
-        data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": content,
-                                "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
-        if content is not outcome.content:
-            data["truncated_from"] = len(outcome.content)
-        if outcome.is_error:
-            data["error_type"] = outcome.error_type
-            if outcome.traceback:
-                data["traceback"] = outcome.traceback
-        self.emit("tool.result", data)
-        return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error)
+        return await run_tool_call(self, call)
 
     def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:
         """A result made by the loop, not by the tool: an error of ``error_type``, or (None) an

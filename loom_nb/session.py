@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
 from ._compaction import ContextState
+from ._tool_call import check_caller
 from .errors import ConfigError, StoreError
 from .events import RunEvent
 from .feedback import FeedbackRecord, summarize
@@ -289,6 +290,7 @@ class Session:
             )
 
     async def _execute(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
+        check_caller(self, loop)  # before the turn: a tool's own session would never give it
         async with self._lock:
             return await self._run_locked(loop, decisions)
 

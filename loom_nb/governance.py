@@ -14,6 +14,12 @@ Checks run in a fixed order, and the first that decides wins:
 6. a tool marked ``requires_approval``                       -> ask
 7. a tool marked ``destructive``                             -> ``destructive`` (ask by default)
 8. otherwise                                                 -> allow
+
+A call a person approved is decided again when the paused run resumes, with
+``ToolRequest.approved`` set: the approval satisfies every ``ask`` (from checks 4, 6 and 7), and
+any ``deny`` still wins, so a deny rule or veto added while the run was paused, or a rate limit
+filled meanwhile, stops the call. An approved call that is allowed counts against the rate limits
+like any allowed call; an ``ask`` alone never counts, as the person may reject it.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class ToolRequest:
     run_id: str
     session_id: str
     agent: str
+    #: True when a person approved this call and the paused run resumes: an ask is satisfied.
+    approved: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -134,6 +142,7 @@ class _Window:
 
 #: The decision when no check objects; shared, as decisions are immutable.
 _ALLOWED = GovernanceDecision(action="allow", check="default", reason="allowed")
+_APPROVED = GovernanceDecision(action="allow", check="approval", reason="approved by a person")
 
 
 @dataclass(eq=False)
@@ -193,7 +202,8 @@ class GovernancePolicy:
                                       reason=f"Read-only mode: tool {name!r} may change things.")
         for veto in self.vetoes:
             verdict = _veto_decision(veto, request)
-            if verdict is not None and verdict.action != "allow":
+            if verdict is not None and verdict.action != "allow" and not (
+                    verdict.action == "ask" and request.approved):
                 return verdict
         for window in self._windows_for(name):
             if window.full():
@@ -202,6 +212,11 @@ class GovernancePolicy:
                     action="deny", check="rate_limit",
                     reason=(f"Rate limit reached for {name!r}: at most {limit.calls} calls per "
                             f"{limit.per_seconds:g} s. Wait before calling it again."))
+        if request.approved:  # what is left can only ask, and the person has answered
+            if request.destructive and self.destructive == "deny":
+                return GovernanceDecision(action="deny", check="destructive",
+                                          reason=f"Tool {name!r} is destructive.")
+            return _APPROVED
         if request.tool is not None and request.tool.requires_approval:
             return GovernanceDecision(action="ask", check="requires_approval",
                                       reason=f"Tool {name!r} requires approval.")

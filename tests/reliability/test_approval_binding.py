@@ -9,6 +9,8 @@ approved calls like any other.
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +194,36 @@ def test_an_approved_call_counts_against_the_next_runs_rate_limit(tmp_path: Path
                           run_id="r", session_id="s", agent="a")
     decision = policy.decide(request)  # the approved call filled the window
     assert (decision.action, decision.check) == ("deny", "rate_limit")
+
+
+def test_threads_sharing_a_policy_never_take_more_than_the_limit() -> None:
+    # A clock that lets other threads in, as any real switch between checking a window and
+    # counting the call would: six threads at a barrier, one call per minute allowed.
+    def yielding_clock() -> float:
+        time.sleep(0)
+        return time.monotonic()
+
+    def request() -> ToolRequest:
+        return ToolRequest(name="send_sms", args={"to": "x"}, call_id="c", tool=send_sms,
+                           run_id="r", session_id="s", agent="a")
+
+    over = 0
+    for _ in range(200):
+        policy = GovernancePolicy(rate_limit="1/min", clock=yielding_clock)
+        barrier = threading.Barrier(6)
+        actions: list[str] = []
+
+        def decide() -> None:
+            barrier.wait()
+            actions.append(policy.decide(request()).action)
+
+        threads = [threading.Thread(target=decide) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        over += actions.count("allow") != 1
+    assert over == 0, f"{over} of 200 trials allowed more (or less) than one call"
 
 
 def test_an_asking_veto_is_satisfied_but_the_rate_limit_behind_it_still_counts(

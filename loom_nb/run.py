@@ -17,9 +17,11 @@ import collections
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from ._approval import check_decisions, recheck
+from ._call_ids import call_data, own_call_ids
 from ._run_context import RunWindow
 from .context import build_request
 from ._tool_call import run_tool_call
@@ -43,6 +45,7 @@ from .runtime import LimitName, Limits
 from .signals import RuntimeSignal
 from .store import RunRecord
 from .task import RunContext, RuntimeTask
+from .tools import unrunnable
 
 if TYPE_CHECKING:
     from .session import Session
@@ -98,6 +101,9 @@ class RunLoop:
         self.caller: RunLoop | None = None
         self.nesting = 0
         self._streamed: list[str] = []  # text of the model turn in progress
+        self.call_ids: set[str] = set()  # every tool call id of the run so far (see _call_ids)
+        #: At a resume: the waiting calls as the person saw them, by id (see _approval).
+        self.seen: Mapping[str, PendingApproval] = {}
         #: The context window: snapshots, compaction and renewal, fitting items to the budget.
         self.window = RunWindow(self)
         #: The signal this run was started for, if any.
@@ -232,13 +238,7 @@ class RunLoop:
         """Continue a run paused for approval, with a decision for every waiting call."""
         state = self.record.state or {}
         waiting = [p["call_id"] for p in state.get("pending", [])]
-        undecided = [c for c in waiting if c not in decisions]
-        unknown = [c for c in decisions if c not in waiting]
-        if undecided or unknown:
-            raise ConfigError(
-                f"Run {self.run_id} waits for a decision on {waiting}; undecided: {undecided}, "
-                f"unknown: {unknown}. Approve or reject each waiting call, then resume."
-            )
+        check_decisions(self.run_id, state, decisions, self.seen)
         self.record.status, self.record.state = "running", None
         self.session.store.save_run(self.record)
         self.emit("run.resumed", {"approved": [c for c in waiting if decisions[c] is None],
@@ -369,11 +369,13 @@ class RunLoop:
         self.turns += 1
         usage = response.usage
         self.usage = self.usage + usage
+        # Before anything keys on them (events, governance, history): ids unique in the run.
+        response, renamed = own_call_ids(response, self.turns, self.call_ids)
         message = response.message
         text, calls = message.text, message.tool_calls
         self.emit("model.response", {
             "turn": self.turns, "text": text, "stop_reason": response.stop_reason,
-            "tool_calls": [{"id": c.id, "name": c.name, "args": c.args} for c in calls],
+            "tool_calls": call_data(calls, renamed),
             "usage": usage.to_dict(), "model": response.model_name or self.agent.model.name,
         })
         return response, text, calls
@@ -439,8 +441,9 @@ class RunLoop:
                 self.emit("governance.decision", {**data, "via": pending["via"], "args": pending["args"]})
                 continue
             self.emit("governance.decision", data)
-            if reason is None:
-                results[call_id] = await self._run_tool(calls[call_id])
+            if reason is None:  # governance again: a deny since the pause wins over the approval
+                refusal = recheck(self, calls[call_id])
+                results[call_id] = refusal if refusal is not None else await self._run_tool(calls[call_id])
             else:
                 results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
@@ -454,16 +457,8 @@ class RunLoop:
         return False
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
-        if call.name not in self.agent.tools:
-            known = ", ".join(sorted(self.agent.tools)) or "none"
-            return self._loop_result(call, "UnknownTool",
-                                f"There is no tool named {call.name!r}. Available tools: {known}.")
-        if call.invalid_args is not None:
-            return self._loop_result(call, "InvalidJSON",
-                                f"The arguments for tool {call.name!r} are not a JSON object: "
-                                f"{call.invalid_args[:500]!r}. Call the tool again with a JSON "
-                                f"object of arguments that matches its schema.")
-        return None
+        problem = unrunnable(self.agent.tools, call.name, call.invalid_args)
+        return None if problem is None else self._loop_result(call, *problem)
 
     async def _run_tool(self, call: ToolCall) -> ToolResult:
         return await run_tool_call(self, call)
@@ -586,6 +581,7 @@ class RunLoop:
         loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
         loop.usage = Usage.from_dict(state["usage"])
         loop.events = session.store.events(run_id=record.run_id)
+        loop.call_ids = {e.data["call_id"] for e in loop.events if e.type == "tool.call"}
         return loop
 
 

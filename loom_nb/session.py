@@ -12,7 +12,7 @@ import collections.abc
 import contextvars
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +25,7 @@ from .events import RunEvent
 from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
 from .messages import Message
-from .result import RunResult
+from .result import PendingApproval, RunResult
 from .run import Decisions, RunLoop
 from .signals import SignalAdapter, SignalDecision, Urgency
 from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
@@ -321,12 +321,13 @@ class Session:
             self.inbox.pump()  # signals queued behind a paused run can go now
         return result
 
-    async def resume(self, run_id: str, decisions: Decisions) -> RunResult:
-        """Continue a run paused for approval.
-
-        ``decisions`` maps each waiting call id to None (approved) or a rejection reason.
-        """
-        return await self._execute(RunLoop.restore(self, self._own_run(run_id)), decisions)
+    async def resume(self, run_id: str, decisions: Decisions,
+                     seen: Mapping[str, PendingApproval] | None = None) -> RunResult:
+        """Continue a run paused for approval: ``decisions`` maps each waiting call id to None
+        (approved) or a rejection reason; approvals bind to the calls as ``seen`` (by id)."""
+        loop = RunLoop.restore(self, self._own_run(run_id))
+        loop.seen = dict(seen or {})
+        return await self._execute(loop, decisions)
 
     async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
         """Run the agent on a prompt or task in this session and return the result."""

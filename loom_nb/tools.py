@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
@@ -25,7 +25,7 @@ from .models import ToolDefinition
 if TYPE_CHECKING:
     import pydantic
 
-__all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool"]
+__all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool", "unrunnable"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
@@ -257,6 +257,19 @@ def _task_cancelled() -> bool:
     import asyncio
     task = asyncio.current_task()
     return task is None or task.cancelling() > 0
+
+
+def unrunnable(tools: Mapping[str, Tool], name: str, invalid_args: str | None) -> tuple[str, str] | None:
+    """Why a model's call of ``name`` cannot run on ``tools`` at all, as (error type, message
+    for the model); None when it can (its arguments are validated when it runs)."""
+    if name not in tools:
+        known = ", ".join(sorted(tools)) or "none"
+        return "UnknownTool", f"There is no tool named {name!r}. Available tools: {known}."
+    if invalid_args is not None:
+        return ("InvalidJSON", f"The arguments for tool {name!r} are not a JSON object: "
+                               f"{invalid_args[:500]!r}. Call the tool again with a JSON object of "
+                               f"arguments that matches its schema.")
+    return None
 
 
 def _ms(started: float) -> float:

@@ -11,6 +11,7 @@ from typing import Any
 from .agent import Agent
 from .capability import Capability
 from .errors import (
+    ApprovalMismatchError,
     ConfigError,
     ContextWindowExceededError,
     IncompleteStreamError,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Agent",
+    "ApprovalMismatchError",
     "Capability",
     "ConfigError",
     "ContextWindowExceededError",

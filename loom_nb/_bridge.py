@@ -16,7 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import ConfigError
+from .errors import ConfigError, LoomError
 
 if TYPE_CHECKING:
     import asyncio
@@ -44,13 +44,27 @@ def bridge_loop() -> asyncio.AbstractEventLoop:
             def serve() -> None:
                 asyncio.set_event_loop(loop)
                 loop.call_soon(ready.set)
-                loop.run_forever()
+                while True:
+                    try:
+                        loop.run_forever()
+                        return
+                    except BaseException:  # noqa: BLE001 - see _keep_serving
+                        _keep_serving(loop)
 
             _thread = threading.Thread(target=serve, name="loom-nb-loop", daemon=True)
             _thread.start()
             ready.wait()
             _loop = loop
         return _loop
+
+
+def _keep_serving(loop: asyncio.AbstractEventLoop) -> None:
+    """asyncio lets a SystemExit or KeyboardInterrupt raised inside a task escape run_forever
+    (the task itself ends with it, and its caller hears of it). An interrupt never lands in this
+    thread, so it came from code that ran here: serving on keeps every other run, session and
+    MCP connection on this loop alive."""
+    if loop.is_closed():
+        raise RuntimeError("loom_nb's background loop was closed")
 
 
 def in_bridge_thread() -> bool:
@@ -110,7 +124,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         # Inside the try: an interrupt may land while the coroutine is being handed over, and
         # the run must then be cancelled too, not left going with nobody to stop it.
         future = submit(_signal_when_done(coro, done))
-        return future.result()
+        return _wait(future)
     except KeyboardInterrupt:
         if future is not None:
             future.cancel()
@@ -118,6 +132,23 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         else:
             coro.close()
         raise
+
+
+def _wait(future: concurrent.futures.Future[T]) -> T:
+    """The future's result, without waiting forever should the loop thread be gone."""
+    import concurrent.futures
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except concurrent.futures.TimeoutError:
+            if future.done():
+                raise  # the coroutine's own TimeoutError
+            thread = _thread
+            if thread is not None and not thread.is_alive():
+                future.cancel()
+                raise LoomError(
+                    "loom_nb's background event loop stopped while this call was waiting for it, "
+                    "so the call's outcome is lost. Call it again: a new loop starts.") from None
 
 
 async def _signal_when_done(coro: Coroutine[Any, Any, T], done: threading.Event) -> T:

@@ -117,9 +117,11 @@ class DelegationPolicy:
         return _answer(parent, name, session, await session._execute(loop), counted=None)
 
     async def resume(self, parent: RunLoop, nested: dict[str, Any],
-                     decisions: dict[str, str | None]) -> str:
+                     decisions: dict[str, str | None],
+                     seen: Mapping[str, PendingApproval] | None = None) -> str:
         """Resume a sub-run paused for approval (``nested``: what :meth:`SubAgentPaused.nested`
-        kept) with a person's decisions on its calls; its answer, for the ``delegate`` call."""
+        kept) with a person's decisions on its calls (``seen``: those calls as the person saw
+        them, by the sub-run's ids); its answer, for the ``delegate`` call."""
         import asyncio
 
         from .session import SessionConfig
@@ -133,7 +135,7 @@ class DelegationPolicy:
             session._subscribers.append(parent.session.notify)  # as Session.child does
         await asyncio.to_thread(self._slots.acquire)
         try:
-            result = await session.resume(nested["run_id"], decisions)
+            result = await session.resume(nested["run_id"], decisions, seen)
         finally:
             self._slots.release()
         return _answer(parent, nested["agent"], session, result, counted=nested.get("usage"))
@@ -174,8 +176,10 @@ async def resume_nested(parent: RunLoop, nested: dict[str, Any], decisions: Mapp
     waiting: dict[str, Any] = {}
     for via, sub in nested.items():
         own = {call_id: decisions[f"{via}/{call_id}"] for call_id in sub["call_ids"]}
+        # The calls the person saw under this delegate call, by the sub-run's own ids.
+        seen = {c: parent.seen[f"{via}/{c}"] for c in sub["call_ids"] if f"{via}/{c}" in parent.seen}
         try:
-            answers[via] = (await parent.agent.runtime.delegation.resume(parent, sub, own), False)
+            answers[via] = (await parent.agent.runtime.delegation.resume(parent, sub, own, seen), False)
         except SubAgentPaused as paused:
             shown, waiting[via] = paused.nested(via)
             again.extend(shown)

@@ -5,6 +5,7 @@ One base class, a few branches, each message saying what to do next::
     LoomError
     ├── ConfigError          the agent, tool, model or session was set up wrongly (fix the code)
     │   ├── NotSupportedError   a documented feature that this version does not do yet
+    │   ├── ApprovalMismatchError  an approved call is not (any more) the call a person saw
     │   └── RunAlreadyResumedError  a paused run was resumed elsewhere first (two clicks, two
     │                               processes): it is not resumed twice
     ├── ModelError           the model could not answer (provider failure, script exhausted)
@@ -30,6 +31,7 @@ re-raises them for code that prefers exceptions.
 from __future__ import annotations
 
 __all__ = [
+    "ApprovalMismatchError",
     "ConfigError",
     "ContextWindowExceededError",
     "IncompleteStreamError",
@@ -61,6 +63,12 @@ class ConfigError(LoomError, ValueError):
 
 class NotSupportedError(ConfigError, NotImplementedError):
     """A documented feature that this version does not implement yet."""
+
+
+class ApprovalMismatchError(ConfigError):
+    """A decision on a paused run does not match the run's stored state: the approved call's
+    id, tool or arguments differ from the ones the person saw, or the stored turn is damaged.
+    Nothing runs; the run keeps waiting."""
 
 
 class RunAlreadyResumedError(ConfigError):

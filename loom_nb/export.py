@@ -57,7 +57,7 @@ EVENT_COLUMNS: dict[str, str] = {
     **_IDS, "seq": "int64", "type": "str", "ts": "datetime", "data": "str",  # JSON text
     "run_prompt": "str", "run_agent": "str", "run_status": "str", "run_output": "str",
     "run_error": "str", "run_error_type": "str", "run_limit": "str", "run_traceback": "str",
-    "run_max_seconds": "float64", "run_context": "json", "run_pending": "json",
+    "run_max_seconds": "float64", "run_tool_seconds": "float64", "run_context": "json", "run_pending": "json",
     "run_approved": "json", "run_rejected": "json", "run_reason": "str", "run_by": "str",
     "run_signal": "json", "run_observed_signals": "json", "run_partial_text": "boolean",
     "task_goal": "str", "task_inputs": "json", "task_criteria": "json", "task_metadata": "json",

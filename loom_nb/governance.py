@@ -14,6 +14,12 @@ Checks run in a fixed order, and the first that decides wins:
 6. a tool marked ``requires_approval``                       -> ask
 7. a tool marked ``destructive``                             -> ``destructive`` (ask by default)
 8. otherwise                                                 -> allow
+
+A call a person approved is decided again when the paused run resumes, with
+``ToolRequest.approved`` set: the approval satisfies every ``ask`` (from checks 4, 6 and 7), and
+any ``deny`` still wins, so a deny rule or veto added while the run was paused, or a rate limit
+filled meanwhile, stops the call. An approved call that is allowed counts against the rate limits
+like any allowed call; an ``ask`` alone never counts, as the person may reject it.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ class ToolRequest:
     run_id: str
     session_id: str
     agent: str
+    #: True when a person approved this call and the paused run resumes: an ask is satisfied.
+    approved: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -134,6 +142,7 @@ class _Window:
 
 #: The decision when no check objects; shared, as decisions are immutable.
 _ALLOWED = GovernanceDecision(action="allow", check="default", reason="allowed")
+_APPROVED = GovernanceDecision(action="allow", check="approval", reason="approved by a person")
 
 
 @dataclass(eq=False)
@@ -171,16 +180,34 @@ class GovernancePolicy:
                               for pattern, spec in self.rate_limits.items()}
         self._global_window = (_Window(RateLimit.parse(self.rate_limit), self.clock)
                                if self.rate_limit is not None else None)
+        # Checking the windows and counting an allowed call are one step: runs in other threads
+        # that share the policy must not both see room for the last call and both take it.
+        self._counting = threading.Lock()
 
     def decide(self, request: ToolRequest) -> GovernanceDecision:
         """The decision for one call. An allowed call counts against the rate limits."""
-        decision = self._decide(request)
-        if decision.action == "allow" and (self._tool_windows or self._global_window):
-            for window in self._windows_for(request.name):
-                window.record()
+        decision = self._decide_rules(request)  # outside the lock: a veto may take its time
+        if decision is not None:
+            return decision
+        windows = self._windows_for(request.name)
+        if not windows:
+            return self._decide_asks(request)
+        with self._counting:
+            for window in windows:
+                if window.full():
+                    limit = window.limit
+                    return GovernanceDecision(
+                        action="deny", check="rate_limit",
+                        reason=(f"Rate limit reached for {request.name!r}: at most {limit.calls} "
+                                f"calls per {limit.per_seconds:g} s. Wait before calling it again."))
+            decision = self._decide_asks(request)
+            if decision.action == "allow":
+                for window in windows:
+                    window.record()
         return decision
 
-    def _decide(self, request: ToolRequest) -> GovernanceDecision:
+    def _decide_rules(self, request: ToolRequest) -> GovernanceDecision | None:
+        """Checks 1 to 4; None when none of them decides."""
         name = request.name
         if self.deny and _matches(name, self.deny):
             return GovernanceDecision(action="deny", check="deny_list",
@@ -193,15 +220,19 @@ class GovernancePolicy:
                                       reason=f"Read-only mode: tool {name!r} may change things.")
         for veto in self.vetoes:
             verdict = _veto_decision(veto, request)
-            if verdict is not None and verdict.action != "allow":
+            if verdict is not None and verdict.action != "allow" and not (
+                    verdict.action == "ask" and request.approved):
                 return verdict
-        for window in self._windows_for(name):
-            if window.full():
-                limit = window.limit
-                return GovernanceDecision(
-                    action="deny", check="rate_limit",
-                    reason=(f"Rate limit reached for {name!r}: at most {limit.calls} calls per "
-                            f"{limit.per_seconds:g} s. Wait before calling it again."))
+        return None
+
+    def _decide_asks(self, request: ToolRequest) -> GovernanceDecision:
+        """Checks 6 to 8, after the rate limits."""
+        name = request.name
+        if request.approved:  # what is left can only ask, and the person has answered
+            if request.destructive and self.destructive == "deny":
+                return GovernanceDecision(action="deny", check="destructive",
+                                          reason=f"Tool {name!r} is destructive.")
+            return _APPROVED
         if request.tool is not None and request.tool.requires_approval:
             return GovernanceDecision(action="ask", check="requires_approval",
                                       reason=f"Tool {name!r} requires approval.")

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .errors import ConfigError, LoomError
+from .errors import ApprovalMismatchError, ConfigError, LoomError
 from .events import RunEvent
 from .messages import Message, Usage
 from .runtime import LimitName
@@ -136,15 +136,18 @@ class RunResult:
 
     # -- approvals ---------------------------------------------------------------------------------
 
-    def approve(self, *call_ids: str) -> RunResult:
-        """Approve waiting calls (all of them when no id is given); then :meth:`resume`."""
-        for call_id in self._waiting(call_ids):
+    def approve(self, *calls: str | PendingApproval) -> RunResult:
+        """Approve waiting calls, by id or as the :class:`PendingApproval` shown (all of them when
+        none is given); then :meth:`resume`. An approval binds to the call's id, tool and
+        arguments as shown here: if the run waits on anything else under that id when it
+        resumes, nothing runs and :class:`~loom_nb.errors.ApprovalMismatchError` says so."""
+        for call_id in self._waiting(calls):
             self._decisions[call_id] = None
         return self
 
-    def reject(self, *call_ids: str, reason: str = "") -> RunResult:
-        """Reject waiting calls (all when no id is given); the model is told ``reason``."""
-        for call_id in self._waiting(call_ids):
+    def reject(self, *calls: str | PendingApproval, reason: str = "") -> RunResult:
+        """Reject waiting calls (all when none is given); the model is told ``reason``."""
+        for call_id in self._waiting(calls):
             self._decisions[call_id] = reason or "no reason given"
         return self
 
@@ -153,22 +156,32 @@ class RunResult:
         """The waiting calls that have no decision yet."""
         return [p for p in self.pending if p.call_id not in self._decisions]
 
-    def _waiting(self, call_ids: tuple[str, ...]) -> list[str]:
+    def _waiting(self, calls: tuple[str | PendingApproval, ...]) -> list[str]:
         if self.status != "needs_approval":
             raise ConfigError(f"Run {self.run_id} is {self.status!r}; only a run that needs "
                               f"approval has calls to approve or reject.")
-        waiting = [p.call_id for p in self.pending]
+        waiting = {p.call_id: p for p in self.pending}
+        call_ids = [c.call_id if isinstance(c, PendingApproval) else c for c in calls]
         unknown = [c for c in call_ids if c not in waiting]
         if unknown:
             raise ConfigError(f"{unknown} are not waiting for approval in run {self.run_id}; "
-                              f"the waiting calls are {waiting}.")
-        return list(call_ids) or waiting
+                              f"the waiting calls are {list(waiting)}.")
+        for shown in calls:  # a PendingApproval from elsewhere must be the call waiting here
+            if isinstance(shown, PendingApproval) and (shown.name, shown.args) != (
+                    waiting[shown.call_id].name, waiting[shown.call_id].args):
+                mine = waiting[shown.call_id]
+                raise ApprovalMismatchError(
+                    f"The call {shown.call_id!r} waiting in run {self.run_id} is {mine.name}"
+                    f"({mine.args!r}), not {shown.name}({shown.args!r}). Decide on the calls in "
+                    f"this result's .pending.")
+        return call_ids or list(waiting)
 
     async def resume(self) -> RunResult:
         """Continue the paused run with the decisions made; returns the run's new result."""
         if self.session is None:
             raise ConfigError("This RunResult has no session to resume in; use session.resume(run_id, ...).")
-        return await self.session.resume(self.run_id, dict(self._decisions))
+        return await self.session.resume(self.run_id, dict(self._decisions),
+                                         seen={p.call_id: p for p in self.pending})
 
     def resume_sync(self) -> RunResult:
         """:meth:`resume` from sync code (also inside a Jupyter cell)."""

@@ -17,16 +17,17 @@ import collections
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._approval import claim, pause_state
+from ._approval import claim, pause_state, recheck, restore
+from ._call_ids import call_data, own_call_ids
 from ._owner import current_owner
 from ._run_context import RunWindow
 from .context import build_request
-from .delegation import CURRENT_RUN, SubAgentPaused, resume_nested
+from ._tool_call import run_tool_call
+from .delegation import SubAgentPaused, resume_nested
 from .errors import (
-    ConfigError,
     ContextWindowExceededError,
     LoomError,
     ModelError,
@@ -44,6 +45,7 @@ from .runtime import LimitName, Limits
 from .signals import RuntimeSignal
 from .store import RunRecord
 from .task import RunContext, RuntimeTask
+from .tools import unrunnable
 
 if TYPE_CHECKING:
     from .session import Session
@@ -92,7 +94,15 @@ class RunLoop:
         self._traceback: str | None = None
         self._pause: dict[str, Any] | None = None
         self._elapsed = 0.0
+        #: When the current segment of the run (its start, or a resume) began (time.monotonic).
+        self.started_at = time.monotonic()
+        #: The run whose tool started this one (a tool calling an agent), if any; see Session.
+        self.caller: RunLoop | None = None
+        self.nesting = 0
         self._streamed: list[str] = []  # text of the model turn in progress
+        self.call_ids: set[str] = set()  # every tool call id of the run so far (see _call_ids)
+        #: At a resume: the waiting calls as the person saw them, by id (see _approval).
+        self.seen: Mapping[str, PendingApproval] = {}
         #: The context window: snapshots, compaction and renewal, fitting items to the budget.
         self.window = RunWindow(self)
         #: The signal this run was started for, if any.
@@ -242,7 +252,7 @@ class RunLoop:
     async def _drive(self, body: Callable[[float], Any]) -> RunResult:
         import asyncio
         import traceback
-        started = time.monotonic()
+        started = self.started_at = time.monotonic()
         status: RunStatus = "completed"
         error: str | None = None
         error_type: str | None = None
@@ -357,11 +367,13 @@ class RunLoop:
         self.turns += 1
         usage = response.usage
         self.usage = self.usage + usage
+        # Before anything keys on them (events, governance, history): ids unique in the run.
+        response, renamed = own_call_ids(response, self.turns, self.call_ids)
         message = response.message
         text, calls = message.text, message.tool_calls
         self.emit("model.response", {
             "turn": self.turns, "text": text, "stop_reason": response.stop_reason,
-            "tool_calls": [{"id": c.id, "name": c.name, "args": c.args} for c in calls],
+            "tool_calls": call_data(calls, renamed),
             "usage": usage.to_dict(), "model": response.model_name or self.agent.model.name,
         })
         return response, text, calls
@@ -427,8 +439,10 @@ class RunLoop:
                 self.emit("governance.decision", {**data, "via": pending["via"], "args": pending["args"]})
                 continue
             self.emit("governance.decision", data)
-            if reason is None:
-                results[call_id] = await self._run_tool(calls[call_id], approved=True)
+            if reason is None:  # governance again: a deny since the pause wins over the approval
+                refusal = recheck(self, calls[call_id])
+                results[call_id] = refusal if refusal is not None else await self._run_tool(
+                    calls[call_id], approved=True)
             else:
                 results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
@@ -442,16 +456,8 @@ class RunLoop:
         return False
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
-        if call.name not in self.agent.tools:
-            known = ", ".join(sorted(self.agent.tools)) or "none"
-            return self._loop_result(call, "UnknownTool",
-                                f"There is no tool named {call.name!r}. Available tools: {known}.")
-        if call.invalid_args is not None:
-            return self._loop_result(call, "InvalidJSON",
-                                f"The arguments for tool {call.name!r} are not a JSON object: "
-                                f"{call.invalid_args[:500]!r}. Call the tool again with a JSON "
-                                f"object of arguments that matches its schema.")
-        return None
+        problem = unrunnable(self.agent.tools, call.name, call.invalid_args)
+        return None if problem is None else self._loop_result(call, *problem)
 
     async def _run_tool(self, call: ToolCall, *, approved: bool = False) -> ToolResult:
         if approved:
@@ -459,22 +465,7 @@ class RunLoop:
         # Stored before the tool can act: a process killed while it runs leaves events that say
         # the call was allowed (or approved) and started, and the usage of the turn that asked.
         self._flush()
-        token = CURRENT_RUN.set(self)  # a delegate call finds its parent run here
-        try:
-            outcome = await self.agent.tools[call.name].invoke(call.args)
-        finally:
-            CURRENT_RUN.reset(token)
-        content = self.window.fit(outcome.content)
-        data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": content,
-                                "is_error": outcome.is_error, "duration_ms": outcome.duration_ms}
-        if content is not outcome.content:
-            data["truncated_from"] = len(outcome.content)
-        if outcome.is_error:
-            data["error_type"] = outcome.error_type
-            if outcome.traceback:
-                data["traceback"] = outcome.traceback
-        self.emit("tool.result", data)
-        return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error)
+        return await run_tool_call(self, call)
 
     def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:
         """A result made by the loop, not by the tool: an error of ``error_type``, or (None) an
@@ -570,6 +561,11 @@ class RunLoop:
         if status == "needs_approval" and self._pause is not None:
             data["pending"] = self._pause["pending"]
         return data
+
+    @classmethod
+    def restore(cls, session: Session, record: RunRecord) -> RunLoop:
+        """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
+        return restore(session, record)
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:

@@ -56,15 +56,21 @@ class Limits:
     Attributes:
         max_turns: model responses per run.
         max_tokens: input plus output tokens per run, summed over its model calls.
-        max_seconds: wall time per run, checked before each model call.
+        max_seconds: wall time per run, checked before each model call and bounding each tool
+            call (a call still running when the time is up ends as a ``ToolTimeout`` error, and
+            the run stops at the limit).
+        tool_seconds: how long one tool call may take unless the tool sets its own
+            ``@tool(timeout=...)``; past it, the call is a ``ToolTimeout`` error result for the
+            model and the run goes on. None: no default bound (``max_seconds`` still applies).
     """
 
     max_turns: int | None = 50
     max_tokens: int | None = None
     max_seconds: float | None = None
+    tool_seconds: float | None = 600.0
 
     def __post_init__(self) -> None:
-        for name in ("max_turns", "max_tokens", "max_seconds"):
+        for name in ("max_turns", "max_tokens", "max_seconds", "tool_seconds"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(f"Limits({name}={value!r}): use a positive number, or None for no limit.")
@@ -93,7 +99,16 @@ class Limits:
 
     def to_dict(self) -> dict[str, Any]:
         return {"max_turns": self.max_turns, "max_tokens": self.max_tokens,
-                "max_seconds": self.max_seconds}
+                "max_seconds": self.max_seconds, "tool_seconds": self.tool_seconds}
+
+    def tool_deadline(self, tool_timeout: float | None, elapsed: float) -> tuple[float | None, bool]:
+        """How long a tool call may take now (None: unbounded), and whether it is the run's
+        ``max_seconds`` (rather than the tool's timeout or ``tool_seconds``) that bounds it."""
+        own = tool_timeout if tool_timeout is not None else self.tool_seconds
+        if self.max_seconds is None:
+            return own, False
+        left = self.max_seconds - elapsed
+        return (left, True) if own is None or left < own else (own, False)
 
 
 @dataclass(frozen=True, kw_only=True)

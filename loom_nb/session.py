@@ -11,7 +11,7 @@ import collections.abc
 import contextvars
 import os
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -20,13 +20,14 @@ from . import _bridge
 from ._approval import restore
 from ._compaction import ContextState
 from ._recovery import not_resumable, settle, settle_one
+from ._tool_call import check_caller
 from ._turns import TurnLock
 from .errors import ConfigError, StoreError
 from .events import RunEvent
 from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
 from .messages import Message
-from .result import RunResult
+from .result import PendingApproval, RunResult
 from .run import Decisions, RunLoop
 from .signals import SignalAdapter, SignalDecision, Urgency
 from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
@@ -266,6 +267,7 @@ class Session:
             )
 
     async def _execute(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
+        check_caller(self, loop)  # before the turn: a tool's own session would never give it
         async with self._lock:
             return await self._run_locked(loop, decisions)
 
@@ -296,16 +298,17 @@ class Session:
             self.inbox.pump()  # signals queued behind a paused run can go now
         return result
 
-    async def resume(self, run_id: str, decisions: Decisions) -> RunResult:
-        """Continue a run paused for approval.
-
-        ``decisions`` maps each waiting call id to None (approved) or a rejection reason. Raises
-        RunAlreadyResumedError when another click, session or process resumed it first.
-        """
+    async def resume(self, run_id: str, decisions: Decisions,
+                     seen: Mapping[str, PendingApproval] | None = None) -> RunResult:
+        """Continue a run paused for approval: ``decisions`` maps each waiting call id to None
+        (approved) or a rejection reason; approvals bind to the calls as ``seen`` (by id).
+        Raises RunAlreadyResumedError when another click, session or process resumed it first."""
         record = self._own_run(run_id)
         if record.status != "needs_approval":
             raise self.already_resumed(run_id)
-        return await self._execute(restore(self, record), decisions)
+        loop = restore(self, record)
+        loop.seen = dict(seen or {})
+        return await self._execute(loop, decisions)
 
     async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
         """Run the agent on a prompt or task in this session and return the result."""

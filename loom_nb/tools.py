@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
-from ._workers import run_in_worker
+from ._workers import Escaped, Job, submit_to_worker
 from .errors import ConfigError, ToolError
 from .models import ToolDefinition
 
 if TYPE_CHECKING:
     import pydantic
 
-__all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool"]
+__all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool", "unrunnable"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
@@ -58,11 +59,13 @@ class Tool:
         read_only: the tool only reads (governance may allow it where writes are refused).
         destructive: the tool may destroy data (governance may ask before running it).
         requires_approval: a person must approve each call.
-        thread: where a sync tool runs. ``True``: always on a worker thread (for blocking I/O).
-            ``None`` (default): on a worker until a call shows it is quick (under
-            ``INLINE_BELOW`` seconds), then directly on the event loop, which saves the thread
-            hand-off; an inline call slower than ``BACK_TO_THREAD`` sends it back for good.
-            ``False``: always on the loop.
+        timeout: seconds a call may take before it ends as a ``ToolTimeout`` error result
+            (None: the run's ``Limits(tool_seconds=...)``). An async tool is stopped there; a
+            sync tool's thread cannot be stopped, and the result says the call may still
+            complete.
+        thread: kept for compatibility: a sync tool always runs on a worker thread, never on
+            the event loop every run shares (one slow call there would freeze them all), so
+            ``True`` and ``None`` are the same; ``False`` is refused.
     """
 
     function: Callable[..., Any]
@@ -73,6 +76,7 @@ class Tool:
     destructive: bool = False
     requires_approval: bool = False
     thread: bool | None = None
+    timeout: float | None = None
     # Set by @tool; the type is only named here so that pydantic loads with the first tool.
     _args_model: type[pydantic.BaseModel] = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -80,7 +84,15 @@ class Tool:
         # Checked once: inspect's check costs more than the rest of a call's dispatch.
         import inspect
         self._is_async = inspect.iscoroutinefunction(self.function)
-        self._inline = self.thread is False
+        if self.thread is False:
+            raise ConfigError(
+                f"Tool {self.name!r}: thread=False is no longer supported: a sync tool always runs "
+                f"on a worker thread, so that a slow call cannot freeze every other run. Drop "
+                f"thread=False, or make the tool `async def` to run it on the event loop.")
+        if self.timeout is not None and (isinstance(self.timeout, bool) or not (isinstance(self.timeout, (int, float))
+                                             and 0 < self.timeout < float("inf"))):
+            raise ConfigError(f"Tool {self.name!r}: timeout={self.timeout!r}; use a positive "
+                              f"number of seconds, or None for the run's Limits(tool_seconds=...).")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.function(*args, **kwargs)
@@ -89,8 +101,16 @@ class Tool:
     def definition(self) -> ToolDefinition:
         return ToolDefinition(name=self.name, description=self.description, parameters=self.parameters)
 
-    async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
-        """Validate ``args``, run the tool and serialize its result; never raises for tool faults."""
+    async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
+                     on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
+        """Validate ``args``, run the tool and serialize its result; never raises for tool faults.
+
+        ``timeout`` (seconds; default: the tool's own) bounds the call: past it, the call is an
+        error result of type ``ToolTimeout``. When the awaiting task is cancelled, ``on_cancel``
+        gets what became of the call (see :data:`CANCEL_GRACE_SECONDS`) before the cancellation
+        goes on.
+        """
+        import asyncio
         started = time.perf_counter()
         try:
             # The validator itself: model_validate adds a Python frame to every call.
@@ -102,34 +122,115 @@ class Tool:
             return ToolOutcome(self._invalid_args_message(exc), is_error=True,
                                error_type="ValidationError")
         kwargs = validated.__dict__  # extra="forbid": exactly the parameters
+        limit = self.timeout if timeout is None else timeout
         try:
             if self._is_async:
-                value = await self.function(**kwargs)
-            elif self._inline:
-                value = self.function(**kwargs)
-                # A quick tool runs in place (see `thread`); a slow call sends it back for good.
-                if self.thread is None and time.perf_counter() - started > BACK_TO_THREAD:
-                    self._inline = False
+                value = await self._await_async(kwargs, limit, on_cancel, started)
             else:
-                value, seconds = await run_in_worker(_timed, fn=self.function, kwargs=kwargs)
-                if self.thread is None and seconds < INLINE_BELOW:
-                    self._inline = True
+                value = await self._await_worker(kwargs, limit, on_cancel, started)
             content = serialize_result(value, self.name)
+        except _TimedOut as exc:
+            return ToolOutcome(str(exc), is_error=True, error_type="ToolTimeout", duration_ms=_ms(started))
         except ToolError as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolError",
                                duration_ms=_ms(started))
         except Suspended:
             raise
-        except Exception as exc:  # noqa: BLE001 - any tool fault goes back to the model
-            import traceback
-            return ToolOutcome(
-                f"Tool {self.name!r} raised {type(exc).__name__}: {exc}",
-                is_error=True,
-                error_type=type(exc).__name__,
-                traceback="".join(traceback.format_exception(exc, limit=-3)),
-                duration_ms=_ms(started),
-            )
+        except asyncio.CancelledError:
+            if _task_cancelled():
+                raise
+            return self._fault(asyncio.CancelledError("raised by the tool"), started)
+        except KeyboardInterrupt:
+            if threading.current_thread() is threading.main_thread():
+                raise  # Ctrl-C landing in an async tool on the main thread's loop: the user's
+            return self._fault(KeyboardInterrupt("raised by the tool"), started)
+        except BaseException as exc:  # noqa: BLE001 - any tool fault goes back to the model
+            # SystemExit, GeneratorExit and the like raised by the tool itself (and
+            # KeyboardInterrupt off the main thread, where no interrupt lands): let through, they
+            # would stop the event loop every run and session shares.
+            return self._fault(exc.original if isinstance(exc, Escaped) else exc, started)
         return ToolOutcome(content, duration_ms=_ms(started))
+
+    async def _await_async(self, kwargs: dict[str, Any], limit: float | None,
+                           on_cancel: Callable[[ToolOutcome], None] | None, started: float) -> Any:
+        import asyncio
+        deadline = asyncio.timeout(limit)
+        try:
+            async with deadline:
+                return await self.function(**kwargs)
+        except TimeoutError:
+            if deadline.expired():
+                raise _TimedOut(f"Tool {self.name!r} did not finish within {limit:g} s, its "
+                                f"timeout, and was stopped.") from None
+            raise
+        except asyncio.CancelledError:
+            if on_cancel is not None and _task_cancelled():
+                on_cancel(ToolOutcome("The run was cancelled while this call ran; the call was "
+                                      "stopped.", is_error=True, error_type="ToolCancelled",
+                                      duration_ms=_ms(started)))
+            raise
+
+    async def _await_worker(self, kwargs: dict[str, Any], limit: float | None,
+                            on_cancel: Callable[[ToolOutcome], None] | None, started: float) -> Any:
+        import asyncio
+        job = submit_to_worker(self.function, **kwargs)
+        # A timer rather than asyncio.wait/timeout: this is every sync call's path, and those
+        # cost about 20 µs more a call.
+        timer = None if limit is None else job.loop.call_later(limit, self._expire, job, limit)
+        try:
+            return await job.future
+        except asyncio.CancelledError:
+            outcome = await self._after_cancel(job, started)
+            if on_cancel is not None:
+                on_cancel(outcome)
+            raise
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _expire(self, job: Job, limit: float) -> None:
+        if not job.future.done():  # the worker's late result is dropped
+            job.future.set_exception(_TimedOut(
+                f"Tool {self.name!r} did not finish within {limit:g} s, its timeout. It runs on a "
+                f"thread that cannot be stopped, so it may still complete in the background: "
+                f"check its effect before calling it again."))
+
+    async def _after_cancel(self, job: Job, started: float) -> ToolOutcome:
+        """What became of a worker call whose run was cancelled: awaited for a short grace."""
+        import asyncio
+        follower = job.follow()
+        try:
+            await asyncio.wait((follower,), timeout=CANCEL_GRACE_SECONDS)
+        except asyncio.CancelledError:
+            pass  # cancelled again: stop waiting, report it as still running
+        if not follower.done():
+            follower.cancel()
+            return ToolOutcome(
+                f"The run was cancelled while this call ran. It runs on a thread that cannot be "
+                f"stopped and had not finished {CANCEL_GRACE_SECONDS:g} s later, so it may still "
+                f"complete in the background: check its effect.", is_error=True,
+                error_type="ToolCancelled", duration_ms=_ms(started))
+        if follower.exception() is not None:
+            return ToolOutcome(f"The run was cancelled while this call ran; the call then failed: "
+                               f"{follower.exception()}", is_error=True, error_type="ToolCancelled",
+                               duration_ms=_ms(started))
+        try:
+            content = serialize_result(follower.result(), self.name)
+        except ToolError as exc:
+            content = str(exc)
+        return ToolOutcome(f"The run was cancelled while this call ran; the call completed "
+                           f"within the grace: {content}", is_error=True,
+                           error_type="ToolCancelled", duration_ms=_ms(started))
+
+    def _fault(self, exc: BaseException, started: float) -> ToolOutcome:
+        import traceback
+        return ToolOutcome(
+            f"Tool {self.name!r} raised {type(exc).__name__}: {exc}",
+            is_error=True,
+            error_type=type(exc).__name__,
+            traceback="".join(traceback.format_exception(exc, limit=-3)),
+            duration_ms=_ms(started),
+        )
 
     def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
         problems = []
@@ -142,15 +243,33 @@ class Tool:
         )
 
 
-#: A sync tool whose call took less than this (seconds) runs on the event loop from then on.
-INLINE_BELOW = 0.002
-#: An inline call that took longer than this (seconds) sends the tool back to a worker thread.
-BACK_TO_THREAD = 0.02
+#: How long a cancelled run waits for a sync tool's call in flight to end, so that its outcome
+#: is recorded; past it, the result says the call may still complete in the background.
+CANCEL_GRACE_SECONDS = 1.0
 
 
-def _timed(fn: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, float]:
-    started = time.perf_counter()
-    return fn(**kwargs), time.perf_counter() - started
+class _TimedOut(Exception):
+    """A call that reached its timeout (the message says what became of it)."""
+
+
+def _task_cancelled() -> bool:
+    """Whether the running task was asked to stop (not a tool raising CancelledError itself)."""
+    import asyncio
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
+
+
+def unrunnable(tools: Mapping[str, Tool], name: str, invalid_args: str | None) -> tuple[str, str] | None:
+    """Why a model's call of ``name`` cannot run on ``tools`` at all, as (error type, message
+    for the model); None when it can (its arguments are validated when it runs)."""
+    if name not in tools:
+        known = ", ".join(sorted(tools)) or "none"
+        return "UnknownTool", f"There is no tool named {name!r}. Available tools: {known}."
+    if invalid_args is not None:
+        return ("InvalidJSON", f"The arguments for tool {name!r} are not a JSON object: "
+                               f"{invalid_args[:500]!r}. Call the tool again with a JSON object of "
+                               f"arguments that matches its schema.")
+    return None
 
 
 def _ms(started: float) -> float:
@@ -183,6 +302,7 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 def tool(
     *, name: str | None = None, description: str | None = None, read_only: bool = False,
     destructive: bool = False, requires_approval: bool = False, thread: bool | None = None,
+    timeout: float | None = None,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -196,17 +316,18 @@ def tool(
     destructive: bool = False,
     requires_approval: bool = False,
     thread: bool | None = None,
+    timeout: float | None = None,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
     """Turn a sync or async function into a :class:`Tool`; use bare (``@tool``) or with options.
 
-    ``thread=True`` keeps a sync tool on a worker thread always (use it for blocking I/O);
-    see :class:`Tool` for the default.
+    ``timeout=`` bounds each call in seconds (default: the run's ``Limits(tool_seconds=...)``).
+    Sync tools run on worker threads, async ones on the run's event loop; see :class:`Tool`.
     """
 
     def decorate(func: Callable[..., Any]) -> Tool:
         return _build_tool(func, name=name, description=description, read_only=read_only,
                            destructive=destructive, requires_approval=requires_approval,
-                           thread=thread)
+                           thread=thread, timeout=timeout)
 
     return decorate(fn) if fn is not None else decorate
 

@@ -253,19 +253,11 @@ def test_sync_tools_run_on_workers_with_the_callers_context() -> None:
     assert asyncio.run(main()) == ("cell-3", "released")
 
 
-def test_quick_sync_tools_move_onto_the_loop_and_slow_ones_stay_off_it() -> None:
-    import time as _time
-
-    from loom_nb import tools as tools_module
-
+def test_sync_tools_always_run_on_a_worker_thread_and_thread_false_is_refused() -> None:
     where: list[bool] = []
-    delay = [0.0]
 
     def record() -> None:
         where.append(threading.current_thread().name.startswith("loom-nb-tool"))
-        _time.sleep(delay[0])
-
-    adaptive, pinned, inline = tool(record), tool(thread=True)(record), tool(thread=False)(record)
 
     async def calls(t: Tool, n: int) -> list[bool]:
         where.clear()
@@ -273,10 +265,8 @@ def test_quick_sync_tools_move_onto_the_loop_and_slow_ones_stay_off_it() -> None
             assert not (await t.invoke({})).is_error
         return list(where)
 
-    assert asyncio.run(calls(adaptive, 3)) == [True, False, False]  # proved quick: runs in place
-    delay[0] = tools_module.BACK_TO_THREAD * 1.5  # now one call is slow...
-    assert asyncio.run(calls(adaptive, 2)) == [False, True]  # ...and the tool goes back for good
-    delay[0] = 0.0
-    assert asyncio.run(calls(adaptive, 1)) == [True]
-    assert asyncio.run(calls(pinned, 3)) == [True, True, True]
-    assert asyncio.run(calls(inline, 2)) == [False, False]
+    # Quick or not, a sync tool never moves onto the loop (it used to after one quick call).
+    assert asyncio.run(calls(tool(record), 5)) == [True] * 5
+    assert asyncio.run(calls(tool(thread=True)(record), 2)) == [True, True]
+    with pytest.raises(ConfigError, match="thread=False is no longer supported"):
+        tool(thread=False)(record)

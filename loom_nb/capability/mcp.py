@@ -37,7 +37,7 @@ import re
 import time
 import warnings
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -233,19 +233,23 @@ class McpSource:
         if connection is not None:
             await connection.stop()
 
-    async def call(self, tool: str, args: dict[str, Any], shown_as: str) -> ToolOutcome:
-        """Call ``tool`` on the server and turn every outcome into a result for the model."""
-        return await on_bridge(self._call(tool, args, shown_as))
+    async def call(self, tool: str, args: dict[str, Any], shown_as: str,
+                   timeout: float | None = None) -> ToolOutcome:
+        """Call ``tool`` on the server and turn every outcome into a result for the model;
+        ``timeout`` (the run's bound on the call) shortens ``call_timeout``."""
+        return await on_bridge(self._call(tool, args, shown_as, timeout))
 
-    async def _call(self, tool: str, args: dict[str, Any], shown_as: str) -> ToolOutcome:
+    async def _call(self, tool: str, args: dict[str, Any], shown_as: str,
+                    timeout: float | None = None) -> ToolOutcome:
         started = time.perf_counter()
+        seconds = self.call_timeout if timeout is None else min(timeout, self.call_timeout)
         try:
             connection = await self._connected()
         except ConfigError as exc:
             return _outcome(f"The call to {shown_as!r} did not run. {exc}", started,
                             "McpConnectionError")
         try:
-            result = await connection.call(tool, args, self.call_timeout)
+            result = await connection.call(tool, args, seconds)
         except ServerGone as exc:
             why, stderr_tail = exc.args
             again = "start the server again" if self.spec.command else "reconnect to the server"
@@ -259,9 +263,9 @@ class McpSource:
         except CallTimeout:
             return _outcome(
                 f"The MCP server {self.label} did not answer the call to {shown_as!r} within "
-                f"{self.call_timeout:g} s, so the call was abandoned (the server may still be "
+                f"{seconds:g} s, so the call was abandoned (the server may still be "
                 f"working on it). Try a smaller request, or tell the user that the server is too "
-                f"slow.", started, "McpTimeout")
+                f"slow.", started, "McpTimeout" if seconds == self.call_timeout else "ToolTimeout")
         except Exception as exc:  # noqa: BLE001 - a protocol error goes back to the model
             return _outcome(f"The MCP server {self.label} failed the call to {shown_as!r}: "
                             f"{type(exc).__name__}: {exc}", started, type(exc).__name__)
@@ -330,7 +334,8 @@ class McpTool(Tool):
     def __post_init__(self) -> None:
         self._validator = _validator(self.parameters)
 
-    async def invoke(self, args: dict[str, Any]) -> ToolOutcome:
+    async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
+                     on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
         problems = _schema_problems(self._validator, args)
         if problems:
             return ToolOutcome(
@@ -338,7 +343,15 @@ class McpTool(Tool):
                 f"again with arguments that match its schema.", is_error=True,
                 error_type="ValidationError")
         assert self.source is not None
-        return await self.source.call(self.server_tool, args, self.name)
+        started = time.perf_counter()
+        try:
+            return await self.source.call(self.server_tool, args, self.name, timeout)
+        except asyncio.CancelledError:
+            if on_cancel is not None:  # the request is cancelled on the server's session too
+                on_cancel(_outcome("The run was cancelled while this call ran; the call was "
+                                   "abandoned (the server may still complete it).", started,
+                                   "ToolCancelled"))
+            raise
 
 
 def _validator(schema: dict[str, Any]) -> Any:

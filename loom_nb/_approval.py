@@ -53,7 +53,8 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
     if record.status != "needs_approval" or not state:
         raise ConfigError(f"Run {record.run_id} is {record.status!r}, not waiting for approval.")
     task = state["task"]
-    loop = RunLoop(session, RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"]),
+    restored = RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"])
+    loop = RunLoop(session, restored,
                    RunContext(state["context"]["inputs"], state["context"]["metadata"],
                               Limits(**state["limits"])),
                    run_id=record.run_id, parent_run_id=record.parent_run_id)

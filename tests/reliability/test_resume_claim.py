@@ -46,7 +46,8 @@ def _pause(store: SessionStore | Path, session_id: str) -> RunResult:
     return paused
 
 
-def _check_once(store: SessionStore, paused: RunResult, outcomes: list[Any], sent: list[str]) -> None:
+def _check_once(store: SessionStore, paused: RunResult, outcomes: list[Any],
+                sent: list[str]) -> None:
     """One resume won and ran the call once; the other was refused; nothing is doubled."""
     results = [o for o in outcomes if isinstance(o, RunResult)]
     refused = [o for o in outcomes if isinstance(o, RunAlreadyResumedError)]
@@ -95,13 +96,14 @@ def test_two_threads_resuming_one_run_from_two_sessions_resume_it_once(tmp_path:
     for trial in range(THREAD_TRIALS):
         # Even trials share one connection (two sessions of one process); odd ones each have
         # their own, as two processes do: SQLite itself then has to keep the claim atomic.
-        stores: list[SQLiteStore] = [shared, shared] if trial % 2 == 0 else [SQLiteStore(path), SQLiteStore(path)]
+        own = trial % 2 == 1
+        stores = [SQLiteStore(path), SQLiteStore(path)] if own else [shared, shared]
         session_id = f"t{trial}"
         paused = _pause(shared, session_id)
         sent: list[str] = []
         outcomes = _race([_resumer(_agent(sent, ["Sent."]), s, session_id) for s in stores])
         _check_once(shared, paused, outcomes, sent)
-        if trial % 2:
+        if own:
             for store in stores:
                 store.close()
 
@@ -169,7 +171,8 @@ def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(tmp_pa
     paused = _pause(path, "stale")
     sent: list[str] = []
     here = _agent(sent, ["Sent."]).session(SessionConfig(id="stale", store=path))
-    there = _agent(sent, ["Next answer."]).session(SessionConfig(id="stale", store=SQLiteStore(path)))
+    there = _agent(sent, ["Next answer."]).session(
+        SessionConfig(id="stale", store=SQLiteStore(path)))
     assert there.waiting[0].run_id == paused.run_id
     stale = there.waiting[0].approve()
     assert here.waiting[0].approve().resume_sync().status == "completed"
@@ -201,7 +204,8 @@ def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(tmp_path
     assert sent == []
     record = store.get_run(paused.run_id)
     assert record is not None and record.status == "needs_approval" and record.state
-    assert [e.type for e in store.events(run_id=paused.run_id)][-1] == "run.finished"  # nothing half-resumed
+    # Nothing half-resumed: the last stored event is still the pause's end.
+    assert [e.type for e in store.events(run_id=paused.run_id)][-1] == "run.finished"
     assert session.waiting[0].approve().resume_sync().status == "completed"
     assert sent == ["ana@example.org"]
 

@@ -1,27 +1,82 @@
-"""What an approval binds, checked when a paused run resumes.
+"""A run paused for approval: the state it keeps, its rebuilding (also in a new process), what
+an approval binds, and the claim that lets exactly one resume go on.
 
 A person approves a call they saw: an id, a tool and its arguments. Before anything of a paused
 turn runs again, :func:`check_decisions` makes sure the decisions cover exactly the waiting calls
 and that each waiting call is still that call in the stored turn (a store edited, damaged or
 written by another version must not run a different call under an approved id); then
-:func:`recheck` asks governance again for each approved call, so that a deny rule, a veto or a
-full rate limit that came while the run was paused wins over the approval.
+:func:`claim` takes the run with a compare-and-set of its status from ``needs_approval`` to
+``running`` in the store: of two resumes at once (a double click, two sessions, two processes)
+one wins and the other raises :class:`~loom_nb.RunAlreadyResumedError` before it has run or
+stored anything. :func:`recheck` asks governance again for each approved call, so that a deny
+rule, a veto or a full rate limit that came while the run was paused wins over the approval.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._owner import current_owner
 from .errors import ApprovalMismatchError, ConfigError
 from .governance import ToolRequest
-from .messages import ToolCall, ToolResult, message_from_dict
+from .messages import ToolCall, ToolResult, Usage, message_from_dict
 from .result import PendingApproval
+from .runtime import Limits
+from .task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
+    from .run import Decisions, RunLoop
+    from .session import Session
+    from .store import RunRecord
+
+__all__ = ["STATE_VERSION", "check_decisions", "claim", "pause_state", "recheck", "restore"]
+
+STATE_VERSION = 1
+
+
+def pause_state(loop: RunLoop, next_seq: int) -> dict[str, Any]:
+    """Everything :func:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""
+    assert loop._pause is not None
+    return {**loop._pause, "version": STATE_VERSION, "seq": next_seq, "turns": loop.turns,
+            "usage": loop.usage.to_dict(), "output": loop.output, "task": loop.task.to_dict(),
+            "context": {"inputs": loop.context.inputs, "metadata": loop.context.metadata},
+            "limits": loop.limits.to_dict()}
+
+
+def restore(session: Session, record: RunRecord) -> RunLoop:
+    """Rebuild a run paused for approval from its stored record."""
     from .run import RunLoop
 
-__all__ = ["check_decisions", "recheck"]
+    state = record.state
+    if record.status != "needs_approval" or not state:
+        raise ConfigError(f"Run {record.run_id} is {record.status!r}, not waiting for approval.")
+    task = state["task"]
+    restored = RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"])
+    loop = RunLoop(session, restored,
+                   RunContext(state["context"]["inputs"], state["context"]["metadata"],
+                              Limits(**state["limits"])),
+                   run_id=record.run_id, parent_run_id=record.parent_run_id)
+    loop.record = record
+    loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
+    loop.usage = Usage.from_dict(state["usage"])
+    loop.events = session.store.events(run_id=record.run_id)
+    loop.call_ids = {e.data["call_id"] for e in loop.events if e.type == "tool.call"}
+    return loop
+
+
+def claim(loop: RunLoop, decisions: Decisions) -> dict[str, Any]:
+    """Check ``decisions`` (:func:`check_decisions`), then claim the run for this process;
+    the paused state to go on from. Raises RunAlreadyResumedError when another resume won, and
+    StoreError when the store cannot be written (the run then still waits, unchanged)."""
+    state = loop.record.state or {}
+    check_decisions(loop.run_id, state, decisions, loop.seen)
+    claimed = dataclasses.replace(loop.record, status="running", state=None, owner=current_owner())
+    if not loop.session.store.claim_run(claimed, expected="needs_approval"):
+        raise loop.session.already_resumed(loop.run_id)
+    loop.record = claimed
+    return state
 
 
 def check_decisions(run_id: str, state: dict[str, Any], decisions: Mapping[str, str | None],

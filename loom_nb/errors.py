@@ -5,7 +5,9 @@ One base class, a few branches, each message saying what to do next::
     LoomError
     ├── ConfigError          the agent, tool, model or session was set up wrongly (fix the code)
     │   ├── NotSupportedError   a documented feature that this version does not do yet
-    │   └── ApprovalMismatchError  an approved call is not (any more) the call a person saw
+    │   ├── ApprovalMismatchError  an approved call is not (any more) the call a person saw
+    │   └── RunAlreadyResumedError  a paused run was resumed elsewhere first (two clicks, two
+    │                               processes): it is not resumed twice
     ├── ModelError           the model could not answer (provider failure, script exhausted)
     │   ├── ScriptExhaustedError
     │   └── ProviderError    a provider failed; ``retryable`` says whether trying again may help
@@ -44,6 +46,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotSupportedError",
     "ProviderError",
+    "RunAlreadyResumedError",
     "ScriptExhaustedError",
     "StoreError",
     "ToolError",
@@ -66,6 +69,17 @@ class ApprovalMismatchError(ConfigError):
     """A decision on a paused run does not match the run's stored state: the approved call's
     id, tool or arguments differ from the ones the person saw, or the stored turn is damaged.
     Nothing runs; the run keeps waiting."""
+
+
+class RunAlreadyResumedError(ConfigError):
+    """A run paused for approval was resumed by someone else first (another click, thread,
+    session or process): its approved calls run once, there."""
+
+    def __init__(self, message: str, *, run_id: str, status: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        #: The run's status when the resume was refused ("running" while the other side goes on).
+        self.status = status
 
 
 class ModelError(LoomError):

@@ -12,6 +12,7 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.retry``         the provider failed in a retryable way; attempt, delay and error
 ``tool.call``           the model asks for a tool, with its arguments
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
+``tool.started``        a call a person approved starts (stored before it runs)
 ``tool.result``         the tool's result or error, with its duration
 ``context.compacted``   history was shrunk or summarized: tokens before and after, what went
 ``context.renewed``     memory and history were replaced by a handoff note
@@ -22,7 +23,8 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``run.interrupted``     the run stopped at a safe point: cancelled, or a signal interrupted it
 ``run.resumed``         a run paused for approval continues: which calls were approved/rejected
 ``run.finished``        a run ends, whatever its status: output, usage, error, turns, verdict
-                        (a run paused for approval finishes with ``needs_approval``)
+                        (a run paused for approval finishes with ``needs_approval``; a run
+                        whose process died gets one with ``interrupted`` when it is found)
 ======================  ==========================================================================
 
 ``signal.decision`` events belong to the session, not to a run: they reach session
@@ -54,6 +56,7 @@ EventType: TypeAlias = Literal[
     "model.response",
     "model.retry",
     "tool.call",
+    "tool.started",
     "tool.result",
     "governance.decision",
     "signal.decision",

@@ -23,7 +23,8 @@ __all__ = ["LiveText", "call_text", "events_html", "events_text", "header_html",
 
 TEXT_PREVIEW = 300
 _STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "cancelled": "#6e7781",
-                  "limit": "#9a6700", "needs_approval": "#8250df", "running": "#0969da"}
+                  "limit": "#9a6700", "needs_approval": "#8250df", "running": "#0969da",
+                  "interrupted": "#bc4c00"}
 
 
 def _short(text: str, limit: int = TEXT_PREVIEW) -> str:

@@ -433,6 +433,8 @@ def _trace_line(kind: str, data: dict[str, Any]) -> tuple[str, str]:  # noqa: C9
         return f"retry {data.get('attempt')}: {_short(str(data.get('error', '')), 120)}", "bad"
     if kind == "tool.call":
         return f"→ {_call_text(data['name'], data.get('args') or {})}", ""
+    if kind == "tool.started":
+        return f"started {data.get('name')} (approved)", ""
     if kind == "tool.result":
         mark = "✗" if data.get("is_error") else "←"
         return f"{mark} {_short(str(data.get('content', '')), 120)}", "bad" if data.get("is_error") else ""
@@ -461,9 +463,10 @@ def _trace_line(kind: str, data: dict[str, Any]) -> tuple[str, str]:  # noqa: C9
         return f"{data.get('agent')} finished: {data.get('status')}", "good" if data.get("status") == "completed" else "bad"
     if kind == "run.finished":
         status = data.get("status")
+        bad = status in ("failed", "cancelled", "limit", "interrupted")
         return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
                 f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"), (
-            "good" if status == "completed" else "bad" if status in ("failed", "cancelled", "limit") else "")
+            "good" if status == "completed" else "bad" if bad else "")
     if kind == "signal.decision":
         return f"signal {signal_label(data.get('signal') or {})} → {data.get('action')}", ""
     return kind, ""

@@ -17,7 +17,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PendingApproval", "RunError", "RunResult", "RunStatus", "ToolCallRecord"]
 
-RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approval", "limit"]
+#: ``interrupted``: the process running it ended first (see Session.runs); never set by a live run.
+RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approval", "limit",
+                               "interrupted"]
 
 
 class RunError(LoomError):
@@ -64,7 +66,8 @@ class RunResult:
 
     Attributes:
         output: the final answer (for ``status="limit"``, the last text the model wrote).
-        status: ``completed``, ``failed``, ``cancelled``, ``needs_approval`` or ``limit``.
+        status: ``completed``, ``failed``, ``cancelled``, ``needs_approval`` or ``limit``; a
+            stored run whose process died before it ended reads ``interrupted``.
         run_id: the run's id.
         session_id: the session it ran in.
         events: the run's stored events, in order (``model.delta`` is live-only, see events).

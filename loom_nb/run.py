@@ -7,8 +7,8 @@ always together with its results. So a run that fails, hits a limit, is cancelle
 approval leaves a session whose history is a valid conversation to continue from.
 
 A pause for approval stores the turn's state (the assistant message, the results already made
-and the calls waiting) with the run record; :meth:`RunLoop.restore` rebuilds the run from it,
-also in a new process, and :meth:`RunLoop.resume` continues the same run.
+and the calls waiting) with the run record; ``loom_nb._approval.restore`` rebuilds the run from
+it, also in a new process, and :meth:`RunLoop.resume` claims and continues the same run.
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from ._approval import check_decisions, recheck
+from ._approval import claim, pause_state, recheck, restore
 from ._call_ids import call_data, own_call_ids
+from ._owner import current_owner
 from ._run_context import RunWindow
 from .context import build_request
 from ._tool_call import run_tool_call
 from .delegation import SubAgentPaused, resume_nested
 from .errors import (
-    ConfigError,
     ContextWindowExceededError,
     LoomError,
     ModelError,
@@ -56,7 +56,6 @@ Subscriber = Callable[[RunEvent], None]
 Stop: TypeAlias = Literal["completed", "needs_approval"] | LimitName
 #: A person's decisions on paused calls: call id -> None (approved) or the rejection reason.
 Decisions: TypeAlias = dict[str, str | None]
-_STATE_VERSION = 1
 
 
 def new_run_id() -> str:
@@ -119,7 +118,7 @@ class RunLoop:
         self._cancel_requested = False
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
-                                parent_run_id=parent_run_id)
+                                parent_run_id=parent_run_id, owner=current_owner())
 
     # -- events and history ------------------------------------------------------------------------
 
@@ -236,11 +235,10 @@ class RunLoop:
 
     async def resume(self, decisions: Decisions) -> RunResult:
         """Continue a run paused for approval, with a decision for every waiting call."""
-        state = self.record.state or {}
+        # The claim comes first: of two resumes at once (a double click, two processes), exactly
+        # one finds the run still paused; the other raises before it has done anything.
+        state = claim(self, decisions)
         waiting = [p["call_id"] for p in state.get("pending", [])]
-        check_decisions(self.run_id, state, decisions, self.seen)
-        self.record.status, self.record.state = "running", None
-        self.session.store.save_run(self.record)
         self.emit("run.resumed", {"approved": [c for c in waiting if decisions[c] is None],
                                   "rejected": {c: r for c, r in decisions.items() if r is not None}})
 
@@ -443,7 +441,8 @@ class RunLoop:
             self.emit("governance.decision", data)
             if reason is None:  # governance again: a deny since the pause wins over the approval
                 refusal = recheck(self, calls[call_id])
-                results[call_id] = refusal if refusal is not None else await self._run_tool(calls[call_id])
+                results[call_id] = refusal if refusal is not None else await self._run_tool(
+                    calls[call_id], approved=True)
             else:
                 results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
@@ -460,7 +459,12 @@ class RunLoop:
         problem = unrunnable(self.agent.tools, call.name, call.invalid_args)
         return None if problem is None else self._loop_result(call, *problem)
 
-    async def _run_tool(self, call: ToolCall) -> ToolResult:
+    async def _run_tool(self, call: ToolCall, *, approved: bool = False) -> ToolResult:
+        if approved:
+            self.emit("tool.started", {"call_id": call.id, "name": call.name})
+        # Stored before the tool can act: a process killed while it runs leaves events that say
+        # the call was allowed (or approved) and started, and the usage of the turn that asked.
+        self._flush()
         return await run_tool_call(self, call)
 
     def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:
@@ -497,7 +501,7 @@ class RunLoop:
         record = self.record
         record.status, record.output, record.error = status, self.output, error
         record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns
-        record.state = self._pause_state(next_seq=self._seq + 1) if status == "needs_approval" else None
+        record.state = pause_state(self, next_seq=self._seq + 1) if status == "needs_approval" else None
         unsaved = self._store_end(record)
         if unsaved is not None:  # the end is not stored: the run cannot count as anything but failed
             status, error_type, limit = "failed", "StoreError", None
@@ -558,31 +562,10 @@ class RunLoop:
             data["pending"] = self._pause["pending"]
         return data
 
-    def _pause_state(self, next_seq: int) -> dict[str, Any]:
-        """Everything :meth:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""
-        assert self._pause is not None
-        return {**self._pause, "version": _STATE_VERSION, "seq": next_seq, "turns": self.turns,
-                "usage": self.usage.to_dict(), "output": self.output, "task": self.task.to_dict(),
-                "context": {"inputs": self.context.inputs, "metadata": self.context.metadata},
-                "limits": self.limits.to_dict()}
-
     @classmethod
     def restore(cls, session: Session, record: RunRecord) -> RunLoop:
-        """Rebuild a run paused for approval from its stored record."""
-        state = record.state
-        if record.status != "needs_approval" or not state:
-            raise ConfigError(f"Run {record.run_id} is {record.status!r}, not waiting for approval.")
-        task = state["task"]
-        loop = cls(session, RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"]),
-                   RunContext(state["context"]["inputs"], state["context"]["metadata"],
-                              Limits(**state["limits"])),
-                   run_id=record.run_id, parent_run_id=record.parent_run_id)
-        loop.record = record
-        loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
-        loop.usage = Usage.from_dict(state["usage"])
-        loop.events = session.store.events(run_id=record.run_id)
-        loop.call_ids = {e.data["call_id"] for e in loop.events if e.type == "tool.call"}
-        return loop
+        """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
+        return restore(session, record)
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:

@@ -7,7 +7,6 @@ also in a new process. Runs in one session take turns (a second run waits for th
 
 from __future__ import annotations
 
-import collections
 import collections.abc
 import contextvars
 import os
@@ -18,8 +17,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
+from ._approval import restore
 from ._compaction import ContextState
+from ._recovery import not_resumable, settle, settle_one
 from ._tool_call import check_caller
+from ._turns import TurnLock
 from .errors import ConfigError, StoreError
 from .events import RunEvent
 from .feedback import FeedbackRecord, summarize
@@ -97,52 +99,6 @@ def new_session_id() -> str:
     return f"ses_{os.urandom(8).hex()}"
 
 
-class _TurnLock:
-    """A lock that coroutines on *different* event loops can share.
-
-    A session's runs take turns whether they come from a notebook's loop (``await``) or from
-    loom_nb's background loop (``run_sync``, ``start``); asyncio.Lock belongs to one loop and
-    would wake a waiter on another loop from the wrong thread.
-    """
-
-    def __init__(self) -> None:
-        import concurrent.futures
-        self._mutex = threading.Lock()
-        self._held = False
-        self._waiters: collections.deque[concurrent.futures.Future[None]] = collections.deque()
-
-    async def __aenter__(self) -> None:
-        import asyncio
-        import concurrent.futures
-        with self._mutex:
-            if not self._held:
-                self._held = True
-                return
-            turn: concurrent.futures.Future[None] = concurrent.futures.Future()
-            self._waiters.append(turn)
-        try:
-            await asyncio.wrap_future(turn)
-        except asyncio.CancelledError:
-            with self._mutex:
-                handed_over = turn.done() and not turn.cancelled()
-                turn.cancel()
-            if handed_over:
-                self._release()  # the turn arrived as we were cancelled: pass it on
-            raise
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._release()
-
-    def _release(self) -> None:
-        with self._mutex:
-            while self._waiters:
-                turn = self._waiters.popleft()
-                if turn.set_running_or_notify_cancel():
-                    turn.set_result(None)  # ownership goes straight to the next waiter
-                    return
-            self._held = False
-
-
 class Session:
     """Many runs of one agent, with a shared history. Get one with ``agent.session(...)``."""
 
@@ -163,12 +119,14 @@ class Session:
         #: History, memory and token calibration: what the next request is built from.
         self.context = ContextState(history=stored.messages, memory=stored.memory,
                                     message_count=stored.message_count)
-        self._lock = _TurnLock()
+        self._lock = TurnLock()
         self.closed = False
         # A run paused for approval must be decided before the next run: its tool calls belong
-        # between the messages already in history and whatever a new run would add.
+        # between the messages already in history and whatever a new run would add. Runs a dead
+        # process left "running" become "interrupted" here, so they do not look alive forever.
         self._waiting_run: str | None = next(
-            (r.run_id for r in self.store.runs(self.id) if r.status == "needs_approval"), None)
+            (r.run_id for r in settle(self.store, self.store.runs(self.id))
+             if r.status == "needs_approval"), None)
         #: The run executing now, if any.
         self.active_run: RunLoop | None = None
         self._subscribers: list[Callable[[RunEvent], None]] = []
@@ -230,8 +188,9 @@ class Session:
 
     @property
     def runs(self) -> list[RunRecord]:
-        """The runs of this session, oldest first, as the store records them."""
-        return self.store.runs(self.id)
+        """The runs of this session, oldest first, as the store records them (a run that a dead
+        process left running is marked interrupted first)."""
+        return settle(self.store, self.store.runs(self.id))
 
     def events(self, run_id: str | None = None) -> list[RunEvent]:
         """The stored events of this session (or of one of its runs), in order."""
@@ -242,7 +201,19 @@ class Session:
     @property
     def waiting(self) -> list[RunResult]:
         """Runs paused for approval (at most one), ready for ``.approve()`` / ``.reject()``."""
-        return [self.result(self._waiting_run)] if self._waiting_run else []
+        return [self.result(self._waiting_run)] if self._still_waiting() else []
+
+    def _still_waiting(self) -> str | None:
+        """The run this session waits on, as the store says now: another session or process may
+        have resumed it since this one looked."""
+        run_id = self._waiting_run
+        if run_id is not None:
+            record = self.store.get_run(run_id)
+            if record is None or record.status != "needs_approval":
+                if self._waiting_run == run_id:
+                    self._waiting_run = None
+                return None
+        return run_id
 
     def _own_run(self, run_id: str, hint: str = "") -> RunRecord:
         record = self.store.get_run(run_id)
@@ -250,9 +221,15 @@ class Session:
             raise ConfigError(f"Session {self.id} has no run {run_id!r}{hint}.")
         return record
 
+    def already_resumed(self, run_id: str) -> ConfigError:
+        """The error for resuming ``run_id`` once it no longer waits for approval."""
+        if self._waiting_run == run_id:
+            self._waiting_run = None
+        return not_resumable(self.store, self._own_run(run_id))
+
     def result(self, run_id: str) -> RunResult:
         """The RunResult of a stored run of this session, rebuilt from the store."""
-        record = self._own_run(run_id)
+        record = settle_one(self.store, self._own_run(run_id))
         from .result import PendingApproval
 
         pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
@@ -282,7 +259,7 @@ class Session:
         return RunLoop(self, as_task(prompt_or_task), context or RunContext())
 
     def _check_not_waiting(self) -> None:
-        if self._waiting_run is not None:
+        if self._still_waiting() is not None:
             raise ConfigError(
                 f"Run {self._waiting_run} in session {self.id} is waiting for approval of tool "
                 f"calls. Decide them first: result.approve() or result.reject(reason=...), then "
@@ -324,8 +301,12 @@ class Session:
     async def resume(self, run_id: str, decisions: Decisions,
                      seen: Mapping[str, PendingApproval] | None = None) -> RunResult:
         """Continue a run paused for approval: ``decisions`` maps each waiting call id to None
-        (approved) or a rejection reason; approvals bind to the calls as ``seen`` (by id)."""
-        loop = RunLoop.restore(self, self._own_run(run_id))
+        (approved) or a rejection reason; approvals bind to the calls as ``seen`` (by id).
+        Raises RunAlreadyResumedError when another click, session or process resumed it first."""
+        record = self._own_run(run_id)
+        if record.status != "needs_approval":
+            raise self.already_resumed(run_id)
+        loop = restore(self, record)
         loop.seen = dict(seen or {})
         return await self._execute(loop, decisions)
 
@@ -505,7 +486,8 @@ class RunStream:
                 self.result = self._loop.result
 
 
-RunState = Literal["running", "completed", "failed", "cancelled", "needs_approval", "limit"]
+RunState = Literal["running", "completed", "failed", "cancelled", "needs_approval", "limit",
+                   "interrupted"]
 
 
 class Run:

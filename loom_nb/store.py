@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
 
+from ._owner import RunOwner
 from ._store_errors import (SQLITE_CORRUPT, SQLITE_NOTADB, sqlite_errors_become_store_errors,
                             store_error)
 from .errors import StoreError
@@ -50,8 +51,10 @@ class RunRecord:
     finished_at: datetime | None = None
     usage: Usage = field(default_factory=Usage)
     turns: int = 0
-    #: For a run paused for approval: what is needed to resume it (see RunLoop.restore).
+    #: For a run paused for approval: what is needed to resume it (see loom_nb._approval).
     state: dict[str, Any] | None = None
+    #: The process that runs (or last ran) it; None for runs stored before owners were kept.
+    owner: RunOwner | None = None
 
 
 @dataclass(kw_only=True)
@@ -119,6 +122,11 @@ class SessionStore(Protocol):
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
     def append_events(self, events: list[RunEvent]) -> None: ...
     def save_run(self, record: RunRecord) -> None: ...
+    def claim_run(self, record: RunRecord, *, expected: str) -> bool:
+        """Atomically: if the stored run ``record.run_id`` has status ``expected``, replace it by
+        ``record`` and return True; otherwise change nothing and return False. Of several
+        callers (threads, processes) that claim the same run at once, exactly one wins."""
+        ...
     def get_run(self, run_id: str) -> RunRecord | None: ...
     def runs(self, session_id: str | None = None) -> list[RunRecord]: ...
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]: ...
@@ -204,6 +212,14 @@ class InMemoryStore:
             # A copy, as a database would keep: later changes to the caller's record are not saved.
             self._runs[record.run_id] = _copy(record)
 
+    def claim_run(self, record: RunRecord, *, expected: str) -> bool:
+        with self._lock:
+            stored = self._runs.get(record.run_id)
+            if stored is None or stored.status != expected:
+                return False
+            self._runs[record.run_id] = _copy(record)
+            return True
+
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
             record = self._runs.get(run_id)
@@ -229,7 +245,7 @@ CREATE TABLE IF NOT EXISTS sessions (
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, session_id TEXT NOT NULL, parent_run_id TEXT, agent TEXT, model TEXT,
     prompt TEXT, status TEXT NOT NULL, output TEXT, error TEXT, started_at TEXT NOT NULL,
-    finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL, state TEXT);
+    finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL, state TEXT, owner TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session_id, started_at);
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,
@@ -250,7 +266,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     session_id TEXT NOT NULL, ts TEXT NOT NULL, run_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id);
 """
-_SCHEMA_VERSION = 1
+#: 2: runs.owner (the process running a run, so that a run its dead process left "running" can
+#: be told from one still going).
+_SCHEMA_VERSION = 2
+#: Columns added since version 1, with their type: a file from an earlier version gains them.
+_ADDED_COLUMNS = {"runs": {"owner": "TEXT"}}
+_RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status, output, error, "
+                "started_at, finished_at, usage, turns, state, owner")
 
 
 @sqlite_errors_become_store_errors
@@ -300,11 +322,19 @@ class SQLiteStore:
                 f"upgrade loom_nb to open it."
             )
         # Every statement is IF NOT EXISTS: a file from an earlier version gains the tables added
-        # since, and two processes creating the same file at once do no harm. executescript
-        # commits any open transaction first, so the script brings its own.
-        self._db.executescript(
-            f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {_SCHEMA_VERSION}; COMMIT;"
-        )
+        # since, and two processes creating the same file at once do no harm. The columns are
+        # looked at inside the same transaction, so two processes migrating one file at once add
+        # each column once.
+        with self._tx():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            for table, columns in _ADDED_COLUMNS.items():
+                have = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+                for name, kind in columns.items():
+                    if name not in have:
+                        self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+            self._db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
     def _tx(self) -> _Transaction:
         return _Transaction(self._db)
@@ -407,19 +437,26 @@ class SQLiteStore:
             self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def save_run(self, record: RunRecord) -> None:
-        row = (record.run_id, record.session_id, record.parent_run_id, record.agent, record.model,
-               record.prompt, record.status, record.output, record.error,
-               record.started_at.isoformat(),
-               record.finished_at.isoformat() if record.finished_at else None,
-               _dumps(record.usage.to_dict()), record.turns,
-               _dumps(record.state) if record.state is not None else None)
+        row = _run_row(record)
         with self._lock, self._tx():
-            self._db.execute("INSERT OR REPLACE INTO runs VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+            self._db.execute(f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES "
+                             f"({', '.join('?' * len(row))})", row)
+
+    def claim_run(self, record: RunRecord, *, expected: str) -> bool:
+        # One UPDATE whose WHERE holds the expected status: SQLite runs it under the write lock
+        # (BEGIN IMMEDIATE), so of two connections (processes) only one finds the old status.
+        row = _run_row(record)
+        assignments = ", ".join(f"{name} = ?" for name in _RUN_COLUMNS.split(", ")[1:])
+        with self._lock, self._tx():
+            cursor = self._db.execute(
+                f"UPDATE runs SET {assignments} WHERE run_id = ? AND status = ?",
+                (*row[1:], record.run_id, expected))
+            return cursor.rowcount == 1
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            row = self._db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = ?",
+                                   (run_id,)).fetchone()
         return _run_from_row(row) if row else None
 
     def runs(self, session_id: str | None = None) -> list[RunRecord]:
@@ -427,7 +464,8 @@ class SQLiteStore:
         where, args = ("session_id = ?", (session_id,)) if session_id is not None else ("1", ())
         with self._lock:
             rows = self._db.execute(
-                f"SELECT * FROM runs WHERE {where} ORDER BY started_at, rowid", args).fetchall()
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY started_at, rowid",
+                args).fetchall()
         return [_run_from_row(r) for r in rows]
 
     def sessions(self) -> list[str]:
@@ -488,6 +526,17 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
+def _run_row(record: RunRecord) -> tuple[Any, ...]:
+    """A record as the values of _RUN_COLUMNS, in that order."""
+    return (record.run_id, record.session_id, record.parent_run_id, record.agent, record.model,
+            record.prompt, record.status, record.output, record.error,
+            record.started_at.isoformat(),
+            record.finished_at.isoformat() if record.finished_at else None,
+            _dumps(record.usage.to_dict()), record.turns,
+            _dumps(record.state) if record.state is not None else None,
+            _dumps(record.owner.to_dict()) if record.owner is not None else None)
+
+
 def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
     return RunRecord(
         run_id=row[0], session_id=row[1], parent_run_id=row[2], agent=row[3], model=row[4],
@@ -496,6 +545,7 @@ def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
         finished_at=datetime.fromisoformat(row[10]) if row[10] else None,
         usage=Usage.from_dict(json.loads(row[11])), turns=row[12],
         state=json.loads(row[13]) if row[13] else None,
+        owner=RunOwner.from_dict(json.loads(row[14])) if row[14] else None,
     )
 
 

@@ -95,11 +95,19 @@ def _damaged_store(path: Path) -> None:
     for i in range(20):
         session.run_sync(f"question {i} " * 100)
     store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    (page_size,) = store._db.execute("PRAGMA page_size").fetchone()
+    # The root page of each table read below too: which tables the middle of the file holds
+    # depends on the schema's row sizes.
+    roots = [r for (r,) in store._db.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name IN ('runs', 'events', 'messages')")]
     store.close()
     size = path.stat().st_size
     with path.open("r+b") as f:
         f.seek(size // 2 // 4096 * 4096)
         f.write(b"\xff\x00garbage" * 1_500)
+        for root in roots:
+            f.seek((root - 1) * page_size)
+            f.write(b"\xff\x00garbage" * (page_size // 9))
 
 
 @pytest.mark.parametrize("reader", ["open", "runs", "events", "messages"])

@@ -490,6 +490,10 @@ RunState = Literal["running", "completed", "failed", "cancelled", "needs_approva
                    "interrupted"]
 
 
+#: How long a background run waits before its first step (see Run._start).
+START_DELAY_SECONDS = 0.005
+
+
 class Run:
     """A run going on in the background (``session.start(...)``).
 
@@ -505,8 +509,9 @@ class Run:
         self._task: asyncio.Task[None] | None = None
         self._handed_over = threading.Event()
         context = contextvars.copy_context()
+        loop_ = _bridge.bridge_loop()
         try:
-            _bridge.bridge_loop().call_soon_threadsafe(self._start, context)
+            loop_.call_soon_threadsafe(loop_.call_later, START_DELAY_SECONDS, self._start, context)
         finally:
             self._handed_over.set()
 
@@ -517,8 +522,10 @@ class Run:
         import asyncio
         # Handing the callback to the loop releases the GIL, and the loop thread could otherwise
         # run a quick run to its end before the caller even holds the handle, so that a
-        # ``run.cancel()`` on the next line found it completed. The wait is for the few
-        # statements left in __init__ (bounded, should the caller's thread be stopped there).
+        # ``run.cancel()`` on the next line found it completed. The start waits for the rest of
+        # __init__ (bounded, should the caller's thread be stopped there) and a few ms more
+        # (START_DELAY_SECONDS), so that a caller descheduled by a busy machine between start()
+        # and cancel() still finds the run not started.
         self._handed_over.wait(1.0)
         if self._loop.cancel_requested:
             self._done.set_result(_cancelled_before_start(self._loop))

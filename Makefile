@@ -27,8 +27,10 @@ demo: $(STAMP)
 		--output-dir $(BUILD) notebooks/01_quickstart.ipynb
 	@echo "Demo written to $(abspath $(BUILD))/01_quickstart.html"
 
+# The layering contracts (pyproject.toml [tool.importlinter]) first: they take a second.
 # LOOM_MODEL is unset so that the notebooks run offline and deterministically here.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache
 	env -u LOOM_MODEL $(VPY) -m pytest tests notebooks $(NBVAL)
 
 lab: $(STAMP)
@@ -50,4 +52,4 @@ lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) $(BUILD) .pytest_cache
+	rm -rf $(VENV) $(BUILD) .pytest_cache .mypy_cache

@@ -7,7 +7,7 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
-from ..context import estimate_tokens, message_tokens, tool_tokens
+from .._tokens import estimate_tokens, message_tokens, tool_tokens
 from ..errors import ConfigError, ScriptExhaustedError
 from ..messages import Message, TextPart, ToolCall, Usage
 from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta

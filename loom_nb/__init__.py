@@ -26,6 +26,11 @@ from .errors import (
     ModelUnavailableError,
     NotSupportedError,
     ProviderError,
+    RecordingNotFoundError,
+    ReplayError,
+    ReplayExhaustedError,
+    ReplayMismatchError,
+    RunError,
     ScriptExhaustedError,
     StoreError,
     ToolError,
@@ -33,7 +38,7 @@ from .errors import (
 from .events import RunEvent
 from .messages import Message, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest, ModelResponse
-from .result import RunError, RunResult
+from .result import RunResult
 from .runtime import Limits, Runtime
 from .session import Run, RunStream, Session, SessionConfig
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
@@ -67,6 +72,10 @@ __all__ = [
     "ModelUnavailableError",
     "NotSupportedError",
     "ProviderError",
+    "RecordingNotFoundError",
+    "ReplayError",
+    "ReplayExhaustedError",
+    "ReplayMismatchError",
     "Run",
     "RunContext",
     "RunError",

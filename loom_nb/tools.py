@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from ._workers import Escaped, Job, submit_to_worker
-from .errors import ConfigError, ToolError
+from .errors import ConfigError, Suspended, ToolError
 from .models import ToolDefinition
 
 if TYPE_CHECKING:
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool", "unrunnable"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-
-
-class Suspended(Exception):
-    """Raised by a tool whose result waits for a person (a sub-agent's run paused for approval):
-    the calling run pauses too, instead of sending the model an error."""
 
 
 # Not frozen: one is made per tool call (or model request), and frozen construction is slow.

@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any
 
 from .. import errors as loom_errors
-from ..errors import ConfigError, ModelError
+from ..errors import (  # declared in errors.py; importable from here as documented
+    ConfigError,
+    ModelError,
+    RecordingNotFoundError,
+    ReplayError,
+    ReplayExhaustedError,
+    ReplayMismatchError,
+)
 from ..messages import Usage, message_from_dict
 from . import (
     Model,
@@ -52,30 +59,6 @@ FORMAT_VERSION = 1
 DEFAULT_MATCH = ("system", "messages", "tools")
 _MATCHABLE = ("system", "messages", "tools", "settings")
 _SHOW = 160  #: characters of each side shown in a mismatch message
-
-
-class ReplayError(ModelError):
-    """A replay model could not serve a request from its recording."""
-
-
-class RecordingNotFoundError(ReplayError):
-    """The recording file does not exist."""
-
-
-class ReplayExhaustedError(ReplayError):
-    """Every recorded exchange has been served and another request came."""
-
-
-class ReplayMismatchError(ReplayError):
-    """A request differs from the one recorded at this point."""
-
-    def __init__(self, message: str, *, path: str = "", recorded: Any = None,
-                 actual: Any = None) -> None:
-        super().__init__(message)
-        #: Where the requests first differ, e.g. ``messages[3].parts[0].text``.
-        self.path = path
-        self.recorded = recorded
-        self.actual = actual
 
 
 # -- the file format -----------------------------------------------------------------------------

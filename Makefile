@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-stamp
 BUILD   := build
 NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with loom_nb/notebook/sanitize.cfg
 
-.PHONY: venv demo test lab lock notebooks bench clean
+.PHONY: venv demo test typecheck lab lock notebooks bench clean
 
 venv: $(STAMP)
 
@@ -32,6 +32,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 	env -u LOOM_MODEL $(VPY) -m pytest tests notebooks $(NBVAL)
+
+# The type checker on loom_nb (pyproject.toml [tool.mypy]).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 lab: $(STAMP)
 	@$(VPY) -c "import jupyterlab" 2>/dev/null || $(UV) pip install -q -p $(VPY) jupyterlab

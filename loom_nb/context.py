@@ -223,7 +223,7 @@ def render_context(partitions: dict[PartitionName, str],
     raw = {name: estimate_tokens(partitions.get(name, "")) for name in PARTITIONS[:-1]}
     raw["system"] += tool_tokens(tools)
     system = "\n\n".join(partitions[name] for name in PARTITIONS[:-1] if partitions.get(name))
-    return RenderedContext(content=partitions, system=system, raw=raw)  # type: ignore[arg-type]
+    return RenderedContext(content=partitions, system=system, raw=raw)
 
 
 def build_request(*, rendered: RenderedContext, history: Sequence[Message],

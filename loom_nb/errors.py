@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
-import functools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -242,14 +241,19 @@ def _rebuilt(cause: type[Exception] | None, message: str, result: RunResult) -> 
     return RunError(message, result)
 
 
-@functools.cache
+_MADE: dict[type[Exception], type[RunError]] = {}
+
+
 def _run_error_class(cause: type[Exception]) -> type[RunError]:
     """RunError and ``cause`` in one class, made once per class. It keeps the name RunError:
     code that prints ``type(exc).__name__`` reads what it read before; ``cause`` names the
     class the run failed with."""
-    return type("RunError", (RunError, cause), {
-        "__module__": __name__, "__qualname__": "RunError", "cause": cause,
-        "__doc__": f"A RunError for a run that failed with {cause.__qualname__}."})
+    made = _MADE.get(cause)
+    if made is None:
+        made = _MADE.setdefault(cause, type("RunError", (RunError, cause), {
+            "__module__": __name__, "__qualname__": "RunError", "cause": cause,
+            "__doc__": f"A RunError for a run that failed with {cause.__qualname__}."}))
+    return made
 
 
 def error_class(name: str | None) -> type[Exception] | None:

@@ -341,7 +341,7 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
     import inspect
     if isinstance(func, Tool):
         func = func.function
-    tool_name = name or getattr(func, "__name__", "")
+    tool_name: str = name if name else getattr(func, "__name__", "")
     if not _NAME.match(tool_name):
         raise ConfigError(
             f"{tool_name!r} is not a valid tool name: use letters, digits, '_', '-' or '.', "
@@ -381,7 +381,7 @@ def _args_model(func: Callable[..., Any], tool_name: str,
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
     try:
-        return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
+        return pydantic.create_model(
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )
     except Exception as exc:  # noqa: BLE001 - a type's own schema hook may raise anything

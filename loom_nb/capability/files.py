@@ -542,7 +542,8 @@ def _iter_lines(handle: IO[bytes], cap: int) -> Iterator[tuple[int, bytes, bool]
 
 
 def _lines_of(text: str, needle: str, show: int = 5) -> str:
-    numbers, start = [], 0
+    numbers: list[str] = []
+    start = 0
     while len(numbers) < show and (index := text.find(needle, start)) != -1:
         numbers.append(str(text.count("\n", 0, index) + 1))
         start = index + 1

@@ -14,7 +14,7 @@ import os
 import threading
 import weakref
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..errors import ConfigError
@@ -240,7 +240,7 @@ class SDKModel(Model):
 
     async def _attempt(
         self, request: ModelRequest, settings: dict[str, Any]
-    ) -> AsyncIterator[StreamItem]:
+    ) -> AsyncGenerator[StreamItem, None]:
         """One request: deltas, then the ModelResponse; raises on any failure."""
         stream, state = await self._open_stream(request, settings)
         try:

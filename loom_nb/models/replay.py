@@ -16,6 +16,7 @@ masked on both sides with ``normalize=``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -123,7 +124,8 @@ class RecordingModel(Model):
     re-records), unless ``append=True``: for a second model recorded into the same file.
     """
 
-    def __init__(self, model: Model | str, path: str | Path, *, append: bool = False) -> None:
+    def __init__(self, model: Model | str, path: str | os.PathLike[str], *,
+                 append: bool = False) -> None:
         from . import resolve_model
 
         self.model = resolve_model(model)
@@ -136,8 +138,8 @@ class RecordingModel(Model):
         self.exchanges = 0  #: how many exchanges this recorder wrote
         self.append = bool(append)
 
-    @property  # type: ignore[override]
-    def context_window(self) -> int | None:
+    @property
+    def context_window(self) -> int | None:  # type: ignore[override]
         return self.model.context_window
 
     @property
@@ -202,7 +204,7 @@ class ReplayModel(Model):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         *,
         normalize: Callable[[str], str] | None = None,
         match: Iterable[str] = DEFAULT_MATCH,
@@ -237,12 +239,12 @@ class ReplayModel(Model):
         exchanges = self._exchanges or []
         return str(exchanges[0].get("model", "")) if exchanges else (self.only or "")
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self.recorded_model.partition(":")[2] or self.path.name
 
-    @property  # type: ignore[override]
-    def context_window(self) -> int | None:
+    @property
+    def context_window(self) -> int | None:  # type: ignore[override]
         if self._window is not None:
             return self._window
         exchanges = self._exchanges or []

@@ -1,4 +1,4 @@
-"""The exceptions loom_nb raises, all of them declared here.
+"""The exceptions loom_nb raises, in one tree.
 
 Two roots. ``LoomError`` is every error loom_nb raises on purpose, in two families: *user errors*
 (the set-up is wrong; fix the code the message names) and *run errors* (something failed while

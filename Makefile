@@ -30,7 +30,7 @@ demo: $(STAMP)
 # The layering contracts (pyproject.toml [tool.importlinter]) first: they take a second.
 # LOOM_MODEL is unset so that the notebooks run offline and deterministically here.
 test: $(STAMP)
-	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	env -u LOOM_MODEL $(VPY) -m pytest tests notebooks $(NBVAL)
 
 # The type checker on loom_nb (pyproject.toml [tool.mypy]).

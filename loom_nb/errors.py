@@ -208,9 +208,9 @@ class RunError(LoomError):
     ``result`` is the run's :class:`~loom_nb.result.RunResult`. For a run that failed with an
     error class loom_nb can name (``result.error_type``), the exception raised is also an
     instance of that class (``cause``): ``except StoreError`` and ``except RunError`` both catch
-    it, and its class is still named RunError. Only the class is restored, from its name, so that a result read back from a store raises
-    the same way as a live one; instance attributes such as ``ProviderError.status_code`` are
-    left at their defaults.
+    it, and its class is still named RunError. Only the class is restored, from its name, so
+    that a result read back from a store raises the same way as a live one; instance attributes
+    such as ``ProviderError.status_code`` are left at their defaults.
     """
 
     #: The class the run failed with, when it could be named; None for a plain RunError.

@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-stamp
 BUILD   := build
 NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with loom_nb/notebook/sanitize.cfg
 
-.PHONY: venv demo test lab lock notebooks bench clean
+.PHONY: venv demo test typecheck lab lock notebooks bench clean
 
 venv: $(STAMP)
 
@@ -27,9 +27,15 @@ demo: $(STAMP)
 		--output-dir $(BUILD) notebooks/01_quickstart.ipynb
 	@echo "Demo written to $(abspath $(BUILD))/01_quickstart.html"
 
+# The layering contracts (pyproject.toml [tool.importlinter]) first: they take a second.
 # LOOM_MODEL is unset so that the notebooks run offline and deterministically here.
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache --no-logo
 	env -u LOOM_MODEL $(VPY) -m pytest tests notebooks $(NBVAL)
+
+# The type checker on loom_nb (pyproject.toml [tool.mypy]).
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 lab: $(STAMP)
 	@$(VPY) -c "import jupyterlab" 2>/dev/null || $(UV) pip install -q -p $(VPY) jupyterlab
@@ -50,4 +56,4 @@ lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) $(BUILD) .pytest_cache
+	rm -rf $(VENV) $(BUILD) .pytest_cache .mypy_cache

@@ -26,7 +26,12 @@ from .errors import (
     ModelUnavailableError,
     NotSupportedError,
     ProviderError,
+    RecordingNotFoundError,
+    ReplayError,
+    ReplayExhaustedError,
+    ReplayMismatchError,
     RunAlreadyResumedError,
+    RunError,
     ScriptExhaustedError,
     StoreError,
     ToolError,
@@ -34,7 +39,7 @@ from .errors import (
 from .events import RunEvent
 from .messages import Message, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest, ModelResponse
-from .result import RunError, RunResult
+from .result import RunResult
 from .runtime import Limits, Runtime
 from .session import Run, RunStream, Session, SessionConfig
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
@@ -68,6 +73,10 @@ __all__ = [
     "ModelUnavailableError",
     "NotSupportedError",
     "ProviderError",
+    "RecordingNotFoundError",
+    "ReplayError",
+    "ReplayExhaustedError",
+    "ReplayMismatchError",
     "Run",
     "RunAlreadyResumedError",
     "RunContext",

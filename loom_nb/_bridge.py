@@ -100,7 +100,7 @@ def _copy_outcome(task: asyncio.Task[T], future: concurrent.futures.Future[T]) -
     if task.cancelled():
         future.cancel()
     elif task.exception() is not None:
-        future.set_exception(task.exception())  # type: ignore[arg-type]
+        future.set_exception(task.exception())
     else:
         future.set_result(task.result())
 

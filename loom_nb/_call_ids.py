@@ -19,7 +19,7 @@ model must not be able to write an id that reads as a sub-agent's waiting call.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .messages import Message, Part, ToolCall
 
@@ -68,7 +68,7 @@ def unique_call_ids(message: Message, turn: int, taken: set[str]) -> tuple[Messa
             renamed[new] = call.id
     if not renamed:
         return message, {}
-    new_ids = iter(ids)
+    new_ids = iter(cast("list[str]", ids))  # the second pass gave every call an id
     parts: list[Part] = [replace(p, id=next(new_ids)) if isinstance(p, ToolCall) else p
                          for p in message.parts]
     return Message(role=message.role, parts=tuple(parts)), renamed

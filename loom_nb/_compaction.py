@@ -95,7 +95,7 @@ async def summarize(summarizer: Any, model: Model, messages: Sequence[Message],
                     instructions: str) -> Summary:
     """A summary of ``messages`` by the configured summarizer; extractive if it fails."""
     import inspect
-    chosen = summarizer if summarizer is not None else (
+    chosen: Any = summarizer if summarizer is not None else (
         "extractive" if getattr(model, "provider", "") == "scripted" else model)
     if chosen == "extractive":
         return Summary(extractive(messages), "extractive")

@@ -37,7 +37,7 @@ class RunWindow:
         self._rendered: tuple[tuple[Any, ...], RenderedContext] | None = None
         self._budget: Budget | None = None
         self._item_limit = 0  # tokens one message part may use (see ContextProtocol.max_item)
-        self._shown: dict[str, str] = {}  # partition contents already recorded in an event
+        self._shown: dict[PartitionName, str] = {}  # partition contents already recorded in an event
 
     def snapshot(self) -> ContextSnapshot:
         state = self.loop.session.context
@@ -90,7 +90,7 @@ class RunWindow:
         if snapshot.total <= protocol.compact_at * budget:  # the usual case: nothing to do
             return snapshot
         measure = lambda: self.snapshot().total  # noqa: E731
-        common = {"measure": measure, "summarize_fn": self._summarize, "goal": loop.task.goal,
+        common: dict[str, Any] = {"measure": measure, "summarize_fn": self._summarize, "goal": loop.task.goal,
                   "checkpoint": loop.session.checkpoint}
         data = await compact(loop.session.context, protocol, continuity, budget=budget, **common)
         loop.emit("context.compacted", {**data, "budget": budget})

@@ -133,7 +133,7 @@ def submit_to_worker(fn: Callable[..., Any], /, **kwargs: Any) -> Job:
     import asyncio
 
     job = Job(asyncio.get_running_loop(), fn, kwargs)
-    _submit(job, caller_holds_worker=job.context.get(_HOLDS_WORKER))
+    _submit(job, caller_holds_worker=job.context.get(_HOLDS_WORKER, False))
     return job
 
 

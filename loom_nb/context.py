@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeAlias
 
+from ._tokens import estimate_tokens, message_tokens, tool_tokens
 from .errors import ConfigError
-from .messages import Message, TextPart, ToolCall, ToolResult
+from .messages import Message
 from .models import Model, ModelRequest, ToolDefinition
 from .models.windows import DEFAULT_WINDOW, WindowSource, known_window
 from .signals import RuntimeSignal
@@ -58,45 +59,6 @@ PARTITIONS: tuple[PartitionName, ...] = ("system", "skill", "memory", "working",
 #: A summarizer: a Model, or a function from messages (and instructions) to summary text.
 Summarizer: TypeAlias = "Model | Callable[[Sequence[Message], str], str] | Literal['extractive']"
 TRUNCATION_MARK = "[... {n} characters cut here by loom_nb to fit the context budget ...]"
-
-
-def estimate_tokens(text: str) -> int:
-    """A deterministic token estimate (about four characters a token), before calibration."""
-    return math.ceil(len(text) / 4)
-
-
-_TOOL_TOKENS: dict[int, tuple[Sequence[ToolDefinition], int]] = {}
-
-
-def tool_tokens(tools: Sequence[ToolDefinition]) -> int:
-    """Estimated tokens of the tool definitions sent with each request.
-
-    Cached by the identity of the tool tuple (an agent keeps one until its tools change), so a
-    request does not serialize every schema again; the cache holds the tuple to keep its id valid.
-    """
-    cached = _TOOL_TOKENS.get(id(tools))
-    if cached is not None and cached[0] is tools:
-        return cached[1]
-    count = sum(estimate_tokens(t.name + t.description + json.dumps(t.parameters)) for t in tools)
-    if len(_TOOL_TOKENS) > 256:
-        _TOOL_TOKENS.clear()
-    _TOOL_TOKENS[id(tools)] = (tools, count)
-    return count
-
-
-def message_tokens(message: Message) -> int:
-    """Estimated tokens of one message."""
-    total = 0
-    for part in message.parts:
-        if isinstance(part, TextPart):
-            total += estimate_tokens(part.text)
-        elif isinstance(part, ToolCall):  # repr: as long as the JSON, and far cheaper to make
-            total += estimate_tokens(part.name) + estimate_tokens(repr(part.args))
-        elif isinstance(part, ToolResult):
-            total += estimate_tokens(part.content)
-        else:  # thinking
-            total += estimate_tokens(part.text or part.data or "")
-    return total + 4  # role and framing
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,7 +223,7 @@ def render_context(partitions: dict[PartitionName, str],
     raw = {name: estimate_tokens(partitions.get(name, "")) for name in PARTITIONS[:-1]}
     raw["system"] += tool_tokens(tools)
     system = "\n\n".join(partitions[name] for name in PARTITIONS[:-1] if partitions.get(name))
-    return RenderedContext(content=partitions, system=system, raw=raw)  # type: ignore[arg-type]
+    return RenderedContext(content=partitions, system=system, raw=raw)
 
 
 def build_request(*, rendered: RenderedContext, history: Sequence[Message],

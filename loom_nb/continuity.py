@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias, get_args
 
 from .errors import ConfigError
 from .messages import Message
 
-__all__ = ["ContinuityPolicy", "safe_cut"]
+__all__ = ["ContinuityPolicy", "RestoreMode", "safe_cut"]
 
 SUMMARY_INSTRUCTIONS = (
     "Summarize the conversation below for your own later use. Keep facts, decisions, names, "
@@ -30,6 +30,10 @@ HANDOFF_INSTRUCTIONS = (
     "what has been done and found (with the facts, names and numbers that matter), what is still "
     "open, and the next steps. Plain sentences, no preamble."
 )
+
+
+#: What a restored session loads: the latest compacted state and later messages, or everything.
+RestoreMode: TypeAlias = Literal["checkpoint", "full"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,14 +52,14 @@ class ContinuityPolicy:
     keep_recent: int = 6
     renewal_recent: int = 2
     carry_open_tasks: bool = True
-    restore: Literal["checkpoint", "full"] = "checkpoint"
+    restore: RestoreMode = "checkpoint"
     summary_instructions: str = SUMMARY_INSTRUCTIONS
     handoff_instructions: str = HANDOFF_INSTRUCTIONS
 
     def __post_init__(self) -> None:
         if self.keep_recent < 1 or self.renewal_recent < 0:
             raise ConfigError("ContinuityPolicy: keep_recent must be >= 1 and renewal_recent >= 0.")
-        if self.restore not in ("checkpoint", "full"):
+        if self.restore not in get_args(RestoreMode):
             raise ConfigError("ContinuityPolicy(restore=...) takes 'checkpoint' or 'full'.")
 
 

@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import ConfigError, ToolError
+from .errors import ConfigError, SubAgentPaused, ToolError
 from .task import RunContext, RuntimeTask
-from .tools import Suspended, Tool, tool
+from .tools import Tool, tool
 
 if TYPE_CHECKING:
     from .agent import Agent
@@ -139,29 +139,6 @@ class DelegationPolicy:
         finally:
             self._slots.release()
         return _answer(parent, nested["agent"], session, result, counted=nested.get("usage"))
-
-
-class SubAgentPaused(Suspended):
-    """A sub-run paused for approval; the calling run pauses with the sub-run's waiting calls."""
-
-    def __init__(self, agent: str, session_id: str, run_id: str,
-                 pending: Sequence[PendingApproval], usage: dict[str, int]) -> None:
-        super().__init__(f"Sub-agent {agent!r} waits for approval of "
-                         f"{', '.join(p.name for p in pending)} (run {run_id}).")
-        self.agent, self.session_id, self.run_id, self.pending = agent, session_id, run_id, pending
-        #: What the sub-run has used so far, already counted towards the calling run.
-        self.usage = usage
-
-    def nested(self, via: str) -> tuple[list[PendingApproval], dict[str, Any]]:
-        """The waiting calls as the calling run shows them, under its ``delegate`` call ``via``,
-        and what :meth:`DelegationPolicy.resume` needs later (JSON-ready)."""
-        from .result import PendingApproval  # result -> runtime -> delegation: not at import
-
-        shown = [PendingApproval(call_id=f"{via}/{p.call_id}", name=p.name, args=p.args,
-                                 reason=f"sub-agent {self.agent!r}: {p.reason}", via=via)
-                 for p in self.pending]
-        return shown, {"agent": self.agent, "session_id": self.session_id, "run_id": self.run_id,
-                       "call_ids": [p.call_id for p in self.pending], "usage": self.usage}
 
 
 async def resume_nested(parent: RunLoop, nested: dict[str, Any], decisions: Mapping[str, str | None],

@@ -115,7 +115,7 @@ class Message:
 
 
 def _part_to_dict(part: Part) -> dict[str, Any]:
-    data = {name: getattr(part, name) for name in part.__slots__}  # type: ignore[union-attr]
+    data = {name: getattr(part, name) for name in part.__slots__}
     return data
 
 
@@ -159,4 +159,4 @@ class Usage:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
-        return cls(**{k: int(v) for k, v in (data or {}).items() if k in cls.__slots__})  # type: ignore[attr-defined]
+        return cls(**{k: int(v) for k, v in (data or {}).items() if k in cls.__slots__})

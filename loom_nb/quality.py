@@ -85,7 +85,7 @@ class QualityGate:
     def check(fn: Callable[..., Any], *, name: str | None = None) -> QualityGate:
         """A Python check: ``fn(output)`` or ``fn(output, task)`` -> bool or (bool, critique)."""
         import inspect
-        label = name or getattr(fn, "__name__", "check")
+        label: str = name if name else getattr(fn, "__name__", "check")
         takes_task = len(inspect.signature(fn).parameters) >= 2
 
         async def evaluate(output: str, task: RuntimeTask, model: Model) -> Verdict:

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-from .errors import ApprovalMismatchError, ConfigError, LoomError
+from .errors import ApprovalMismatchError, ConfigError, RunError, run_error
 from .events import RunEvent
 from .messages import Message, Usage
 from .runtime import LimitName
@@ -20,14 +20,6 @@ __all__ = ["PendingApproval", "RunError", "RunResult", "RunStatus", "ToolCallRec
 #: ``interrupted``: the process running it ended first (see Session.runs); never set by a live run.
 RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approval", "limit",
                                "interrupted"]
-
-
-class RunError(LoomError):
-    """Raised by :meth:`RunResult.raise_for_status` for a run that did not complete."""
-
-    def __init__(self, message: str, result: RunResult) -> None:
-        super().__init__(message)
-        self.result = result
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,10 +182,11 @@ class RunResult:
         return run_sync(self.resume())
 
     def raise_for_status(self) -> RunResult:
-        """Return self when the run completed; otherwise raise :class:`RunError`."""
+        """Return self when the run completed; otherwise raise :class:`RunError`, which for a
+        failed run is also an instance of the error class it failed with (``error_type``)."""
         if self.status == "completed":
             return self
-        raise RunError(f"Run {self.run_id} ended with status {self.status!r}: {self.error}", self)
+        raise run_error(f"Run {self.run_id} ended with status {self.status!r}: {self.error}", self)
 
     def __str__(self) -> str:
         return self.output

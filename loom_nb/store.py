@@ -14,11 +14,12 @@ import os
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ._owner import RunOwner
 from ._store_errors import (SQLITE_CORRUPT, SQLITE_NOTADB, sqlite_errors_become_store_errors,
                             store_error)
+from .continuity import RestoreMode
 from .errors import StoreError
 from .events import RunEvent, utcnow
 from .feedback import FeedbackRecord
@@ -30,8 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
            "SignalRecord", "StoredMessage", "StoredSession", "open_store"]
-
-RestoreMode: TypeAlias = Literal["checkpoint", "full"]
 
 
 @dataclass(kw_only=True)

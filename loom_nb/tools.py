@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from ._workers import Escaped, Job, submit_to_worker
-from .errors import ConfigError, ToolError
+from .errors import ConfigError, Suspended, ToolError
 from .models import ToolDefinition
 
 if TYPE_CHECKING:
@@ -28,11 +28,6 @@ if TYPE_CHECKING:
 __all__ = ["Suspended", "Tool", "ToolOutcome", "as_tool", "tool", "unrunnable"]
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-
-
-class Suspended(Exception):
-    """Raised by a tool whose result waits for a person (a sub-agent's run paused for approval):
-    the calling run pauses too, instead of sending the model an error."""
 
 
 # Not frozen: one is made per tool call (or model request), and frozen construction is slow.
@@ -346,7 +341,7 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
     import inspect
     if isinstance(func, Tool):
         func = func.function
-    tool_name = name or getattr(func, "__name__", "")
+    tool_name: str = name if name else getattr(func, "__name__", "")
     if not _NAME.match(tool_name):
         raise ConfigError(
             f"{tool_name!r} is not a valid tool name: use letters, digits, '_', '-' or '.', "
@@ -386,7 +381,7 @@ def _args_model(func: Callable[..., Any], tool_name: str,
         default = ... if param.default is param.empty else param.default
         fields[param.name] = (annotation, pydantic.Field(default, description=param_docs.get(param.name)))
     try:
-        return pydantic.create_model(  # type: ignore[call-overload,no-any-return]
+        return pydantic.create_model(
             f"{tool_name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields
         )
     except Exception as exc:  # noqa: BLE001 - a type's own schema hook may raise anything

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn, Protocol, TypeAlias, runtime_checkable
+from typing import Any, Literal, Protocol, TypeAlias, runtime_checkable
 
-from ..errors import NotSupportedError
 from ..tools import Tool, as_tool
 
-__all__ = ["Capability", "CapabilityKind", "ToolSource", "not_yet"]
+__all__ = ["Capability", "CapabilityKind", "ToolSource"]
 
 CapabilityKind: TypeAlias = Literal["tools", "files", "web", "shell", "mcp", "skills"]
 
@@ -93,10 +92,3 @@ class Capability:
 
         return skills_capability(path, **options)
 
-
-def not_yet(what: str) -> NoReturn:
-    raise NotSupportedError(
-        f"{what} is not available in this version of loom_nb yet. Until it lands, write the "
-        f"operations you need as plain functions and pass them with Capability.tools(...) or "
-        f"Agent(tools=[...])."
-    )

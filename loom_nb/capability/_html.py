@@ -134,7 +134,8 @@ class _Tokenizer:
         """(name, attributes, position after '>' or -1 at the end of the page, self-closing)."""
         page = self.page
         j = _TAG_NAME.match(page, i).end()  # type: ignore[union-attr]
-        name, attrs = page[i:j].lower(), []
+        name = page[i:j].lower()
+        attrs: list[tuple[str, str | None]] = []
         while True:
             slash = page.startswith("/", j)
             j = _SEPARATORS.match(page, j).end()  # type: ignore[union-attr]

@@ -72,7 +72,7 @@ def files_capability(root: str | os.PathLike[str] = ".", read_only: bool = True,
     files = _Files(Root(root, what="Capability.files", missing_hint=hint), name, max_read_bytes,
                    max_results, allow_hardlinks)
     tools = [
-        tool(name=f"{name}__list", read_only=True, thread=True)(files.list),
+        tool(name=f"{name}__list", read_only=True, thread=True)(files.list_dir),
         tool(name=f"{name}__read", read_only=True, thread=True)(files.read),
         tool(name=f"{name}__glob", read_only=True, thread=True)(files.glob),
         tool(name=f"{name}__search", read_only=True, thread=True)(files.search),
@@ -110,7 +110,8 @@ class _Files:
 
     # -- read-only tools ---------------------------------------------------------------------------
 
-    def list(self, path: str = ".") -> str:
+    # Not named `list`: in this class body that would shadow the builtin in every annotation.
+    def list_dir(self, path: str = ".") -> str:
         """List the entries of a directory: subdirectories end with '/', files show their size.
 
         Args:
@@ -541,7 +542,8 @@ def _iter_lines(handle: IO[bytes], cap: int) -> Iterator[tuple[int, bytes, bool]
 
 
 def _lines_of(text: str, needle: str, show: int = 5) -> str:
-    numbers, start = [], 0
+    numbers: list[str] = []
+    start = 0
     while len(numbers) < show and (index := text.find(needle, start)) != -1:
         numbers.append(str(text.count("\n", 0, index) + 1))
         start = index + 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass
 
 from . import ModelResponse, RetryNotice, StreamItem
@@ -52,7 +52,7 @@ Classifier = Callable[[BaseException], ProviderError | None]
 
 
 async def retrying(
-    attempt: Callable[[], AsyncIterator[StreamItem]],
+    attempt: Callable[[], AsyncGenerator[StreamItem, None]],
     classify: Classifier,
     policy: RetryPolicy,
     label: str,

@@ -14,16 +14,17 @@ import os
 import threading
 import weakref
 from abc import abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from ..errors import ConfigError
 from ..messages import ToolCall
-from . import Model, ModelRequest, StreamItem
+from . import Model, ModelRequest, ModelResponse, StreamItem
 from ._errors import ModelConnectionError, ProviderError, ProviderInfo, _httpx2
 from ._retry import RetryPolicy, retrying
 
-__all__ = ["CLIENT_OPTIONS", "SDKModel", "Validator", "check_settings", "import_sdk", "tool_call"]
+__all__ = ["CLIENT_OPTIONS", "SDKModel", "StreamState", "Validator", "check_settings", "import_sdk",
+           "tool_call"]
 
 Validator = Callable[[str, Any], Any]
 
@@ -101,9 +102,24 @@ def _seconds(name: str, value: Any) -> float:
     return float(value)
 
 
-class SDKModel(Model):
-    """Base of the models that talk to a provider through its official async SDK client."""
+class StreamState(Protocol):
+    """What a provider folds its stream's events into: items as they come, then the response."""
 
+    def feed(self, event: Any) -> Sequence[StreamItem]: ...
+
+    def response(self, model_name: str) -> ModelResponse: ...
+
+
+class SDKModel(Model):
+    """Base of the models that talk to a provider through its official async SDK client.
+
+    A subclass names its SDK (``sdk_module``, the package and the extra that installs it) and
+    supplies the client, the settings, how a request opens its stream, and how a vendor
+    exception maps to a loom error; the base does the rest (options, retries, draining).
+    """
+
+    #: The vendor package, e.g. "anthropic"; also the name of the extra that installs it.
+    sdk_module: str = ""
     #: Environment variables of the key and the base URL, e.g. ANTHROPIC_API_KEY.
     key_var: str = ""
     base_url_var: str = ""
@@ -119,8 +135,12 @@ class SDKModel(Model):
         api_key: str | None,
         base_url: str | None,
         context_window: int | None,
-        options: dict[str, Any],
+        settings: dict[str, Any],
     ) -> None:
+        """Import the SDK, check the name, window and client options; the client options are
+        taken out of ``settings``, which keeps the model settings for the subclass to check."""
+        self._sdk = import_sdk(self.sdk_module, self.sdk_module)
+        options = {key: settings.pop(key) for key in CLIENT_OPTIONS if key in settings}
         if not isinstance(name, str) or not name.strip():
             raise ConfigError(f"{self.label} model name must be a non-empty str, got {name!r}.")
         self.name = name.strip()
@@ -218,11 +238,24 @@ class SDKModel(Model):
     def _settings(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The model's settings with a request's overrides, validated."""
 
-    @abstractmethod
-    def _attempt(
+    async def _attempt(
         self, request: ModelRequest, settings: dict[str, Any]
-    ) -> AsyncIterator[StreamItem]:
+    ) -> AsyncGenerator[StreamItem, None]:
         """One request: deltas, then the ModelResponse; raises on any failure."""
+        stream, state = await self._open_stream(request, settings)
+        try:
+            async for event in stream:
+                for item in state.feed(event):
+                    yield item
+        finally:  # also when the consumer stops early: the connection goes back to the pool
+            await stream.close()
+        yield state.response(self.name)
+
+    @abstractmethod
+    async def _open_stream(
+        self, request: ModelRequest, settings: dict[str, Any]
+    ) -> tuple[Any, StreamState]:
+        """Send one request: the SDK's event stream (with ``close()``) and a fresh state."""
 
     @abstractmethod
     def _classify(self, exc: BaseException) -> ProviderError | None:

@@ -17,7 +17,7 @@ this module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,11 +26,9 @@ from ..messages import Message, Part, TextPart, ThinkingPart, ToolCall, ToolResu
 from . import ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta
 from ._errors import IncompleteStreamError, ProviderError, classify_sdk_error
 from ._sdk import (
-    CLIENT_OPTIONS,
     SDKModel,
     Validator,
     check_settings,
-    import_sdk,
     number,
     positive_int,
     strings,
@@ -81,6 +79,7 @@ class AnthropicModel(SDKModel):
     """A Claude model behind the provider-neutral :class:`Model` protocol."""
 
     provider = "anthropic"
+    sdk_module = "anthropic"
     key_var = "ANTHROPIC_API_KEY"
     base_url_var = "ANTHROPIC_BASE_URL"
     default_base_url = "https://api.anthropic.com"
@@ -98,10 +97,8 @@ class AnthropicModel(SDKModel):
         context_window: int | None = None,
         **settings: Any,
     ) -> None:
-        self._sdk = import_sdk("anthropic", "anthropic")
-        options = {key: settings.pop(key) for key in CLIENT_OPTIONS if key in settings}
         super().__init__(name, api_key=api_key, base_url=base_url,
-                         context_window=context_window, options=options)
+                         context_window=context_window, settings=settings)
         self.settings = check_settings(settings, _SETTINGS, f"Model.anthropic({self.name!r})")
         if not self.api_key:
             raise ConfigError(
@@ -145,18 +142,11 @@ class AnthropicModel(SDKModel):
             kwargs["extra_body"] = body
         return kwargs
 
-    async def _attempt(
+    async def _open_stream(
         self, request: ModelRequest, settings: dict[str, Any]
-    ) -> AsyncIterator[StreamItem]:
+    ) -> tuple[Any, _StreamState]:
         stream = await self.client().messages.create(**self.create_kwargs(request, settings))
-        state = _StreamState()
-        try:
-            async for event in stream:
-                for item in state.feed(event):
-                    yield item
-        finally:
-            await stream.close()
-        yield state.response(self.name)
+        return stream, _StreamState()
 
 
 # -- loom messages -> Anthropic messages ---------------------------------------------------------

@@ -20,11 +20,11 @@ Client options: ``max_retries``, ``timeout``, ``retry_base_delay``, ``retry_max_
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from . import ModelRequest, StreamItem
+from . import ModelRequest
 from ._errors import ProviderError
 from ._openai_chat import ChatStreamState, chat_tools, to_chat_messages
 from ._openai_responses import (
@@ -34,11 +34,10 @@ from ._openai_responses import (
     to_response_input,
 )
 from ._sdk import (
-    CLIENT_OPTIONS,
     SDKModel,
+    StreamState,
     Validator,
     check_settings,
-    import_sdk,
     integer,
     number,
     positive_int,
@@ -67,6 +66,7 @@ class OpenAIModel(SDKModel):
     """An OpenAI (or OpenAI-compatible) model behind the provider-neutral protocol."""
 
     provider = "openai"
+    sdk_module = "openai"
     key_var = "OPENAI_API_KEY"
     base_url_var = "OPENAI_BASE_URL"
     default_base_url = "https://api.openai.com/v1"
@@ -84,13 +84,11 @@ class OpenAIModel(SDKModel):
         context_window: int | None = None,
         **settings: Any,
     ) -> None:
-        self._sdk = import_sdk("openai", "openai")
         if api not in ("chat", "responses"):
             raise ConfigError(f"Model.openai(api=...) is 'chat' or 'responses', got {api!r}.")
         self.api = api
-        options = {key: settings.pop(key) for key in CLIENT_OPTIONS if key in settings}
         super().__init__(name, api_key=api_key, base_url=base_url,
-                         context_window=context_window, options=options)
+                         context_window=context_window, settings=settings)
         self.settings = self._check(settings)
         if not self.api_key:
             if self.base_url == self.default_base_url:
@@ -159,21 +157,12 @@ class OpenAIModel(SDKModel):
             kwargs["include"] = ["reasoning.encrypted_content"]
         return kwargs
 
-    async def _attempt(
+    async def _open_stream(
         self, request: ModelRequest, settings: dict[str, Any]
-    ) -> AsyncIterator[StreamItem]:
+    ) -> tuple[Any, StreamState]:
         client = self.client()
-        state: ChatStreamState | ResponsesStreamState
         if self.api == "chat":
             stream = await client.chat.completions.create(**self.chat_kwargs(request, settings))
-            state = ChatStreamState()
-        else:
-            stream = await client.responses.create(**self.responses_kwargs(request, settings))
-            state = ResponsesStreamState()
-        try:
-            async for event in stream:
-                for item in state.feed(event):
-                    yield item
-        finally:
-            await stream.close()
-        yield state.response(self.name)
+            return stream, ChatStreamState()
+        stream = await client.responses.create(**self.responses_kwargs(request, settings))
+        return stream, ResponsesStreamState()

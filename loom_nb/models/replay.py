@@ -16,13 +16,21 @@ masked on both sides with ``normalize=``.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .. import errors as loom_errors
-from ..errors import ConfigError, ModelError
+from ..errors import (  # declared in errors.py; importable from here as documented
+    ConfigError,
+    ModelError,
+    RecordingNotFoundError,
+    ReplayError,
+    ReplayExhaustedError,
+    ReplayMismatchError,
+)
 from ..messages import Usage, message_from_dict
 from . import (
     Model,
@@ -52,30 +60,6 @@ FORMAT_VERSION = 1
 DEFAULT_MATCH = ("system", "messages", "tools")
 _MATCHABLE = ("system", "messages", "tools", "settings")
 _SHOW = 160  #: characters of each side shown in a mismatch message
-
-
-class ReplayError(ModelError):
-    """A replay model could not serve a request from its recording."""
-
-
-class RecordingNotFoundError(ReplayError):
-    """The recording file does not exist."""
-
-
-class ReplayExhaustedError(ReplayError):
-    """Every recorded exchange has been served and another request came."""
-
-
-class ReplayMismatchError(ReplayError):
-    """A request differs from the one recorded at this point."""
-
-    def __init__(self, message: str, *, path: str = "", recorded: Any = None,
-                 actual: Any = None) -> None:
-        super().__init__(message)
-        #: Where the requests first differ, e.g. ``messages[3].parts[0].text``.
-        self.path = path
-        self.recorded = recorded
-        self.actual = actual
 
 
 # -- the file format -----------------------------------------------------------------------------
@@ -140,7 +124,8 @@ class RecordingModel(Model):
     re-records), unless ``append=True``: for a second model recorded into the same file.
     """
 
-    def __init__(self, model: Model | str, path: str | Path, *, append: bool = False) -> None:
+    def __init__(self, model: Model | str, path: str | os.PathLike[str], *,
+                 append: bool = False) -> None:
         from . import resolve_model
 
         self.model = resolve_model(model)
@@ -153,8 +138,8 @@ class RecordingModel(Model):
         self.exchanges = 0  #: how many exchanges this recorder wrote
         self.append = bool(append)
 
-    @property  # type: ignore[override]
-    def context_window(self) -> int | None:
+    @property
+    def context_window(self) -> int | None:  # type: ignore[override]
         return self.model.context_window
 
     @property
@@ -219,7 +204,7 @@ class ReplayModel(Model):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         *,
         normalize: Callable[[str], str] | None = None,
         match: Iterable[str] = DEFAULT_MATCH,
@@ -254,12 +239,12 @@ class ReplayModel(Model):
         exchanges = self._exchanges or []
         return str(exchanges[0].get("model", "")) if exchanges else (self.only or "")
 
-    @property  # type: ignore[override]
-    def name(self) -> str:
+    @property
+    def name(self) -> str:  # type: ignore[override]
         return self.recorded_model.partition(":")[2] or self.path.name
 
-    @property  # type: ignore[override]
-    def context_window(self) -> int | None:
+    @property
+    def context_window(self) -> int | None:  # type: ignore[override]
         if self._window is not None:
             return self._window
         exchanges = self._exchanges or []

@@ -7,10 +7,10 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
-from ..context import estimate_tokens, message_tokens, tool_tokens
+from .._tokens import estimate_tokens, message_tokens, tool_tokens
 from ..errors import ConfigError, ScriptExhaustedError
 from ..messages import Message, TextPart, ToolCall, Usage
-from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta
+from . import Model, ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta
 
 __all__ = ["ScriptedModel", "Turn", "estimate_tokens", "response_from_turn"]
 
@@ -49,7 +49,7 @@ def response_from_turn(
         return turn
     if isinstance(turn, str):
         parts: tuple[TextPart | ToolCall, ...] = (TextPart(text=turn),)
-        stop = "end_turn"
+        stop: StopReason = "end_turn"
     else:
         calls = turn if isinstance(turn, list) else [turn]
         parts = tuple(

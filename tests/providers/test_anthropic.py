@@ -14,15 +14,8 @@ import pytest
 from loom_nb import Agent, ConfigError, Message, Model, ModelError, SessionConfig, tool
 from loom_nb import _bridge
 from loom_nb.messages import TextPart, ThinkingPart, ToolCall, ToolResult
-from loom_nb.models import (
-    ModelRequest,
-    ModelResponse,
-    RetryNotice,
-    TextDelta,
-    ToolCallDelta,
-    ToolDefinition,
-)
-from loom_nb.models._errors import (
+from loom_nb.models import ModelResponse, RetryNotice, TextDelta, ToolCallDelta
+from loom_nb.errors import (
     ContextWindowExceededError,
     IncompleteStreamError,
     ModelAuthenticationError,
@@ -33,14 +26,10 @@ from loom_nb.models._errors import (
 )
 from loom_nb.models.anthropic import AnthropicModel, to_anthropic_messages
 
-from .conftest import FAST, free_port
+from .conftest import FAST, WEATHER, collect, free_port, request
 from .fake_servers import FakeServer, JSONReply, SSEReply, anthropic_error, anthropic_stream
 
 pytestmark = pytest.mark.anyio
-
-WEATHER = ToolDefinition(name="get_weather", description="Weather of a city.",
-                         parameters={"type": "object", "properties": {"city": {"type": "string"}},
-                                     "required": ["city"]})
 
 
 def model(server: FakeServer, **kwargs: Any) -> AnthropicModel:
@@ -48,15 +37,6 @@ def model(server: FakeServer, **kwargs: Any) -> AnthropicModel:
     built = Model.anthropic("claude-sonnet-5", **options)
     assert isinstance(built, AnthropicModel)
     return built
-
-
-def request(*messages: Message, **settings: Any) -> ModelRequest:
-    return ModelRequest(system="Be brief.", messages=messages or (Message.user("Hi"),),
-                        tools=(WEATHER,), settings=settings)
-
-
-async def collect(m: Model, req: ModelRequest) -> list[Any]:
-    return [item async for item in m.stream(req)]
 
 
 # -- streaming and the response ------------------------------------------------------------------

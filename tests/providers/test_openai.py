@@ -12,8 +12,8 @@ import pytest
 
 from loom_nb import Agent, ConfigError, Message, Model, SessionConfig, tool
 from loom_nb.messages import TextPart, ThinkingPart, ToolCall, ToolResult
-from loom_nb.models import ModelRequest, ModelResponse, TextDelta, ToolCallDelta, ToolDefinition
-from loom_nb.models._errors import (
+from loom_nb.models import ModelResponse, TextDelta, ToolCallDelta
+from loom_nb.errors import (
     ContextWindowExceededError,
     IncompleteStreamError,
     ModelAuthenticationError,
@@ -23,7 +23,7 @@ from loom_nb.models._errors import (
 )
 from loom_nb.models.openai import OpenAIModel
 
-from .conftest import FAST
+from .conftest import FAST, WEATHER, collect, request
 from .fake_servers import (
     FakeServer,
     SSEReply,
@@ -34,9 +34,6 @@ from .fake_servers import (
 
 pytestmark = pytest.mark.anyio
 
-WEATHER = ToolDefinition(name="get_weather", description="Weather of a city.",
-                         parameters={"type": "object", "properties": {"city": {"type": "string"}},
-                                     "required": ["city"]})
 HISTORY = (
     Message.user("Weather in Paris?"),
     Message(role="assistant", parts=(TextPart(text="Checking."),
@@ -56,15 +53,6 @@ def model(server: FakeServer, api: str = "chat", **kwargs: Any) -> OpenAIModel:
                          **{**FAST, **kwargs})  # type: ignore[arg-type]
     assert isinstance(built, OpenAIModel)
     return built
-
-
-def request(*messages: Message, **settings: Any) -> ModelRequest:
-    return ModelRequest(system="Be brief.", messages=messages or (Message.user("Hi"),),
-                        tools=(WEATHER,), settings=settings)
-
-
-async def collect(m: Model, req: ModelRequest) -> list[Any]:
-    return [item async for item in m.stream(req)]
 
 
 # -- chat completions ----------------------------------------------------------------------------

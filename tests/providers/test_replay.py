@@ -13,7 +13,7 @@ import pytest
 from loom_nb import Agent, ConfigError, Message, Model, ModelError, tool
 from loom_nb.messages import TextPart, ThinkingPart, ToolCall, ToolResult
 from loom_nb.models import ModelRequest, ModelResponse, TextDelta, ToolCallDelta, ToolDefinition
-from loom_nb.models._errors import ModelRateLimitError
+from loom_nb.errors import ModelRateLimitError
 from loom_nb.models.replay import (
     RecordingModel,
     RecordingNotFoundError,

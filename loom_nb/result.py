@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .errors import ApprovalMismatchError, ConfigError, LoomError
-from .events import RunEvent
+from .events import RunEvent, ToolCallTrace, tool_calls
 from .messages import Message, Usage
 from .runtime import LimitName
 
@@ -28,16 +28,9 @@ class RunError(LoomError):
         self.result = result
 
 
-@dataclass(frozen=True, kw_only=True)
-class ToolCallRecord:
-    """One tool call of a run and its outcome, read from the run's events."""
-
-    call_id: str
-    name: str
-    args: dict[str, Any]
-    content: str | None
-    is_error: bool
-    duration_ms: float | None
+#: One tool call of a run and its outcome, read from the run's events (see events.tool_calls).
+#: (A plain alias, not ``ToolCallTrace[RunEvent]``, so that ``isinstance`` works with it.)
+ToolCallRecord = ToolCallTrace
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -116,20 +109,9 @@ class RunResult:
         return (self.finished_at - self.started_at).total_seconds() * 1000
 
     @property
-    def tool_calls(self) -> list[ToolCallRecord]:
+    def tool_calls(self) -> list[ToolCallTrace[RunEvent]]:
         """The run's tool calls with their results, in the order they were made."""
-        calls: dict[str, dict[str, Any]] = {}
-        for event in self.events:
-            if event.type == "tool.call":
-                calls[event.data["call_id"]] = {**event.data, "content": None, "is_error": False,
-                                                "duration_ms": None}
-            elif event.type == "tool.result" and event.data["call_id"] in calls:
-                calls[event.data["call_id"]].update(
-                    content=event.data["content"], is_error=event.data["is_error"],
-                    duration_ms=event.data.get("duration_ms"))
-        return [ToolCallRecord(call_id=c["call_id"], name=c["name"], args=c["args"],
-                               content=c["content"], is_error=c["is_error"],
-                               duration_ms=c["duration_ms"]) for c in calls.values()]
+        return tool_calls(self.events)
 
     # -- approvals ---------------------------------------------------------------------------------
 

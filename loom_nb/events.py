@@ -480,8 +480,9 @@ def tool_calls(events: Iterable[E]) -> list[ToolCallTrace[E]]:
         if kind not in _PAIRED:
             continue
         key = (event.run_id, str(event.data.get("call_id")))
-        if kind == "tool.call":
+        if kind == "tool.call":  # a second call with one id (a damaged store) starts afresh
             found[key] = (event, turns.get(event.run_id), [])
+            results.pop(key, None)
         elif key in found:
             if kind == "tool.result":
                 results[key] = event

@@ -186,7 +186,7 @@ class RunResult:
 
     def to_text(self) -> str:
         """A deterministic plain-text rendering: no ids, no timestamps."""
-        from .render import result_text
+        from .display.run import result_text
 
         return result_text(self)
 
@@ -194,7 +194,7 @@ class RunResult:
         printer.text(self.to_text())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, str], dict[str, Any]]:
-        from .render import result_html
+        from .display.run import result_html
 
         data = {"text/plain": self.to_text(), "text/html": result_html(self)}
         return data, {"loom": self.provenance()}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -419,14 +420,23 @@ def tool_calls_df(source: Source, *, strict: bool = True) -> Result:
     types = {"tool.call", "tool.result", "governance.decision", "model.response"}
 
     def checked(events: Iterable[EventRow]) -> Iterator[EventRow]:
-        for event in events:  # reported as read, in the order of the store
+        # Problems are reported as the rows are read, in the store's order. The pairing keeps
+        # every call's rows until the end, so they are made light first: no JSON text, and one
+        # string object for the ids and types that thousands of rows repeat.
+        for event in events:
             if event.type == "tool.call":
                 _check_required(event, problems)
+            event.raw = None
+            event.type, event.run_id = sys.intern(event.type), sys.intern(event.run_id)
+            event.session_id = sys.intern(event.session_id)
             yield event
 
     table = Table(TOOL_CALL_COLUMNS)
     orders: dict[str, int] = {}
-    for trace in tool_calls(checked(_read.events(source, problems, types=types))):
+    traces = tool_calls(checked(_read.events(source, problems, types=types)))
+    traces.reverse()
+    while traces:  # each trace goes once its row is in the table: the peak is one or the other
+        trace = traces.pop()
         call = trace.call
         assert call is not None  # every trace starts from its call
         order = orders.get(call.session_id, 0)

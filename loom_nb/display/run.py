@@ -79,6 +79,10 @@ def _summary(status: str, turns: int, tool_calls: int, usage: Usage, model: str)
     return f"{status} · {turns} turn{'s' if turns != 1 else ''} · {calls} · {tokens} · {model}"
 
 
+def _answer(event: RunEvent) -> str:
+    return payload(event, ModelResponseData)["text"].strip()
+
+
 def events_text(events: Iterable[RunEvent], live_text: str = "") -> str:
     """The transcript of a run as plain text: tool calls, their results, and the answer."""
     lines: list[str] = []
@@ -90,7 +94,7 @@ def events_text(events: Iterable[RunEvent], live_text: str = "") -> str:
             result = payload(event, ToolResultData)
             mark = "✗" if result["is_error"] else "←"
             lines.append(f"  {mark} {short(result['content'], 200)}")
-        elif event.type == "model.response" and (text := payload(event, ModelResponseData)["text"].strip()):
+        elif event.type == "model.response" and (text := _answer(event)):
             lines.append(text)
     if live_text:
         lines.append(live_text)
@@ -126,8 +130,9 @@ def events_html(events: Iterable[RunEvent], live_text: str = "") -> str:
                          f"<code>{html.escape(call_text(call['name'], call['args']))}</code></div>")
         elif event.type == "tool.result":
             parts.append(_tool_result_html(payload(event, ToolResultData)))
-        elif event.type == "model.response" and (text := payload(event, ModelResponseData)["text"].strip()):
-            parts.append(f"<div style='white-space:pre-wrap;margin-top:6px'>{html.escape(text)}</div>")
+        elif event.type == "model.response" and (text := _answer(event)):
+            parts.append(f"<div style='white-space:pre-wrap;margin-top:6px'>"
+                         f"{html.escape(text)}</div>")
     if live_text:
         parts.append(f"<div style='white-space:pre-wrap;margin-top:6px'>{html.escape(live_text)}▌</div>")
     return "\n".join(parts)
@@ -206,14 +211,15 @@ def panel_html(runs: list[tuple[list[RunEvent], str]]) -> str:
     parts = [f"<div style='border-top:1px solid #eaeef2;padding:4px 0'>"
              f"{header_html(run_status(events), '')}{events_html(events, live)}</div>"
              for events, live in runs]
-    return "".join(parts) or "<div style='color:#57606a'>No runs yet: write a prompt and press Send.</div>"
+    return "".join(parts) or ("<div style='color:#57606a'>No runs yet: write a prompt and press "
+                              "Send.</div>")
 
 
 def panel_text(runs: list[list[RunEvent]]) -> str:
     lines = [f"Session panel · {len(runs)} run{'s' if len(runs) != 1 else ''}"]
     for number, events in enumerate(runs, 1):
         started = next((e for e in events if e.type == "run.started"), None)
-        prompt = started.data.get("prompt", "") if started else ""
+        prompt = payload(started, RunStartedData).get("prompt", "") if started else ""
         lines.append(f"▶ run {number} ({run_status(events)}): {prompt}")
         body = events_text(events)
         if body:

@@ -88,13 +88,14 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
 def compaction_text(event: RunEvent) -> str:
     """One line for a ``context.compacted`` / ``context.renewed`` event."""
     if event.type == "context.renewed":
-        renewed = payload(event, RenewedData)
-        return (f"renewed: {renewed.get('before_tokens', '?')} → {renewed.get('after_tokens', '?')} "
-                f"tokens, handoff note of {renewed.get('handoff_tokens', '?')} tokens "
-                f"({renewed.get('handoff_method', '?')}), {renewed.get('kept_messages', 0)} messages kept")
+        renew = payload(event, RenewedData)
+        return (f"renewed: {renew.get('before_tokens', '?')} → {renew.get('after_tokens', '?')} "
+                f"tokens, handoff note of {renew.get('handoff_tokens', '?')} tokens "
+                f"({renew.get('handoff_method', '?')}), {renew.get('kept_messages', 0)} "
+                f"messages kept")
     data = payload(event, CompactedData)
-    return (f"compacted: {data.get('before_tokens', '?')} → {data.get('after_tokens', '?')} tokens, "
-            f"{data.get('shrunk_results', 0)} tool results shrunk, "
+    return (f"compacted: {data.get('before_tokens', '?')} → {data.get('after_tokens', '?')} "
+            f"tokens, {data.get('shrunk_results', 0)} tool results shrunk, "
             f"{data.get('summarized_messages', 0)} messages summarized")
 
 
@@ -443,8 +444,8 @@ def _verdict(event: RunEvent) -> Line:
 
 def _attempt(event: RunEvent) -> Line:
     data = payload(event, HarnessAttemptData)
-    note = data.get("note")
-    return f"attempt {data.get('attempt')} ({data.get('mode')}){f': {short(note, 80)}' if note else ''}", ""
+    note = f": {short(note, 80)}" if (note := data.get("note")) else ""
+    return f"attempt {data.get('attempt')} ({data.get('mode')}){note}", ""
 
 
 def _delegated(event: RunEvent) -> Line:
@@ -454,13 +455,15 @@ def _delegated(event: RunEvent) -> Line:
 
 def _delegation_finished(event: RunEvent) -> Line:
     data = payload(event, DelegationFinishedData)
-    return f"{data.get('agent')} finished: {data.get('status')}", "good" if data.get("status") == "completed" else "bad"
+    tone = "good" if data.get("status") == "completed" else "bad"
+    return f"{data.get('agent')} finished: {data.get('status')}", tone
 
 
 def _run_finished(event: RunEvent) -> Line:
     data = payload(event, RunFinishedData)
     status = data.get("status")
-    tone = "good" if status == "completed" else "bad" if status in ("failed", "cancelled", "limit") else ""
+    tone = ("good" if status == "completed" else
+            "bad" if status in ("failed", "cancelled", "limit") else "")
     return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
             f"{_tokens(data.get('usage'))}"), tone
 

@@ -20,7 +20,7 @@ import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ipywidgets as widgets
@@ -30,8 +30,9 @@ from .. import _bridge
 from .._compaction import transcript
 from ..display import views as display
 from ..display.common import note_html
+from ..display.run import run_status
 from ..errors import ConfigError, LoomError
-from ..events import RunEvent
+from ..events import RunEvent, RunStartedData, payload
 from ..result import PendingApproval, RunResult
 from ..session import Session
 from .live import live_updates_enabled
@@ -322,8 +323,10 @@ class SignalsView(View):
             return "starting"
         number, status = runs[run_id]
         assert self.session is not None
-        started = self.session.store.events(run_id=run_id)[:1]
-        own = bool(started) and (started[0].data.get("signal") or {}).get("id") == signal_id
+        first = self.session.store.events(run_id=run_id)[:1]
+        signal: Mapping[str, Any] = (payload(first[0], RunStartedData).get("signal") or {}
+                                     if first else {})
+        own = bool(first) and signal.get("id") == signal_id
         if run_id == active:
             return f"running as run {number}" if own else f"interrupting run {number}"
         return f"ran as run {number} ({status})" if own else f"interrupted run {number} ({status})"
@@ -541,8 +544,7 @@ class TraceView(View):
         store = self.session.store if self.session is not None else None
         children = (lambda rid: store.events(run_id=rid)) if store is not None else None
         rows = display.trace_rows(events, children)
-        finished = [e.data for e in events if e.type == "run.finished"]
-        status = finished[-1]["status"] if finished else "running"
+        status = run_status(events)
         runs = self._top_runs() if self.result is None else [run_id]
         position = f"run {runs.index(run_id) + 1} of {len(runs)} · " if self.result is None else ""
         ratings = None
@@ -556,7 +558,8 @@ class TraceView(View):
             options = []
             for number, run_id in enumerate(self._top_runs(), 1):
                 first = next(e for e in self.events() if e.run_id == run_id)
-                prompt = str(first.data.get("prompt", ""))[:50] if first.type == "run.started" else ""
+                started = payload(first, RunStartedData) if first.type == "run.started" else None
+                prompt = str(started.get("prompt", ""))[:50] if started is not None else ""
                 options.append((f"run {number}: {prompt}", run_id))
             with self._sync():
                 if list(self._pick.options) != options:

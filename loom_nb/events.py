@@ -40,8 +40,8 @@ carries the whole text. A delta's ``seq`` is the ``seq`` of that ``model.respons
 events of a run are numbered 0, 1, 2, ... without gaps.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: with it, TypedDict could not see ``NotRequired``
+# at run time, and ``__required_keys__`` (which tests and readers may introspect) would be wrong.
 import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -138,7 +138,7 @@ class VerdictData(TypedDict):
     passed: bool
     critique: str
     gate: str
-    parts: NotRequired[list[VerdictData]]
+    parts: NotRequired[list["VerdictData"]]
 
 
 class PendingData(TypedDict):
@@ -384,7 +384,7 @@ class RunEvent:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunEvent:
+    def from_dict(cls, data: dict[str, Any]) -> "RunEvent":
         return cls(
             type=data["type"],
             run_id=data["run_id"],

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import LoomError
+from .events import RunStartedData, payload
 
 __all__ = ["EventRow", "ExportError", "MessageRow", "Problems", "RecordError", "RunRow",
            "FeedbackRow", "SignalRow", "event_counts", "feedback", "events", "messages", "parse_time", "runs", "signals"]
@@ -379,7 +380,7 @@ class _ResultReader:
     def runs(self, problems: Problems) -> Iterator[RunRow]:
         r = self.result
         started = next((e for e in r.events if e.type == "run.started"), None)
-        prompt = started.data.get("prompt") if started else None
+        prompt = payload(started, RunStartedData).get("prompt") if started else None
         parent = r.events[0].parent_run_id if r.events else None
         yield RunRow(r.run_id, r.session_id, parent, r.agent, r.model, prompt, r.status, r.output,
                      r.error, r.started_at, r.finished_at, r.usage.to_dict(), r.turns)
@@ -454,53 +455,48 @@ def _unique(source: Any) -> list[Reader]:
     return list(found.values())
 
 
-def runs(source: Any, problems: Problems) -> Iterator[RunRow]:
-    seen: set[str] = set()
-    for reader in _unique(source):
-        for row in reader.runs(problems):
-            if row.run_id not in seen:  # a run reached twice (a session and its result) counts once
-                seen.add(row.run_id)
-                yield row
+R = TypeVar("R")
 
 
-def events(source: Any, problems: Problems, types: set[str] | None = None) -> Iterator[EventRow]:
+def _once(source: Any, read: Callable[[Reader], Iterable[R]], key: Callable[[R], Hashable], *,
+          within: bool = True) -> Iterator[R]:
+    """The rows ``read`` gives for each reader of ``source``, each once by ``key``: a record
+    reached twice (a session and one of its results) counts once. ``within=False`` trusts one
+    reader's rows to be unique and checks nothing when there is one reader (events: the large
+    case, where the check would cost a set of every event)."""
     all_readers = _unique(source)
-    seen: set[tuple[str, int]] | None = set() if len(all_readers) > 1 else None
+    seen: set[Hashable] | None = set() if within or len(all_readers) > 1 else None
     for reader in all_readers:
-        for row in reader.events(problems, types):
+        for row in read(reader):
             if seen is not None:
-                if (row.run_id, row.seq) in seen:
+                found = key(row)
+                if found in seen:
                     continue
-                seen.add((row.run_id, row.seq))
+                seen.add(found)
             yield row
 
 
+def runs(source: Any, problems: Problems) -> Iterator[RunRow]:
+    return _once(source, lambda r: r.runs(problems), lambda row: row.run_id)
+
+
+def events(source: Any, problems: Problems, types: set[str] | None = None) -> Iterator[EventRow]:
+    return _once(source, lambda r: r.events(problems, types), lambda row: (row.run_id, row.seq),
+                 within=False)
+
+
 def messages(source: Any, problems: Problems) -> Iterator[MessageRow]:
-    seen: set[tuple[str, int]] = set()
-    for reader in _unique(source):
-        for row in reader.messages(problems):
-            if (row.session_id, row.idx) not in seen:
-                seen.add((row.session_id, row.idx))
-                yield row
+    return _once(source, lambda r: r.messages(problems), lambda row: (row.session_id, row.idx))
 
 
 def signals(source: Any, problems: Problems) -> Iterator[SignalRow]:
-    seen: set[tuple[str, int]] = set()
-    for reader in _unique(source):
-        for row in reader.signals(problems):
-            if (row.session_id, row.seq) not in seen:
-                seen.add((row.session_id, row.seq))
-                yield row
+    return _once(source, lambda r: r.signals(problems), lambda row: (row.session_id, row.seq))
 
 
 def feedback(source: Any, problems: Problems) -> Iterator[FeedbackRow]:
-    seen: set[tuple[Any, ...]] = set()
-    for reader in _unique(source):
-        for row in reader.feedback(problems):
-            key = (row.session_id, row.run_id, row.kind, row.ts, json.dumps(row.data, default=str))
-            if key not in seen:
-                seen.add(key)
-                yield row
+    return _once(source, lambda r: r.feedback(problems),
+                 lambda row: (row.session_id, row.run_id, row.kind, row.ts,
+                              json.dumps(row.data, default=str)))
 
 
 def event_counts(source: Any) -> dict[str, int]:

@@ -18,12 +18,13 @@ import hashlib
 import json
 import sys
 import time
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _bridge
 from .errors import ConfigError
+from .events import QualityVerdictData, RunFinishedData, payload
 from .export import Table, _verdict
 from .store import InMemoryStore, SessionStore, open_store
 from .task import RuntimeTask
@@ -253,7 +254,8 @@ def _session_id(base: str, attempt: int) -> str:
 
 
 def _row(item: _Item, result: RunResult, attempt: int, *, resumed: bool) -> dict[str, Any]:
-    verdict = next((e.data for e in reversed(result.events) if e.type == "quality.verdict"), None)
+    verdict = next((payload(e, QualityVerdictData) for e in reversed(result.events)
+                    if e.type == "quality.verdict"), None)
     usage = result.usage
     return {
         "task_id": item.task_id, "goal": item.task.goal, "session_id": result.session_id,
@@ -263,7 +265,7 @@ def _row(item: _Item, result: RunResult, attempt: int, *, resumed: bool) -> dict
         "quality_critique": verdict.get("critique") if verdict else None,
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,
         "total_tokens": usage.total_tokens, "latency_ms": result.duration_ms, "turns": result.turns,
-        "tool_calls": sum(1 for e in result.events if e.type == "tool.call"),
+        "tool_calls": len(result.tool_calls),
         "started_at": result.started_at, "finished_at": result.finished_at,
     }
 
@@ -272,7 +274,8 @@ def _row_from_store(store: SessionStore, item: _Item, attempt: int, record: Any)
     from .result import RunResult
 
     events = store.events(run_id=record.run_id)
-    finished = next((e.data for e in reversed(events) if e.type == "run.finished"), {})
+    finished: Mapping[str, Any] = next((payload(e, RunFinishedData) for e in reversed(events)
+                                        if e.type == "run.finished"), {})
     result = RunResult(output=record.output, status=record.status, run_id=record.run_id,
                        session_id=record.session_id, events=events, usage=record.usage,
                        error=record.error, error_type=finished.get("error_type"),

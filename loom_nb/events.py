@@ -31,21 +31,27 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 subscribers and are stored in the ``signals`` table (``run_id`` names the run a decision
 affects, when there is one). Every type's data keys are listed in docs/events.md.
 
+Each type's ``data`` is declared once below as a ``TypedDict`` (:data:`PAYLOADS` maps the type to
+it); at run time ``data`` stays a plain dict, so stored JSON is what the kernel always wrote.
+Readers take the typed view with :func:`payload`, and :func:`tool_calls` pairs each
+``tool.call`` with its ``tool.result`` and governance decisions, for every reader that needs both.
+
 ``model.delta`` events are *live only*: :meth:`Agent.stream` yields them and displays draw them,
 but they are not stored and not part of ``RunResult.events``; the following ``model.response``
 carries the whole text. A delta's ``seq`` is the ``seq`` of that ``model.response``, so the stored
 events of a run are numbered 0, 1, 2, ... without gaps.
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: with it, TypedDict could not see ``NotRequired``
+# at run time, and ``__required_keys__`` (which tests and readers may introspect) would be wrong.
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Literal, TypeAlias
+from typing import Any, Generic, Literal, NotRequired, Protocol, TypeAlias, TypedDict, TypeVar, cast
 
-__all__ = ["EventType", "RunEvent", "utcnow"]
+__all__ = ["PAYLOADS", "EventLike", "EventType", "RunEvent", "ToolCallTrace", "payload",
+           "tool_calls", "utcnow"]
 
 EventType: TypeAlias = Literal[
     "run.started",
@@ -68,6 +74,272 @@ EventType: TypeAlias = Literal[
     "delegation.started",
     "delegation.finished",
 ]
+
+
+# -- payloads: the keys of each type's data ------------------------------------------------------
+# One TypedDict per event type; docs/events.md describes the same keys for users. ``NotRequired``
+# marks keys the kernel writes only in some cases. Data read back from a store written by an
+# older version may lack keys, which is why readers of stored events still use ``.get``.
+# Vocabularies that belong to a policy (governance actions and checks, run statuses, limit names)
+# are plain ``str`` here: this module is the bottom layer and imports no policy.
+
+
+class UsageData(TypedDict):
+    input_tokens: int
+    output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
+    requests: int
+
+
+class SignalData(TypedDict):
+    """A :class:`~loom_nb.signals.RuntimeSignal` as ``to_dict`` writes it."""
+
+    id: str
+    source: str
+    type: str
+    summary: str
+    payload: dict[str, Any]
+    urgency: str
+    dedupe_key: str | None
+    observed_at: str  #: ISO 8601
+
+
+class TaskData(TypedDict):
+    goal: str
+    inputs: dict[str, Any]
+    criteria: list[str]
+    metadata: dict[str, Any]
+
+
+class RunContextData(TypedDict):
+    inputs: dict[str, Any]
+    metadata: dict[str, Any]
+
+
+class LimitsData(TypedDict):
+    max_turns: int | None
+    max_tokens: int | None
+    max_seconds: float | None
+    tool_seconds: float | None
+
+
+class ContextData(TypedDict):
+    """The context snapshot of a request (``ContextSnapshot.to_dict``)."""
+
+    partitions: dict[str, int]  #: tokens of system, skill, memory, working, history
+    total_tokens: int
+    budget: int
+    window: int
+    output_reserve: int
+    window_source: str
+    used: float
+    messages: int
+
+
+class VerdictData(TypedDict):
+    passed: bool
+    critique: str
+    gate: str
+    parts: NotRequired[list["VerdictData"]]
+
+
+class PendingData(TypedDict):
+    """A call waiting for approval (``PendingApproval.to_dict``)."""
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    reason: str
+    via: str | None
+
+
+class ResponseCallData(TypedDict):
+    """One tool call as ``model.response`` lists it."""
+
+    id: str
+    name: str
+    args: dict[str, Any]
+    provider_id: NotRequired[str]  #: the id the provider sent, when the run rewrote it
+
+
+class RunStartedData(TypedDict):
+    prompt: str
+    task: TaskData
+    context: RunContextData
+    agent: str
+    model: str
+    limits: LimitsData
+    signal: SignalData | None
+    observed_signals: list[SignalData]
+
+
+class RunFinishedData(TypedDict):
+    status: str
+    output: str
+    turns: int
+    usage: UsageData
+    error: str | None
+    error_type: str | None
+    limit: str | None
+    attempts: int
+    winner: int | None
+    verdict: VerdictData | None
+    traceback: NotRequired[str]  #: after an unexpected exception
+    pending: NotRequired[list[PendingData]]  #: for ``needs_approval``
+
+
+class RunResumedData(TypedDict):
+    approved: list[str]
+    rejected: dict[str, str]  #: call id -> the reason
+
+
+class RunInterruptedData(TypedDict):
+    reason: Literal["signal", "cancelled"]
+    signal: NotRequired[SignalData]  #: for ``signal``
+    by: NotRequired[str]  #: for ``cancelled``: CancelledError, KeyboardInterrupt or cancel
+    partial_text: NotRequired[bool]
+
+
+class ModelRequestData(TypedDict):
+    turn: int
+    model: str
+    tools: list[str]
+    context: ContextData
+    content: dict[str, str]  #: partition texts that changed since the run's previous request
+
+
+class ModelDeltaData(TypedDict, total=False):
+    """Either ``text``, or a tool call's ``tool_call_id``, ``name`` and ``args_delta``."""
+
+    text: str
+    tool_call_id: str
+    name: str
+    args_delta: str
+
+
+class ModelResponseData(TypedDict):
+    turn: int
+    text: str
+    stop_reason: str
+    tool_calls: list[ResponseCallData]
+    usage: UsageData
+    model: str
+
+
+class ModelRetryData(TypedDict):
+    attempt: int
+    delay: float
+    error: str
+
+
+class ToolCallData(TypedDict):
+    call_id: str
+    name: str
+    args: dict[str, Any]
+
+
+class ToolStartedData(TypedDict):
+    call_id: str
+    name: str
+
+
+class ToolResultData(TypedDict):
+    call_id: str
+    name: str
+    content: str  #: the text the model gets
+    is_error: bool
+    duration_ms: float
+    error_type: NotRequired[str]  #: when ``is_error``
+    traceback: NotRequired[str]  #: when the tool raised
+    truncated_from: NotRequired[int]  #: the length before the result was cut to the budget
+    cancelled: NotRequired[bool]  #: the run was cancelled while the call ran
+    timeout: NotRequired[float | None]  #: the bound a ``ToolTimeout`` hit (seconds)
+    limit: NotRequired[str]  #: ``max_seconds`` when the run's time limit was that bound
+
+
+class GovernanceDecisionData(TypedDict):
+    call_id: str
+    name: str
+    action: str  #: allow, deny or ask (governance.GovernanceAction)
+    reason: str
+    check: str  #: which rule decided (governance.GovernanceCheck), or ``approval``
+    via: NotRequired[str]  #: a person's decision on a sub-agent's call: the ``delegate`` call
+    args: NotRequired[dict[str, Any]]  #: with ``via``: that call's arguments
+
+
+class SignalDecisionData(TypedDict):
+    action: str  #: ignore, observe, queue or interrupt
+    reason: str
+    signal: SignalData
+
+
+class CompactedData(TypedDict):
+    before_tokens: int
+    after_tokens: int
+    budget: int
+    shrunk_results: int
+    shrunk_characters: int
+    summarized_messages: int
+    kept_messages: int
+    memory_entries: int
+    summary_tokens: NotRequired[int]  #: when it summarized
+    summary_method: NotRequired[str]
+    summary_usage: NotRequired[UsageData]
+
+
+class RenewedData(TypedDict):
+    before_tokens: int
+    after_tokens: int
+    budget: int
+    handoff_tokens: int
+    handoff_method: str
+    handoff_usage: UsageData
+    kept_messages: int
+    open_tasks: list[str]
+
+
+class QualityVerdictData(VerdictData):
+    attempt: int
+
+
+class HarnessAttemptData(TypedDict):
+    attempt: int
+    mode: Literal["in_run", "candidate"]
+    note: NotRequired[str | None]  #: for ``in_run``
+    run_id: NotRequired[str]  #: for ``candidate``: the nested run
+    session_id: NotRequired[str]
+
+
+class DelegationStartedData(TypedDict):
+    agent: str
+    task: str
+    run_id: str
+    session_id: str
+    depth: int
+
+
+class DelegationFinishedData(TypedDict):
+    agent: str
+    run_id: str
+    status: str
+    output: str
+    usage: UsageData
+    error: str | None
+
+
+#: Each event type's payload TypedDict.
+PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
+    "run.started": RunStartedData, "run.finished": RunFinishedData,
+    "run.resumed": RunResumedData, "run.interrupted": RunInterruptedData,
+    "model.request": ModelRequestData, "model.delta": ModelDeltaData,
+    "model.response": ModelResponseData, "model.retry": ModelRetryData,
+    "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
+    "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,
+    "context.compacted": CompactedData, "context.renewed": RenewedData,
+    "quality.verdict": QualityVerdictData, "harness.attempt": HarnessAttemptData,
+    "delegation.started": DelegationStartedData, "delegation.finished": DelegationFinishedData,
+}
 
 
 #: The current time in UTC. A partial, not a function: events are made several times per model
@@ -120,7 +392,7 @@ class RunEvent:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunEvent:
+    def from_dict(cls, data: dict[str, Any]) -> "RunEvent":
         return cls(
             type=data["type"],
             run_id=data["run_id"],
@@ -143,3 +415,100 @@ def make_event(type: EventType, run_id: str, session_id: str, seq: int, data: di
     event.type, event.run_id, event.session_id, event.seq = type, run_id, session_id, seq
     event.ts, event.data, event.parent_run_id = utcnow(), data, parent_run_id
     return event
+
+
+# -- reading events --------------------------------------------------------------------------------
+
+
+class EventLike(Protocol):
+    """What readers need of an event: a :class:`RunEvent`, or a row read from a store."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def data(self) -> dict[str, Any]: ...
+
+
+P = TypeVar("P", bound=Mapping[str, Any])
+E = TypeVar("E", bound=EventLike)
+
+
+def payload(event: EventLike, kind: type[P]) -> P:
+    """``event.data`` seen as its type's TypedDict (e.g. ``payload(event, ToolResultData)``).
+
+    No copy and no check: the caller has checked ``event.type``. Data read from a store may come
+    from an older version or be damaged, so readers of stored data still use ``.get``.
+    """
+    return cast(P, event.data)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallTrace(Generic[E]):
+    """One tool call of a run with its outcome: its ``tool.call`` event, the ``tool.result``
+    (None while the call runs or waits for approval) and the governance decisions on it.
+
+    ``ToolCallRecord`` (``result.tool_calls``) is this class.
+    """
+
+    call_id: str
+    name: str
+    args: dict[str, Any]
+    content: str | None = None
+    is_error: bool = False
+    error_type: str | None = None
+    duration_ms: float | None = None
+    run_id: str = ""
+    turn: int | None = None  #: the model turn that asked for the call
+    call_seq: int | None = None
+    result_seq: int | None = None
+    call: E | None = field(default=None, repr=False, compare=False)
+    result: E | None = field(default=None, repr=False, compare=False)
+    decisions: tuple[E, ...] = field(default=(), repr=False, compare=False)
+
+
+def tool_calls(events: Iterable[E]) -> list[ToolCallTrace[E]]:
+    """The tool calls among ``events`` (of one run or several), in the order they were made,
+    each paired with its result and decisions by run and call id.
+
+    A result or decision whose call is not among the events (a sub-agent's call, decided in the
+    calling run) is left out; a later result of the same call replaces an earlier one.
+    """
+    found: dict[tuple[str, str], tuple[E, int | None, list[E]]] = {}
+    results: dict[tuple[str, str], E] = {}
+    turns: dict[str, int | None] = {}
+    for event in events:
+        kind = event.type
+        if kind == "model.response":
+            turns[event.run_id] = event.data.get("turn")
+            continue
+        if kind not in _PAIRED:
+            continue
+        key = (event.run_id, str(event.data.get("call_id")))
+        if kind == "tool.call":  # a second call with one id (a damaged store) starts afresh
+            found[key] = (event, turns.get(event.run_id), [])
+            results.pop(key, None)
+        elif key in found:
+            if kind == "tool.result":
+                results[key] = event
+            else:
+                found[key][2].append(event)
+    return [_trace(call, turn, results.get(key), decisions)
+            for key, (call, turn, decisions) in found.items()]
+
+
+_PAIRED = frozenset({"tool.call", "tool.result", "governance.decision"})
+
+
+def _trace(call: E, turn: int | None, result: E | None, decisions: list[E]) -> ToolCallTrace[E]:
+    asked, got = call.data, (result.data if result is not None else {})
+    return ToolCallTrace(
+        call_id=asked.get("call_id", ""), name=asked.get("name", ""), args=asked.get("args", {}),
+        content=got.get("content"), is_error=got.get("is_error", False),
+        error_type=got.get("error_type"), duration_ms=got.get("duration_ms"),
+        run_id=call.run_id, turn=turn, call_seq=call.seq,
+        result_seq=result.seq if result is not None else None,
+        call=call, result=result, decisions=tuple(decisions))

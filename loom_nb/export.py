@@ -24,11 +24,15 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _export_read as _read
 from ._export_read import EventRow, ExportError, Problems, RecordError
+from .events import (QualityVerdictData, RunFinishedData, RunStartedData, ToolCallTrace,
+                     ToolResultData, payload, tool_calls)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -289,35 +293,44 @@ def runs_df(source: Source, *, strict: bool = True) -> Result:
     and ``metadata_*`` from the task's and the RunContext's metadata."""
     problems = Problems(strict)
     wanted = {"run.started", "run.finished", "tool.call", "tool.result", "quality.verdict"}
-    summaries: dict[str, dict[str, Any]] = {}
+    summaries: dict[str, _RunSummary] = {}
     runs = list(_read.runs(source, problems))  # before the events: one read at a time per file
     for event in _read.events(source, problems, types=wanted):
-        _summarize(summaries.setdefault(event.run_id, {}), event, problems)
+        summaries.setdefault(event.run_id, _RunSummary()).add(event)
+        _check_required(event, problems)
     counts = _read.event_counts(source)
     table = Table(RUN_COLUMNS)
     orders: dict[str, int] = {}
     for run in runs:
         order = orders.get(run.session_id, 0)
         orders[run.session_id] = order + 1
-        summary = summaries.get(run.run_id, {})
+        summary = summaries.get(run.run_id) or _RunSummary()
         table.add(_run_values(run, order, summary, counts.get(run.run_id)),
                   problems.reporter("runs", run.run_id))
     return problems.result(table.frame())
 
 
-def _summarize(summary: dict[str, Any], event: EventRow, problems: Problems) -> None:
-    data = event.data
-    if event.type == "run.started":
-        summary["started"] = data
-    elif event.type == "run.finished":
-        summary["finished"] = data
-    elif event.type == "tool.call":
-        summary["tool_calls"] = summary.get("tool_calls", 0) + 1
-    elif event.type == "tool.result":
-        summary["tool_errors"] = summary.get("tool_errors", 0) + (data.get("is_error") is True)
-    elif event.type == "quality.verdict":
-        summary["quality"] = data  # the last verdict of the run is its verdict
-    _check_required(event, problems)
+@dataclass
+class _RunSummary:
+    """What runs_df takes from a run's events."""
+
+    started: RunStartedData | None = None
+    finished: RunFinishedData | None = None
+    quality: QualityVerdictData | None = None  #: the last verdict of the run is its verdict
+    tool_calls: int = 0
+    tool_errors: int = 0
+
+    def add(self, event: EventRow) -> None:
+        if event.type == "run.started":
+            self.started = payload(event, RunStartedData)
+        elif event.type == "run.finished":
+            self.finished = payload(event, RunFinishedData)
+        elif event.type == "tool.call":
+            self.tool_calls += 1
+        elif event.type == "tool.result":
+            self.tool_errors += payload(event, ToolResultData).get("is_error") is True
+        elif event.type == "quality.verdict":
+            self.quality = payload(event, QualityVerdictData)
 
 
 def _check_required(event: EventRow, problems: Problems) -> None:
@@ -327,19 +340,21 @@ def _check_required(event: EventRow, problems: Problems) -> None:
         problems.report("events", event.label, f"data lacks the key(s) {', '.join(missing)}")
 
 
-def _run_values(run: _read.RunRow, order: int, summary: dict[str, Any],
+def _run_values(run: _read.RunRow, order: int, summary: _RunSummary,
                 count: int | None) -> dict[str, Any]:
-    started, finished = summary.get("started", {}), summary.get("finished", {})
+    started: Mapping[str, Any] = summary.started or {}
+    finished: Mapping[str, Any] = summary.finished or {}
     usage = run.usage
     duration = ((run.finished_at - run.started_at).total_seconds() * 1000
                 if run.finished_at and run.started_at else None)
-    quality = summary.get("quality")
-    task = started.get("task") if isinstance(started.get("task"), dict) else {}
+    quality = summary.quality
+    raw_task = started.get("task")
+    task: Mapping[str, Any] = raw_task if isinstance(raw_task, dict) else {}
     metadata = _metadata(task.get("metadata"), (started.get("context") or {}).get("metadata"))
     tokens = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
                                         "cache_write_tokens")}
-    total = (tokens["input_tokens"] + tokens["output_tokens"]
-             if all(isinstance(tokens[k], int) for k in ("input_tokens", "output_tokens")) else None)
+    given, made = tokens["input_tokens"], tokens["output_tokens"]
+    total = given + made if isinstance(given, int) and isinstance(made, int) else None
     return {
         "session_id": run.session_id, "run_id": run.run_id, "parent_run_id": run.parent_run_id,
         "order": order, "agent": run.agent, "model": run.model, "status": run.status,
@@ -348,14 +363,14 @@ def _run_values(run: _read.RunRow, order: int, summary: dict[str, Any],
         "limit": finished.get("limit"), "started_at": run.started_at,
         "finished_at": run.finished_at, "duration_ms": duration, "turns": run.turns, **tokens,
         "total_tokens": total, "model_requests": usage.get("requests"),
-        "tool_calls": summary.get("tool_calls", 0), "tool_errors": summary.get("tool_errors", 0),
+        "tool_calls": summary.tool_calls, "tool_errors": summary.tool_errors,
         "event_count": count, "quality_verdict": _verdict(quality),
-        "quality_critique": (quality or {}).get("critique"),
+        "quality_critique": quality.get("critique") if quality else None,
         "task_inputs": task.get("inputs"), "task_criteria": task.get("criteria"), **metadata,
     }
 
 
-def _verdict(quality: dict[str, Any] | None) -> str | None:
+def _verdict(quality: Mapping[str, Any] | None) -> str | None:
     if not quality or not isinstance(quality.get("passed"), bool):
         return None
     return "PASS" if quality["passed"] else "FAIL"
@@ -403,34 +418,46 @@ def tool_calls_df(source: Source, *, strict: bool = True) -> Result:
     """One row per tool call, joined with its result and its (last) governance decision."""
     problems = Problems(strict)
     types = {"tool.call", "tool.result", "governance.decision", "model.response"}
-    calls: dict[tuple[str, str], dict[str, Any]] = {}
-    turns: dict[str, Any] = {}
-    orders: dict[str, int] = {}
-    for event in _read.events(source, problems, types=types):
-        flat = flatten(event.type, event.data)
-        key = (event.run_id, str(flat.get("tool_call_id")))
-        if event.type == "model.response":
-            turns[event.run_id] = flat.get("model_turn")
-        elif event.type == "tool.call":
-            _check_required(event, problems)
-            order = orders.get(event.session_id, 0)
-            orders[event.session_id] = order + 1
-            calls[key] = {"session_id": event.session_id, "run_id": event.run_id,
-                          "event_id": event.event_id, "parent_run_id": event.parent_run_id,
-                          "order": order, "ts": event.ts, "model_turn": turns.get(event.run_id),
-                          "policy_decisions": 0, "_label": event.label, **flat}
-        elif key in calls and event.type == "tool.result":
-            calls[key].update({k: v for k, v in flat.items() if k != "tool_name"},
-                              result_ts=event.ts)
-        elif key in calls:
-            calls[key].update({k: v for k, v in flat.items() if k.startswith("policy_")})
-            calls[key]["policy_decisions"] += 1
+
+    def checked(events: Iterable[EventRow]) -> Iterator[EventRow]:
+        # Problems are reported as the rows are read, in the store's order. The pairing keeps
+        # every call's rows until the end, so they are made light first: no JSON text, and one
+        # string object for the ids and types that thousands of rows repeat.
+        for event in events:
+            if event.type == "tool.call":
+                _check_required(event, problems)
+            event.raw = None
+            event.type, event.run_id = sys.intern(event.type), sys.intern(event.run_id)
+            event.session_id = sys.intern(event.session_id)
+            yield event
+
     table = Table(TOOL_CALL_COLUMNS)
-    for row in calls.values():
-        label = row.pop("_label")
-        row.pop("tool_traceback", None)  # long; events_df has it
-        table.add(row, problems.reporter("events", label))
+    orders: dict[str, int] = {}
+    traces = tool_calls(checked(_read.events(source, problems, types=types)))
+    traces.reverse()
+    while traces:  # each trace goes once its row is in the table: the peak is one or the other
+        trace = traces.pop()
+        call = trace.call
+        assert call is not None  # every trace starts from its call
+        order = orders.get(call.session_id, 0)
+        orders[call.session_id] = order + 1
+        table.add(_tool_call_values(trace, call, order), problems.reporter("events", call.label))
     return problems.result(table.frame())
+
+
+def _tool_call_values(trace: ToolCallTrace[EventRow], call: EventRow, order: int) -> dict[str, Any]:
+    row = {"session_id": call.session_id, "run_id": call.run_id, "event_id": call.event_id,
+           "parent_run_id": call.parent_run_id, "order": order, "ts": call.ts,
+           "model_turn": trace.turn, "policy_decisions": len(trace.decisions),
+           **flatten(call.type, call.data)}
+    if trace.result is not None:
+        result = flatten(trace.result.type, trace.result.data)
+        row.update({k: v for k, v in result.items() if k != "tool_name"}, result_ts=trace.result.ts)
+    for decision in trace.decisions:  # the last decision's fields win
+        row.update({k: v for k, v in flatten(decision.type, decision.data).items()
+                    if k.startswith("policy_")})
+    row.pop("tool_traceback", None)  # long; events_df has it
+    return row
 
 
 def signals_df(source: Source, *, strict: bool = True) -> Result:

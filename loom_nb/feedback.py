@@ -15,13 +15,14 @@ import json
 import os
 import threading
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeAlias
 
 from .errors import ConfigError
-from .events import RunEvent, utcnow
+from .events import (GovernanceDecisionData, QualityVerdictData, RunEvent, RunFinishedData,
+                     SignalDecisionData, ToolResultData, payload, utcnow)
 
 __all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "JSONLSink", "summarize"]
 
@@ -71,24 +72,33 @@ class JSONLSink:
 
 
 def _record_data(event: RunEvent) -> tuple[FeedbackKind, dict[str, Any]] | None:
-    data = event.data
-    if event.type == "tool.result":
-        return "tool", {"name": data["name"], "is_error": data["is_error"],
-                        "error_type": data.get("error_type"), "duration_ms": data.get("duration_ms")}
-    if event.type == "governance.decision":
-        return "governance", {k: data[k] for k in ("name", "action", "reason", "check")}
-    if event.type == "signal.decision":
-        signal = data["signal"]
-        return "attention", {"action": data["action"], "reason": data["reason"],
+    kind = event.type
+    if kind == "tool.result":
+        result = payload(event, ToolResultData)
+        return "tool", {"name": result["name"], "is_error": result["is_error"],
+                        "error_type": result.get("error_type"), "duration_ms": result.get("duration_ms")}
+    if kind == "governance.decision":
+        decision = payload(event, GovernanceDecisionData)
+        return "governance", {"name": decision["name"], "action": decision["action"],
+                              "reason": decision["reason"], "check": decision["check"]}
+    if kind == "signal.decision":
+        attention = payload(event, SignalDecisionData)
+        signal = attention["signal"]
+        return "attention", {"action": attention["action"], "reason": attention["reason"],
                              "source": signal["source"], "type": signal["type"], "urgency": signal["urgency"]}
-    if event.type == "quality.verdict":
-        return "quality", {k: data.get(k) for k in ("attempt", "passed", "critique", "gate")}
-    if event.type in ("context.compacted", "context.renewed"):
-        return "compaction", {"event": event.type, "before_tokens": data.get("before_tokens"),
+    if kind == "quality.verdict":
+        verdict = payload(event, QualityVerdictData)
+        return "quality", {"attempt": verdict.get("attempt"), "passed": verdict.get("passed"),
+                           "critique": verdict.get("critique"), "gate": verdict.get("gate")}
+    if kind in ("context.compacted", "context.renewed"):
+        data = event.data  # the two types share these keys
+        return "compaction", {"event": kind, "before_tokens": data.get("before_tokens"),
                               "after_tokens": data.get("after_tokens")}
-    if event.type == "run.finished":
-        usage = data.get("usage") or {}
-        return "run", {"status": data["status"], "turns": data["turns"], "error_type": data.get("error_type"),
+    if kind == "run.finished":
+        finished = payload(event, RunFinishedData)
+        usage: Mapping[str, Any] = finished.get("usage") or {}
+        return "run", {"status": finished["status"], "turns": finished["turns"],
+                       "error_type": finished.get("error_type"),
                        "tokens": usage.get("input_tokens", 0) + usage.get("output_tokens", 0)}
     return None
 

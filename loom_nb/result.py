@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .errors import ApprovalMismatchError, ConfigError, RunError, run_error
-from .events import RunEvent
+from .events import RunEvent, ToolCallTrace, tool_calls
 from .messages import Message, Usage
 from .runtime import LimitName
 
@@ -22,16 +22,9 @@ RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approv
                                "interrupted"]
 
 
-@dataclass(frozen=True, kw_only=True)
-class ToolCallRecord:
-    """One tool call of a run and its outcome, read from the run's events."""
-
-    call_id: str
-    name: str
-    args: dict[str, Any]
-    content: str | None
-    is_error: bool
-    duration_ms: float | None
+#: One tool call of a run and its outcome, read from the run's events (see events.tool_calls).
+#: (A plain alias, not ``ToolCallTrace[RunEvent]``, so that ``isinstance`` works with it.)
+ToolCallRecord = ToolCallTrace
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,20 +104,9 @@ class RunResult:
         return (self.finished_at - self.started_at).total_seconds() * 1000
 
     @property
-    def tool_calls(self) -> list[ToolCallRecord]:
+    def tool_calls(self) -> list[ToolCallTrace[RunEvent]]:
         """The run's tool calls with their results, in the order they were made."""
-        calls: dict[str, dict[str, Any]] = {}
-        for event in self.events:
-            if event.type == "tool.call":
-                calls[event.data["call_id"]] = {**event.data, "content": None, "is_error": False,
-                                                "duration_ms": None}
-            elif event.type == "tool.result" and event.data["call_id"] in calls:
-                calls[event.data["call_id"]].update(
-                    content=event.data["content"], is_error=event.data["is_error"],
-                    duration_ms=event.data.get("duration_ms"))
-        return [ToolCallRecord(call_id=c["call_id"], name=c["name"], args=c["args"],
-                               content=c["content"], is_error=c["is_error"],
-                               duration_ms=c["duration_ms"]) for c in calls.values()]
+        return tool_calls(self.events)
 
     # -- approvals ---------------------------------------------------------------------------------
 
@@ -200,7 +182,7 @@ class RunResult:
 
     def to_text(self) -> str:
         """A deterministic plain-text rendering: no ids, no timestamps."""
-        from .render import result_text
+        from .display.run import result_text
 
         return result_text(self)
 
@@ -208,7 +190,7 @@ class RunResult:
         printer.text(self.to_text())
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> tuple[dict[str, str], dict[str, Any]]:
-        from .render import result_html
+        from .display.run import result_html
 
         data = {"text/plain": self.to_text(), "text/html": result_html(self)}
         return data, {"loom": self.provenance()}

@@ -15,7 +15,6 @@ terminal IPython, which would print every update.
 
 from __future__ import annotations
 
-import html
 import os
 import threading
 import time
@@ -23,8 +22,8 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from ..events import RunEvent
-from ..render import _CARD, LiveText, events_html, events_text, header_html
+from ..display.run import LiveText, MimeBundle, live_card, note_card
+from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
 
 __all__ = ["LiveDisplay", "live_updates_enabled"]
@@ -35,8 +34,6 @@ UPDATE_INTERVAL = 0.15
 # Tool steps are drawn at once: they are what a reader watches for. run.finished is not drawn,
 # because the final render replaces the display right after it.
 _URGENT = frozenset({"tool.call", "tool.result"})
-
-MimeBundle = dict[str, str]
 
 
 def live_updates_enabled(shell: Any, requested: bool = True) -> bool:
@@ -104,7 +101,7 @@ class LiveDisplay:
     def on_event(self, event: RunEvent) -> None:
         """Record one event of the run and redraw when it is time to."""
         if event.type == "model.delta":
-            self._live.add(event.data)
+            self._live.add(payload(event, ModelDeltaData))
         else:
             self.events.append(event)
             if event.type in {"model.response", "tool.call"}:
@@ -129,24 +126,8 @@ class LiveDisplay:
     # -- renderings --------------------------------------------------------------------------------
 
     def _live_bundle(self) -> MimeBundle:
-        turn = max(1, sum(1 for e in self.events if e.type == "model.request"))
-        calls = sum(1 for e in self.events if e.type == "tool.call")
-        summary = (f"turn {turn} · {calls} tool call{'s' if calls != 1 else ''} · "
-                   f"{self.agent} · {self.model}")
-        body = events_text(self.events, self._live.text)
-        text = f"Run running · {summary}" + (f"\n{body}" if body else f"\n{self.prompt}")
-        prompt_html = "" if self.events else _prompt_html(self.prompt)
-        markup = (f"<div class='loom-run loom-live' style=\"{_CARD}\">"
-                  f"{header_html('running', summary)}{prompt_html}"
-                  f"{events_html(self.events, self._live.text or '…')}</div>")
-        return {"text/plain": text, "text/html": markup}
+        return live_card(self.events, self._live.text, prompt=self.prompt, agent=self.agent,
+                         model=self.model)
 
     def _note_bundle(self, note: str) -> MimeBundle:
-        markup = (f"<div class='loom-run' style=\"{_CARD}\">{header_html('cancelled', note)}"
-                  f"{_prompt_html(self.prompt)}</div>")
-        return {"text/plain": f"Run cancelled · {note}", "text/html": markup}
-
-
-def _prompt_html(prompt: str) -> str:
-    return (f"<div style='color:#57606a;white-space:pre-wrap'><b>Prompt</b>: "
-            f"{html.escape(prompt)}</div>")
+        return note_card(self.prompt, note)

@@ -11,7 +11,6 @@ goes after ``--``.
 
 from __future__ import annotations
 
-import html
 import keyword
 import os
 import re
@@ -29,7 +28,6 @@ from .. import _bridge
 from ..agent import Agent
 from ..errors import LoomError
 from ..models import Model
-from ..render_views import badge
 from ..result import RunResult
 from ..session import Session, SessionConfig
 from .live import LiveDisplay, live_updates_enabled
@@ -369,7 +367,7 @@ class LoomMagics(Magics):
         display(view)
 
     def _signal(self, command: LoomCommand) -> None:
-        from ..render_views import signal_label
+        from ..display.views import signal_decision_card
         from ..signals import RuntimeSignal
 
         if not command.prompt.strip():
@@ -382,10 +380,7 @@ class LoomMagics(Magics):
                                summary=command.prompt.strip())
         decision = session.receive_sync(signal)
         self._bind(command, decision)
-        text = f"Signal {signal_label(signal.to_dict())} → {decision.action}: {decision.reason}"
-        markup = (f"<div class='loom-signal'><b>{html.escape(signal_label(signal.to_dict()))}</b>"
-                  f" → {badge(decision.action)} {html.escape(decision.reason)}</div>")
-        display({"text/plain": text, "text/html": markup}, raw=True,
+        display(signal_decision_card(signal.to_dict(), decision.action, decision.reason), raw=True,
                 metadata={"loom": {"session_id": session.id, "signal_id": signal.id,
                                    "action": decision.action}})
 

@@ -9,15 +9,16 @@ calls with their arguments and results, long results collapsed), and the views o
 from __future__ import annotations
 
 import concurrent.futures
-import html
 from typing import Any
 
 import ipywidgets as widgets
 
-from .. import _bridge, render, render_views
+from .. import _bridge
 from ..agent import Agent
+from ..display.common import note_html, view_card
+from ..display.run import LiveText, panel_header_html, panel_html, panel_text
 from ..errors import ConfigError, LoomError
-from ..events import RunEvent
+from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
 from ..session import Run, Session
 from .views import ApprovalsView, BudgetView, ContextView, SignalsView, TraceView, View
@@ -48,7 +49,7 @@ class SessionPanel(View):
         self.run: Run | None = None
         self.future: concurrent.futures.Future[RunResult] | None = None
         self.note = ""
-        self._live_text: dict[str, render.LiveText] = {}  # by run id
+        self._live_text: dict[str, LiveText] = {}  # by run id
         self.views: dict[str, View] = {
             "context": ContextView(source, **options), "budget": BudgetView(source, **options),
             "signals": SignalsView(source, **options),
@@ -59,10 +60,8 @@ class SessionPanel(View):
 
     def _build(self) -> widgets.Widget:
         session = self._session
-        header = widgets.HTML(
-            f"<b>loom session</b> <span style='color:#57606a'>{html.escape(session.id)} · "
-            f"{html.escape(session.agent.name)} · {html.escape(session.agent.model.identifier)}"
-            f"</span>")
+        header = widgets.HTML(panel_header_html(session.id, session.agent.name,
+                                                session.agent.model.identifier))
         self._transcript = widgets.HTML(layout=widgets.Layout(
             max_height="420px", overflow="auto", border="1px solid #d0d7de", padding="4px 8px"))
         self.prompt = widgets.Textarea(placeholder="Ask the agent… (Send starts a run)",
@@ -138,7 +137,7 @@ class SessionPanel(View):
     def _observe(self, event: RunEvent) -> None:
         run = event.run_id
         if event.type == "model.delta":
-            self._live_text.setdefault(run, render.LiveText()).add(event.data)
+            self._live_text.setdefault(run, LiveText()).add(payload(event, ModelDeltaData))
         elif event.type in ("model.response", "tool.call", "run.finished"):
             self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
 
@@ -153,37 +152,19 @@ class SessionPanel(View):
 
     def _draw(self) -> None:
         self._transcript.value = self._transcript_html()
-        self._status.value = (f"<span style='color:#57606a'>{html.escape(self.note)}</span>"
-                              if self.note else "")
+        self._status.value = note_html(self.note)
 
     def _transcript_html(self) -> str:
-        parts = []
-        for run_id, events in self._runs():
-            finished = [e.data["status"] for e in events if e.type == "run.finished"]
-            status = finished[-1] if finished else "running"
-            parts.append(f"<div style='border-top:1px solid #eaeef2;padding:4px 0'>"
-                         f"{render.header_html(status, '')}"
-                         f"{render.events_html(events, live.text if (live := self._live_text.get(run_id)) else '')}</div>")
-        return "".join(parts) or "<div style='color:#57606a'>No runs yet: write a prompt and " \
-                                 "press Send.</div>"
+        return panel_html([(events, live.text if (live := self._live_text.get(run_id)) else "")
+                           for run_id, events in self._runs()])
 
     def to_text(self) -> str:
-        runs = self._runs()
-        lines = [f"Session panel · {len(runs)} run{'s' if len(runs) != 1 else ''}"]
-        for number, (_, events) in enumerate(runs, 1):
-            started = next((e for e in events if e.type == "run.started"), None)
-            finished = [e.data["status"] for e in events if e.type == "run.finished"]
-            prompt = started.data.get("prompt", "") if started else ""
-            lines.append(f"▶ run {number} ({finished[-1] if finished else 'running'}): {prompt}")
-            body = render.events_text(events)
-            if body:
-                lines += [f"  {line}" for line in body.splitlines()]
-        return "\n".join(lines)
+        return panel_text([events for _, events in self._runs()])
 
     def to_html(self) -> str:
         views = "".join(v.to_html() for v in self.views.values())
-        return render_views.view_card("panel", f"Session panel · {len(self._runs())} runs",
-                                self._transcript_html() + views)
+        return view_card("panel", f"Session panel · {len(self._runs())} runs",
+                         self._transcript_html() + views)
 
     def close(self) -> None:
         super().close()

@@ -17,20 +17,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import html
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import ipywidgets as widgets
 from IPython import get_ipython
 
-from .. import _bridge, render, render_views
+from .. import _bridge
 from .._compaction import transcript
+from ..display import views as display
+from ..display.common import note_html
+from ..display.run import run_status
 from ..errors import ConfigError, LoomError
-from ..events import RunEvent
+from ..events import RunEvent, RunStartedData, payload
 from ..result import PendingApproval, RunResult
 from ..session import Session
 from .live import live_updates_enabled
@@ -127,10 +129,12 @@ class View:
     def _after_step(callback: Any) -> None:
         """Call ``callback`` once the step that emitted the current event has finished.
 
-        ``run.finished`` is emitted before the store and the session record the run's end (its
-        status, a pause for approval); a redraw at that moment would show the run as it was.
-        The rest of that bookkeeping runs in the same step of the run's task, so a callback
-        scheduled on the loop now runs after it.
+        ``run.finished`` is emitted after the run's record (its status, a pause for approval)
+        is saved, but before the run's last events reach the store and before the session lets
+        go of the run (``session.active_run``, queued signals); a redraw at that moment would
+        read the store's events and the session's state as they were mid-run. That bookkeeping
+        runs in the same step of the run's task, so a callback scheduled on the loop now runs
+        after it.
         """
         try:
             asyncio.get_running_loop().call_soon(callback)
@@ -226,17 +230,17 @@ class ContextView(View):
         children = [self._pick, self._html] if self.result is not None else [self._html]
         return widgets.VBox(children)
 
-    def requests(self) -> list[render_views.RequestContext]:
-        return render_views.context_requests(self.events())
+    def requests(self) -> list[display.RequestContext]:
+        return display.context_requests(self.events())
 
-    def _selected(self, requests: list[render_views.RequestContext]) -> int | None:
+    def _selected(self, requests: list[display.RequestContext]) -> int | None:
         value = self._pick.value if self.result is not None else 0
         return value if value and value <= len(requests) else None
 
     def _compactions(self) -> list[str] | None:
         if self.result is not None:
             return None
-        return [render_views.compaction_text(e.type, e.data) for e in self.events()
+        return [display.compaction_text(e) for e in self.events()
                 if e.type in ("context.compacted", "context.renewed")]
 
     def _history(self) -> str:
@@ -254,16 +258,16 @@ class ContextView(View):
                 with self._sync():
                     self._pick.options = options
                     self._pick.value = value if value <= len(requests) else 0
-        self._html.value = render_views.context_html(requests, self._selected(requests),
+        self._html.value = display.context_html(requests, self._selected(requests),
                                                self._compactions(), self._history())
 
     def to_text(self) -> str:
         requests = self.requests()
-        return render_views.context_text(requests, self._selected(requests), self._compactions())
+        return display.context_text(requests, self._selected(requests), self._compactions())
 
     def to_html(self) -> str:
         requests = self.requests()
-        return render_views.context_html(requests, self._selected(requests), self._compactions(),
+        return display.context_html(requests, self._selected(requests), self._compactions(),
                                    self._history())
 
 
@@ -278,10 +282,10 @@ class BudgetView(View):
         return self.session.agent.runtime.context.compact_at if self.session is not None else None
 
     def to_text(self) -> str:
-        return render_views.budget_text(render_views.context_requests(self.events()), self._compact_at())
+        return display.budget_text(display.context_requests(self.events()), self._compact_at())
 
     def to_html(self) -> str:
-        return render_views.budget_html(render_views.context_requests(self.events()), self._compact_at())
+        return display.budget_html(display.context_requests(self.events()), self._compact_at())
 
 
 class SignalsView(View):
@@ -290,7 +294,7 @@ class SignalsView(View):
     kind = "signals"
     interesting = frozenset({"run.started", "run.interrupted", "run.finished"})
 
-    def rows(self) -> list[render_views.SignalRow]:
+    def rows(self) -> list[display.SignalRow]:
         session = self.session
         if session is None:
             return []
@@ -300,7 +304,7 @@ class SignalsView(View):
         runs = {r.run_id: (i, r.status) for i, r in enumerate(session.runs, 1)}
         queued = {s.id for s in session.inbox.queued}
         active = session.active_run.run_id if session.active_run is not None else None
-        return [render_views.SignalRow(
+        return [display.SignalRow(
             number=n, source=str(r.signal.get("source", "")), type=str(r.signal.get("type", "")),
             urgency=str(r.signal.get("urgency", "")), summary=str(r.signal.get("summary", "")),
             action=r.action, reason=r.reason,
@@ -319,8 +323,10 @@ class SignalsView(View):
             return "starting"
         number, status = runs[run_id]
         assert self.session is not None
-        started = self.session.store.events(run_id=run_id)[:1]
-        own = bool(started) and (started[0].data.get("signal") or {}).get("id") == signal_id
+        first = self.session.store.events(run_id=run_id)[:1]
+        signal: Mapping[str, Any] = (payload(first[0], RunStartedData).get("signal") or {}
+                                     if first else {})
+        own = bool(first) and signal.get("id") == signal_id
         if run_id == active:
             return f"running as run {number}" if own else f"interrupting run {number}"
         return f"ran as run {number} ({status})" if own else f"interrupted run {number} ({status})"
@@ -329,10 +335,10 @@ class SignalsView(View):
         return [s.to_dict() for s in self.session.inbox.queued] if self.session else []
 
     def to_text(self) -> str:
-        return render_views.signals_text(self.rows(), self._queued())
+        return display.signals_text(self.rows(), self._queued())
 
     def to_html(self) -> str:
-        return render_views.signals_html(self.rows(), self._queued())
+        return display.signals_html(self.rows(), self._queued())
 
 
 # A session's paused run, kept as one RunResult object, so that decisions made in one place
@@ -353,11 +359,6 @@ def waiting_result(session: Session) -> RunResult | None:
             return cached
         _WAITING[session] = fresh
         return fresh
-
-
-def undecided(result: RunResult) -> list[PendingApproval]:
-    """The waiting calls of ``result`` that have no decision yet."""
-    return result.undecided
 
 
 class ApprovalsView(View):
@@ -397,7 +398,7 @@ class ApprovalsView(View):
         if self.future is not None and not self.future.done():
             return []  # being resumed: nothing to decide now
         result = self.waiting()
-        return undecided(result) if result is not None else []
+        return result.undecided if result is not None else []
 
     def decide(self, call_ids: list[str] | tuple[str, ...] = (), *, approve: bool,
                reason: str = "") -> concurrent.futures.Future[RunResult] | None:
@@ -414,7 +415,7 @@ class ApprovalsView(View):
             result.approve(*call_ids)
         else:
             result.reject(*call_ids, reason=reason or "rejected in the notebook")
-        left = undecided(result)
+        left = result.undecided
         if left:
             self.note = f"{len(left)} more call{'s' if len(left) != 1 else ''} to decide."
             self.refresh()
@@ -447,7 +448,7 @@ class ApprovalsView(View):
             self.refresh()
 
     def _draw(self) -> None:
-        self._html.value = render_views.approvals_html(render_views.governance_rows(self.events()), [])
+        self._html.value = display.approvals_html(display.governance_rows(self.events()), [])
         rows: list[widgets.Widget] = []
         for call in self.pending():
             approve = widgets.Button(description="Approve", button_style="success", icon="check",
@@ -456,22 +457,18 @@ class ApprovalsView(View):
                                     layout=widgets.Layout(width="110px"))
             approve.on_click(lambda _, c=call.call_id: self._click(c, True))
             reject.on_click(lambda _, c=call.call_id: self._click(c, False))
-            label = widgets.HTML(f"<code>{html.escape(render.call_text(call.name, call.args))}"
-                                 f"</code> <span style='color:#57606a'>"
-                                 f"{html.escape(call.reason)}</span>")
+            label = widgets.HTML(display.pending_call_html(call.name, call.args, call.reason))
             rows.append(widgets.HBox([approve, reject, label]))
-        self._pending_box.children = ([widgets.HTML("<b style='color:#8250df'>Waiting for a "
-                                                     "decision</b>"), *rows, self._reason]
+        self._pending_box.children = ([widgets.HTML(display.WAITING_HTML), *rows, self._reason]
                                       if rows else [])
-        self._status.value = (f"<div style='color:#57606a'>{html.escape(self.note)}</div>"
-                              if self.note else "")
+        self._status.value = note_html(self.note, "div")
 
     def to_text(self) -> str:
-        return render_views.approvals_text(render_views.governance_rows(self.events()), self.pending(),
+        return display.approvals_text(display.governance_rows(self.events()), self.pending(),
                                      self.note)
 
     def to_html(self) -> str:
-        return render_views.approvals_html(render_views.governance_rows(self.events()), self.pending(),
+        return display.approvals_html(display.governance_rows(self.events()), self.pending(),
                                      self.note)
 
 
@@ -504,7 +501,7 @@ class TraceView(View):
         self._comment = widgets.Text(placeholder="comment (optional)",
                                      layout=widgets.Layout(width="320px"))
         self._status = widgets.HTML()
-        rating = widgets.HBox([widgets.HTML("<b style='white-space:nowrap'>Rate this run</b>&nbsp;"), *self._scores,
+        rating = widgets.HBox([widgets.HTML(display.RATE_HTML), *self._scores,
                                self._comment])
         top = [self._pick] if self.result is None else []
         return widgets.VBox([*top, self._html, rating, self._status])
@@ -539,16 +536,15 @@ class TraceView(View):
             self.note = str(exc)
         self.refresh()
 
-    def _state(self) -> tuple[str, list[render_views.TraceRow], list[dict[str, Any]] | None]:
+    def _state(self) -> tuple[str, list[display.TraceRow], list[dict[str, Any]] | None]:
         run_id = self.selected_run()
         if run_id is None:
             return "no run yet", [], None
         events = [e for e in self.events() if e.run_id == run_id]
         store = self.session.store if self.session is not None else None
         children = (lambda rid: store.events(run_id=rid)) if store is not None else None
-        rows = render_views.trace_rows(events, children)
-        finished = [e.data for e in events if e.type == "run.finished"]
-        status = finished[-1]["status"] if finished else "running"
+        rows = display.trace_rows(events, children)
+        status = run_status(events)
         runs = self._top_runs() if self.result is None else [run_id]
         position = f"run {runs.index(run_id) + 1} of {len(runs)} · " if self.result is None else ""
         ratings = None
@@ -562,7 +558,8 @@ class TraceView(View):
             options = []
             for number, run_id in enumerate(self._top_runs(), 1):
                 first = next(e for e in self.events() if e.run_id == run_id)
-                prompt = str(first.data.get("prompt", ""))[:50] if first.type == "run.started" else ""
+                started = payload(first, RunStartedData) if first.type == "run.started" else None
+                prompt = str(started.get("prompt", ""))[:50] if started is not None else ""
                 options.append((f"run {number}: {prompt}", run_id))
             with self._sync():
                 if list(self._pick.options) != options:
@@ -570,12 +567,11 @@ class TraceView(View):
                 if options and self._pick.value != self.selected_run():
                     self._pick.value = self.selected_run()
         title, rows, ratings = self._state()
-        self._html.value = render_views.trace_html(title, rows, ratings)
-        self._status.value = (f"<span style='color:#57606a'>{html.escape(self.note)}</span>"
-                              if self.note else "")
+        self._html.value = display.trace_html(title, rows, ratings)
+        self._status.value = note_html(self.note)
 
     def to_text(self) -> str:
-        return render_views.trace_text(*self._state())
+        return display.trace_text(*self._state())
 
     def to_html(self) -> str:
-        return render_views.trace_html(*self._state())
+        return display.trace_html(*self._state())

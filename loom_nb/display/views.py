@@ -1,95 +1,36 @@
-"""Static renderings of the notebook views: deterministic plain text and self-contained HTML.
+"""The views as deterministic plain text and self-contained HTML: context partitions, token
+budget, signals, governance and approvals, traces.
 
 The views in ``loom_nb.notebook`` draw these strings into widgets, and offer them as the
 ``text/plain`` and ``text/html`` forms of their output, so that an executed notebook reads well
-without widget state and nbval can compare the text. Plain strings only: no IPython here.
+without widget state and nbval can compare the text. The widget pieces that are HTML (a waiting
+call's label, a decided signal) are here too, so the notebook layer writes no markup. Plain
+strings only: no IPython here.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, TypeAlias, TypedDict
 
-from .events import RunEvent
-from .render import _CARD, _PRE, _call_text, _short
+from ..events import (CompactedData, DelegationFinishedData, DelegationStartedData,
+                      GovernanceDecisionData, HarnessAttemptData, ModelRequestData,
+                      ModelResponseData, ModelRetryData, QualityVerdictData, RenewedData,
+                      RunEvent, RunFinishedData, RunInterruptedData, RunResumedData,
+                      RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
+                      payload,
+                      tool_calls)
+from .common import (MUTED, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
+                     signal_label, table_html, text_table, view_card)
 
-__all__ = ["RequestContext", "SignalRow", "TraceRow", "approvals_html", "approvals_text",
-           "badge", "budget_html", "budget_text", "context_html", "context_requests",
-           "context_text", "governance_rows", "signal_label", "signals_html", "signals_text",
-           "trace_html", "trace_rows", "trace_text", "view_card"]
-
-# -- views: shared pieces --------------------------------------------------------------------------
-# The notebook views (loom_nb.notebook.views) draw their widgets and their static forms with the
-# functions below, so a saved notebook without widget state shows the same thing.
-
-PARTITION_COLORS = {"system": "#0969da", "skill": "#8250df", "memory": "#bf8700",
-                    "working": "#1a7f37", "history": "#6e7781"}
-_MUTED = "color:#57606a"
-_TH = "text-align:left;padding:2px 8px;border-bottom:1px solid #d0d7de;font-weight:600"
-_TD = "padding:2px 8px;vertical-align:top"
-
-
-def plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def share(part: float, whole: float) -> str:
-    """A share as a short percentage that never shows a non-zero part as 0%."""
-    if whole <= 0 or part <= 0:
-        return "0%"
-    value = part / whole
-    if value < 0.001:
-        return "<0.1%"
-    return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
-
-
-def bar_html(segments: list[tuple[float, str, str]], width: int = 220, height: int = 10) -> str:
-    """A horizontal bar; each segment is (fraction of the whole bar, color, tooltip)."""
-    inner = []
-    for fraction, color, title in segments:
-        if fraction <= 0:
-            continue
-        # At least 2px, so that a partition that is there is seen to be there.
-        px = max(2.0, min(fraction, 1.0) * width)
-        inner.append(f"<span title='{html.escape(title)}' style='display:inline-block;"
-                     f"width:{px:.1f}px;height:{height}px;background:{color}'></span>")
-    return (f"<span style='display:inline-flex;width:{width}px;height:{height}px;background:#eaeef2;"
-            f"border-radius:3px;overflow:hidden;vertical-align:middle'>{''.join(inner)}</span>")
-
-
-def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[int] = ()) -> str:
-    """A small table; cells are HTML already (escape them before)."""
-    right = set(align_right)
-    head = "".join(f"<th style='{_TH}{';text-align:right' if i in right else ''}'>{h}</th>"
-                   for i, h in enumerate(headers))
-    body = "".join(
-        "<tr>" + "".join(f"<td style='{_TD}{';text-align:right' if i in right else ''}'>{c}</td>"
-                         for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return (f"<table style='border-collapse:collapse;margin:4px 0;font-size:12px'>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-
-
-def view_card(kind: str, title: str, body: str) -> str:
-    """The frame of a view's static HTML."""
-    return (f"<div class='loom-view loom-{kind}' style=\"{_CARD}\"><div style='font-weight:600;"
-            f"margin-bottom:4px'>{html.escape(title)}</div>{body}</div>")
-
-
-def text_table(rows: list[list[str]], indent: str = "  ") -> list[str]:
-    """Rows of cells as aligned plain-text lines (numbers right-aligned)."""
-    if not rows:
-        return []
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for row in rows:
-        cells = [c.rjust(w) if c[:1].isdigit() or c[:1] == "<" else c.ljust(w)
-                 for c, w in zip(row, widths)]
-        lines.append((indent + "  ".join(cells)).rstrip())
-    return lines
-
+__all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
+           "approvals_html", "approvals_text",
+           "budget_html", "budget_text", "compaction_text", "context_html", "context_requests",
+           "context_text", "governance_rows", "pending_call_html", "signal_decision_card",
+           "signals_html", "signals_text", "trace_html", "trace_rows", "trace_text"]
 
 # -- context partitions ----------------------------------------------------------------------------
 
@@ -123,10 +64,10 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
     marks: dict[str, list[str]] = {}
     for event in events:
         run = runs.setdefault(event.run_id, len(runs) + 1)
-        data = event.data
         if event.type in ("context.compacted", "context.renewed"):
-            marks.setdefault(event.run_id, []).append(compaction_text(event.type, data))
-        elif event.type == "model.request" and "context" in data:
+            marks.setdefault(event.run_id, []).append(compaction_text(event))
+        elif event.type == "model.request" and "context" in event.data:
+            data = payload(event, ModelRequestData)
             # Events carry only the partitions that changed since the run's previous request.
             seen = content.setdefault(event.run_id, {})
             seen.update(data.get("content") or {})
@@ -139,20 +80,23 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
                 messages=int(ctx.get("messages", 0)), content=dict(seen),
                 marks=tuple(marks.pop(event.run_id, []))))
         elif event.type == "model.response" and requests and requests[-1].run_id == event.run_id:
-            usage = data.get("usage") or {}
-            last = requests[-1]
-            requests[-1] = RequestContext(**{**last.__dict__, "input_tokens": usage.get("input_tokens"),
-                                             "output_tokens": usage.get("output_tokens")})
+            usage = payload(event, ModelResponseData).get("usage") or {}
+            requests[-1] = replace(requests[-1], input_tokens=usage.get("input_tokens"),
+                                   output_tokens=usage.get("output_tokens"))
     return requests
 
 
-def compaction_text(kind: str, data: dict[str, Any]) -> str:
+def compaction_text(event: RunEvent) -> str:
     """One line for a ``context.compacted`` / ``context.renewed`` event."""
-    before, after = data.get("before_tokens", "?"), data.get("after_tokens", "?")
-    if kind == "context.renewed":
-        return (f"renewed: {before} → {after} tokens, handoff note of {data.get('handoff_tokens', '?')} "
-                f"tokens ({data.get('handoff_method', '?')}), {data.get('kept_messages', 0)} messages kept")
-    return (f"compacted: {before} → {after} tokens, {data.get('shrunk_results', 0)} tool results shrunk, "
+    if event.type == "context.renewed":
+        renew = payload(event, RenewedData)
+        return (f"renewed: {renew.get('before_tokens', '?')} → {renew.get('after_tokens', '?')} "
+                f"tokens, handoff note of {renew.get('handoff_tokens', '?')} tokens "
+                f"({renew.get('handoff_method', '?')}), {renew.get('kept_messages', 0)} "
+                f"messages kept")
+    data = payload(event, CompactedData)
+    return (f"compacted: {data.get('before_tokens', '?')} → {data.get('after_tokens', '?')} "
+            f"tokens, {data.get('shrunk_results', 0)} tool results shrunk, "
             f"{data.get('summarized_messages', 0)} messages summarized")
 
 
@@ -186,7 +130,7 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
                  compactions: list[str] | None = None, history: str = "") -> str:
     """HTML of the context view; each partition's content opens on demand."""
     if not requests:
-        return view_card("context", "Context", f"<div style='{_MUTED}'>No model request yet.</div>")
+        return view_card("context", "Context", f"<div style='{MUTED}'>No model request yet.</div>")
     request = requests[(selected or len(requests)) - 1]
     budget = request.budget
     def stacked(whole: int) -> str:
@@ -194,8 +138,8 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
                          for n, t in request.partitions.items()], width=420, height=12)
 
     # Two bars: the budget in use (often a sliver), and the mix of the request (always legible).
-    label = f"style='display:inline-block;width:110px;{_MUTED};font-size:11px'"
-    parts = [f"<div style='{_MUTED}'>{html.escape(_request_title(request, len(requests)))} · window "
+    label = f"style='display:inline-block;width:110px;{MUTED};font-size:11px'"
+    parts = [f"<div style='{MUTED}'>{html.escape(_request_title(request, len(requests)))} · window "
              f"{request.window} ({html.escape(request.window_source)}), {request.output_reserve} "
              f"reserved for output</div><div style='margin:6px 0 2px'><span {label}>of the budget"
              f"</span>{stacked(budget)}</div><div style='margin:0 0 6px'><span {label}>mix of the "
@@ -207,11 +151,11 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
                   f"background:{PARTITION_COLORS.get(name, '#999')};margin-right:6px'></span>")
         head = (f"{swatch}<b style='display:inline-block;width:170px'>{html.escape(label)}</b>"
                 f"<span style='display:inline-block;width:70px;text-align:right'>{tokens}</span>"
-                f"<span style='display:inline-block;width:60px;text-align:right;{_MUTED}'>"
+                f"<span style='display:inline-block;width:60px;text-align:right;{MUTED}'>"
                 f"{share(tokens, budget)}</span> "
                 f"{bar_html([(tokens / budget, PARTITION_COLORS.get(name, '#999'), label)], 160, 8)}")
-        body = (f"<pre style=\"{_PRE}\">{html.escape(text)}</pre>" if text.strip() else
-                f"<div style='{_MUTED};margin:2px 0 4px 18px'>(empty)</div>")
+        body = (f"<pre style=\"{PRE}\">{html.escape(text)}</pre>" if text.strip() else
+                f"<div style='{MUTED};margin:2px 0 4px 18px'>(empty)</div>")
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
                      f"{body}</details>")
     for mark in request.marks:
@@ -253,7 +197,7 @@ def _opt(value: int | None) -> str:
 
 def budget_html(requests: list[RequestContext], compact_at: float | None = None) -> str:
     if not requests:
-        return view_card("budget", "Token budget", f"<div style='{_MUTED}'>No model request yet.</div>")
+        return view_card("budget", "Token budget", f"<div style='{MUTED}'>No model request yet.</div>")
     last = requests[-1]
     free = max(last.budget - last.total, 0)
     gauge = bar_html([(t / last.budget, PARTITION_COLORS.get(n, "#999"), f"{n}: {t}")
@@ -291,11 +235,6 @@ class SignalRow:
     outcome: str  #: e.g. "queued", "ran as run 3 (completed)", "interrupted run 2"
 
 
-def signal_label(signal: dict[str, Any]) -> str:
-    return (f"{signal.get('source', '?')}/{signal.get('type', '?')} [{signal.get('urgency', '?')}] "
-            f"{json.dumps(signal.get('summary', ''), ensure_ascii=False)}")
-
-
 def signals_text(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
     lines = [f"Signals · {len(rows)} received · {len(queued)} queued"]
     for row in rows:
@@ -308,19 +247,9 @@ def signals_text(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-_ACTION_COLORS = {"interrupt": "#cf222e", "queue": "#0969da", "observe": "#1a7f37",
-                  "ignore": "#6e7781", "allow": "#1a7f37", "deny": "#cf222e", "ask": "#8250df"}
-
-
-def badge(text: str, color: str | None = None) -> str:
-    color = color or _ACTION_COLORS.get(text, "#57606a")
-    return (f"<span style='background:{color};color:white;border-radius:8px;padding:0 6px;"
-            f"font-size:11px;font-weight:600'>{html.escape(text)}</span>")
-
-
 def signals_html(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
     if not rows:
-        body = f"<div style='{_MUTED}'>No signal received yet.</div>"
+        body = f"<div style='{MUTED}'>No signal received yet.</div>"
     else:
         body = table_html(["#", "signal", "urgency", "decision", "reason", "what happened"], [
             [str(r.number), f"<b>{html.escape(r.source)}/{html.escape(r.type)}</b> "
@@ -332,49 +261,73 @@ def signals_html(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
     return view_card("signals", f"Signals · {len(rows)} received · {len(queued)} queued", body)
 
 
+def signal_decision_card(signal: Mapping[str, Any], action: str, reason: str) -> dict[str, str]:
+    """``%loom signal``'s output: the signal and the attention policy's decision."""
+    label = signal_label(signal)
+    return {"text/plain": f"Signal {label} → {action}: {reason}",
+            "text/html": (f"<div class='loom-signal'><b>{html.escape(label)}</b>"
+                          f" → {badge(action)} {html.escape(reason)}</div>")}
+
+
 # -- governance and approvals ----------------------------------------------------------------------
 
 
-def governance_rows(events: Iterable[RunEvent]) -> list[dict[str, Any]]:
+class GovernanceRow(TypedDict):
+    call: str  #: the call as one line (call_text)
+    action: str
+    reason: str
+    check: str
+
+
+def governance_rows(events: Iterable[RunEvent]) -> list[GovernanceRow]:
     """Governance decisions with the call they were about, in order."""
-    calls: dict[str, dict[str, Any]] = {}
-    rows = []
+    events = list(events)
+    args = {(t.run_id, t.call_id): t.args for t in tool_calls(events)}
+    rows: list[GovernanceRow] = []
     for event in events:
-        if event.type == "tool.call":
-            calls[event.data["call_id"]] = event.data
-        elif event.type == "governance.decision":
-            data = event.data
+        if event.type == "governance.decision":
+            data = payload(event, GovernanceDecisionData)
             # A sub-agent's call has its tool.call in the sub-run; the decision carries its args.
-            args = calls.get(data.get("call_id", ""), {}).get("args") or data.get("args", {})
-            rows.append({"call": _call_text(data.get("name", "?"), args), "action": data.get("action", "?"),
-                         "reason": data.get("reason", ""), "check": data.get("check") or ""})
+            call_args = args.get((event.run_id, data.get("call_id", ""))) or data.get("args", {})
+            rows.append({"call": call_text(data.get("name", "?"), call_args),
+                         "action": data.get("action", "?"), "reason": data.get("reason", ""),
+                         "check": data.get("check") or ""})
     return rows
 
 
-def approvals_text(rows: list[dict[str, Any]], pending: list[Any], note: str = "") -> str:
+def pending_call_html(name: str, args: dict[str, Any], reason: str) -> str:
+    """A waiting call's label beside its Approve / Reject buttons."""
+    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='color:#57606a'>"
+            f"{html.escape(reason)}</span>")
+
+
+WAITING_HTML = "<b style='color:#8250df'>Waiting for a decision</b>"
+
+
+def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
     lines = [f"Approvals · {len(rows)} decision{'s' if len(rows) != 1 else ''} · {len(pending)} waiting"]
     lines += [f"  {r['call']} → {r['action']}: {r['reason']}" + (f" [{r['check']}]" if r["check"] else "")
               for r in rows]
     if pending:
         lines.append("  waiting for a decision:")
-        lines += [f"    {_call_text(p.name, p.args)}: {p.reason}" for p in pending]
+        lines += [f"    {call_text(p.name, p.args)}: {p.reason}" for p in pending]
     if note:
         lines.append(f"  {note}")
     return "\n".join(lines)
 
 
-def approvals_html(rows: list[dict[str, Any]], pending: list[Any], note: str = "") -> str:
+def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
     body = (table_html(["tool call", "decision", "reason", "check"], [
         [f"<code>{html.escape(r['call'])}</code>", badge(r["action"]), html.escape(r["reason"]),
          html.escape(r["check"])] for r in rows]) if rows else
-        f"<div style='{_MUTED}'>No governance decision yet.</div>")
+        f"<div style='{MUTED}'>No governance decision yet.</div>")
     if pending:
-        items = "".join(f"<li><code>{html.escape(_call_text(p.name, p.args))}</code>: "
+        items = "".join(f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
                         f"{html.escape(p.reason)}</li>" for p in pending)
         body += (f"<div style='margin-top:6px;color:#8250df'><b>Waiting for a decision</b>"
                  f"<ul style='margin:2px 0'>{items}</ul></div>")
     if note:
-        body += f"<div style='{_MUTED};margin-top:4px'>{html.escape(note)}</div>"
+        body += f"<div style='{MUTED};margin-top:4px'>{html.escape(note)}</div>"
     return view_card("approvals", f"Governance · {len(rows)} decisions · {len(pending)} waiting", body)
 
 
@@ -404,7 +357,8 @@ def trace_rows(events: list[RunEvent], children: Callable[[str], list[RunEvent]]
     for event in events:
         if event.type == "model.delta":
             continue
-        text, tone = _trace_line(event.type, event.data)
+        line = _LINES.get(event.type)
+        text, tone = line(event) if line is not None else (event.type, "")
         offset = (event.ts - start).total_seconds() if start is not None else None
         rows.append(TraceRow(depth=depth, type=event.type, text=text, offset=offset, tone=tone,
                              duration_ms=event.data.get("duration_ms") if event.type == "tool.result" else None))
@@ -416,60 +370,124 @@ def trace_rows(events: list[RunEvent], children: Callable[[str], list[RunEvent]]
     return rows
 
 
-def _trace_line(kind: str, data: dict[str, Any]) -> tuple[str, str]:  # noqa: C901 - one case per type
-    usage = data.get("usage") or {}
-    if kind == "run.started":
-        by = f" (for signal {signal_label(data['signal'])})" if data.get("signal") else ""
-        return f"run started: {_short(json.dumps(data.get('prompt', ''), ensure_ascii=False), 120)}{by}", ""
-    if kind == "model.request":
-        ctx = data.get("context") or {}
-        return (f"request, turn {data.get('turn')}: {ctx.get('total_tokens', '?')} tokens of context, "
-                f"{plural(len(data.get('tools') or []), 'tool')}"), ""
-    if kind == "model.response":
-        said = f": {_short(data['text'], 80)}" if (data.get("text") or "").strip() else ""
-        return (f"response, turn {data.get('turn')} ({data.get('stop_reason')}, "
-                f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out){said}"), ""
-    if kind == "model.retry":
-        return f"retry {data.get('attempt')}: {_short(str(data.get('error', '')), 120)}", "bad"
-    if kind == "tool.call":
-        return f"→ {_call_text(data['name'], data.get('args') or {})}", ""
-    if kind == "tool.started":
-        return f"started {data.get('name')} (approved)", ""
-    if kind == "tool.result":
-        mark = "✗" if data.get("is_error") else "←"
-        return f"{mark} {_short(str(data.get('content', '')), 120)}", "bad" if data.get("is_error") else ""
-    if kind == "governance.decision":
-        tone = {"allow": "good", "deny": "bad"}.get(data.get("action", ""), "")
-        return f"governance: {data.get('action')} {data.get('name')} ({data.get('reason')})", tone
-    if kind == "run.resumed":
-        return (f"resumed: {len(data.get('approved') or [])} approved, "
-                f"{len(data.get('rejected') or {})} rejected"), ""
-    if kind == "run.interrupted":
-        if data.get("reason") == "signal":
-            return f"interrupted by signal {signal_label(data.get('signal') or {})}", "bad"
-        return f"interrupted: {data.get('reason')}", "bad"
-    if kind in ("context.compacted", "context.renewed"):
-        return compaction_text(kind, data), ""
-    if kind == "quality.verdict":
-        verdict = "PASS" if data.get("passed") else "FAIL"
-        return (f"quality {verdict} (attempt {data.get('attempt')}, {data.get('gate')}): "
-                f"{_short(str(data.get('critique') or ''), 160)}"), "good" if data.get("passed") else "bad"
-    if kind == "harness.attempt":
-        note = f": {_short(data['note'], 80)}" if data.get("note") else ""
-        return f"attempt {data.get('attempt')} ({data.get('mode')}){note}", ""
-    if kind == "delegation.started":
-        return f"delegated to {data.get('agent')}: {_short(str(data.get('task', '')), 100)}", ""
-    if kind == "delegation.finished":
-        return f"{data.get('agent')} finished: {data.get('status')}", "good" if data.get("status") == "completed" else "bad"
-    if kind == "run.finished":
-        status = data.get("status")
-        bad = status in ("failed", "cancelled", "limit", "interrupted")
-        return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
-                f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"), (
-            "good" if status == "completed" else "bad" if bad else "")
-    if kind == "signal.decision":
-        return f"signal {signal_label(data.get('signal') or {})} → {data.get('action')}", ""
-    return kind, ""
+# -- one line per event type: (text, tone) ---------------------------------------------------------
+
+Line: TypeAlias = tuple[str, str]
+
+
+def _tokens(usage: Mapping[str, Any] | None) -> str:
+    usage = usage or {}
+    return f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out"
+
+
+def _run_started(event: RunEvent) -> Line:
+    data = payload(event, RunStartedData)
+    signal = data.get("signal")
+    by = f" (for signal {signal_label(signal)})" if signal else ""
+    return f"run started: {short(json.dumps(data.get('prompt', ''), ensure_ascii=False), 120)}{by}", ""
+
+
+def _model_request(event: RunEvent) -> Line:
+    data = payload(event, ModelRequestData)
+    ctx: Mapping[str, Any] = data.get("context") or {}
+    return (f"request, turn {data.get('turn')}: {ctx.get('total_tokens', '?')} tokens of context, "
+            f"{plural(len(data.get('tools') or []), 'tool')}"), ""
+
+
+def _model_response(event: RunEvent) -> Line:
+    data = payload(event, ModelResponseData)
+    said = f": {short(data['text'], 80)}" if (data.get("text") or "").strip() else ""
+    return (f"response, turn {data.get('turn')} ({data.get('stop_reason')}, "
+            f"{_tokens(data.get('usage'))}){said}"), ""
+
+
+def _model_retry(event: RunEvent) -> Line:
+    data = payload(event, ModelRetryData)
+    return f"retry {data.get('attempt')}: {short(str(data.get('error', '')), 120)}", "bad"
+
+
+def _tool_call(event: RunEvent) -> Line:
+    data = payload(event, ToolCallData)
+    return f"→ {call_text(data['name'], data.get('args') or {})}", ""
+
+
+def _tool_result(event: RunEvent) -> Line:
+    data = payload(event, ToolResultData)
+    mark = "✗" if data.get("is_error") else "←"
+    return f"{mark} {short(str(data.get('content', '')), 120)}", "bad" if data.get("is_error") else ""
+
+
+def _tool_started(event: RunEvent) -> Line:
+    return f"started {payload(event, ToolStartedData).get('name')} (approved)", ""
+
+
+def _governance(event: RunEvent) -> Line:
+    data = payload(event, GovernanceDecisionData)
+    tone = {"allow": "good", "deny": "bad"}.get(data.get("action", ""), "")
+    return f"governance: {data.get('action')} {data.get('name')} ({data.get('reason')})", tone
+
+
+def _resumed(event: RunEvent) -> Line:
+    data = payload(event, RunResumedData)
+    return (f"resumed: {len(data.get('approved') or [])} approved, "
+            f"{len(data.get('rejected') or {})} rejected"), ""
+
+
+def _interrupted(event: RunEvent) -> Line:
+    data = payload(event, RunInterruptedData)
+    if data.get("reason") == "signal":
+        return f"interrupted by signal {signal_label(data.get('signal') or {})}", "bad"
+    return f"interrupted: {data.get('reason')}", "bad"
+
+
+def _verdict(event: RunEvent) -> Line:
+    data = payload(event, QualityVerdictData)
+    verdict = "PASS" if data.get("passed") else "FAIL"
+    return (f"quality {verdict} (attempt {data.get('attempt')}, {data.get('gate')}): "
+            f"{short(str(data.get('critique') or ''), 160)}"), "good" if data.get("passed") else "bad"
+
+
+def _attempt(event: RunEvent) -> Line:
+    data = payload(event, HarnessAttemptData)
+    note = f": {short(note, 80)}" if (note := data.get("note")) else ""
+    return f"attempt {data.get('attempt')} ({data.get('mode')}){note}", ""
+
+
+def _delegated(event: RunEvent) -> Line:
+    data = payload(event, DelegationStartedData)
+    return f"delegated to {data.get('agent')}: {short(str(data.get('task', '')), 100)}", ""
+
+
+def _delegation_finished(event: RunEvent) -> Line:
+    data = payload(event, DelegationFinishedData)
+    tone = "good" if data.get("status") == "completed" else "bad"
+    return f"{data.get('agent')} finished: {data.get('status')}", tone
+
+
+def _run_finished(event: RunEvent) -> Line:
+    data = payload(event, RunFinishedData)
+    status = data.get("status")
+    tone = ("good" if status == "completed" else
+            "bad" if status in ("failed", "cancelled", "limit", "interrupted") else "")
+    return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
+            f"{_tokens(data.get('usage'))}"), tone
+
+
+def _signal(event: RunEvent) -> Line:
+    data = payload(event, SignalDecisionData)
+    return f"signal {signal_label(data.get('signal') or {})} → {data.get('action')}", ""
+
+
+_LINES: dict[str, Callable[[RunEvent], Line]] = {
+    "run.started": _run_started, "model.request": _model_request,
+    "model.response": _model_response, "model.retry": _model_retry, "tool.call": _tool_call,
+    "tool.started": _tool_started, "tool.result": _tool_result, "governance.decision": _governance, "run.resumed": _resumed,
+    "run.interrupted": _interrupted, "context.compacted": lambda e: (compaction_text(e), ""),
+    "context.renewed": lambda e: (compaction_text(e), ""), "quality.verdict": _verdict,
+    "harness.attempt": _attempt, "delegation.started": _delegated,
+    "delegation.finished": _delegation_finished, "run.finished": _run_finished,
+    "signal.decision": _signal,
+}
 
 
 def _rating_text(ratings: list[dict[str, Any]]) -> str:
@@ -486,6 +504,8 @@ def trace_text(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
     return "\n".join(lines)
 
 
+#: The label of the trace's rating buttons.
+RATE_HTML = "<b style='white-space:nowrap'>Rate this run</b>&nbsp;"
 _TONES = {"good": "#1a7f37", "bad": "#cf222e"}
 
 
@@ -493,16 +513,16 @@ def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
     lines = []
     for row in rows:
         when = f"+{row.offset:.2f}s" if row.offset is not None else ""
-        took = f" <span style='{_MUTED}'>({row.duration_ms:.0f} ms)</span>" if row.duration_ms else ""
+        took = f" <span style='{MUTED}'>({row.duration_ms:.0f} ms)</span>" if row.duration_ms else ""
         color = _TONES.get(row.tone, "inherit")
         nested = "border-left:2px solid #d0d7de;padding-left:8px;" if row.depth else ""
         lines.append(
             f"<div style='display:flex;gap:8px;margin-left:{row.depth * 22}px;{nested}'>"
-            f"<span style='{_MUTED};width:56px;flex:none;text-align:right;font-size:11px'>{when}</span>"
-            f"<span style='{_MUTED};width:150px;flex:none;font-size:11px'>{html.escape(row.type)}</span>"
+            f"<span style='{MUTED};width:56px;flex:none;text-align:right;font-size:11px'>{when}</span>"
+            f"<span style='{MUTED};width:150px;flex:none;font-size:11px'>{html.escape(row.type)}</span>"
             f"<span style='color:{color};white-space:pre-wrap;word-break:break-word'>"
             f"{html.escape(row.text)}{took}</span></div>")
-    body = "".join(lines) or f"<div style='{_MUTED}'>No events yet.</div>"
+    body = "".join(lines) or f"<div style='{MUTED}'>No events yet.</div>"
     if ratings is not None:
         body += (f"<div style='margin-top:6px'><b>Ratings</b>: "
                  f"{html.escape(_rating_text(ratings)) if ratings else 'none yet'}</div>")

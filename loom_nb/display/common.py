@@ -1,0 +1,123 @@
+"""The pieces every rendering shares: card styles, short text, tool calls, bars, tables, badges.
+
+Strings in, strings out: nothing here imports IPython or ipywidgets, so the kernel's objects can
+render themselves, and the notebook layer draws the same strings into its widgets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+__all__ = ["CARD", "MUTED", "PARTITION_COLORS", "PRE", "badge", "bar_html", "call_text",
+           "note_html", "plural", "share", "short", "signal_label", "table_html", "text_table",
+           "view_card"]
+
+TEXT_PREVIEW = 300
+STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "cancelled": "#6e7781",
+                 "limit": "#9a6700", "needs_approval": "#8250df", "running": "#0969da",
+                 "interrupted": "#bc4c00"}
+CARD = ("font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; font-size: 13px; "
+        "border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 12px; margin: 4px 0; "
+        "max-width: 900px")
+PRE = ("white-space: pre-wrap; word-break: break-word; margin: 4px 0; font-family: ui-monospace, "
+       "SFMono-Regular, Menlo, monospace; font-size: 12px; background: #f6f8fa; padding: 6px; "
+       "border-radius: 4px")
+PARTITION_COLORS = {"system": "#0969da", "skill": "#8250df", "memory": "#bf8700",
+                    "working": "#1a7f37", "history": "#6e7781"}
+MUTED = "color:#57606a"
+_TH = "text-align:left;padding:2px 8px;border-bottom:1px solid #d0d7de;font-weight:600"
+_TD = "padding:2px 8px;vertical-align:top"
+
+
+def short(text: str, limit: int = TEXT_PREVIEW) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
+def call_text(name: str, args: dict[str, Any]) -> str:
+    """A tool call as one line: ``name(key=json, ...)``."""
+    inner = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in args.items())
+    return f"{name}({inner})"
+
+
+def note_html(note: str, tag: str = "span") -> str:
+    """A status line under a widget (empty without a note)."""
+    return f"<{tag} style='{MUTED}'>{html.escape(note)}</{tag}>" if note else ""
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def share(part: float, whole: float) -> str:
+    """A share as a short percentage that never shows a non-zero part as 0%."""
+    if whole <= 0 or part <= 0:
+        return "0%"
+    value = part / whole
+    if value < 0.001:
+        return "<0.1%"
+    return f"{value:.1%}" if value < 0.1 else f"{value:.0%}"
+
+
+def bar_html(segments: list[tuple[float, str, str]], width: int = 220, height: int = 10) -> str:
+    """A horizontal bar; each segment is (fraction of the whole bar, color, tooltip)."""
+    inner = []
+    for fraction, color, title in segments:
+        if fraction <= 0:
+            continue
+        # At least 2px, so that a partition that is there is seen to be there.
+        px = max(2.0, min(fraction, 1.0) * width)
+        inner.append(f"<span title='{html.escape(title)}' style='display:inline-block;"
+                     f"width:{px:.1f}px;height:{height}px;background:{color}'></span>")
+    return (f"<span style='display:inline-flex;width:{width}px;height:{height}px;background:#eaeef2;"
+            f"border-radius:3px;overflow:hidden;vertical-align:middle'>{''.join(inner)}</span>")
+
+
+def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[int] = ()) -> str:
+    """A small table; cells are HTML already (escape them before)."""
+    right = set(align_right)
+    head = "".join(f"<th style='{_TH}{';text-align:right' if i in right else ''}'>{h}</th>"
+                   for i, h in enumerate(headers))
+    body = "".join(
+        "<tr>" + "".join(f"<td style='{_TD}{';text-align:right' if i in right else ''}'>{c}</td>"
+                         for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return (f"<table style='border-collapse:collapse;margin:4px 0;font-size:12px'>"
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def view_card(kind: str, title: str, body: str) -> str:
+    """The frame of a view's static HTML."""
+    return (f"<div class='loom-view loom-{kind}' style=\"{CARD}\"><div style='font-weight:600;"
+            f"margin-bottom:4px'>{html.escape(title)}</div>{body}</div>")
+
+
+def text_table(rows: list[list[str]], indent: str = "  ") -> list[str]:
+    """Rows of cells as aligned plain-text lines (numbers right-aligned)."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for row in rows:
+        cells = [c.rjust(w) if c[:1].isdigit() or c[:1] == "<" else c.ljust(w)
+                 for c, w in zip(row, widths)]
+        lines.append((indent + "  ".join(cells)).rstrip())
+    return lines
+
+
+def signal_label(signal: Mapping[str, Any]) -> str:
+    return (f"{signal.get('source', '?')}/{signal.get('type', '?')} [{signal.get('urgency', '?')}] "
+            f"{json.dumps(signal.get('summary', ''), ensure_ascii=False)}")
+
+
+_ACTION_COLORS = {"interrupt": "#cf222e", "queue": "#0969da", "observe": "#1a7f37",
+                  "ignore": "#6e7781", "allow": "#1a7f37", "deny": "#cf222e", "ask": "#8250df"}
+
+
+def badge(text: str, color: str | None = None) -> str:
+    color = color or _ACTION_COLORS.get(text, "#57606a")
+    return (f"<span style='background:{color};color:white;border-radius:8px;padding:0 6px;"
+            f"font-size:11px;font-weight:600'>{html.escape(text)}</span>")
+

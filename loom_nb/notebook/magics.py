@@ -273,6 +273,14 @@ def interpolate(text: str, namespace: Mapping[str, Any]) -> str:
 class LoomMagics(Magics):
     """``%loom`` and ``%%loom``. State (defaults and notebook sessions) lives on this object."""
 
+    @property
+    def _namespace(self) -> dict[str, Any]:
+        """The notebook's variables (``shell`` is None only for magics made outside IPython)."""
+        if self.shell is None:
+            raise CommandError("%loom runs inside IPython: load it there with %load_ext loom_nb.")
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell, **kwargs)
         self.default_agent: str | None = None
@@ -341,7 +349,7 @@ class LoomMagics(Magics):
 
     def _bind(self, command: LoomCommand, value: Any) -> None:
         if command.out is not None:
-            self.shell.user_ns[command.out] = value
+            self._namespace[command.out] = value
 
     def _current_session(self, command: LoomCommand) -> Session:
         """The session a view, signal or decision is about (see ``_last_run_session``)."""
@@ -418,7 +426,7 @@ class LoomMagics(Magics):
         print(f"%loom run now uses the session {name!r} when no -s is given.")
 
     def _run(self, command: LoomCommand) -> RunResult | None:
-        namespace = self.shell.user_ns
+        namespace = self._namespace
         prompt = interpolate(command.prompt, namespace) if command.interpolate else command.prompt
         if not prompt.strip():
             raise CommandError(
@@ -462,7 +470,7 @@ class LoomMagics(Magics):
         return session
 
     def _agent_variable(self, name: str) -> Agent:
-        namespace = self.shell.user_ns
+        namespace = self._namespace
         if name not in namespace:
             agents = sorted(k for k, v in namespace.items()
                             if isinstance(v, Agent) and not k.startswith("_"))
@@ -479,9 +487,9 @@ class LoomMagics(Magics):
 
     def _session_variable(self, name: str) -> Session | None:
         """The Session in variable ``name``; None when ``name`` is not a variable (a session id)."""
-        if name not in self.shell.user_ns:
+        if name not in self._namespace:
             return None
-        value = self.shell.user_ns[name]
+        value = self._namespace[name]
         if not isinstance(value, Session):
             raise CommandError(
                 f"-s {name}: the variable {name!r} is a {type(value).__name__}, not a Session. "

@@ -31,6 +31,7 @@ from .store import SignalRecord
 from .task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
+    from .engine import RunLoop
     from .session import Session
 
 __all__ = ["Inbox", "signal_task"]
@@ -106,7 +107,7 @@ class Inbox:
 
     def _apply(self, decision: SignalDecision, active: Any) -> str | None:
         """Carry out ``decision`` (under the lock); the id of the run it affects, if known."""
-        from .run import new_run_id
+        from .engine import new_run_id
 
         signal = decision.signal
         if decision.action == "observe":
@@ -132,29 +133,32 @@ class Inbox:
             self._pump = _bridge.submit(self._drain())
 
     async def _drain(self) -> None:
-        from .run import RunLoop
+        while await self.session.run_next(self._take):  # each waits until the session is idle
+            pass
+
+    def _take(self) -> RunLoop | None:
+        """The run for the next queued signal, in the session's turn; None ends the drain."""
+        from .engine import RunLoop
 
         session = self.session
-        while True:
-            async with session._lock:  # waits until the session is idle
-                with self._lock:
-                    if not self._queue or session.closed or session._waiting_run is not None:
-                        # Cleared under the lock, so a signal queued from now on starts a new
-                        # drain; after a paused run, pump() runs again once it is decided.
-                        self._pump = None
-                        return
-                    _, _, run_id, signal = heapq.heappop(self._queue)
-                    loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
-                    loop.started_by = signal
-                    # Active from the moment it left the queue, under the lock: a signal that
-                    # arrives now interrupts this run rather than finding the session idle and
-                    # queueing itself behind a run that already goes first.
-                    session.active_run = loop
-                await session._run_locked(loop)
+        with self._lock:
+            if not self._queue or session.closed or session.waiting_run_id is not None:
+                # Cleared under the lock, so a signal queued from now on starts a new drain;
+                # after a paused run, pump() runs again once it is decided.
+                self._pump = None
+                return None
+            _, _, run_id, signal = heapq.heappop(self._queue)
+            loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
+            loop.started_by = signal
+            # Active from the moment it left the queue, under the lock: a signal that arrives
+            # now interrupts this run rather than finding the session idle and queueing itself
+            # behind a run that already goes first.
+            session.active_run = loop
+            return loop
 
     def requeue(self, signals: list[RuntimeSignal]) -> None:
         """Interrupts a run could not take (it ended first): they run next, ahead of the queue."""
-        from .run import new_run_id
+        from .engine import new_run_id
 
         with self._lock:
             for signal in signals:

@@ -17,10 +17,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _bridge
-from ._approval import restore
+from .engine import Decisions, RunLoop
+from .engine.approval import restore
+from .engine.tool_call import check_caller
 from ._compaction import ContextState
 from ._recovery import not_resumable, settle, settle_one
-from ._tool_call import check_caller
 from ._turns import TurnLock
 from .errors import ConfigError, StoreError
 from .events import RunEvent
@@ -28,7 +29,6 @@ from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
 from .messages import Message
 from .result import PendingApproval, RunResult
-from .run import Decisions, RunLoop
 from .signals import SignalAdapter, SignalDecision, Urgency
 from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
 from .store import Checkpoint, RunRecord, SessionStore, SignalRecord, open_store
@@ -174,7 +174,7 @@ class Session:
         ``seed`` starts it from a copy of this session's context."""
         child = Session(agent or self.agent,
                         SessionConfig(id=f"{self.id}/{label}-{os.urandom(3).hex()}", store=self.store))
-        child._subscribers.append(self.notify)  # views of this session see nested runs live
+        child.forward_to(self)  # views of this session see nested runs live
         if seed:
             child.context = ContextState(history=list(self.context.history),
                                          memory=list(self.context.memory), factor=self.context.factor)
@@ -202,6 +202,12 @@ class Session:
     def waiting(self) -> list[RunResult]:
         """Runs paused for approval (at most one), ready for ``.approve()`` / ``.reject()``."""
         return [self.result(self._waiting_run)] if self._still_waiting() else []
+
+    @property
+    def waiting_run_id(self) -> str | None:
+        """The run paused for approval that this session waits on, as last seen here (no store
+        read: see :attr:`waiting` for the store's word)."""
+        return self._waiting_run
 
     def _still_waiting(self) -> str | None:
         """The run this session waits on, as the store says now: another session or process may
@@ -284,6 +290,24 @@ class Session:
                 return  # still failing: the run that starts now fails with its own StoreError
             self._unsaved.pop(0)
 
+    def run_ended(self, run_id: str, *, paused: bool) -> None:
+        """Called by the engine as run ``run_id`` ends: a paused run is what this session waits
+        on until it is decided; any other end of it frees the session for new runs."""
+        if paused:
+            self._waiting_run = run_id
+        elif self._waiting_run == run_id:
+            self._waiting_run = None
+
+    async def run_next(self, take: Callable[[], RunLoop | None]) -> bool:
+        """Wait for this session's turn, then run what ``take()`` gives (called in the turn, so
+        that what it picks and marks active cannot be overtaken); False when it gives nothing."""
+        async with self._lock:
+            loop = take()
+            if loop is None:
+                return False
+            await self._run_locked(loop)
+            return True
+
     async def _run_locked(self, loop: RunLoop, decisions: Decisions | None = None) -> RunResult:
         """Execute (or resume) ``loop``; the caller holds the session's turn."""
         if decisions is None:
@@ -294,7 +318,7 @@ class Session:
             result = await (loop.execute() if decisions is None else loop.resume(decisions))
         finally:
             self.active_run = None
-        if self._waiting_run is None:  # RunLoop._finish set or cleared it
+        if self._waiting_run is None:  # run_ended set or cleared it
             self.inbox.pump()  # signals queued behind a paused run can go now
         return result
 
@@ -389,6 +413,18 @@ class Session:
     def notify(self, event: RunEvent) -> None:
         for callback in list(self._subscribers):
             callback(event)
+
+    @property
+    def watched(self) -> bool:
+        """True while anyone subscribes to this session's events (live-only ones are skipped
+        otherwise)."""
+        return bool(self._subscribers)
+
+    def forward_to(self, other: Session) -> None:
+        """Send this session's events on to ``other``'s subscribers too (once, however often it
+        is asked): a nested session's runs show in the views of the session that started them."""
+        if other.notify not in self._subscribers:
+            self._subscribers.append(other.notify)
 
     def every(self, seconds: float, *, source: str = "timer", type: str = "tick",
               urgency: Urgency = "low", summary: str = "", **options: Any) -> SourceHandle:

@@ -18,25 +18,26 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._owner import current_owner
-from .errors import ApprovalMismatchError, ConfigError
-from .governance import ToolRequest
-from .messages import ToolCall, ToolResult, Usage, message_from_dict
-from .result import PendingApproval
-from .runtime import Limits
-from .task import RunContext, RuntimeTask
+from .._owner import current_owner
+from ..errors import ApprovalMismatchError, ConfigError
+from ..governance import ToolRequest
+from ..messages import ToolCall, ToolResult, Usage, message_from_dict
+from ..result import PendingApproval
+from ..limits import Limits
+from ..task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
-    from .run import Decisions, RunLoop
-    from .session import Session
-    from .store import RunRecord
+    from .loop import Decisions, RunLoop
+    from .record import RunRecorder
+    from ..session import Session
+    from ..store import RunRecord
 
 __all__ = ["STATE_VERSION", "check_decisions", "claim", "pause_state", "recheck", "restore"]
 
 STATE_VERSION = 1
 
 
-def pause_state(loop: RunLoop, next_seq: int) -> dict[str, Any]:
+def pause_state(loop: RunRecorder, next_seq: int) -> dict[str, Any]:
     """Everything :func:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""
     assert loop._pause is not None
     return {**loop._pause, "version": STATE_VERSION, "seq": next_seq, "turns": loop.turns,
@@ -47,7 +48,7 @@ def pause_state(loop: RunLoop, next_seq: int) -> dict[str, Any]:
 
 def restore(session: Session, record: RunRecord) -> RunLoop:
     """Rebuild a run paused for approval from its stored record."""
-    from .run import RunLoop
+    from .loop import RunLoop
 
     state = record.state
     if record.status != "needs_approval" or not state:

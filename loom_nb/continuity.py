@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeAlias
 
 from .errors import ConfigError
 from .messages import Message
 
-__all__ = ["ContinuityPolicy", "safe_cut"]
+__all__ = ["ContinuityPolicy", "RestoreMode", "safe_cut"]
+
+#: What a restored session starts from: the latest compaction checkpoint, or its full history.
+RestoreMode: TypeAlias = Literal["checkpoint", "full"]
 
 SUMMARY_INSTRUCTIONS = (
     "Summarize the conversation below for your own later use. Keep facts, decisions, names, "
@@ -48,7 +51,7 @@ class ContinuityPolicy:
     keep_recent: int = 6
     renewal_recent: int = 2
     carry_open_tasks: bool = True
-    restore: Literal["checkpoint", "full"] = "checkpoint"
+    restore: RestoreMode = "checkpoint"
     summary_instructions: str = SUMMARY_INSTRUCTIONS
     handoff_instructions: str = HANDOFF_INSTRUCTIONS
 

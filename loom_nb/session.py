@@ -11,6 +11,7 @@ import collections.abc
 import contextvars
 import os
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -31,7 +32,7 @@ from .messages import Message
 from .result import PendingApproval, RunResult
 from .signals import SignalAdapter, SignalDecision, Urgency
 from .sources import Cron, Heartbeat, SourceHandle, Timer, start_source
-from .store import Checkpoint, RunRecord, SessionStore, SignalRecord, open_store
+from .store import Checkpoint, ProcessStore, RunRecord, SessionStore, SignalRecord, open_store
 from .task import RunContext, RuntimeTask, as_task
 
 if TYPE_CHECKING:
@@ -50,7 +51,8 @@ class SessionConfig:
         id: the session id; an existing id in the same store restores that session. None makes a
             new id.
         store: an SQLite file path (durable, the usual choice in notebooks), a store object, or
-            None for the process-wide in-memory store.
+            None for the process-wide in-memory store (it keeps open sessions and the latest
+            gone ones: see ``loom_nb.store.memory``).
         metadata: labels kept with the session (merged into an existing session's).
     """
 
@@ -112,6 +114,8 @@ class Session:
         self.id: str = config.id or new_session_id()
         stored = self.store.open_session(self.id, dict(config.metadata),
                                          agent.runtime.continuity.restore)
+        if isinstance(self.store, ProcessStore):  # it forgets sessions once they are gone
+            weakref.finalize(self, self.store.release, self.id)
         self.metadata: dict[str, Any] = stored.metadata
         self.created_at: datetime = stored.created_at
         #: True when the session existed in the store before it was opened here.

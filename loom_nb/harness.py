@@ -101,8 +101,9 @@ class HarnessRequest:
     async def attempt(self, note: str | None = None) -> Attempt:
         """Run the model and tools in this run until an answer; ``note`` is said to it first."""
         index = len(self.attempts) + 1
-        if self._announce:  # a plain single pass is the run itself; only real attempts are worth an event
-            self.control.record("harness.attempt", {"attempt": index, "mode": "in_run", "note": note})
+        if self._announce:  # a plain single pass is the run itself: only real attempts get an event
+            self.control.record("harness.attempt",
+                                {"attempt": index, "mode": "in_run", "note": note})
         output, stop = await self.control.attempt(note)
         attempt = Attempt(index=index, output=output, stop=stop)
         self.attempts.append(attempt)
@@ -129,9 +130,11 @@ class HarnessRequest:
         if gate is None or attempt.stop != "completed":
             return attempt.verdict
         if attempt.verdict is None:
-            attempt.verdict = await gate.evaluate(attempt.output, self.task, self.control.judge_model)
+            attempt.verdict = await gate.evaluate(attempt.output, self.task,
+                                                  self.control.judge_model)
             self.control.count(attempt.verdict.usage)
-        self.control.record("quality.verdict", {"attempt": attempt.index, **attempt.verdict.to_dict()})
+        self.control.record("quality.verdict",
+                            {"attempt": attempt.index, **attempt.verdict.to_dict()})
         return attempt.verdict
 
     def adopt(self, attempt: Attempt) -> None:

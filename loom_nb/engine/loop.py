@@ -1,7 +1,8 @@
 """The run loop: context -> model -> tool calls -> governance -> tool results -> ... -> RunResult.
 
 Every step emits a :class:`RunEvent` to the run's subscribers (the session's store, a stream
-consumer, a display); :mod:`loom_nb.engine.record` writes them and builds the result. History is committed to the session at consistent points only: the user
+consumer, a display); :mod:`loom_nb.engine.record` writes them and builds the result. History
+is committed to the session at consistent points only: the user
 message when the run starts, then each complete model turn, an assistant turn with tool calls
 always together with its results. So a run that fails, hits a limit, is cancelled or pauses for
 approval leaves a session whose history is a valid conversation to continue from.

@@ -195,7 +195,8 @@ class ProcessStore(InMemoryStore):
         # and exports read it. A paused run is resumed by id, maybe much later.
         root = session_id.split("/", 1)[0]
         return bool(self._holds.get(root)) or any(
-            r.session_id == session_id and r.status == "needs_approval" for r in self._runs.values())
+            r.session_id == session_id and r.status == "needs_approval"
+            for r in self._runs.values())
 
 
 _Record = TypeVar("_Record")

@@ -3,16 +3,18 @@
 A store is split by what its callers need, so that a new backend (a server database, say) can be
 written against the small protocols and checked one piece at a time:
 
-=================  ====================================================================  =========================
-protocol           methods                                                               used by
-=================  ====================================================================  =========================
-``HistoryStore``   ``open_session``, ``append_messages``, ``save_checkpoint``,           the session, export
-                   ``stored_messages``, ``sessions``
-``RunStore``       ``save_run``, ``claim_run``, ``get_run``, ``runs``                    the engine, the session, export
-``EventLog``       ``append_events``, ``events``                                         the engine, export
-``SignalLog``      ``append_signal``, ``signals``                                        the inbox, export
-``FeedbackLog``    ``append_feedback``, ``feedback``                                     the session, export
-=================  ====================================================================  =========================
+=================  =============================================  ========================
+protocol           methods                                        used by
+=================  =============================================  ========================
+``HistoryStore``   ``open_session``, ``append_messages``,         the session, export
+                   ``save_checkpoint``, ``stored_messages``,
+                   ``sessions``
+``RunStore``       ``save_run``, ``claim_run``, ``get_run``,      the engine, the session,
+                   ``runs``                                       export
+``EventLog``       ``append_events``, ``events``                  the engine, export
+``SignalLog``      ``append_signal``, ``signals``                 the inbox, export
+``FeedbackLog``    ``append_feedback``, ``feedback``              the session, export
+=================  =============================================  ========================
 
 :class:`SessionStore` is their union: what ``SessionConfig(store=...)`` takes. Every method must
 be safe to call from several threads (runs go on in loom_nb's background loop while a cell

@@ -53,6 +53,12 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
     state = record.state
     if record.status != "needs_approval" or not state:
         raise ConfigError(f"Run {record.run_id} is {record.status!r}, not waiting for approval.")
+    version = state.get("version", STATE_VERSION)  # states from before the field are version 1
+    if version != STATE_VERSION:  # another layout: reading it as this one could run other calls
+        raise ConfigError(
+            f"Run {record.run_id} was paused by a loom_nb that stores paused runs as version "
+            f"{version!r}; this one reads version {STATE_VERSION}. Nothing was run. Resume it "
+            f"with the loom_nb version that paused it, or start a new run.")
     task = state["task"]
     restored = RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"])
     loop = RunLoop(session, restored,

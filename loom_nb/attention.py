@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ConfigError
-from .governance import RateLimit, _Window
+from .ratelimit import RateLimit, RateWindow
 from .signals import RuntimeSignal, SignalAction, SignalDecision, Urgency
 
 __all__ = ["AttentionPolicy", "AttentionRule", "AttentionState"]
@@ -106,7 +106,7 @@ class AttentionPolicy:
                 raise ConfigError(f"AttentionPolicy(defaults={{{urgency!r}: {action!r}}}): use one of {_ACTIONS}.")
         import time
 
-        self._window = (_Window(RateLimit.parse(self.rate_limit), self.clock or time.monotonic)
+        self._window = (RateWindow(RateLimit.parse(self.rate_limit), self.clock or time.monotonic)
                         if self.rate_limit is not None else None)
         # (session id, dedupe key): a key counts as seen in the session that received it.
         self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()

@@ -50,7 +50,6 @@ instance of that class, for code that prefers exceptions (see :func:`run_error`)
 from __future__ import annotations
 
 import builtins
-import dataclasses
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -318,12 +317,3 @@ class SubAgentPaused(Suspended):
         self.agent, self.session_id, self.run_id, self.pending = agent, session_id, run_id, pending
         #: What the sub-run has used so far, already counted towards the calling run.
         self.usage = usage
-
-    def nested(self, via: str) -> tuple[list[PendingApproval], dict[str, Any]]:
-        """The waiting calls as the calling run shows them, under its ``delegate`` call ``via``,
-        and what :meth:`DelegationPolicy.resume` needs later (JSON-ready)."""
-        shown = [dataclasses.replace(p, call_id=f"{via}/{p.call_id}", via=via,
-                                     reason=f"sub-agent {self.agent!r}: {p.reason}")
-                 for p in self.pending]
-        return shown, {"agent": self.agent, "session_id": self.session_id, "run_id": self.run_id,
-                       "call_ids": [p.call_id for p in self.pending], "usage": self.usage}

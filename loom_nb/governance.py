@@ -27,12 +27,12 @@ from __future__ import annotations
 import fnmatch
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .errors import ConfigError
+from .ratelimit import RateLimit, RateWindow
 
 if TYPE_CHECKING:
     from .tools import Tool
@@ -91,53 +91,7 @@ class GovernanceDecision:
         return cls(action="ask", reason=reason, check="veto")
 
 
-@dataclass(frozen=True)
-class RateLimit:
-    """At most ``calls`` calls in any ``per_seconds`` window."""
-
-    calls: int
-    per_seconds: float = 60.0
-
-    def __post_init__(self) -> None:
-        if self.calls < 1 or self.per_seconds <= 0:
-            raise ConfigError("RateLimit(calls, per_seconds) takes calls >= 1 and per_seconds > 0.")
-
-    @classmethod
-    def parse(cls, spec: RateLimit | str | int) -> RateLimit:
-        """``RateLimit``, an int (calls per minute) or ``"N/s"``, ``"N/min"``, ``"N/h"``."""
-        if isinstance(spec, RateLimit):
-            return spec
-        if isinstance(spec, int):
-            return cls(spec)
-        count, _, unit = str(spec).partition("/")
-        seconds = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "hour": 3600.0}
-        if not count.strip().isdigit() or unit.strip() not in seconds:
-            raise ConfigError(f"Rate limit {spec!r}: write it as 'N/s', 'N/min' or 'N/h', e.g. '10/min'.")
-        return cls(int(count), seconds[unit.strip()])
-
-
 Veto: TypeAlias = Callable[[ToolRequest], "GovernanceDecision | str | None"]
-
-
-class _Window:
-    """Sliding-window call counter; thread-safe because runs may share one policy."""
-
-    def __init__(self, limit: RateLimit, clock: Callable[[], float]) -> None:
-        self.limit = limit
-        self._clock = clock
-        self._calls: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def full(self) -> bool:
-        with self._lock:
-            now = self._clock()
-            while self._calls and now - self._calls[0] >= self.limit.per_seconds:
-                self._calls.popleft()
-            return len(self._calls) >= self.limit.calls
-
-    def record(self) -> None:
-        with self._lock:
-            self._calls.append(self._clock())
 
 
 #: The decision when no check objects; shared, as decisions are immutable.
@@ -176,9 +130,9 @@ class GovernancePolicy:
                 raise ConfigError(f"GovernancePolicy({name}=...) takes a list of patterns, e.g. [{value!r}].")
         if self.destructive not in ("allow", "deny", "ask"):
             raise ConfigError("GovernancePolicy(destructive=...) takes 'ask', 'allow' or 'deny'.")
-        self._tool_windows = {pattern: _Window(RateLimit.parse(spec), self.clock)
+        self._tool_windows = {pattern: RateWindow(RateLimit.parse(spec), self.clock)
                               for pattern, spec in self.rate_limits.items()}
-        self._global_window = (_Window(RateLimit.parse(self.rate_limit), self.clock)
+        self._global_window = (RateWindow(RateLimit.parse(self.rate_limit), self.clock)
                                if self.rate_limit is not None else None)
         # Checking the windows and counting an allowed call are one step: runs in other threads
         # that share the policy must not both see room for the last call and both take it.
@@ -241,7 +195,7 @@ class GovernancePolicy:
                                       reason=f"Tool {name!r} is destructive.")
         return _ALLOWED
 
-    def _windows_for(self, name: str) -> list[_Window]:
+    def _windows_for(self, name: str) -> list[RateWindow]:
         if not self._tool_windows and self._global_window is None:
             return []
         windows = [w for pattern, w in self._tool_windows.items() if fnmatch.fnmatchcase(name, pattern)]

@@ -18,19 +18,59 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
 from .errors import ConfigError
+from .limits import LimitName, Stop
 from .quality import Verdict
 
 if TYPE_CHECKING:
-    from .run import RunLoop, Stop
+    from .messages import Usage
+    from .models import Model
+    from .quality import QualityGate
+    from .task import RuntimeTask
 
-__all__ = ["Attempt", "Harness", "HarnessKind", "HarnessRequest"]
+__all__ = ["Attempt", "CandidateRun", "Harness", "HarnessKind", "HarnessRequest", "RunControl"]
 
 HarnessKind: TypeAlias = Literal["single", "retry", "best_of", "custom"]
 RETRY_NOTE = ("Your previous answer did not pass review. Critique: {critique}\n"
               "Write an improved answer that addresses the critique.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CandidateRun:
+    """How a candidate sub-run ended, as the engine reports it to the harness."""
+
+    run_id: str
+    output: str
+    status: str
+    limit: LimitName | None = None
+    error: str | None = None
+    #: The engine's handle on the sub-run, given back to :meth:`RunControl.adopt`.
+    handle: object = None
+
+
+class RunControl(Protocol):
+    """What a harness may ask of the run it attempts. The harness decides (how many attempts,
+    which answer to keep); the run carries each attempt out. ``loom_nb.engine`` implements it."""
+
+    @property
+    def task(self) -> RuntimeTask: ...
+    @property
+    def gate(self) -> QualityGate | None: ...
+    @property
+    def judge_model(self) -> Model: ...
+    def record(self, type: Literal["harness.attempt", "quality.verdict"],
+               data: dict[str, Any]) -> None: ...
+    def count(self, usage: Usage) -> None:
+        """Count what a judge used as the run's cost."""
+    async def attempt(self, note: str | None) -> tuple[str, Stop]:
+        """Say ``note`` (if any), then run the model and tools until an answer: its text and how
+        the pass stopped."""
+    async def candidate(self, index: int) -> CandidateRun:
+        """Run a nested sub-run in a copy of the run's context (recorded as attempt ``index``)."""
+    def adopt(self, candidate: CandidateRun) -> None:
+        """Keep a candidate: its messages join the session, its answer becomes the run's."""
 
 
 @dataclass(kw_only=True)
@@ -42,70 +82,65 @@ class Attempt:
     stop: Stop
     verdict: Verdict | None = None
     run_id: str | None = None  #: the nested sub-run of a best-of candidate
-    _candidate: RunLoop | None = None
+    _candidate: CandidateRun | None = None
 
 
 class HarnessRequest:
     """What a harness works with: attempts, candidates and the quality gate of one run."""
 
-    def __init__(self, loop: RunLoop, started: float) -> None:
-        self.loop = loop
-        self.task = loop.task
-        self._started = started
+    def __init__(self, control: RunControl, kind: HarnessKind) -> None:
+        self.control = control
+        self.task = control.task
+        self._announce = kind != "single" or control.gate is not None
         self.attempts: list[Attempt] = []
 
     @property
     def has_gate(self) -> bool:
-        return self.loop.agent.runtime.quality is not None
+        return self.control.gate is not None
 
     async def attempt(self, note: str | None = None) -> Attempt:
         """Run the model and tools in this run until an answer; ``note`` is said to it first."""
         index = len(self.attempts) + 1
-        if self.loop.agent.runtime.harness.kind != "single" or self.has_gate:
-            # A plain single pass is the run itself; only real attempts are worth an event.
-            self.loop.emit("harness.attempt", {"attempt": index, "mode": "in_run", "note": note})
-        if note:
-            self.loop._commit_note(note)
-        stop = await self.loop._turns(self._started)
-        attempt = Attempt(index=index, output=self.loop.output, stop=stop)
+        if self._announce:  # a plain single pass is the run itself: only real attempts get an event
+            self.control.record("harness.attempt",
+                                {"attempt": index, "mode": "in_run", "note": note})
+        output, stop = await self.control.attempt(note)
+        attempt = Attempt(index=index, output=output, stop=stop)
         self.attempts.append(attempt)
         return attempt
 
     async def candidate(self) -> Attempt:
         """Run one candidate as a nested sub-run in a copy of this run's context."""
         index = len(self.attempts) + 1
-        child = self.loop.fork(f"candidate-{index}")
-        self.loop.emit("harness.attempt", {"attempt": index, "mode": "candidate",
-                                           "run_id": child.run_id, "session_id": child.session.id})
-        result = await child.session._execute(child)
-        self.loop.absorb_usage(result.usage, result.turns)
+        run = await self.control.candidate(index)
         # A candidate that failed (or was cancelled) ends "completed" with the failing verdict
         # below, so the run reports its error rather than a limit it never reached.
-        stop: Stop = (result.limit or "max_turns") if result.status == "limit" else "completed"
-        attempt = Attempt(index=index, output=result.output, stop=stop, run_id=child.run_id,
-                          _candidate=child)
-        if result.status not in ("completed", "limit"):
+        stop: Stop = (run.limit or "max_turns") if run.status == "limit" else "completed"
+        attempt = Attempt(index=index, output=run.output, stop=stop, run_id=run.run_id,
+                          _candidate=run)
+        if run.status not in ("completed", "limit"):
             attempt.verdict = Verdict(passed=False, gate="run",
-                                      critique=f"The candidate run {result.status}: {result.error}")
+                                      critique=f"The candidate run {run.status}: {run.error}")
         self.attempts.append(attempt)
         return attempt
 
     async def judge(self, attempt: Attempt) -> Verdict | None:
         """The quality gate's verdict on ``attempt`` (None without a gate); recorded as an event."""
-        gate = self.loop.agent.runtime.quality
+        gate = self.control.gate
         if gate is None or attempt.stop != "completed":
             return attempt.verdict
         if attempt.verdict is None:
-            attempt.verdict = await gate.evaluate(attempt.output, self.task, self.loop.agent.model)
-            self.loop.absorb_usage(attempt.verdict.usage, 0)
-        self.loop.emit("quality.verdict", {"attempt": attempt.index, **attempt.verdict.to_dict()})
+            attempt.verdict = await gate.evaluate(attempt.output, self.task,
+                                                  self.control.judge_model)
+            self.control.count(attempt.verdict.usage)
+        self.control.record("quality.verdict",
+                            {"attempt": attempt.index, **attempt.verdict.to_dict()})
         return attempt.verdict
 
     def adopt(self, attempt: Attempt) -> None:
         """Keep a candidate: its messages join the session, its answer becomes the run's."""
         if attempt._candidate is not None:
-            self.loop._commit(*attempt._candidate.added)
-            self.loop.output = attempt.output
+            self.control.adopt(attempt._candidate)
 
 
 Strategy: TypeAlias = Callable[[HarnessRequest], Awaitable[Attempt]]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from .errors import ApprovalMismatchError, ConfigError, RunError, run_error
 from .events import RunEvent, ToolCallTrace, tool_calls
 from .messages import Message, Usage
-from .runtime import LimitName
+from .limits import LimitName
 
 if TYPE_CHECKING:
     from .quality import Verdict

@@ -1,7 +1,7 @@
 """RuntimeSignal, SignalAdapter and SignalDecision: external input to a long-lived session.
 
 A session's :class:`~loom_nb.attention.AttentionPolicy` decides what each signal does; the
-session's inbox (``loom_nb.inbox``) carries the decision out.
+session's inbox (``loom_nb.session.signals``) carries the decision out.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .runtime import Limits
+    from .limits import Limits
 
 __all__ = ["RunContext", "RuntimeTask", "as_task"]
 

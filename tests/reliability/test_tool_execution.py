@@ -248,7 +248,7 @@ def test_a_tool_running_its_own_session_gets_an_error_instead_of_a_deadlock() ->
 def test_a_tool_calling_its_own_agent_recursively_stops_at_a_bounded_depth(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from loom_nb import _workers
-    from loom_nb._tool_call import MAX_NESTED_RUNS
+    from loom_nb.engine.tool_call import MAX_NESTED_RUNS
 
     # Fewer workers than nested runs: each level's tool holds a worker while its nested run's
     # tool needs another, which once waited forever at the pool's limit.

@@ -1,10 +1,5 @@
-"""Session stores: where a session's messages, runs and events live.
-
-Two stores share one protocol: :class:`InMemoryStore` (for one process) and :class:`SQLiteStore`,
-an embedded SQLite file (stdlib ``sqlite3``, WAL mode) that survives a kernel restart and that
-other processes can read while a session writes. Everything is appended, never rewritten: the
-cost of a run does not grow with the length of the session.
-"""
+"""SQLiteStore: an embedded SQLite file (stdlib ``sqlite3``, WAL mode) that survives a kernel
+restart and that other processes can read while a session writes."""
 
 from __future__ import annotations
 
@@ -12,231 +7,23 @@ import contextlib
 import json
 import os
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
-from ._owner import RunOwner
-from ._store_errors import (SQLITE_CORRUPT, SQLITE_NOTADB, sqlite_errors_become_store_errors,
-                            store_error)
-from .continuity import RestoreMode
-from .errors import StoreError
-from .events import RunEvent, utcnow
-from .feedback import FeedbackRecord
-from .messages import Message, Usage, message_from_dict
+from .._owner import RunOwner
+from .._store_errors import (SQLITE_CORRUPT, SQLITE_NOTADB, sqlite_errors_become_store_errors,
+                             store_error)
+from ..continuity import RestoreMode
+from ..errors import StoreError
+from ..events import RunEvent, utcnow
+from ..feedback import FeedbackRecord
+from ..messages import Message, Usage, message_from_dict
+from .protocols import Checkpoint, RunRecord, SignalRecord, StoredMessage, StoredSession
 
 if TYPE_CHECKING:
     import sqlite3
-    from pathlib import Path
 
-__all__ = ["Checkpoint", "InMemoryStore", "RestoreMode", "RunRecord", "SQLiteStore", "SessionStore",
-           "SignalRecord", "StoredMessage", "StoredSession", "open_store"]
-
-
-@dataclass(kw_only=True)
-class RunRecord:
-    """The summary of one run, as a store keeps it."""
-
-    run_id: str
-    session_id: str
-    agent: str
-    model: str
-    prompt: str
-    status: str = "running"
-    output: str = ""
-    error: str | None = None
-    parent_run_id: str | None = None
-    started_at: datetime = field(default_factory=utcnow)
-    finished_at: datetime | None = None
-    usage: Usage = field(default_factory=Usage)
-    turns: int = 0
-    #: For a run paused for approval: what is needed to resume it (see loom_nb._approval).
-    state: dict[str, Any] | None = None
-    #: The process that runs (or last ran) it; None for runs stored before owners were kept.
-    owner: RunOwner | None = None
-
-
-@dataclass(kw_only=True)
-class StoredSession:
-    """A session as loaded from a store: its history (after the latest checkpoint, when asked
-    for) and the memory carried by that checkpoint."""
-
-    id: str
-    created_at: datetime
-    metadata: dict[str, Any]
-    messages: list[Message]
-    restored: bool
-    memory: list[str] = field(default_factory=list)
-    #: How many messages were ever stored for the session.
-    message_count: int = 0
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """A message as stored: its position in the session and the run that added it."""
-
-    session_id: str
-    idx: int
-    run_id: str
-    message: Message
-
-
-@dataclass(kw_only=True)
-class SignalRecord:
-    """A signal a session received and what the attention policy decided for it."""
-
-    session_id: str
-    seq: int
-    signal: dict[str, Any]
-    action: str
-    reason: str
-    run_id: str | None = None
-    ts: datetime = field(default_factory=utcnow)
-
-
-@dataclass(kw_only=True)
-class Checkpoint:
-    """A compacted context: it stands for every message stored before index ``through``."""
-
-    session_id: str
-    through: int
-    history: list[Message]
-    memory: list[str]
-    created_at: datetime = field(default_factory=utcnow)
-
-
-@runtime_checkable
-class SessionStore(Protocol):
-    """Where sessions are kept. Implementations must be safe to call from several threads."""
-
-    def open_session(self, session_id: str, metadata: dict[str, Any],
-                     restore: RestoreMode = "checkpoint") -> StoredSession: ...
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
-    def append_signal(self, record: SignalRecord) -> None: ...
-    def signals(self, session_id: str) -> list[SignalRecord]: ...
-    def append_feedback(self, record: FeedbackRecord) -> None: ...
-    def feedback(self, session_id: str) -> list[FeedbackRecord]: ...
-    def sessions(self) -> list[str]: ...
-    def stored_messages(self, session_id: str) -> list[StoredMessage]: ...
-    def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None: ...
-    def append_events(self, events: list[RunEvent]) -> None: ...
-    def save_run(self, record: RunRecord) -> None: ...
-    def claim_run(self, record: RunRecord, *, expected: str) -> bool:
-        """Atomically: if the stored run ``record.run_id`` has status ``expected``, replace it by
-        ``record`` and return True; otherwise change nothing and return False. Of several
-        callers (threads, processes) that claim the same run at once, exactly one wins."""
-        ...
-    def get_run(self, run_id: str) -> RunRecord | None: ...
-    def runs(self, session_id: str | None = None) -> list[RunRecord]: ...
-    def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]: ...
-
-
-class InMemoryStore:
-    """A store that lives as long as the process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sessions: dict[str, tuple[datetime, dict[str, Any]]] = {}
-        self._messages: dict[str, list[tuple[str, Message]]] = {}  # (run_id, message)
-        self._runs: dict[str, RunRecord] = {}
-        self._events: dict[str, list[RunEvent]] = {}
-        self._checkpoints: dict[str, Checkpoint] = {}
-        self._signals: dict[str, list[SignalRecord]] = {}
-        self._feedback: dict[str, list[FeedbackRecord]] = {}
-
-    def __repr__(self) -> str:
-        return f"<InMemoryStore sessions={len(self._sessions)}>"
-
-    def open_session(self, session_id: str, metadata: dict[str, Any],
-                     restore: RestoreMode = "checkpoint") -> StoredSession:
-        with self._lock:
-            restored = session_id in self._sessions
-            if not restored:
-                self._sessions[session_id] = (utcnow(), dict(metadata))
-                self._messages[session_id] = []
-            created, meta = self._sessions[session_id]
-            meta.update(metadata)
-            messages = [m for _, m in self._messages[session_id]]
-            point = self._checkpoints.get(session_id) if restore == "checkpoint" else None
-            history = point.history + messages[point.through:] if point else list(messages)
-            return StoredSession(id=session_id, created_at=created, metadata=dict(meta),
-                                 messages=list(history), restored=restored,
-                                 memory=list(point.memory) if point else [],
-                                 message_count=len(messages))
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        with self._lock:
-            self._checkpoints[checkpoint.session_id] = checkpoint
-
-    def append_signal(self, record: SignalRecord) -> None:
-        with self._lock:
-            self._signals.setdefault(record.session_id, []).append(_copy(record))
-
-    def signals(self, session_id: str) -> list[SignalRecord]:
-        with self._lock:
-            return [_copy(r) for r in self._signals.get(session_id, [])]
-
-    def append_feedback(self, record: FeedbackRecord) -> None:
-        with self._lock:
-            self._feedback.setdefault(record.session_id, []).append(record)
-
-    def feedback(self, session_id: str) -> list[FeedbackRecord]:
-        with self._lock:
-            return list(self._feedback.get(session_id, []))
-
-    def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
-        with self._lock:
-            self._messages[session_id].extend([(run_id, m) for m in messages])
-
-    def sessions(self) -> list[str]:
-        with self._lock:
-            return list(self._sessions)
-
-    def stored_messages(self, session_id: str) -> list[StoredMessage]:
-        with self._lock:
-            return [StoredMessage(session_id, i, run_id, m)
-                    for i, (run_id, m) in enumerate(self._messages.get(session_id, []))]
-
-    def append_events(self, events: list[RunEvent]) -> None:
-        with self._lock:
-            by_run = self._events
-            for event in events:
-                kept = by_run.get(event.run_id)
-                if kept is None:
-                    kept = by_run[event.run_id] = []
-                kept.append(event)
-
-    def save_run(self, record: RunRecord) -> None:
-        with self._lock:
-            # A copy, as a database would keep: later changes to the caller's record are not saved.
-            self._runs[record.run_id] = _copy(record)
-
-    def claim_run(self, record: RunRecord, *, expected: str) -> bool:
-        with self._lock:
-            stored = self._runs.get(record.run_id)
-            if stored is None or stored.status != expected:
-                return False
-            self._runs[record.run_id] = _copy(record)
-            return True
-
-    def get_run(self, run_id: str) -> RunRecord | None:
-        with self._lock:
-            record = self._runs.get(run_id)
-            return _copy(record) if record else None
-
-    def runs(self, session_id: str | None = None) -> list[RunRecord]:
-        """The runs of a session (of every session when None), in the order they started."""
-        with self._lock:
-            return [_copy(r) for r in self._runs.values()
-                    if session_id is None or r.session_id == session_id]
-
-    def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
-        with self._lock:
-            if run_id is not None:
-                return list(self._events.get(run_id, []))
-            return [e for evs in self._events.values() for e in evs
-                    if session_id is None or e.session_id == session_id]
-
+__all__ = ["SQLiteStore"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -545,47 +332,4 @@ def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
         usage=Usage.from_dict(json.loads(row[11])), turns=row[12],
         state=json.loads(row[13]) if row[13] else None,
         owner=RunOwner.from_dict(json.loads(row[14])) if row[14] else None,
-    )
-
-
-_Record = TypeVar("_Record")
-
-
-def _copy(record: _Record) -> _Record:
-    """A shallow copy of a record (a plain dataclass), as a database would return it; cheaper
-    than dataclasses.replace, which checks every field."""
-    copied = object.__new__(type(record))
-    copied.__dict__.update(record.__dict__)  # type: ignore[attr-defined]
-    return copied
-
-
-_DEFAULT_MEMORY_STORE = InMemoryStore()
-_SQLITE_STORES: dict[Path, SQLiteStore] = {}
-_REGISTRY_LOCK = threading.Lock()
-
-
-def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionStore:
-    """The store for ``SessionConfig.store``.
-
-    ``None`` is the process-wide in-memory store; a path is an SQLite file (one store object per
-    file per process, so two sessions on one file share a connection); a store object is itself.
-    """
-    if spec is None:
-        return _DEFAULT_MEMORY_STORE
-    if isinstance(spec, str | os.PathLike):
-        if str(spec) == ":memory:":
-            return InMemoryStore()
-        from pathlib import Path
-
-        path = Path(spec).expanduser().absolute()
-        with _REGISTRY_LOCK:
-            store = _SQLITE_STORES.get(path)
-            if store is None:
-                store = _SQLITE_STORES[path] = SQLiteStore(path)
-            return store
-    if isinstance(spec, (InMemoryStore, SQLiteStore, SessionStore)):
-        return spec  # the built-in stores first: a protocol check inspects every method
-    raise StoreError(
-        f"SessionConfig(store=...) takes a file path (an SQLite store), None (in memory) or a "
-        f"store object, not {type(spec).__name__}."
     )

@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from .delegation import CURRENT_RUN
-from .errors import ConfigError
-from .messages import ToolCall, ToolResult
+from ..delegation import CURRENT_RUN
+from ..errors import ConfigError
+from ..messages import ToolCall, ToolResult
 
 if TYPE_CHECKING:
-    from .run import RunLoop
-    from .session import Session
-    from .tools import ToolOutcome
+    from .loop import RunLoop
+    from ..session import Session
+    from ..tools import ToolOutcome
 
 __all__ = ["MAX_NESTED_RUNS", "check_caller", "run_tool_call"]
 
@@ -71,8 +71,10 @@ def check_caller(session: Session, loop: RunLoop) -> None:
     """Link a run started from inside a tool to the run whose tool started it, refusing the two
     starts that could never end: one in a session that is waiting for that very tool (it would
     wait for its own turn forever), and recursion past :data:`MAX_NESTED_RUNS`."""
-    caller = CURRENT_RUN.get()
-    if caller is None or loop.caller is not None:
+    from .loop import RunLoop
+
+    caller = CURRENT_RUN.get()  # the engine sets only RunLoops there
+    if not isinstance(caller, RunLoop) or loop.caller is not None:
         return
     ancestor: RunLoop | None = caller
     while ancestor is not None:

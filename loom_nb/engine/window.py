@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._compaction import Summary, compact, renew, summarize
-from .context import (
+from .._compaction import Summary, compact, renew, summarize
+from ..context import (
     Budget,
     ContextSnapshot,
     PartitionName,
@@ -21,10 +21,10 @@ from .context import (
     render_memory,
     render_working,
 )
-from .errors import ConfigError
+from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .run import RunLoop
+    from .loop import RunLoop
 
 __all__ = ["RunWindow"]
 

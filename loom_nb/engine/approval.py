@@ -18,25 +18,26 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._owner import current_owner
-from .errors import ApprovalMismatchError, ConfigError
-from .governance import ToolRequest
-from .messages import ToolCall, ToolResult, Usage, message_from_dict
-from .result import PendingApproval
-from .runtime import Limits
-from .task import RunContext, RuntimeTask
+from .._owner import current_owner
+from ..errors import ApprovalMismatchError, ConfigError
+from ..governance import ToolRequest
+from ..messages import ToolCall, ToolResult, Usage, message_from_dict
+from ..result import PendingApproval
+from ..limits import Limits
+from ..task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
-    from .run import Decisions, RunLoop
-    from .session import Session
-    from .store import RunRecord
+    from .loop import Decisions, RunLoop
+    from .record import RunRecorder
+    from ..session import Session
+    from ..store import RunRecord
 
 __all__ = ["STATE_VERSION", "check_decisions", "claim", "pause_state", "recheck", "restore"]
 
 STATE_VERSION = 1
 
 
-def pause_state(loop: RunLoop, next_seq: int) -> dict[str, Any]:
+def pause_state(loop: RunRecorder, next_seq: int) -> dict[str, Any]:
     """Everything :func:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""
     assert loop._pause is not None
     return {**loop._pause, "version": STATE_VERSION, "seq": next_seq, "turns": loop.turns,
@@ -47,11 +48,17 @@ def pause_state(loop: RunLoop, next_seq: int) -> dict[str, Any]:
 
 def restore(session: Session, record: RunRecord) -> RunLoop:
     """Rebuild a run paused for approval from its stored record."""
-    from .run import RunLoop
+    from .loop import RunLoop
 
     state = record.state
     if record.status != "needs_approval" or not state:
         raise ConfigError(f"Run {record.run_id} is {record.status!r}, not waiting for approval.")
+    version = state.get("version", STATE_VERSION)  # states from before the field are version 1
+    if version != STATE_VERSION:  # another layout: reading it as this one could run other calls
+        raise ConfigError(
+            f"Run {record.run_id} was paused by a loom_nb that stores paused runs as version "
+            f"{version!r}; this one reads version {STATE_VERSION}. Nothing was run. Resume it "
+            f"with the loom_nb version that paused it, or start a new run.")
     task = state["task"]
     restored = RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"])
     loop = RunLoop(session, restored,

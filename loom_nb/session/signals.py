@@ -1,4 +1,5 @@
-"""A session's inbox: where signals arrive, are decided, and where their decisions take effect.
+"""A session's signals: where they arrive (:class:`Inbox`), are decided, and take effect; and the
+timers that send them.
 
 Decisions are made one at a time in arrival order (a lock serializes them across threads), and
 each is stored (the ``signals`` table) and announced as a ``signal.decision`` event to the
@@ -6,7 +7,8 @@ session's subscribers. The effects:
 
 * observe: kept until the next run starts, which shows it in its working partition;
 * queue: a run for it starts when the session is idle; queued signals run in urgency order, then
-  arrival order; the queue is drained by one task on loom_nb's background loop;
+  arrival order; the queue is drained by one task on loom_nb's background loop, each run in the
+  session's turn (:meth:`~loom_nb.session.Session.run_next`);
 * interrupt: the active run stops at its next safe point and continues with the signal in its
   context; with no active run, the signal runs now, ahead of the queue;
 * ignore: nothing.
@@ -20,20 +22,77 @@ from __future__ import annotations
 import heapq
 import itertools
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from . import _bridge
-from .attention import AttentionState
-from .errors import StoreError
-from .events import RunEvent
-from .signals import RuntimeSignal, SignalAdapter, SignalDecision
-from .store import SignalRecord
-from .task import RunContext, RuntimeTask
+from .. import _bridge
+from ..attention import AttentionState
+from ..errors import ConfigError, StoreError
+from ..events import RunEvent
+from ..signals import RuntimeSignal, SignalAdapter, SignalDecision, Urgency
+from ..sources import Cron, Heartbeat, SourceHandle, Timer, start_source
+from ..store import SessionStore, SignalRecord
+from ..task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
-    from .session import Session
+    from ..engine import RunLoop
+    from .core import Session
 
-__all__ = ["Inbox", "signal_task"]
+__all__ = ["Inbox", "SessionSignals", "signal_task"]
+
+
+class SessionSignals:
+    """Signals and timers of a session (mixed into :class:`~loom_nb.session.Session`)."""
+
+    id: str
+    store: SessionStore
+    closed: bool
+    inbox: Inbox
+    _sources: list[SourceHandle]
+
+    async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
+        """Take a signal (or any event, mapped by ``adapter``); the attention policy decides what
+        it does, and the decision takes effect (see ``loom_nb.inbox``)."""
+        if self.closed:
+            raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
+        return await self.inbox.receive(event_or_signal, adapter)
+
+    def receive_sync(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
+        """:meth:`receive` from sync code."""
+        return _bridge.run_sync(self.receive(event_or_signal, adapter))
+
+    @property
+    def signals(self) -> list[SignalRecord]:
+        """Every signal this session received, with its decision, in order."""
+        return self.store.signals(self.id)
+
+    async def idle(self) -> None:
+        """Wait until no signal is queued or being run."""
+        await self.inbox.idle()
+
+    def wait_idle(self, timeout: float | None = None) -> None:
+        """:meth:`idle` from sync code, at most ``timeout`` seconds."""
+        _bridge.submit(self.inbox.idle()).result(timeout)
+
+    def every(self, seconds: float, *, source: str = "timer", type: str = "tick",
+              urgency: Urgency = "low", summary: str = "", **options: Any) -> SourceHandle:
+        """Send this session a signal every ``seconds`` (until ``stop()`` or close)."""
+        timer = Timer(seconds=seconds, source=source, type=type, urgency=urgency, summary=summary)
+        return self._start(timer, **options)
+
+    def cron(self, expr: str, *, source: str = "cron", type: str = "scheduled",
+             urgency: Urgency = "normal", summary: str = "", **options: Any) -> SourceHandle:
+        """Send this session a signal at the times a cron expression names (UTC)."""
+        return self._start(Cron(expr=expr, source=source, type=type, urgency=urgency,
+                                summary=summary), **options)
+
+    def heartbeat(self, seconds: float = 300.0, **options: Any) -> SourceHandle:
+        """A low-urgency heartbeat signal every ``seconds``."""
+        return self._start(Heartbeat(seconds=seconds), **options)
+
+    def _start(self, source: Timer | Cron, **options: Any) -> SourceHandle:
+        handle = start_source(cast("Session", self), source, **options)
+        self._sources.append(handle)
+        return handle
 
 
 def signal_task(signal: RuntimeSignal) -> RuntimeTask:
@@ -106,7 +165,7 @@ class Inbox:
 
     def _apply(self, decision: SignalDecision, active: Any) -> str | None:
         """Carry out ``decision`` (under the lock); the id of the run it affects, if known."""
-        from .run import new_run_id
+        from ..engine import new_run_id
 
         signal = decision.signal
         if decision.action == "observe":
@@ -132,29 +191,32 @@ class Inbox:
             self._pump = _bridge.submit(self._drain())
 
     async def _drain(self) -> None:
-        from .run import RunLoop
+        while await self.session.run_next(self._take):  # each waits until the session is idle
+            pass
+
+    def _take(self) -> RunLoop | None:
+        """The run for the next queued signal, in the session's turn; None ends the drain."""
+        from ..engine import RunLoop
 
         session = self.session
-        while True:
-            async with session._lock:  # waits until the session is idle
-                with self._lock:
-                    if not self._queue or session.closed or session._waiting_run is not None:
-                        # Cleared under the lock, so a signal queued from now on starts a new
-                        # drain; after a paused run, pump() runs again once it is decided.
-                        self._pump = None
-                        return
-                    _, _, run_id, signal = heapq.heappop(self._queue)
-                    loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
-                    loop.started_by = signal
-                    # Active from the moment it left the queue, under the lock: a signal that
-                    # arrives now interrupts this run rather than finding the session idle and
-                    # queueing itself behind a run that already goes first.
-                    session.active_run = loop
-                await session._run_locked(loop)
+        with self._lock:
+            if not self._queue or session.closed or session.waiting_run_id is not None:
+                # Cleared under the lock, so a signal queued from now on starts a new drain;
+                # after a paused run, pump() runs again once it is decided.
+                self._pump = None
+                return None
+            _, _, run_id, signal = heapq.heappop(self._queue)
+            loop = RunLoop(session, signal_task(signal), RunContext(), run_id=run_id)
+            loop.started_by = signal
+            # Active from the moment it left the queue, under the lock: a signal that arrives
+            # now interrupts this run rather than finding the session idle and queueing itself
+            # behind a run that already goes first.
+            session.active_run = loop
+            return loop
 
     def requeue(self, signals: list[RuntimeSignal]) -> None:
         """Interrupts a run could not take (it ended first): they run next, ahead of the queue."""
-        from .run import new_run_id
+        from ..engine import new_run_id
 
         with self._lock:
             for signal in signals:

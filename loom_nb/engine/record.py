@@ -1,0 +1,179 @@
+"""A run's record: its events as they happen, its history commits, and the RunResult at its end.
+
+:class:`RunRecorder` is the half of :class:`~loom_nb.engine.loop.RunLoop` that writes: each
+event goes to the run's subscribers and the session's, and into the store in batches (flushed
+with each history commit and before a tool can act); the end of the run is decided once, under
+a lock, against cancels and interrupts from other threads, then stored, announced as
+``run.finished`` and turned into the :class:`~loom_nb.RunResult`. A store that fails at the end
+does not lose the end: the session writes it before its next run.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StoreError
+from ..events import EventType, RunEvent, make_event, utcnow
+from ..messages import Message, Usage
+from ..result import PendingApproval, RunResult, RunStatus
+from .approval import pause_state
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..agent import Agent
+    from ..limits import LimitName, Limits
+    from ..quality import Verdict
+    from ..session import Session
+    from ..signals import RuntimeSignal
+    from ..store import RunRecord
+    from ..task import RunContext, RuntimeTask
+    from .window import RunWindow
+
+__all__ = ["RunRecorder"]
+
+
+class RunRecorder:
+    """Events, commits and the end of one run (mixed into RunLoop, which sets these fields)."""
+
+    session: Session
+    agent: Agent
+    run_id: str
+    parent_run_id: str | None
+    record: RunRecord
+    window: RunWindow
+    subscribers: list[Callable[[RunEvent], None]]
+    events: list[RunEvent]
+    _unflushed: list[RunEvent]
+    _seq: int
+    usage: Usage
+    turns: int
+    output: str
+    added: list[Message]
+    result: RunResult | None
+    verdict: Verdict | None
+    attempt_count: int
+    winner: int | None
+    _traceback: str | None
+    _pause: dict[str, Any] | None
+    _interrupts: collections.deque[RuntimeSignal]
+    _ending: threading.Lock
+    _ended: bool
+    _cancel_requested: bool
+    task: RuntimeTask
+    context: RunContext
+    limits: Limits
+
+    def emit(self, type: EventType, data: dict[str, Any]) -> RunEvent | None:
+        live_only = type == "model.delta"
+        if live_only and not (self.subscribers or self.session.watched):
+            return None  # nobody is watching, and live-only events are not kept
+        # A delta takes the seq of the model.response it belongs to (see events.py).
+        event = make_event(type, self.run_id, self.session.id, self._seq, data, self.parent_run_id)
+        if not live_only:
+            self._seq += 1
+            self.events.append(event)
+            self._unflushed.append(event)
+        for subscriber in self.subscribers:
+            subscriber(event)
+        if self.session.watched:
+            self.session.notify(event)
+        return event
+
+    def _flush(self) -> None:
+        if self._unflushed:
+            batch, self._unflushed = self._unflushed, []
+            try:
+                self.session.store.append_events(batch)
+            except BaseException:
+                self._unflushed = batch + self._unflushed  # not stored: kept for the next flush
+                raise
+
+    def commit(self, *messages: Message) -> None:
+        self.session.commit(self.run_id, list(messages))
+        self.added.extend(messages)
+        self._flush()
+
+    def commit_note(self, note: str) -> None:
+        self.commit(Message.user(self.window.fit(note)))
+
+    def absorb_usage(self, usage: Usage, turns: int) -> None:
+        """Count what nested runs or judges used as this run's cost."""
+        self.usage = self.usage + usage
+        self.turns += turns
+
+    def _finish(self, status: RunStatus, error: str | None, error_type: str | None,
+                limit: LimitName | None) -> RunResult:
+        with self._ending:  # from here on, cancel() and interrupts find the run ended
+            self._ended = True
+            cancel_won = self._cancel_requested and status != "cancelled"
+            leftovers = list(self._interrupts)
+            self._interrupts.clear()
+        if cancel_won:  # cancel() came before the end, at no await the task could be stopped at
+            status, error, error_type, limit = "cancelled", "The run was cancelled.", "CancelledError", None
+            self._emit_safely("run.interrupted", {"reason": "cancelled", "by": "cancel",
+                                                  "partial_text": False})
+        # The record and the session's waiting state first, so that whoever reacts to
+        # run.finished (a view redrawing) reads the run's end, not its middle.
+        record = self.record
+        record.status, record.output, record.error = status, self.output, error
+        record.finished_at, record.usage, record.turns = utcnow(), self.usage, self.turns
+        record.state = pause_state(self, next_seq=self._seq + 1) if status == "needs_approval" else None
+        unsaved = self._store_end(record)
+        if unsaved is not None:  # the end is not stored: the run cannot count as anything but failed
+            status, error_type, limit = "failed", "StoreError", None
+            error = str(unsaved) if error is None or error == str(unsaved) else f"{error} Then: {unsaved}"
+            record.status, record.error, record.state = status, error, None
+        self.session.run_ended(self.run_id, paused=status == "needs_approval")
+        self._emit_safely("run.finished", self._finished_data(status, error, error_type, limit))
+        try:
+            self._flush()
+        except StoreError:
+            batch, self._unflushed = self._unflushed, []
+            self.session.defer_write(lambda: self.session.store.append_events(batch))
+        if leftovers:  # the run ended before a safe point took them: they run next
+            self.session.inbox.requeue(leftovers)
+        pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
+        self.result = RunResult(
+            output=self.output, status=status, run_id=self.run_id, session_id=self.session.id,
+            events=self.events, usage=self.usage, error=error, error_type=error_type, limit=limit,
+            messages=tuple(self.added), agent=self.agent.name, model=self.agent.model.identifier,
+            turns=self.turns, started_at=record.started_at, finished_at=record.finished_at,
+            pending=pending, session=self.session, verdict=self.verdict,
+            attempts=self.attempt_count, winner=self.winner, parent_run_id=self.parent_run_id,
+        )
+        return self.result
+
+    def _store_end(self, record: RunRecord) -> StoreError | None:
+        """Save the run's final record; on a store failure, the error (the record, marked failed,
+        is written by the session's next successful write)."""
+        try:
+            self.session.store.save_run(record)
+            return None
+        except StoreError as exc:
+            record.status, record.error, record.state = "failed", str(exc), None
+            self.session.defer_write(lambda: self.session.store.save_run(record))
+            return exc
+
+    def _emit_safely(self, type: EventType, data: dict[str, Any]) -> None:
+        """Emit at the end of a run, where a subscriber's store write (feedback) failing must not
+        escape: the run's result is what is left to tell the user."""
+        try:
+            self.emit(type, data)
+        except StoreError:
+            pass  # the event is in self.events (and the result); the store is already failing
+
+    def _finished_data(self, status: RunStatus, error: str | None, error_type: str | None,
+                       limit: LimitName | None) -> dict[str, Any]:
+        data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
+                                "usage": self.usage.to_dict(), "error": error,
+                                "error_type": error_type, "limit": limit,
+                                "attempts": self.attempt_count, "winner": self.winner,
+                                "verdict": self.verdict.to_dict() if self.verdict else None}
+        if self._traceback:
+            data["traceback"] = self._traceback
+        if status == "needs_approval" and self._pause is not None:
+            data["pending"] = self._pause["pending"]
+        return data

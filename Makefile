@@ -27,10 +27,11 @@ demo: $(STAMP)
 		--output-dir $(BUILD) notebooks/01_quickstart.ipynb
 	@echo "Demo written to $(abspath $(BUILD))/01_quickstart.html"
 
-# The layering contracts (pyproject.toml [tool.importlinter]) first: they take a second.
-# LOOM_MODEL is unset so that the notebooks run offline and deterministically here.
+# The layering contracts (pyproject.toml [tool.importlinter]) and the type checker first: they
+# take seconds. LOOM_MODEL is unset so that the notebooks run offline and deterministically here.
 test: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache --no-logo
+	$(VENV)/bin/mypy
 	env -u LOOM_MODEL $(VPY) -m pytest tests notebooks $(NBVAL)
 
 # The type checker on loom_nb (pyproject.toml [tool.mypy]).

@@ -104,7 +104,7 @@ class DelegationPolicy:
         async def delegate(agent: str, task: str) -> str:
             return await self._delegate(agent, task)
 
-        delegate.__annotations__ = {"agent": Literal[names], "task": str, "return": str}  # type: ignore[valid-type]
+        delegate.__annotations__ = {"agent": Literal[names], "task": str, "return": str}
         delegate.__doc__ = (f"Hand a self-contained subtask to a sub-agent and get its answer.\n\n"
                             f"Sub-agents:\n{roster}\n\nArgs:\n    agent: Which sub-agent.\n"
                             f"    task: The subtask, with everything the sub-agent needs to know.")

@@ -130,12 +130,12 @@ def _check_stored_turn(run_id: str, state: dict[str, Any], pending: list[Pending
             raise damaged(f"two tool calls share the id {call.id!r}")
         calls[call.id] = call
     for p in pending:
-        call = calls.get(p.via if p.via is not None else p.call_id)
-        if call is None:
+        found = calls.get(p.via if p.via is not None else p.call_id)
+        if found is None:
             raise damaged(f"the waiting call {p.call_id!r} is not in its assistant turn")
-        if p.via is None and (call.name, call.args) != (p.name, p.args):
+        if p.via is None and (found.name, found.args) != (p.name, p.args):
             raise damaged(f"the waiting call {p.call_id!r} shows {p.name}({p.args!r}) but the "
-                          f"turn holds {call.name}({call.args!r})")
+                          f"turn holds {found.name}({found.args!r})")
         if p.via is not None and p.via not in state.get("nested", {}):
             raise damaged(f"the sub-agent call {p.call_id!r} has no paused sub-run")
 

@@ -206,5 +206,5 @@ def _copy(record: _Record) -> _Record:
     """A shallow copy of a record (a plain dataclass), as a database would return it; cheaper
     than dataclasses.replace, which checks every field."""
     copied = object.__new__(type(record))
-    copied.__dict__.update(record.__dict__)  # type: ignore[attr-defined]
+    copied.__dict__.update(record.__dict__)
     return copied

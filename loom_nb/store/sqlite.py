@@ -266,6 +266,7 @@ class SQLiteStore:
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         # rowid is insertion order, which is the order the events happened in.
+        args: tuple[str, ...]
         if run_id is not None:
             where, args, order = "run_id = ?", (run_id,), "seq"
         elif session_id is not None:

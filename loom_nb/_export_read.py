@@ -17,15 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import LoomError
+from .errors import ExportError
 from .events import RunStartedData, payload
 
 __all__ = ["EventRow", "ExportError", "MessageRow", "Problems", "RecordError", "RunRow",
            "FeedbackRow", "SignalRow", "event_counts", "feedback", "events", "messages", "parse_time", "runs", "signals"]
-
-
-class ExportError(LoomError, ValueError):
-    """A source cannot be exported, or (with ``strict=True``) one of its records is malformed."""
 
 
 @dataclass(frozen=True)

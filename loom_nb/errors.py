@@ -38,8 +38,13 @@ pause::
     └── Suspended            a tool's result waits for a person: the calling run pauses
         └── SubAgentPaused   a sub-agent's run paused for approval; the caller pauses with its calls
 
-(``loom_nb.export.ExportError``, a ``LoomError`` and ``ValueError``, is raised by the export
-functions; the notebook layer's ``CommandError`` is a mistyped ``%loom`` command.)
+    RunCancelled             (a KeyboardInterrupt) a ``%loom run`` stopped by an interrupt: the cell
+                             already shows the cancelled run, so IPython prints one line
+
+``ExportError`` sits under ``LoomError`` (and ``ValueError``), ``CommandError`` (a mistyped
+``%loom`` command) under ``ConfigError``. A few private exceptions carry a state from one
+function to its handler inside one module (the MCP connection's ``ServerGone``, the tools'
+``_TimedOut``, the worker pool's ``Escaped``) and never leave it.
 
 Errors inside a run do not escape ``agent.run``: they end the run with ``status="failed"``,
 ``RunResult.error`` holds the message and ``RunResult.error_type`` the class name, so nothing the
@@ -58,9 +63,11 @@ if TYPE_CHECKING:  # annotations only: this module is the bottom layer and impor
 
 __all__ = [
     "ApprovalMismatchError",
+    "CommandError",
     "ConfigError",
     "ControlFlow",
     "ContextWindowExceededError",
+    "ExportError",
     "IncompleteStreamError",
     "LoomError",
     "ModelAuthenticationError",
@@ -78,6 +85,7 @@ __all__ = [
     "ReplayExhaustedError",
     "ReplayMismatchError",
     "RunAlreadyResumedError",
+    "RunCancelled",
     "RunError",
     "ScriptExhaustedError",
     "StoreError",
@@ -207,6 +215,14 @@ class ReplayMismatchError(ReplayError):
         self.actual = actual
 
 
+class CommandError(ConfigError):
+    """A ``%loom`` line that cannot be understood; the message says how to write it."""
+
+
+class ExportError(LoomError, ValueError):
+    """A source cannot be exported, or (with ``strict=True``) one of its records is malformed."""
+
+
 class ToolError(LoomError):
     """A tool failed in a way that the model cannot correct."""
 
@@ -317,3 +333,11 @@ class SubAgentPaused(Suspended):
         self.agent, self.session_id, self.run_id, self.pending = agent, session_id, run_id, pending
         #: What the sub-run has used so far, already counted towards the calling run.
         self.usage = usage
+
+
+class RunCancelled(KeyboardInterrupt):
+    """A ``%loom run`` stopped by an interrupt; the cell already shows the cancelled run."""
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback through the magic machinery.
+        return [f"KeyboardInterrupt: {self}"]

@@ -26,7 +26,7 @@ from IPython.display import display
 
 from .. import _bridge
 from ..agent import Agent
-from ..errors import LoomError
+from ..errors import CommandError, LoomError, RunCancelled
 from ..models import Model
 from ..result import RunResult
 from ..session import Session, SessionConfig
@@ -88,18 +88,6 @@ _OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "signal": ({"--urgency": "urgency", "--source": "source", "--type": "signal_type"}, {}),
     "reject": ({"--reason": "reason"}, {}),
 }
-
-
-class CommandError(ValueError):
-    """A ``%loom`` line that cannot be understood; the message says how to write it."""
-
-
-class RunCancelled(KeyboardInterrupt):
-    """A ``%loom run`` stopped by an interrupt; the cell already shows the cancelled run."""
-
-    def _render_traceback_(self) -> list[str]:
-        # IPython shows this instead of a traceback through the magic machinery.
-        return [f"KeyboardInterrupt: {self}"]
 
 
 @dataclass(frozen=True)

@@ -297,7 +297,8 @@ def _run_row(row: tuple[Any, ...], problems: Problems) -> RunRow:
 
 
 class _MemoryReader:
-    """An :class:`~loom_nb.InMemoryStore` (or one of its sessions or runs), from its objects."""
+    """Any store other than SQLite (an :class:`~loom_nb.InMemoryStore`, or a store of your own),
+    or one of its sessions or runs, through the reading methods of the store protocols."""
 
     def __init__(self, store: Any, *, session_id: str | None = None, run_id: str | None = None) -> None:
         self.store, self.session_id, self.run_id = store, session_id, run_id
@@ -411,21 +412,22 @@ Reader = _SQLReader | _MemoryReader | _ResultReader
 
 
 def _store_reader(store: Any, **only: str) -> Reader:
-    from .store import InMemoryStore, SQLiteStore
+    from .store import SessionStore, SQLiteStore
 
-    if isinstance(store, SQLiteStore):
+    if isinstance(store, SQLiteStore):  # read with SQL: much faster than through the objects
         return _SQLReader(store.path, **only)
-    if isinstance(store, InMemoryStore):
+    if isinstance(store, SessionStore):
         return _MemoryReader(store, **only)
-    raise ExportError(f"{type(store).__name__} cannot be exported: loom_nb.export reads "
-                      f"SQLiteStore and InMemoryStore stores.")
+    raise ExportError(f"{type(store).__name__} cannot be exported: it lacks the reading methods "
+                      f"of loom_nb.store.SessionStore (runs, events, sessions, stored_messages, "
+                      f"signals, feedback).")
 
 
 def readers(source: Any) -> Iterator[Reader]:
     """A reader for each source in ``source`` (flattening iterables)."""
     from .result import RunResult
     from .session import Session
-    from .store import InMemoryStore, SQLiteStore
+    from .store import SessionStore
 
     if isinstance(source, RunResult):
         yield _ResultReader(source)
@@ -433,7 +435,7 @@ def readers(source: Any) -> Iterator[Reader]:
         yield _store_reader(source.store, session_id=source.id)
     elif isinstance(source, str | os.PathLike):
         yield _SQLReader(source)
-    elif isinstance(source, SQLiteStore | InMemoryStore):
+    elif isinstance(source, SessionStore):
         yield _store_reader(source)
     elif isinstance(source, Iterable) and not isinstance(source, bytes | dict):
         for item in source:

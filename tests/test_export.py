@@ -384,3 +384,19 @@ def test_importing_export_does_not_import_pandas() -> None:
     code = "import sys, loom_nb.export; print('pandas' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_store_of_ones_own_exports_through_the_store_protocols() -> None:
+    # Not a subclass of a built-in store: only the protocols' methods (issue 16).
+
+    class OwnStore:
+        def __init__(self) -> None:
+            self._inner = InMemoryStore()
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self._inner, name)
+
+    store = OwnStore()
+    result = Agent(Model.scripted(["hello"])).session(SessionConfig(store=store)).run_sync("hi")
+    assert list(runs_df(store)["run_id"]) == [result.run_id]
+    assert "run.finished" in set(events_df(store)["type"])

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .messages import Message, Part, ToolCall
 
 if TYPE_CHECKING:
+    from .events import ResponseCallData
     from .models import ModelResponse
 
 __all__ = ["call_data", "own_call_ids", "unique_call_ids"]
@@ -35,11 +36,16 @@ def own_call_ids(response: ModelResponse, turn: int, taken: set[str]) -> tuple[M
     return (replace(response, message=message) if renamed else response), renamed
 
 
-def call_data(calls: tuple[ToolCall, ...], renamed: dict[str, str]) -> list[dict[str, Any]]:
+def call_data(calls: tuple[ToolCall, ...], renamed: dict[str, str]) -> list[ResponseCallData]:
     """The calls as a ``model.response`` event lists them; a rewritten id keeps the provider's
     next to it (``provider_id``), so a trace still shows what the model sent."""
-    return [{"id": c.id, "name": c.name, "args": c.args}
-            | ({"provider_id": renamed[c.id]} if c.id in renamed else {}) for c in calls]
+    listed: list[ResponseCallData] = []
+    for c in calls:
+        entry: ResponseCallData = {"id": c.id, "name": c.name, "args": c.args}
+        if c.id in renamed:
+            entry["provider_id"] = renamed[c.id]
+        listed.append(entry)
+    return listed
 
 
 def unique_call_ids(message: Message, turn: int, taken: set[str]) -> tuple[Message, dict[str, str]]:

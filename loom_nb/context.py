@@ -28,15 +28,19 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ._tokens import estimate_tokens, message_tokens, tool_tokens
 from .errors import ConfigError
+from .events import PartitionName
 from .messages import Message
 from .models import Model, ModelRequest, ToolDefinition
 from .models.windows import DEFAULT_WINDOW, WindowSource, known_window
 from .signals import RuntimeSignal
 from .task import RunContext, RuntimeTask
+
+if TYPE_CHECKING:
+    from .events import ContextData
 
 __all__ = [
     "PARTITIONS",
@@ -54,7 +58,6 @@ __all__ = [
     "render_working",
 ]
 
-PartitionName: TypeAlias = Literal["system", "skill", "memory", "working", "history"]
 PARTITIONS: tuple[PartitionName, ...] = ("system", "skill", "memory", "working", "history")
 #: A summarizer: a Model, or a function from messages (and instructions) to summary text.
 Summarizer: TypeAlias = "Model | Callable[[Sequence[Message], str], str] | Literal['extractive']"
@@ -92,7 +95,7 @@ class ContextSnapshot:
         """The share of the budget in use (1.0 = full)."""
         return self.total / self.budget.available
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ContextData:
         budget, total = self.budget, self.total
         return {"partitions": dict(self.tokens), "total_tokens": total,
                 "budget": budget.available, "window": budget.window,

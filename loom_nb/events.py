@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Generic, Literal, NotRequired, Protocol, TypeAlias, TypedDict, TypeVar, cast
 
-__all__ = ["PAYLOADS", "EventLike", "EventType", "RunEvent", "ToolCallTrace", "payload",
+__all__ = ["PAYLOADS", "EventLike", "EventPayload", "EventType", "PartitionName", "RunEvent", "ToolCallTrace", "payload",
            "tool_calls", "utcnow"]
 
 EventType: TypeAlias = Literal[
@@ -124,10 +124,14 @@ class LimitsData(TypedDict):
     tool_seconds: float | None
 
 
+#: The context partitions, in the order the system prompt renders them (context.py builds them).
+PartitionName: TypeAlias = Literal["system", "skill", "memory", "working", "history"]
+
+
 class ContextData(TypedDict):
     """The context snapshot of a request (``ContextSnapshot.to_dict``)."""
 
-    partitions: dict[str, int]  #: tokens of system, skill, memory, working, history
+    partitions: dict[PartitionName, int]  #: tokens of system, skill, memory, working, history
     total_tokens: int
     budget: int
     window: int
@@ -206,7 +210,7 @@ class ModelRequestData(TypedDict):
     model: str
     tools: list[str]
     context: ContextData
-    content: dict[str, str]  #: partition texts that changed since the run's previous request
+    content: dict[PartitionName, str]  #: partition texts that changed since the run's previous request
 
 
 class ModelDeltaData(TypedDict, total=False):
@@ -326,6 +330,15 @@ class DelegationFinishedData(TypedDict):
     output: str
     usage: UsageData
     error: str | None
+
+
+#: The payload of any event: what the recorder (``RunLoop.emit``) takes, so that mypy checks every
+#: payload the engine writes against one of the TypedDicts above (tests check the type matches).
+EventPayload: TypeAlias = (
+    RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
+    | ModelDeltaData | ModelResponseData | ModelRetryData | ToolCallData | ToolStartedData
+    | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
+    | QualityVerdictData | HarnessAttemptData | DelegationStartedData | DelegationFinishedData)
 
 
 #: Each event type's payload TypedDict.

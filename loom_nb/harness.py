@@ -25,6 +25,7 @@ from .limits import LimitName, Stop
 from .quality import Verdict
 
 if TYPE_CHECKING:
+    from .events import HarnessAttemptData, QualityVerdictData
     from .messages import Usage
     from .models import Model
     from .quality import QualityGate
@@ -61,7 +62,7 @@ class RunControl(Protocol):
     @property
     def judge_model(self) -> Model: ...
     def record(self, type: Literal["harness.attempt", "quality.verdict"],
-               data: dict[str, Any]) -> None: ...
+               data: HarnessAttemptData | QualityVerdictData) -> None: ...
     def count(self, usage: Usage) -> None:
         """Count what a judge used as the run's cost."""
     async def attempt(self, note: str | None) -> tuple[str, Stop]:

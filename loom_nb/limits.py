@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .events import LimitsData
     from .messages import Usage
 
 __all__ = ["LimitName", "Limits", "Stop"]
@@ -69,7 +70,7 @@ class Limits:
                 f"Raise it with Runtime.sdk({limit}=...) or for one run with "
                 f"RunContext(budget=Limits({limit}=...)).")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> LimitsData:
         return {"max_turns": self.max_turns, "max_tokens": self.max_tokens,
                 "max_seconds": self.max_seconds, "tool_seconds": self.tool_seconds}
 

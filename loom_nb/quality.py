@@ -29,6 +29,8 @@ from .task import RuntimeTask
 if TYPE_CHECKING:
     import pydantic
 
+    from .events import VerdictData
+
 __all__ = ["QualityGate", "Verdict"]
 
 JUDGE_INSTRUCTIONS = (
@@ -49,8 +51,8 @@ class Verdict:
     parts: tuple[Verdict, ...] = ()
     usage: Usage = field(default_factory=Usage)
 
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"passed": self.passed, "critique": self.critique, "gate": self.gate}
+    def to_dict(self) -> VerdictData:
+        data: VerdictData = {"passed": self.passed, "critique": self.critique, "gate": self.gate}
         if self.parts:
             data["parts"] = [p.to_dict() for p in self.parts]
         return data

@@ -11,10 +11,13 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .errors import ConfigError
 from .events import utcnow
+
+if TYPE_CHECKING:
+    from .events import SignalData
 
 __all__ = ["RuntimeSignal", "SignalAction", "SignalAdapter", "SignalDecision", "Urgency"]
 
@@ -54,7 +57,7 @@ class RuntimeSignal:
             text += f" | payload: {json.dumps(self.payload, ensure_ascii=False, default=str)[:2000]}"
         return text
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> SignalData:
         return {"id": self.id, "source": self.source, "type": self.type, "summary": self.summary,
                 "payload": self.payload, "urgency": self.urgency, "dedupe_key": self.dedupe_key,
                 "observed_at": self.observed_at.isoformat()}

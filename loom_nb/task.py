@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import ConfigError
 
 if TYPE_CHECKING:
+    from .events import TaskData
     from .limits import Limits
 
 __all__ = ["RunContext", "RuntimeTask", "as_task"]
@@ -39,7 +40,7 @@ class RuntimeTask:
         object.__setattr__(self, "criteria", [str(c) for c in (criteria or [])])
         object.__setattr__(self, "metadata", dict(metadata or {}))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> TaskData:
         return {"goal": self.goal, "inputs": self.inputs, "criteria": self.criteria,
                 "metadata": self.metadata}
 

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeAlias, TypedDict
 
-from ..events import (CompactedData, DelegationFinishedData, DelegationStartedData,
+from ..events import (CompactedData, PartitionName, DelegationFinishedData, DelegationStartedData,
                       GovernanceDecisionData, HarnessAttemptData, ModelRequestData,
                       ModelResponseData, ModelRetryData, QualityVerdictData, RenewedData,
                       RunEvent, RunFinishedData, RunInterruptedData, RunResumedData,
@@ -43,14 +43,14 @@ class RequestContext:
     run: int  #: 1-based number of its run among the runs drawn
     run_id: str
     turn: int
-    partitions: dict[str, int]
+    partitions: dict[PartitionName, int]
     total: int
     budget: int
     window: int
     output_reserve: int
     window_source: str
     messages: int
-    content: dict[str, str]  #: partition texts as of this request (history is not recorded)
+    content: dict[PartitionName, str]  #: partition texts as of this request (history is not recorded)
     marks: tuple[str, ...]  #: compactions and renewals just before this request
     input_tokens: int | None = None  #: as the provider reported for this request
     output_tokens: int | None = None
@@ -60,7 +60,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
     """The requests of a run (or of a session's runs) with the context each one held."""
     requests: list[RequestContext] = []
     runs: dict[str, int] = {}
-    content: dict[str, dict[str, str]] = {}
+    content: dict[str, dict[PartitionName, str]] = {}
     marks: dict[str, list[str]] = {}
     for event in events:
         run = runs.setdefault(event.run_id, len(runs) + 1)
@@ -235,7 +235,7 @@ class SignalRow:
     outcome: str  #: e.g. "queued", "ran as run 3 (completed)", "interrupted run 2"
 
 
-def signals_text(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
+def signals_text(rows: list[SignalRow], queued: Sequence[Mapping[str, Any]]) -> str:
     lines = [f"Signals · {len(rows)} received · {len(queued)} queued"]
     for row in rows:
         label = signal_label({"source": row.source, "type": row.type, "urgency": row.urgency,
@@ -247,7 +247,7 @@ def signals_text(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def signals_html(rows: list[SignalRow], queued: list[dict[str, Any]]) -> str:
+def signals_html(rows: list[SignalRow], queued: Sequence[Mapping[str, Any]]) -> str:
     if not rows:
         body = f"<div style='{MUTED}'>No signal received yet.</div>"
     else:

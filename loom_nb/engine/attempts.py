@@ -15,6 +15,7 @@ from ..harness import CandidateRun
 from ..limits import Stop
 
 if TYPE_CHECKING:
+    from ..events import HarnessAttemptData, QualityVerdictData
     from ..messages import Usage
     from ..models import Model
     from ..quality import QualityGate
@@ -44,7 +45,7 @@ class AttemptControl:
         return self.loop.agent.model
 
     def record(self, type: Literal["harness.attempt", "quality.verdict"],
-               data: dict[str, Any]) -> None:
+               data: HarnessAttemptData | QualityVerdictData) -> None:
         self.loop.emit(type, data)
 
     def count(self, usage: Usage) -> None:

@@ -30,6 +30,7 @@ from .._owner import current_owner
 from ..context import build_request
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
+from ..events import GovernanceDecisionData, ToolResultData
 from ..governance import ToolRequest
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
@@ -399,12 +400,13 @@ class RunLoop(RunRecorder):
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
         for pending in state["pending"]:
             call_id, reason = pending["call_id"], decisions[pending["call_id"]]
-            data = {"call_id": call_id, "name": pending["name"],
+            data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
                     "action": "allow" if reason is None else "deny",
                     "reason": "approved by a person" if reason is None else f"rejected by a person: {reason}",
                     "check": "approval"}
             if pending.get("via") is not None:  # a sub-agent's call: its sub-run carries it out
-                self.emit("governance.decision", {**data, "via": pending["via"], "args": pending["args"]})
+                data["via"], data["args"] = pending["via"], pending["args"]
+                self.emit("governance.decision", data)
                 continue
             self.emit("governance.decision", data)
             if reason is None:  # governance again: a deny since the pause wins over the approval
@@ -438,7 +440,7 @@ class RunLoop(RunRecorder):
     def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:
         """A result made by the loop, not by the tool: an error of ``error_type``, or (None) an
         answer that arrived later, such as a resumed sub-agent's."""
-        data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": message,
+        data: ToolResultData = {"call_id": call.id, "name": call.name, "content": message,
                                 "is_error": error_type is not None, "duration_ms": 0.0}
         if error_type is not None:
             data["error_type"] = error_type

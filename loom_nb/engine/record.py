@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StoreError
-from ..events import EventType, RunEvent, make_event, utcnow
+from ..events import EventPayload, EventType, RunEvent, RunFinishedData, make_event, utcnow
 from ..messages import Message, Usage
 from ..result import PendingApproval, RunResult, RunStatus
 from .approval import pause_state
@@ -66,12 +66,13 @@ class RunRecorder:
     context: RunContext
     limits: Limits
 
-    def emit(self, type: EventType, data: dict[str, Any]) -> RunEvent | None:
+    def emit(self, type: EventType, data: EventPayload) -> RunEvent | None:
         live_only = type == "model.delta"
         if live_only and not (self.subscribers or self.session.watched):
             return None  # nobody is watching, and live-only events are not kept
         # A delta takes the seq of the model.response it belongs to (see events.py).
-        event = make_event(type, self.run_id, self.session.id, self._seq, data, self.parent_run_id)
+        event = make_event(type, self.run_id, self.session.id, self._seq,
+                           cast(dict[str, Any], data), self.parent_run_id)
         if not live_only:
             self._seq += 1
             self.events.append(event)
@@ -157,7 +158,7 @@ class RunRecorder:
             self.session.defer_write(lambda: self.session.store.save_run(record))
             return exc
 
-    def _emit_safely(self, type: EventType, data: dict[str, Any]) -> None:
+    def _emit_safely(self, type: EventType, data: EventPayload) -> None:
         """Emit at the end of a run, where a subscriber's store write (feedback) failing must not
         escape: the run's result is what is left to tell the user."""
         try:
@@ -166,8 +167,8 @@ class RunRecorder:
             pass  # the event is in self.events (and the result); the store is already failing
 
     def _finished_data(self, status: RunStatus, error: str | None, error_type: str | None,
-                       limit: LimitName | None) -> dict[str, Any]:
-        data: dict[str, Any] = {"status": status, "output": self.output, "turns": self.turns,
+                       limit: LimitName | None) -> RunFinishedData:
+        data: RunFinishedData = {"status": status, "output": self.output, "turns": self.turns,
                                 "usage": self.usage.to_dict(), "error": error,
                                 "error_type": error_type, "limit": limit,
                                 "attempts": self.attempt_count, "winner": self.winner,

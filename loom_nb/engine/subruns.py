@@ -94,7 +94,7 @@ def _answer(parent: RunLoop, name: str, session: Session, result: RunResult,
             counted: dict[str, int] | None) -> str:
     """What a finished (or paused) sub-run gives the ``delegate`` call. ``counted``: the usage
     of the sub-run already counted towards the caller (before it paused), counted once only."""
-    used = result.usage.to_dict()
+    used = cast(dict[str, int], result.usage.to_dict())
     parent.absorb_usage(Usage(**{k: n - (counted or {}).get(k, 0) for k, n in used.items()}), 0)
     parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
                                         "status": result.status, "output": result.output,

@@ -9,10 +9,11 @@ ended within a short grace, otherwise that it may still complete (see ``Tool.inv
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from ..delegation import CURRENT_RUN
 from ..errors import ConfigError
+from ..events import ToolResultData
 from ..messages import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ async def run_tool_call(loop: RunLoop, call: ToolCall) -> ToolResult:
         outcome = await tool.invoke(call.args, timeout=seconds, on_cancel=record_cancelled)
     finally:
         CURRENT_RUN.reset(token)
-    extra: dict[str, Any] = {}
+    extra: ToolResultExtra = {}
     if outcome.error_type == "ToolTimeout":
         extra["timeout"] = seconds
         if by_run:
@@ -49,14 +50,22 @@ async def run_tool_call(loop: RunLoop, call: ToolCall) -> ToolResult:
     return _record(loop, call, outcome, extra)
 
 
-def _record(loop: RunLoop, call: ToolCall, outcome: ToolOutcome, extra: dict[str, Any]) -> ToolResult:
+class ToolResultExtra(TypedDict, total=False):
+    """What a ``tool.result`` adds for a cancelled or timed-out call (see ToolResultData)."""
+
+    cancelled: bool
+    timeout: float | None
+    limit: str
+
+
+def _record(loop: RunLoop, call: ToolCall, outcome: ToolOutcome, extra: ToolResultExtra) -> ToolResult:
     content = loop.window.fit(outcome.content)
-    data: dict[str, Any] = {"call_id": call.id, "name": call.name, "content": content,
+    data: ToolResultData = {"call_id": call.id, "name": call.name, "content": content,
                             "is_error": outcome.is_error, "duration_ms": outcome.duration_ms, **extra}
     if content is not outcome.content:
         data["truncated_from"] = len(outcome.content)
     if outcome.is_error:
-        data["error_type"] = outcome.error_type
+        data["error_type"] = outcome.error_type or "ToolError"
         if outcome.traceback:
             data["traceback"] = outcome.traceback
     loop.emit("tool.result", data)

@@ -8,7 +8,7 @@ partitions until memory, notes, instructions or tools change) is computed once h
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from .._compaction import Summary, compact, renew, summarize
 from ..context import (
@@ -22,6 +22,7 @@ from ..context import (
     render_working,
 )
 from ..errors import ConfigError
+from ..events import CompactedData, RenewedData
 
 if TYPE_CHECKING:
     from .loop import RunLoop
@@ -93,12 +94,12 @@ class RunWindow:
         common: dict[str, Any] = {"measure": measure, "summarize_fn": self._summarize, "goal": loop.task.goal,
                   "checkpoint": loop.session.checkpoint}
         data = await compact(loop.session.context, protocol, continuity, budget=budget, **common)
-        loop.emit("context.compacted", {**data, "budget": budget})
+        loop.emit("context.compacted", cast(CompactedData, {**data, "budget": budget}))
         memory_tokens = lambda: self.snapshot().tokens["memory"]  # noqa: E731
         if measure() > protocol.compact_at * budget or memory_tokens() > protocol.max_memory * budget:
             data = await renew(loop.session.context, continuity,
                                open_tasks=loop.session.open_tasks(), **common)
-            loop.emit("context.renewed", {**data, "budget": budget})
+            loop.emit("context.renewed", cast(RenewedData, {**data, "budget": budget}))
         snapshot = self.snapshot()
         if snapshot.total > budget:
             fixed = snapshot.total - snapshot.tokens["history"]

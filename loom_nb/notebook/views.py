@@ -32,7 +32,7 @@ from ..display import views as display
 from ..display.common import note_html
 from ..display.run import run_status
 from ..errors import ConfigError, LoomError
-from ..events import RunEvent, RunStartedData, payload
+from ..events import RunEvent, RunStartedData, SignalData, payload
 from ..result import PendingApproval, RunResult
 from ..session import Session
 from .live import live_updates_enabled
@@ -331,7 +331,7 @@ class SignalsView(View):
             return f"running as run {number}" if own else f"interrupting run {number}"
         return f"ran as run {number} ({status})" if own else f"interrupted run {number} ({status})"
 
-    def _queued(self) -> list[dict[str, Any]]:
+    def _queued(self) -> list[SignalData]:
         return [s.to_dict() for s in self.session.inbox.queued] if self.session else []
 
     def to_text(self) -> str:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from .._owner import RunOwner
 from ..continuity import RestoreMode
-from ..events import RunEvent, utcnow
+from ..events import RunEvent, SignalData, utcnow
 from ..messages import Message, Usage
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class SignalRecord:
 
     session_id: str
     seq: int
-    signal: dict[str, Any]
+    signal: SignalData
     action: str
     reason: str
     run_id: str | None = None

@@ -23,7 +23,7 @@ from ._recovery import not_resumable, settle, settle_one
 from ._tool_call import check_caller
 from ._turns import TurnLock
 from .errors import ConfigError, StoreError
-from .events import RunEvent
+from .events import SESSION_SUBSCRIBERS, RunEvent
 from .feedback import FeedbackRecord, summarize
 from .inbox import Inbox
 from .messages import Message
@@ -129,7 +129,10 @@ class Session:
              if r.status == "needs_approval"), None)
         #: The run executing now, if any.
         self.active_run: RunLoop | None = None
-        self._subscribers: list[Callable[[RunEvent], None]] = []
+        # Process-wide subscribers and the runtime's tracer (loom_nb.tracing); usually none.
+        self._subscribers: list[Callable[[RunEvent], None]] = [*SESSION_SUBSCRIBERS]
+        if agent.runtime.tracing is not None and agent.runtime.tracing not in self._subscribers:
+            self._subscribers.append(agent.runtime.tracing)
         self._sources: list[SourceHandle] = []
         self.inbox = Inbox(self)
         #: Notes shown to the model in the working partition of every run until removed.

@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed-stamp
 BUILD   := build
 NBVAL   := --nbval-lax --nbval-current-env --nbval-sanitize-with loom_nb/notebook/sanitize.cfg
 
-.PHONY: venv demo test typecheck lab lock notebooks bench clean
+.PHONY: venv demo test typecheck lab lock notebooks bench clean receiver
 
 venv: $(STAMP)
 
@@ -34,6 +34,17 @@ test: $(STAMP)
 	$(VENV)/bin/mypy
 	env -u LOOM_MODEL $(VPY) -m pytest tests notebooks $(NBVAL)
 
+# The OTLP receiver the tracing test sends spans to (an MLflow tracking server), in its own venv:
+# MLflow's many dependencies stay out of the project's lock. Without it that one test skips.
+RECEIVER := .venv-receiver
+receiver: $(RECEIVER)/.installed-stamp
+
+$(RECEIVER)/.installed-stamp: tests/otel_receiver/requirements.txt
+	@$(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install -q --disable-pip-version-check uv
+	@test -x $(RECEIVER)/bin/python || $(UV) venv -q -p $(PY) $(RECEIVER)
+	$(UV) pip install -q -p $(RECEIVER)/bin/python -r tests/otel_receiver/requirements.txt
+	@touch $@
+
 # The type checker on loom_nb (pyproject.toml [tool.mypy]).
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
@@ -57,4 +68,4 @@ lock:
 	$(UV) pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
 
 clean:
-	rm -rf $(VENV) $(BUILD) .pytest_cache .mypy_cache
+	rm -rf $(VENV) $(RECEIVER) $(BUILD) .pytest_cache .mypy_cache

@@ -50,8 +50,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Generic, Literal, NotRequired, Protocol, TypeAlias, TypedDict, TypeVar, cast
 
-__all__ = ["PAYLOADS", "EventLike", "EventPayload", "EventType", "PartitionName", "RunEvent", "ToolCallTrace", "payload",
-           "tool_calls", "utcnow"]
+__all__ = ["PAYLOADS", "SESSION_SUBSCRIBERS", "EventLike", "EventPayload", "EventType", "PartitionName",
+           "RunEvent", "ToolCallTrace", "payload", "tool_calls", "utcnow"]
 
 EventType: TypeAlias = Literal[
     "run.started",
@@ -428,6 +428,11 @@ def make_event(type: EventType, run_id: str, session_id: str, seq: int, data: di
     event.type, event.run_id, event.session_id, event.seq = type, run_id, session_id, seq
     event.ts, event.data, event.parent_run_id = utcnow(), data, parent_run_id
     return event
+
+
+#: Subscribers every Session starts with, process-wide: ``loom_nb.tracing.instrument()`` adds
+#: one. Empty by default, so a run pays nothing for it.
+SESSION_SUBSCRIBERS: list[Callable[[RunEvent], None]] = []
 
 
 # -- reading events --------------------------------------------------------------------------------

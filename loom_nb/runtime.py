@@ -38,6 +38,7 @@ from .quality import QualityGate, Verdict
 
 if TYPE_CHECKING:
     from .agent import Agent
+    from .tracing import Tracing
 
 __all__ = [
     "AttentionPolicy", "AttentionRule", "AttentionState", "ContextProtocol", "ContinuityPolicy",
@@ -60,6 +61,8 @@ class Runtime:
         quality: the gate an answer must pass (None: no gate).
         delegation: the sub-agents the model may hand work to.
         feedback: which feedback records are kept and where they go.
+        tracing: OpenTelemetry spans of this runtime's runs (``loom_nb.tracing.Tracing``, or True
+            for one on the global tracer provider); None: only what ``instrument()`` set up.
     """
 
     profile: str = "sdk"
@@ -72,8 +75,17 @@ class Runtime:
     quality: QualityGate | None = None
     delegation: DelegationPolicy = field(default_factory=DelegationPolicy.none)
     feedback: FeedbackPolicy = field(default_factory=FeedbackPolicy.none)
+    tracing: Tracing | None = None
 
     def __post_init__(self) -> None:
+        tracing: Any = self.tracing  # True is accepted too, and replaced here
+        if tracing is not None:
+            from .tracing import Tracing
+            if tracing is True:
+                object.__setattr__(self, "tracing", Tracing())  # frozen: set once, here
+            elif not isinstance(tracing, Tracing):
+                raise ConfigError(f"Runtime(tracing=...) takes a loom_nb.tracing.Tracing or True, "
+                                  f"not {type(tracing).__name__}.")
         for name, kind in _POLICY_TYPES.items():
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
@@ -119,7 +131,7 @@ class Runtime:
 
     @classmethod
     def _build(cls, profile: str, limits: Limits, base: dict[str, Any], policies: dict[str, Any]) -> Runtime:
-        unknown = set(policies) - set(_POLICY_TYPES)
+        unknown = set(policies) - set(_POLICY_TYPES) - {"tracing"}
         if unknown:
             raise ConfigError(f"Runtime.{profile}() got unknown option(s) {sorted(unknown)}; the policies "
                               f"are {', '.join(_POLICY_TYPES)}.")
@@ -137,7 +149,8 @@ class Runtime:
     def describe(self) -> dict[str, str]:
         """The profile and each policy, as text (for displays and traces)."""
         return {"profile": self.profile, "limits": repr(self.limits),
-                **{name: repr(getattr(self, name)) for name in _POLICY_TYPES}}
+                **{name: repr(getattr(self, name)) for name in _POLICY_TYPES},
+                "tracing": repr(self.tracing)}
 
 
 _POLICY_TYPES: dict[str, type] = {

@@ -65,6 +65,24 @@ def replies(style: str):  # type: ignore[no-untyped-def]
     return call, answer
 
 
+def tracing_runtime(mode: str) -> dict:
+    """``tracing=off``: no tracer (the default); ``tracing=memory``: OpenTelemetry GenAI spans into
+    the SDK's in-memory exporter through a SimpleSpanProcessor (the cost of making the spans)."""
+    if mode == "off":
+        return {}
+    if mode != "memory":
+        raise SystemExit(f"tracing={mode!r}: use off or memory")
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from loom_nb.tracing import Tracing
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    return {"tracing": Tracing(provider)}
+
+
 # -- 1. overhead per model turn ---------------------------------------------------------------------
 
 async def turns(opts: dict[str, str]) -> dict:
@@ -79,7 +97,7 @@ async def turns(opts: dict[str, str]) -> dict:
             return call(state["ids"], str(state["left"]))
         return answer()
 
-    agent = make_agent(model, opts.get("tool", "sync"))
+    agent = make_agent(model, opts.get("tool", "sync"), **tracing_runtime(opts.get("tracing", "off")))
 
     async def run_once(n: int, clock: TurnClock) -> None:
         state["left"], state["clock"] = n, clock

@@ -21,7 +21,7 @@ from .._compaction import ContextState
 from .._recovery import settle
 from .._turns import TurnLock
 from ..errors import ConfigError
-from ..events import RunEvent
+from ..events import SESSION_SUBSCRIBERS, RunEvent
 from ..messages import Message
 from ..sources import SourceHandle
 from ..store import Checkpoint, ProcessStore, SessionStore, open_store
@@ -126,7 +126,10 @@ class Session(SessionRuns, SessionSignals, SessionFeedback):
              if r.status == "needs_approval"), None)
         #: The run executing now, if any.
         self.active_run: RunLoop | None = None
-        self._subscribers: list[Callable[[RunEvent], None]] = []
+        # Process-wide subscribers and the runtime's tracer (loom_nb.tracing); usually none.
+        self._subscribers: list[Callable[[RunEvent], None]] = [*SESSION_SUBSCRIBERS]
+        if agent.runtime.tracing is not None and agent.runtime.tracing not in self._subscribers:
+            self._subscribers.append(agent.runtime.tracing)
         self._sources: list[SourceHandle] = []
         self.inbox = Inbox(self)
         #: Notes shown to the model in the working partition of every run until removed.

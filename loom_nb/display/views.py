@@ -23,7 +23,7 @@ from ..events import (CompactedData, DelegationFinishedData, DelegationStartedDa
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
                       payload,
                       tool_calls)
-from .common import (MUTED, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
+from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
                      signal_label, table_html, text_table, view_card)
 
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
@@ -159,7 +159,7 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
                      f"{body}</details>")
     for mark in request.marks:
-        parts.append(f"<div style='color:#9a6700;margin-top:4px'>⤓ before this request: "
+        parts.append(f"<div style='color:{WARN};margin-top:4px'>⤓ before this request: "
                      f"{html.escape(mark)}</div>")
     if compactions is not None:
         items = "".join(f"<li>{html.escape(c)}</li>" for c in compactions)
@@ -297,11 +297,11 @@ def governance_rows(events: Iterable[RunEvent]) -> list[GovernanceRow]:
 
 def pending_call_html(name: str, args: dict[str, Any], reason: str) -> str:
     """A waiting call's label beside its Approve / Reject buttons."""
-    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='color:#57606a'>"
+    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='{MUTED}'>"
             f"{html.escape(reason)}</span>")
 
 
-WAITING_HTML = "<b style='color:#8250df'>Waiting for a decision</b>"
+WAITING_HTML = f"<b style='color:{ACCENT}'>Waiting for a decision</b>"
 
 
 def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
@@ -316,19 +316,23 @@ def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = ""
     return "\n".join(lines)
 
 
-def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
+def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "", *,
+                   list_pending: bool = True) -> str:
+    """``list_pending=False``: count the waiting calls but leave listing them to the caller
+    (the widget draws each with its buttons)."""
     body = (table_html(["tool call", "decision", "reason", "check"], [
         [f"<code>{html.escape(r['call'])}</code>", badge(r["action"]), html.escape(r["reason"]),
          html.escape(r["check"])] for r in rows]) if rows else
         f"<div style='{MUTED}'>No governance decision yet.</div>")
-    if pending:
+    if pending and list_pending:
         items = "".join(f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
                         f"{html.escape(p.reason)}</li>" for p in pending)
-        body += (f"<div style='margin-top:6px;color:#8250df'><b>Waiting for a decision</b>"
+        body += (f"<div style='margin-top:6px;color:{ACCENT}'><b>Waiting for a decision</b>"
                  f"<ul style='margin:2px 0'>{items}</ul></div>")
     if note:
         body += f"<div style='{MUTED};margin-top:4px'>{html.escape(note)}</div>"
-    return view_card("approvals", f"Governance · {len(rows)} decisions · {len(pending)} waiting", body)
+    return view_card("approvals", f"Governance · {plural(len(rows), 'decision')} · "
+                                  f"{len(pending)} waiting", body)
 
 
 # -- traces ----------------------------------------------------------------------------------------
@@ -469,8 +473,9 @@ def _run_finished(event: RunEvent) -> Line:
     status = data.get("status")
     tone = ("good" if status == "completed" else
             "bad" if status in ("failed", "cancelled", "limit", "interrupted") else "")
+    why = f": {data.get('error')}" if data.get("error") and status != "completed" else ""
     return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
-            f"{_tokens(data.get('usage'))}"), tone
+            f"{_tokens(data.get('usage'))}{why}"), tone
 
 
 def _signal(event: RunEvent) -> Line:
@@ -506,7 +511,7 @@ def trace_text(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
 
 #: The label of the trace's rating buttons.
 RATE_HTML = "<b style='white-space:nowrap'>Rate this run</b>&nbsp;"
-_TONES = {"good": "#1a7f37", "bad": "#cf222e"}
+_TONES = {"good": GOOD, "bad": ERROR}
 
 
 def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] | None = None) -> str:
@@ -515,9 +520,10 @@ def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
         when = f"+{row.offset:.2f}s" if row.offset is not None else ""
         took = f" <span style='{MUTED}'>({row.duration_ms:.0f} ms)</span>" if row.duration_ms else ""
         color = _TONES.get(row.tone, "inherit")
-        nested = "border-left:2px solid #d0d7de;padding-left:8px;" if row.depth else ""
+        nested = f"border-left:2px solid {BORDER};padding-left:8px;" if row.depth else ""
         lines.append(
-            f"<div style='display:flex;gap:8px;margin-left:{row.depth * 22}px;{nested}'>"
+            f"<div style='display:flex;gap:8px;line-height:1.4;margin-left:{row.depth * 22}px;"
+            f"{nested}'>"
             f"<span style='{MUTED};width:56px;flex:none;text-align:right;font-size:11px'>{when}</span>"
             f"<span style='{MUTED};width:150px;flex:none;font-size:11px'>{html.escape(row.type)}</span>"
             f"<span style='color:{color};white-space:pre-wrap;word-break:break-word'>"

@@ -149,11 +149,15 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
         label = f"{name} ({plural(request.messages, 'message')})" if name == "history" else name
         swatch = (f"<span style='display:inline-block;width:10px;height:10px;border-radius:2px;"
                   f"background:{PARTITION_COLORS.get(name, '#999')};margin-right:6px'></span>")
-        head = (f"{swatch}<b style='display:inline-block;width:170px'>{html.escape(label)}</b>"
-                f"<span style='display:inline-block;width:70px;text-align:right'>{tokens}</span>"
-                f"<span style='display:inline-block;width:60px;text-align:right;{MUTED}'>"
-                f"{share(tokens, budget)}</span> "
-                f"{bar_html([(tokens / budget, PARTITION_COLORS.get(name, '#999'), label)], 160, 8)}")
+        # One flex row: in a narrow tab the bar shrinks instead of dropping to a line of its own.
+        head = (f"<span style='display:inline-flex;align-items:center;gap:2px;"
+                f"width:calc(100% - 24px);vertical-align:middle'>{swatch}"
+                f"<b style='display:inline-block;flex:0 1 170px;min-width:80px'>{html.escape(label)}</b>"
+                f"<span style='display:inline-block;flex:none;width:60px;text-align:right'>{tokens}</span>"
+                f"<span style='display:inline-block;flex:none;width:56px;text-align:right;{MUTED};"
+                f"margin-right:6px'>{share(tokens, budget)}</span>"
+                f"{bar_html([(tokens / budget, PARTITION_COLORS.get(name, '#999'), label)], 160, 8)}"
+                f"</span>")
         body = (f"<pre style=\"{PRE}\">{html.escape(text)}</pre>" if text.strip() else
                 f"<div style='{MUTED};margin:2px 0 4px 18px'>(empty)</div>")
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"

@@ -11,25 +11,49 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CARD", "MUTED", "PARTITION_COLORS", "PRE", "badge", "bar_html", "call_text",
+__all__ = ["ACCENT", "BORDER", "CARD", "CODE_BG", "ERROR", "FAINT", "GOOD", "MONO", "MUTED",
+           "RULE", "TEXT", "TRACK", "WARN", "PARTITION_COLORS", "PRE", "badge", "bar_html", "call_text",
            "note_html", "plural", "share", "short", "signal_label", "table_html", "text_table",
-           "view_card"]
+           "theme", "view_card"]
 
 TEXT_PREVIEW = 300
+
+
+def theme(name: str, fallback: str) -> str:
+    """A JupyterLab theme variable (``--jp-NAME``) with the light colour for static HTML.
+
+    Inline styles with ``var()`` follow Lab's light and dark themes live, and fall back to the
+    light palette where no Lab stylesheet is loaded (nbconvert HTML, nbviewer, VS Code).
+    """
+    return f"var(--jp-{name}, {fallback})"
+
+
 STATUS_COLORS = {"completed": "#1a7f37", "failed": "#cf222e", "cancelled": "#6e7781",
                  "limit": "#9a6700", "needs_approval": "#8250df", "running": "#0969da",
                  "interrupted": "#bc4c00"}
+BORDER = theme("border-color1", "#d0d7de")  #: a card's frame
+RULE = theme("border-color2", "#eaeef2")  #: a separator inside a card
+TRACK = theme("layout-color2", "#eaeef2")  #: the empty part of a bar
+CODE_BG = theme("cell-editor-background", "#f6f8fa")
+TEXT = theme("content-font-color1", "#1f2328")
+FAINT = theme("ui-font-color3", "#8c959f")  #: ids under a card
+ERROR = theme("error-color1", "#cf222e")
+WARN = theme("warn-color1", "#9a6700")
+GOOD = theme("success-color1", "#1a7f37")
+ACCENT = "#8250df"  # approvals: a saturated violet reads on light and dark backgrounds
+MONO = "ui-monospace, SFMono-Regular, Menlo, monospace"
 CARD = ("font-family: system-ui, -apple-system, 'Segoe UI', sans-serif; font-size: 13px; "
-        "border: 1px solid #d0d7de; border-radius: 6px; padding: 8px 12px; margin: 4px 0; "
-        "max-width: 900px")
-PRE = ("white-space: pre-wrap; word-break: break-word; margin: 4px 0; font-family: ui-monospace, "
-       "SFMono-Regular, Menlo, monospace; font-size: 12px; background: #f6f8fa; padding: 6px; "
-       "border-radius: 4px")
+        f"border: 1px solid {BORDER}; border-radius: 6px; padding: 8px 12px; margin: 4px 0; "
+        "max-width: 900px; overflow-wrap: anywhere; box-sizing: border-box")
+# Long tool results and partition contents: wrapped, and capped with their own scroll bar.
+PRE = (f"white-space: pre-wrap; overflow-wrap: anywhere; margin: 4px 0; font-family: {MONO}; "
+       f"font-size: 12px; background: {CODE_BG}; color: {TEXT}; padding: 6px; "
+       "border-radius: 4px; max-height: 320px; overflow: auto")
 PARTITION_COLORS = {"system": "#0969da", "skill": "#8250df", "memory": "#bf8700",
                     "working": "#1a7f37", "history": "#6e7781"}
-MUTED = "color:#57606a"
-_TH = "text-align:left;padding:2px 8px;border-bottom:1px solid #d0d7de;font-weight:600"
-_TD = "padding:2px 8px;vertical-align:top"
+MUTED = f"color:{theme('ui-font-color2', '#57606a')}"
+_TH = f"text-align:left;padding:2px 8px;border-bottom:1px solid {BORDER};font-weight:600"
+_TD = "padding:2px 8px;vertical-align:top;line-height:1.35"
 
 
 def short(text: str, limit: int = TEXT_PREVIEW) -> str:
@@ -63,17 +87,22 @@ def share(part: float, whole: float) -> str:
 
 
 def bar_html(segments: list[tuple[float, str, str]], width: int = 220, height: int = 10) -> str:
-    """A horizontal bar; each segment is (fraction of the whole bar, color, tooltip)."""
+    """A horizontal bar; each segment is (fraction of the whole bar, color, tooltip).
+
+    ``width`` is the most it takes: in a narrow place (the panel's tabs) it shrinks with its
+    segments (they are percentages) instead of pushing onto a line of its own.
+    """
     inner = []
     for fraction, color, title in segments:
         if fraction <= 0:
             continue
         # At least 2px, so that a partition that is there is seen to be there.
-        px = max(2.0, min(fraction, 1.0) * width)
-        inner.append(f"<span title='{html.escape(title)}' style='display:inline-block;"
-                     f"width:{px:.1f}px;height:{height}px;background:{color}'></span>")
-    return (f"<span style='display:inline-flex;width:{width}px;height:{height}px;background:#eaeef2;"
-            f"border-radius:3px;overflow:hidden;vertical-align:middle'>{''.join(inner)}</span>")
+        inner.append(f"<span title='{html.escape(title)}' style='display:inline-block;flex:none;"
+                     f"width:{min(fraction, 1.0) * 100:.2f}%;min-width:2px;height:{height}px;"
+                     f"background:{color}'></span>")
+    return (f"<span style='display:inline-flex;width:{width}px;max-width:100%;min-width:40px;"
+            f"height:{height}px;background:{TRACK};border-radius:3px;overflow:hidden;"
+            f"vertical-align:middle;flex:0 1 auto'>{''.join(inner)}</span>")
 
 
 def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[int] = ()) -> str:
@@ -90,7 +119,8 @@ def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[
 
 def view_card(kind: str, title: str, body: str) -> str:
     """The frame of a view's static HTML."""
-    return (f"<div class='loom-view loom-{kind}' style=\"{CARD}\"><div style='font-weight:600;"
+    # line-height: ipywidgets' HTML widget sets its own (a button's height), which double-spaces.
+    return (f"<div class='loom-view loom-{kind}' style=\"{CARD};line-height:1.4\"><div style='font-weight:600;"
             f"margin-bottom:4px'>{html.escape(title)}</div>{body}</div>")
 
 
@@ -117,7 +147,7 @@ _ACTION_COLORS = {"interrupt": "#cf222e", "queue": "#0969da", "observe": "#1a7f3
 
 
 def badge(text: str, color: str | None = None) -> str:
-    color = color or _ACTION_COLORS.get(text, "#57606a")
+    color = color or _ACTION_COLORS.get(text, "#6e7781")
     return (f"<span style='background:{color};color:white;border-radius:8px;padding:0 6px;"
             f"font-size:11px;font-weight:600'>{html.escape(text)}</span>")
 

@@ -16,11 +16,13 @@ from typing import Protocol
 from ..events import (ModelDeltaData, ModelResponseData, RunEvent, RunFinishedData,
                       RunStartedData, ToolCallData, ToolResultData, payload)
 from ..messages import Usage
-from .common import CARD, PRE, STATUS_COLORS, call_text, short
+from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text, short,
+                     theme)
+from .markdown import markdown_html
 
 __all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "live_card",
-           "note_card", "panel_header_html", "panel_html", "panel_text", "prompt_html",
-           "result_html", "result_text", "run_status"]
+           "APPROVAL_HINT", "cut_text", "error_html", "note_card", "panel_header_html", "panel_html", "panel_text",
+           "prompt_html", "result_html", "result_text", "run_status", "status_sentence"]
 
 MimeBundle = dict[str, str]
 
@@ -83,8 +85,43 @@ def _answer(event: RunEvent) -> str:
     return payload(event, ModelResponseData)["text"].strip()
 
 
+#: Status words as a sentence's end: "The run failed", not "The run is failed".
+_STATUS_SENTENCES = {"completed": "completed", "failed": "failed", "cancelled": "was cancelled",
+                     "limit": "stopped at a limit", "needs_approval": "waits for approval",
+                     "interrupted": "was interrupted", "running": "is running"}
+
+
+def status_sentence(status: str, error: str | None = None) -> str:
+    """``The run failed: <why>.``: a run's end in words, with its reason when it has one."""
+    sentence = f"The run {_STATUS_SENTENCES.get(status, status)}"
+    if error and status not in ("completed", "needs_approval"):
+        return f"{sentence}: {error.rstrip('.')}."
+    return f"{sentence}."
+
+
+def cut_text(events: Iterable[RunEvent]) -> str:
+    """The answer a cancelled (or interrupted) run had streamed when it was stopped, if any.
+
+    The run keeps it as its output and in ``run.finished``; no ``model.response`` holds it.
+    """
+    answered, cut = "", ""
+    for event in events:
+        if event.type == "model.response":
+            answered = _answer(event)
+        elif event.type == "run.finished":
+            data = payload(event, RunFinishedData)
+            output = str(data.get("output") or "").strip()
+            cut = output if data["status"] in _CUT and output != answered else ""
+    return cut
+
+
+_CUT = frozenset({"cancelled", "interrupted"})
+CUT_MARK = "[cut off here: the run was stopped]"
+
+
 def events_text(events: Iterable[RunEvent], live_text: str = "") -> str:
     """The transcript of a run as plain text: tool calls, their results, and the answer."""
+    events = list(events)
     lines: list[str] = []
     for event in events:
         if event.type == "tool.call":
@@ -96,6 +133,8 @@ def events_text(events: Iterable[RunEvent], live_text: str = "") -> str:
             lines.append(f"  {mark} {short(result['content'], 200)}")
         elif event.type == "model.response" and (text := _answer(event)):
             lines.append(text)
+    if cut := cut_text(events):
+        lines += [cut, CUT_MARK]
     if live_text:
         lines.append(live_text)
     return "\n".join(lines)
@@ -110,63 +149,137 @@ def result_text(result: RunLike) -> str:
         lines.append(body)
     if result.error and result.status != "completed":
         lines.append(f"{result.status}: {result.error}")
+    if result.status == "needs_approval":
+        lines.append(APPROVAL_HINT)
     return "\n".join(lines)
 
 
+#: Where a paused run's card points: the buttons, the notebook commands, and the code.
+APPROVAL_HINT = ("Decide with Approve / Reject (%loom approvals), with %loom approve / "
+                 "%loom reject [--reason R] [CALL_ID ...], or in code: "
+                 "result.approve().resume_sync().")
+
+
 def prompt_html(prompt: str) -> str:
-    return (f"<div style='color:#57606a;white-space:pre-wrap'><b>Prompt</b>: "
+    return (f"<div style='{MUTED};white-space:pre-wrap'><b>Prompt</b>: "
             f"{html.escape(prompt)}</div>")
 
 
-def events_html(events: Iterable[RunEvent], live_text: str = "") -> str:
-    """The transcript of a run as HTML; long tool results are collapsed."""
-    parts: list[str] = []
+#: Beyond this many tool calls, the earlier ones fold into one line that says how many.
+FOLD_CALLS = 8
+_KEEP_CALLS = 3
+
+
+def events_html(events: Iterable[RunEvent], live_text: str = "", *, ending: bool = False) -> str:
+    """The transcript of a run as HTML; long tool results and long runs are collapsed.
+
+    ``ending``: also the run's end (its reason when it did not complete, the partial answer of
+    a stopped run), for places that show no result card around it (the session panel).
+    """
+    events = list(events)
+    steps: list[tuple[bool, str]] = []  # (part of a tool step, markup)
     for event in events:
         if event.type == "run.started":
-            parts.append(prompt_html(payload(event, RunStartedData)["prompt"]))
+            steps.append((False, prompt_html(payload(event, RunStartedData)["prompt"])))
         elif event.type == "tool.call":
             call = payload(event, ToolCallData)
-            parts.append(f"<div style='margin-top:6px'>→ "
-                         f"<code>{html.escape(call_text(call['name'], call['args']))}</code></div>")
+            steps.append((True, f"<div style='margin-top:6px'>→ <code style='overflow-wrap:"
+                                f"anywhere'>{html.escape(call_text(call['name'], call['args']))}"
+                                f"</code></div>"))
         elif event.type == "tool.result":
-            parts.append(_tool_result_html(payload(event, ToolResultData)))
+            steps.append((True, _tool_result_html(payload(event, ToolResultData))))
         elif event.type == "model.response" and (text := _answer(event)):
-            parts.append(f"<div style='white-space:pre-wrap;margin-top:6px'>"
-                         f"{html.escape(text)}</div>")
+            steps.append((False, _answer_html(text)))
+    if cut := cut_text(events):
+        steps.append((False, _answer_html(cut) + f"<div style='color:{WARN};font-size:11px'>"
+                             f"✂ {html.escape(CUT_MARK[1:-1])}</div>"))
+    if ending:
+        finished = [payload(e, RunFinishedData) for e in events if e.type == "run.finished"]
+        if finished and finished[-1]["status"] not in ("completed", "needs_approval"):
+            steps.append((False, error_html(finished[-1]["status"], finished[-1].get("error"))))
+    parts = _fold_calls(steps, sum(1 for e in events if e.type == "tool.call"))
     if live_text:
-        parts.append(f"<div style='white-space:pre-wrap;margin-top:6px'>{html.escape(live_text)}▌</div>")
+        parts.append(_answer_html(live_text, cursor=True))
     return "\n".join(parts)
+
+
+def _fold_calls(steps: list[tuple[bool, str]], calls: int) -> list[str]:
+    """The markup of ``steps``, the tool steps but the last few folded away in a long run."""
+    if calls <= FOLD_CALLS:
+        return [markup for _, markup in steps]
+    tool_steps = [i for i, (tool, _) in enumerate(steps) if tool]
+    first_kept = tool_steps[-2 * _KEEP_CALLS]  # a call and its result per kept call
+    folded = [markup for i, (tool, markup) in enumerate(steps) if tool and i < first_kept]
+    hidden = calls - _KEEP_CALLS
+    summary = (f"<details style='margin-top:6px'><summary style='cursor:pointer;{MUTED}'>"
+               f"{hidden} earlier tool calls</summary>{''.join(folded)}</details>")
+    parts: list[str] = []
+    for i, (tool, markup) in enumerate(steps):
+        if tool and i < first_kept:
+            if i == tool_steps[0]:
+                parts.append(summary)
+            continue
+        parts.append(markup)
+    return parts
+
+
+def _answer_html(text: str, cursor: bool = False) -> str:
+    # The cursor goes in as text, so that it ends the last paragraph instead of one of its own.
+    body = markdown_html(text + (" ▌" if cursor else ""))
+    return f"<div style='margin-top:6px'>{body}</div>"
+
+
+def error_html(status: str, error: str | None) -> str:
+    """Why a run did not complete, under its transcript."""
+    return (f"<div style='color:{ERROR};margin-top:6px;white-space:pre-wrap'><b>"
+            f"{html.escape(status)}</b>: {html.escape(error or 'no reason was recorded')}</div>")
 
 
 def _tool_result_html(data: ToolResultData) -> str:
     content = data["content"]
-    color = "#cf222e" if data["is_error"] else "#57606a"
+    color = ERROR if data["is_error"] else theme("ui-font-color2", "#57606a")
     label = "error" if data["is_error"] else "result"
     if len(content) <= 200 and "\n" not in content:
         return (f"<div style='margin-left:18px;color:{color}'>{label}: "
-                f"<code>{html.escape(content)}</code></div>")
+                f"<code style='overflow-wrap:anywhere'>{html.escape(content)}</code></div>")
     body = f"<pre style=\"{PRE}\">{html.escape(content)}</pre>"
-    return (f"<details style='margin-left:18px;color:{color}'><summary>{label} "
-            f"({len(content)} characters)</summary>{body}</details>")
+    return (f"<details style='margin-left:18px;color:{color}'><summary style='cursor:pointer'>"
+            f"{label} ({len(content)} characters)</summary>{body}</details>")
 
 
 def header_html(status: str, summary: str) -> str:
-    color = STATUS_COLORS.get(status, "#57606a")
+    color = STATUS_COLORS.get(status, "#6e7781")
     return (f"<div style='margin-bottom:4px'><span style='background:{color};color:white;"
             f"border-radius:10px;padding:1px 8px;font-weight:600'>{html.escape(status)}</span> "
-            f"<span style='color:#57606a'>{html.escape(summary)}</span></div>")
+            f"<span style='{MUTED}'>{html.escape(summary)}</span></div>")
+
+
+def _hint_html() -> str:
+    return (html.escape(APPROVAL_HINT).replace("%loom approve", "<code>%loom approve</code>")
+            .replace("%loom reject", "<code>%loom reject</code>")
+            .replace("result.approve().resume_sync()", "<code>result.approve().resume_sync()</code>"))
+
+
+def _elapsed(result: RunLike) -> str:
+    ms = getattr(result, "duration_ms", None)
+    if ms is None:
+        return ""
+    return f" · {ms / 1000:.1f} s" if ms >= 100 else f" · {ms:.0f} ms"
 
 
 def result_html(result: RunLike) -> str:
     summary = _summary(result.status, result.turns, len(result.tool_calls), result.usage,
                        result.model)
-    summary = summary.split(" · ", 1)[1]
+    agent = getattr(result, "agent", "")
+    summary = (f"{agent} · " if agent else "") + summary.split(" · ", 1)[1] + _elapsed(result)
     error = ""
     if result.error and result.status != "completed":
-        error = f"<div style='color:#cf222e;margin-top:6px'><b>{html.escape(result.status)}</b>: {html.escape(result.error)}</div>"
+        error = error_html(result.status, result.error)
+    if result.status == "needs_approval":
+        error += f"<div style='{MUTED};margin-top:4px'>{_hint_html()}</div>"
     return (f"<div class='loom-run' style=\"{CARD}\">{header_html(result.status, summary)}"
             f"{events_html(result.events)}{error}"
-            f"<div style='color:#8c959f;font-size:11px;margin-top:6px'>{html.escape(result.run_id)}"
+            f"<div style='color:{FAINT};font-size:11px;margin-top:6px'>{html.escape(result.run_id)}"
             f" · {html.escape(result.session_id)}</div></div>")
 
 
@@ -202,17 +315,19 @@ def run_status(events: Iterable[RunEvent]) -> str:
 
 
 def panel_header_html(session_id: str, agent: str, model: str) -> str:
-    return (f"<b>loom session</b> <span style='color:#57606a'>{html.escape(session_id)} · "
+    return (f"<b>loom session</b> <span style='{MUTED}'>{html.escape(session_id)} · "
             f"{html.escape(agent)} · {html.escape(model)}</span>")
 
 
 def panel_html(runs: list[tuple[list[RunEvent], str]]) -> str:
     """The panel's transcript: each run's events, with the text of a turn still streaming."""
-    parts = [f"<div style='border-top:1px solid #eaeef2;padding:4px 0'>"
-             f"{header_html(run_status(events), '')}{events_html(events, live)}</div>"
+    parts = [f"<div style='border-top:1px solid {RULE};padding:4px 0'>"
+             f"{header_html(run_status(events), '')}{events_html(events, live, ending=True)}</div>"
              for events, live in runs]
-    return "".join(parts) or ("<div style='color:#57606a'>No runs yet: write a prompt and press "
-                              "Send.</div>")
+    # line-height: ipywidgets' HTML widget sets its own (the height of a button) otherwise.
+    body = "".join(parts) or (f"<div style='{MUTED}'>No runs yet: write a prompt and press "
+                              f"Send.</div>")
+    return f"<div class='loom-transcript' style='line-height:1.45;overflow-wrap:anywhere'>{body}</div>"
 
 
 def panel_text(runs: list[list[RunEvent]]) -> str:
@@ -224,4 +339,7 @@ def panel_text(runs: list[list[RunEvent]]) -> str:
         body = events_text(events)
         if body:
             lines += [f"  {line}" for line in body.splitlines()]
+        finished = [payload(e, RunFinishedData) for e in events if e.type == "run.finished"]
+        if finished and finished[-1]["status"] not in ("completed", "needs_approval"):
+            lines.append(f"  {finished[-1]['status']}: {finished[-1].get('error') or 'no reason'}")
     return "\n".join(lines)

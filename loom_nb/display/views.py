@@ -23,7 +23,7 @@ from ..events import (CompactedData, PartitionName, DelegationFinishedData, Dele
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
                       payload,
                       tool_calls)
-from .common import (MUTED, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
+from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
                      signal_label, table_html, text_table, view_card)
 
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
@@ -149,17 +149,21 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
         label = f"{name} ({plural(request.messages, 'message')})" if name == "history" else name
         swatch = (f"<span style='display:inline-block;width:10px;height:10px;border-radius:2px;"
                   f"background:{PARTITION_COLORS.get(name, '#999')};margin-right:6px'></span>")
-        head = (f"{swatch}<b style='display:inline-block;width:170px'>{html.escape(label)}</b>"
-                f"<span style='display:inline-block;width:70px;text-align:right'>{tokens}</span>"
-                f"<span style='display:inline-block;width:60px;text-align:right;{MUTED}'>"
-                f"{share(tokens, budget)}</span> "
-                f"{bar_html([(tokens / budget, PARTITION_COLORS.get(name, '#999'), label)], 160, 8)}")
+        # One flex row: in a narrow tab the bar shrinks instead of dropping to a line of its own.
+        head = (f"<span style='display:inline-flex;align-items:center;gap:2px;"
+                f"width:calc(100% - 24px);vertical-align:middle'>{swatch}"
+                f"<b style='display:inline-block;flex:0 1 170px;min-width:80px'>{html.escape(label)}</b>"
+                f"<span style='display:inline-block;flex:none;width:60px;text-align:right'>{tokens}</span>"
+                f"<span style='display:inline-block;flex:none;width:56px;text-align:right;{MUTED};"
+                f"margin-right:6px'>{share(tokens, budget)}</span>"
+                f"{bar_html([(tokens / budget, PARTITION_COLORS.get(name, '#999'), label)], 160, 8)}"
+                f"</span>")
         body = (f"<pre style=\"{PRE}\">{html.escape(text)}</pre>" if text.strip() else
                 f"<div style='{MUTED};margin:2px 0 4px 18px'>(empty)</div>")
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
                      f"{body}</details>")
     for mark in request.marks:
-        parts.append(f"<div style='color:#9a6700;margin-top:4px'>⤓ before this request: "
+        parts.append(f"<div style='color:{WARN};margin-top:4px'>⤓ before this request: "
                      f"{html.escape(mark)}</div>")
     if compactions is not None:
         items = "".join(f"<li>{html.escape(c)}</li>" for c in compactions)
@@ -297,11 +301,11 @@ def governance_rows(events: Iterable[RunEvent]) -> list[GovernanceRow]:
 
 def pending_call_html(name: str, args: dict[str, Any], reason: str) -> str:
     """A waiting call's label beside its Approve / Reject buttons."""
-    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='color:#57606a'>"
+    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='{MUTED}'>"
             f"{html.escape(reason)}</span>")
 
 
-WAITING_HTML = "<b style='color:#8250df'>Waiting for a decision</b>"
+WAITING_HTML = f"<b style='color:{ACCENT}'>Waiting for a decision</b>"
 
 
 def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
@@ -316,19 +320,23 @@ def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = ""
     return "\n".join(lines)
 
 
-def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
+def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "", *,
+                   list_pending: bool = True) -> str:
+    """``list_pending=False``: count the waiting calls but leave listing them to the caller
+    (the widget draws each with its buttons)."""
     body = (table_html(["tool call", "decision", "reason", "check"], [
         [f"<code>{html.escape(r['call'])}</code>", badge(r["action"]), html.escape(r["reason"]),
          html.escape(r["check"])] for r in rows]) if rows else
         f"<div style='{MUTED}'>No governance decision yet.</div>")
-    if pending:
+    if pending and list_pending:
         items = "".join(f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
                         f"{html.escape(p.reason)}</li>" for p in pending)
-        body += (f"<div style='margin-top:6px;color:#8250df'><b>Waiting for a decision</b>"
+        body += (f"<div style='margin-top:6px;color:{ACCENT}'><b>Waiting for a decision</b>"
                  f"<ul style='margin:2px 0'>{items}</ul></div>")
     if note:
         body += f"<div style='{MUTED};margin-top:4px'>{html.escape(note)}</div>"
-    return view_card("approvals", f"Governance · {len(rows)} decisions · {len(pending)} waiting", body)
+    return view_card("approvals", f"Governance · {plural(len(rows), 'decision')} · "
+                                  f"{len(pending)} waiting", body)
 
 
 # -- traces ----------------------------------------------------------------------------------------
@@ -469,8 +477,9 @@ def _run_finished(event: RunEvent) -> Line:
     status = data.get("status")
     tone = ("good" if status == "completed" else
             "bad" if status in ("failed", "cancelled", "limit", "interrupted") else "")
+    why = f": {data.get('error')}" if data.get("error") and status != "completed" else ""
     return (f"run finished: {status}, {plural(data.get('turns', 0), 'turn')}, "
-            f"{_tokens(data.get('usage'))}"), tone
+            f"{_tokens(data.get('usage'))}{why}"), tone
 
 
 def _signal(event: RunEvent) -> Line:
@@ -506,7 +515,7 @@ def trace_text(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
 
 #: The label of the trace's rating buttons.
 RATE_HTML = "<b style='white-space:nowrap'>Rate this run</b>&nbsp;"
-_TONES = {"good": "#1a7f37", "bad": "#cf222e"}
+_TONES = {"good": GOOD, "bad": ERROR}
 
 
 def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] | None = None) -> str:
@@ -515,9 +524,10 @@ def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
         when = f"+{row.offset:.2f}s" if row.offset is not None else ""
         took = f" <span style='{MUTED}'>({row.duration_ms:.0f} ms)</span>" if row.duration_ms else ""
         color = _TONES.get(row.tone, "inherit")
-        nested = "border-left:2px solid #d0d7de;padding-left:8px;" if row.depth else ""
+        nested = f"border-left:2px solid {BORDER};padding-left:8px;" if row.depth else ""
         lines.append(
-            f"<div style='display:flex;gap:8px;margin-left:{row.depth * 22}px;{nested}'>"
+            f"<div style='display:flex;gap:8px;line-height:1.4;margin-left:{row.depth * 22}px;"
+            f"{nested}'>"
             f"<span style='{MUTED};width:56px;flex:none;text-align:right;font-size:11px'>{when}</span>"
             f"<span style='{MUTED};width:150px;flex:none;font-size:11px'>{html.escape(row.type)}</span>"
             f"<span style='color:{color};white-space:pre-wrap;word-break:break-word'>"

@@ -26,7 +26,7 @@ from ..display.run import LiveText, MimeBundle, live_card, note_card
 from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
 
-__all__ = ["LiveDisplay", "live_updates_enabled"]
+__all__ = ["LiveDisplay", "live_updates_enabled", "redraw_paused_card"]
 
 #: Seconds between two redraws caused by streamed text.
 UPDATE_INTERVAL = 0.15
@@ -68,6 +68,8 @@ class LiveDisplay:
         self.interval = interval
         self.events: list[RunEvent] = []
         self.updates = 0
+        #: The RunResult drawn last (a cancelled run's too, so ``-o`` can bind it).
+        self.result: RunResult | None = None
         self._live = LiveText()
         self._handle: DisplayHandle | None = None
         self._last_draw = 0.0
@@ -87,6 +89,7 @@ class LiveDisplay:
         """Replace the live output with the final render (or show it, when updates were off)."""
         with self._lock:
             self._closed = True
+        self.result = result
         if result is not None:
             data, metadata = result._repr_mimebundle_()
         else:
@@ -94,7 +97,11 @@ class LiveDisplay:
         if self._handle is not None:
             self._handle.update(data, raw=True, metadata=metadata)
         else:
-            display(data, raw=True, metadata=metadata)
+            self._handle = display(data, raw=True, metadata=metadata, display_id=True)
+        if result is not None and result.status == "needs_approval":
+            with _PAUSED_LOCK:
+                _PAUSED[result.run_id] = self
+
 
     # -- loop thread -------------------------------------------------------------------------------
 
@@ -131,3 +138,23 @@ class LiveDisplay:
 
     def _note_bundle(self, note: str) -> MimeBundle:
         return note_card(self.prompt, note)
+
+
+# A paused run's card, by run id: when the run resumes from a view (a button, %loom approve),
+# the card in the cell that started it is redrawn with the resumed run's result.
+_PAUSED: dict[str, LiveDisplay] = {}
+_PAUSED_LOCK = threading.Lock()
+
+
+def redraw_paused_card(result: RunResult) -> bool:
+    """Redraw the card of the run ``result`` resumed (any thread); False when none is shown."""
+    with _PAUSED_LOCK:
+        shown = _PAUSED.get(result.run_id)
+        if shown is not None and result.status != "needs_approval":
+            del _PAUSED[result.run_id]
+    if shown is None or shown._handle is None:
+        return False
+    data, metadata = result._repr_mimebundle_()
+    shown.result = result
+    shown._handle.update(data, raw=True, metadata=metadata)
+    return True

@@ -309,7 +309,8 @@ class LoomMagics(Magics):
             # The cell shows the cancelled run already. Raising (not swallowing) makes the cell
             # fail, so "Run all" stops here as it does for any interrupted cell.
             raise RunCancelled(
-                "The run was cancelled. The session keeps everything up to the interruption; "
+                "The run was cancelled. The cell shows what it had streamed (marked as cut off), "
+                "-o binds its result, and the session keeps everything up to the interruption; "
                 "run the cell again to start over."
             ) from None
 
@@ -426,9 +427,17 @@ class LoomMagics(Magics):
         live = live_updates_enabled(self.shell, command.stream)
         shown = LiveDisplay(prompt, agent=session.agent.name,
                             model=session.agent.model.identifier, live=live)
-        result = run_in_cell(session, prompt, shown)
-        if command.out is not None and result is not None:
-            namespace[command.out] = result
+        try:
+            result = run_in_cell(session, prompt, shown)
+        finally:
+            # A stopped run is bound too: its result keeps the answer streamed up to the stop.
+            if command.out is not None and shown.result is not None:
+                namespace[command.out] = shown.result
+        if result is not None and result.status == "needs_approval":
+            from .views import ApprovalsView
+
+            # The buttons right under the waiting card: the answer shows up where one clicks.
+            display(ApprovalsView(result))
         return result
 
     # -- agents and sessions -----------------------------------------------------------------------

@@ -16,7 +16,8 @@ import ipywidgets as widgets
 from .. import _bridge
 from ..agent import Agent
 from ..display.common import note_html, view_card
-from ..display.run import LiveText, panel_header_html, panel_html, panel_text
+from ..display.run import (LiveText, panel_header_html, panel_html, panel_text,
+                           status_sentence)
 from ..errors import ConfigError, LoomError
 from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
@@ -62,10 +63,14 @@ class SessionPanel(View):
         session = self._session
         header = widgets.HTML(panel_header_html(session.id, session.agent.name,
                                                 session.agent.model.identifier))
+        # column-reverse: a scroll box anchored at its end, so the newest run and the text
+        # streaming in stay in view, and a reader who scrolled up is not pulled down again.
         self._transcript = widgets.HTML(layout=widgets.Layout(
-            max_height="420px", overflow="auto", border="1px solid #d0d7de", padding="4px 8px"))
+            max_height="420px", overflow="auto", flex_flow="column-reverse",
+            border="1px solid var(--jp-border-color1, #d0d7de)", padding="4px 8px"))
         self.prompt = widgets.Textarea(placeholder="Ask the agent… (Send starts a run)",
-                                       layout=widgets.Layout(width="100%", height="64px"))
+                                       layout=widgets.Layout(flex="1 1 auto", width="auto",
+                                                             min_width="0", height="64px"))
         self.send_button = widgets.Button(description="Send", button_style="primary",
                                           icon="paper-plane", layout=widgets.Layout(width="100px"))
         self.stop_button = widgets.Button(description="Stop", icon="stop", disabled=True,
@@ -74,7 +79,9 @@ class SessionPanel(View):
         self.stop_button.on_click(lambda _: self._safely(self.stop))
         self._status = widgets.HTML()
         self.tabs = widgets.Tab(children=[v.widget for v in self.views.values()], titles=TABS)
-        controls = widgets.HBox([self.prompt, widgets.VBox([self.send_button, self.stop_button])])
+        buttons = widgets.VBox([self.send_button, self.stop_button],
+                               layout=widgets.Layout(flex="none", overflow="hidden"))
+        controls = widgets.HBox([self.prompt, buttons], layout=widgets.Layout(overflow="hidden"))
         left = widgets.VBox([header, self._transcript, controls, self._status],
                             layout=widgets.Layout(flex="1 1 55%", min_width="360px"))
         right = widgets.VBox([self.tabs], layout=widgets.Layout(flex="1 1 45%", min_width="360px"))
@@ -126,9 +133,10 @@ class SessionPanel(View):
             self.note = f"The run failed: {future.exception() or 'cancelled'}"
         else:
             result = future.result()
-            self.note = f"The run is {result.status}."
+            self.note = status_sentence(result.status, result.error)
             if result.status == "needs_approval":
-                self.note += " Decide the waiting calls in the Approvals tab."
+                self.note += (" Decide the waiting calls in the Approvals tab (or with "
+                              "%loom approve / %loom reject).")
                 self.tabs.selected_index = TABS.index("Approvals")
         self.refresh()
 

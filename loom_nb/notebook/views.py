@@ -30,12 +30,12 @@ from .. import _bridge
 from .._compaction import transcript
 from ..display import views as display
 from ..display.common import note_html
-from ..display.run import run_status
+from ..display.run import result_html, run_status, status_sentence
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent, RunStartedData, SignalData, payload
 from ..result import PendingApproval, RunResult
 from ..session import Session
-from .live import live_updates_enabled
+from .live import live_updates_enabled, redraw_paused_card
 
 __all__ = ["ApprovalsView", "BudgetView", "ContextView", "SignalsView", "TraceView", "View",
            "waiting_result"]
@@ -375,6 +375,8 @@ class ApprovalsView(View):
     def __init__(self, source: RunResult | Session, **options: Any) -> None:
         self.future: concurrent.futures.Future[RunResult] | None = None
         self.note = ""
+        #: The result of the resumption started here, drawn under the buttons once it has ended.
+        self.resumed: RunResult | None = None
         super().__init__(source, **options)
 
     def _build(self) -> widgets.Widget:
@@ -383,7 +385,8 @@ class ApprovalsView(View):
                                     layout=widgets.Layout(width="420px"))
         self._pending_box = widgets.VBox()
         self._status = widgets.HTML()
-        return widgets.VBox([self._html, self._pending_box, self._status])
+        self._answer = widgets.HTML()
+        return widgets.VBox([self._html, self._pending_box, self._status, self._answer])
 
     def waiting(self) -> RunResult | None:
         """The paused run this view decides on (None when nothing waits)."""
@@ -437,7 +440,10 @@ class ApprovalsView(View):
             if self.result is not None:
                 self.result = result
                 self._add_all(result.events)
-            self.note = f"Resumed: the run is {result.status}."
+            self.resumed = result
+            redrawn = redraw_paused_card(result)
+            self.note = "Resumed. " + status_sentence(result.status, result.error) + (
+                " The run's card above shows it too." if redrawn else "")
         self.refresh()
 
     def _click(self, call_id: str, approve: bool) -> None:
@@ -448,7 +454,9 @@ class ApprovalsView(View):
             self.refresh()
 
     def _draw(self) -> None:
-        self._html.value = display.approvals_html(display.governance_rows(self.events()), [])
+        # The waiting calls are counted in the header; their buttons below stand for the list.
+        self._html.value = display.approvals_html(display.governance_rows(self.events()),
+                                                  self.pending(), list_pending=False)
         rows: list[widgets.Widget] = []
         for call in self.pending():
             approve = widgets.Button(description="Approve", button_style="success", icon="check",
@@ -462,14 +470,17 @@ class ApprovalsView(View):
         self._pending_box.children = ([widgets.HTML(display.WAITING_HTML), *rows, self._reason]
                                       if rows else [])
         self._status.value = note_html(self.note, "div")
+        self._answer.value = result_html(self.resumed) if self.resumed is not None else ""
 
     def to_text(self) -> str:
-        return display.approvals_text(display.governance_rows(self.events()), self.pending(),
-                                     self.note)
+        text = display.approvals_text(display.governance_rows(self.events()), self.pending(),
+                                      self.note)
+        return text + (f"\n{self.resumed.to_text()}" if self.resumed is not None else "")
 
     def to_html(self) -> str:
-        return display.approvals_html(display.governance_rows(self.events()), self.pending(),
-                                     self.note)
+        markup = display.approvals_html(display.governance_rows(self.events()), self.pending(),
+                                        self.note)
+        return markup + (result_html(self.resumed) if self.resumed is not None else "")
 
 
 class TraceView(View):

@@ -50,16 +50,28 @@ KERNEL_READY = """() => {
 # A browser's notice that layout outran its resize observers: harmless, and timing-dependent.
 BENIGN = re.compile(r"ResizeObserver loop")
 ANSWER = "Oslo is mild today, 21 C and a light wind."
+# The relative luminance (0 black .. 1 white) of an element's background and text colours.
+CONTRAST = """(selector) => {
+    const element = document.querySelector(selector);
+    if (!element) throw new Error(`nothing matches ${selector}`);
+    const lum = (css) => {
+        const [r, g, b] = css.match(/[\\d.]+/g).slice(0, 3).map(Number).map((v) => {
+            v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const style = getComputedStyle(element);
+    return {background: lum(style.backgroundColor), text: lum(style.color)};
+}"""
 
 CELLS = [
     "%load_ext loom_nb\nfrom loom_nb import Agent, Model",
     '''\
 def lookup(city: str) -> str:
     """Look a city up."""
-    return f"{city}: 21 C, light wind."
+    return f"{city}: 21 C, light wind.\\n" * 12
 
 agent = Agent(Model.scripted([{"tool": "lookup", "args": {"city": "Oslo"}},
-                              "''' + ANSWER + '''"]),
+                              "## Forecast\\n\\n''' + ANSWER + '''"]),
               "You answer briefly.", tools=[lookup])''',
     "%loom panel -a agent -o panel",
 ]
@@ -214,7 +226,7 @@ def test_session_panel_in_jupyterlab(lab: str) -> None:
             expect(transcript.get_by_text(ANSWER)).to_be_visible(timeout=30_000)
             expect(transcript).to_contain_text('lookup(city="Oslo")')  # the call, and its result
             expect(transcript).to_contain_text("Oslo: 21 C, light wind.")
-            expect(output).to_contain_text("The run is completed.", timeout=30_000)
+            expect(output).to_contain_text("The run completed.", timeout=30_000)
             expect(send).to_be_enabled()
             expect(output.locator(".widget-textarea textarea")).to_have_value("")
 
@@ -226,9 +238,30 @@ def test_session_panel_in_jupyterlab(lab: str) -> None:
             expect(started).to_be_visible(timeout=10_000)
             expect(output.get_by_text("run finished: completed")).to_be_visible()
 
+            # The answer is Markdown: a heading, not "## Forecast" as text.
+            expect(transcript.locator("h2")).to_have_text("Forecast")
+            transcript.locator("details summary").first.click()  # the long tool result
+
             output.scroll_into_view_if_needed()
             page.screenshot(path=str(shot))
             output.screenshot(path=str(ARTIFACTS / "lab_panel_widget.png"))
+            light = page.evaluate(CONTRAST, ".loom-transcript details pre")
+
+            # The same panel in JupyterLab Dark: text boxes and bar tracks follow the theme.
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                          " {theme: 'JupyterLab Dark'})")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+                                   timeout=30_000)
+            page.wait_for_timeout(500)
+            dark = page.evaluate(CONTRAST, ".loom-transcript details pre")
+            assert light["background"] > 0.8 and light["text"] < 0.2, light
+            assert dark["background"] < 0.2 and dark["text"] > 0.5, dark  # light text, dark box
+            page.screenshot(path=str(ARTIFACTS / "lab_panel_dark.png"))
+            output.screenshot(path=str(ARTIFACTS / "lab_panel_widget_dark.png"))
+            tabs.filter(has_text="Context").click()
+            track = page.evaluate(CONTRAST, ".loom-context span[style*='inline-flex']")
+            assert track["background"] < 0.3, track  # an empty bar is not a bright white strip
+            output.screenshot(path=str(ARTIFACTS / "lab_context_dark.png"))
             assert not errors, f"JavaScript errors in Lab: {errors}"
         except Exception:
             # What the browser showed when it went wrong, for whoever reads the failure.

@@ -388,7 +388,7 @@ def test_interrupt_cancels_the_run_and_keeps_the_session(ip: InteractiveShell, l
                            tools=[press_stop])
     with capture_output() as captured, pytest.raises(KeyboardInterrupt, match="run was cancelled"):
         ip.run_line_magic("loom", "run -a agent -o r stop me")
-    assert "r" not in ip.user_ns
+    assert ip.user_ns["r"].status == "cancelled"  # -o binds a stopped run too
     final = displays(captured)[-1]
     assert final["update"] and final["data"]["text/plain"].startswith("Run cancelled")
     assert final["metadata"]["loom"]["status"] == "cancelled"
@@ -397,6 +397,26 @@ def test_interrupt_cancels_the_run_and_keeps_the_session(ip: InteractiveShell, l
         ip.run_line_magic("loom", "run -a agent -o r again")
     assert ip.user_ns["r"].output == "after the interrupt"
     assert user_texts(agent.model.requests[-1]) == ["stop me", "again"]
+
+
+def test_an_interrupt_keeps_the_streamed_answer_on_screen_and_in_the_result(
+        ip: InteractiveShell, live: None) -> None:
+    async def talk(request: ModelRequest) -> AsyncIterator[str]:
+        yield "## Partial\n\nThe first **half** of"
+        await asyncio.sleep(0.3)  # the cell's thread is waiting for the run by now
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+        await asyncio.sleep(30)
+        yield " never streamed"
+
+    ip.user_ns["agent"] = Agent(Model.function(talk))
+    with capture_output() as captured, pytest.raises(KeyboardInterrupt, match="cut off"):
+        ip.run_line_magic("loom", "run -a agent -o r talk")
+    result = ip.user_ns["r"]
+    assert (result.status, result.output) == ("cancelled", "## Partial\n\nThe first **half** of")
+    final = displays(captured)[-1]["data"]
+    assert "The first **half** of\n[cut off here: the run was stopped]" in final["text/plain"]
+    assert "<strong>half</strong>" in final["text/html"] and "✂ cut off here" in final["text/html"]
+    assert "never streamed" not in final["text/html"]
 
 
 # -- the extension ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@ through a real IPython shell."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -113,10 +114,42 @@ def test_approve_resumes_the_waiting_run_in_the_background(ip: InteractiveShell,
     result = view.future.result(5)
     assert (result.status, result.output) == ("completed", "Wiped.")
     # Shown right after the click; the run may already have finished by then.
-    assert shown(captured)[0][0]["text/plain"].splitlines()[-1] in {
-        "  Resuming the run…", "  Resumed: the run is completed."}
+    [text] = [o.data["text/plain"] for o in captured.outputs if not o.update]
+    assert "Resuming the run…" in text or "Resumed. The run completed." in text
     with pytest.raises(UsageError, match="No run in session .* is waiting for approval"):
         ip.run_line_magic("loom", "approve")
+
+
+def _until(condition: Any, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_a_paused_run_gets_buttons_and_its_card_shows_the_answer_after_a_click(
+        ip: InteractiveShell, agent: Agent) -> None:
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "run -o r clean /x")
+        [(card, card_meta), (buttons_view, _)] = shown(captured)
+        assert "%loom approve" in card["text/plain"] and "<code>%loom approve</code>" in \
+            card["text/html"]
+        assert buttons_view["text/plain"].startswith("Approvals · 1 decision · 1 waiting")
+        approvals = ApprovalsView(ip.user_ns["r"])
+        # The widget's header counts the call that waits with buttons (it said 0 waiting).
+        assert "1 decision · 1 waiting" in approvals._html.value
+        [approve] = [b for b in approvals._pending_box.children[1].children
+                     if getattr(b, "description", "") == "Approve"]
+        approve.click()
+        _until(lambda: approvals.resumed is not None)
+    assert approvals.resumed.output == "Wiped."
+    assert "Resumed. The run completed." in approvals.note
+    assert "Wiped." in approvals._answer.value and "Wiped." in approvals.to_text()
+    # The card of the cell that started the run now shows the resumed run.
+    updates = [o for o in captured.outputs if o.update]
+    assert updates and "Wiped." in updates[-1].data["text/plain"]
+    assert updates[-1].data["text/plain"].startswith("Run completed")
+    assert updates[-1].transient["display_id"] == captured.outputs[0].transient["display_id"]
 
 
 def test_reject_with_a_quoted_reason(ip: InteractiveShell, agent: Agent) -> None:

@@ -193,7 +193,8 @@ def test_approve_button_resumes_the_paused_run_in_the_background() -> None:
     lines = view.to_text().splitlines()
     assert lines[0] == "Approvals · 2 decisions · 0 waiting"
     assert "→ allow: approved by a person [approval]" in lines[2]
-    assert lines[-1] == "  Resumed: the run is completed."
+    # Where the person clicked: the note, then the resumed run's card with its answer.
+    assert "  Resumed. The run completed." in lines and lines[-1] == "Wiped it."
     assert session.waiting == []
 
 
@@ -359,7 +360,12 @@ def test_panel_send_and_stop() -> None:
     result = panel.future.result(5)
     assert result.status == "cancelled"
     assert not panel.send_button.disabled and panel.stop_button.disabled
-    assert "The run is cancelled." in panel._status.value
+    assert "The run was cancelled." in panel._status.value
+    # What streamed before Stop stays on screen, marked as cut, and is the result's output.
+    assert result.output == "start "
+    panel.refresh()
+    assert "<p" in panel._transcript.value and ">start</p>" in panel._transcript.value
+    assert "✂ cut off here" in panel._transcript.value
     assert session.runs[-1].status == "cancelled"
 
 

@@ -103,7 +103,7 @@ def test_setters_without_a_name_show_the_current_default(ip: InteractiveShell) -
     assert lines[1] == "Default session: one notebook session per agent"
     assert lines[-2:] == ["Default agent: agent", "Default session: notes"]
     ip.user_ns["n"] = 3
-    with pytest.raises(UsageError, match="is a int, not a Session"):
+    with pytest.raises(UsageError, match="is an int, not a Session"):
         ip.run_line_magic("loom", "session n")
 
 
@@ -188,7 +188,7 @@ def test_session_of_another_agent_is_refused(ip: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="belongs to the agent"):
         ip.run_line_magic("loom", "run -a agent -s chat hi")
     ip.user_ns["not_a_session"] = 42
-    with pytest.raises(UsageError, match="is a int, not a Session"):
+    with pytest.raises(UsageError, match="is an int, not a Session"):
         ip.run_line_magic("loom", "run -a agent -s not_a_session hi")
 
 
@@ -222,7 +222,7 @@ def test_interpolate_function() -> None:
 
 @pytest.mark.parametrize(("line", "cell", "message"), [
     ("run -a nobody hi", None, "There is no variable named 'nobody'"),
-    ("run -a number hi", None, "'number' is a int, not an Agent"),
+    ("run -a number hi", None, "'number' is an int, not an Agent"),
     ("run -a agent", None, "The prompt is empty"),
     ("run -a agent {blank}", None, "The prompt is empty"),
     ("run -a agent", "\n  \n", "The prompt is empty"),

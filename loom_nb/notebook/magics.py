@@ -397,7 +397,13 @@ class LoomMagics(Magics):
 
     def _set_default_agent(self, name: str | None) -> None:
         if name is None:
-            current = self.default_agent or "none (use -a NAME, or set LOOM_MODEL)"
+            spec = os.environ.get("LOOM_MODEL", "").strip()
+            if self.default_agent is not None:
+                current = self.default_agent
+            elif spec:  # what _default_agent builds when no -a is given
+                current = f"an Agent on LOOM_MODEL={spec} (`%loom agent NAME` to use a variable)"
+            else:
+                current = "none (use -a NAME, or set LOOM_MODEL)"
             print(f"Default agent: {current}")
             return
         self._agent_variable(name)

@@ -107,6 +107,20 @@ def test_setters_without_a_name_show_the_current_default(ip: InteractiveShell) -
         ip.run_line_magic("loom", "session n")
 
 
+def test_the_default_agent_shown_is_the_one_loom_model_builds(
+        ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_MODEL", "openai:gpt-5-mini")
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "agent")
+    assert captured.stdout.strip() == ("Default agent: an Agent on LOOM_MODEL=openai:gpt-5-mini "
+                                       "(`%loom agent NAME` to use a variable)")
+    scripted_agent(ip, ["x"])
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "agent agent")
+        ip.run_line_magic("loom", "agent")
+    assert captured.stdout.splitlines()[-1] == "Default agent: agent"  # a named default wins
+
+
 def test_loom_model_fallback(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOOM_MODEL", "nope:x")
     with pytest.raises(UsageError, match="Unknown model provider 'nope'"):

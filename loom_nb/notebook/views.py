@@ -29,7 +29,7 @@ from IPython import get_ipython
 from .. import _bridge
 from .._compaction import transcript
 from ..display import views as display
-from ..display.common import note_html
+from ..display.common import note_html, printable
 from ..display.run import result_html, run_status, status_sentence
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent, RunStartedData, SignalData, payload
@@ -201,7 +201,8 @@ class View:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock:
-            data: dict[str, Any] = {"text/plain": self.to_text(), "text/html": self.to_html()}
+            data: dict[str, Any] = {"text/plain": printable(self.to_text()),
+                                    "text/html": self.to_html()}
         view = self.widget._repr_mimebundle_()
         if view and WIDGET_MIME in view:
             data[WIDGET_MIME] = view[WIDGET_MIME]

@@ -138,6 +138,9 @@ def test_teaching_notebooks_mark_checked_cells_with_tags_not_comments() -> None:
         cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
         assert not [c for c in cells if "NBVAL_" in c.source], path.name
         assert any("nbval-check-output" in c.metadata.get("tags", []) for c in cells), path.name
+    docs = [Path(__file__).resolve().parents[2] / "README.md",
+            *(Path(__file__).resolve().parents[2] / "docs").glob("*.md")]
+    assert not [p.name for p in docs if "NBVAL_CHECK_OUTPUT" in p.read_text()]
 
 
 def test_control_characters_in_model_output_are_escaped_in_text_forms_only() -> None:

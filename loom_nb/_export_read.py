@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
+from ._words import a_type
 from .errors import ExportError
 from .events import RunStartedData, payload
 
@@ -442,7 +443,7 @@ def readers(source: Any) -> Iterator[Reader]:
             yield from readers(item)
     else:
         raise ExportError(
-            f"Cannot export a {type(source).__name__}. Pass a RunResult, a Session, the path of "
+            f"Cannot export {a_type(source)}. Pass a RunResult, a Session, the path of "
             f"an SQLite session store, a store object, or a list of these.")
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _bridge
+from ._words import a_type
 from .errors import ConfigError
 from .events import QualityVerdictData, RunFinishedData, payload
 from .export import Table, _verdict
@@ -131,7 +132,7 @@ def normalize_tasks(tasks: Any) -> list[_Item]:
             if isinstance(task, str):
                 task = RuntimeTask(task)
             if not isinstance(task, RuntimeTask):
-                raise ConfigError(f"Task {position} is a {type(task).__name__}; evaluate() takes "
+                raise ConfigError(f"Task {position} is {a_type(task)}; evaluate() takes "
                                   f"RuntimeTask objects or goal strings.")
             explicit = task.metadata.get("id")
             items.append((None if explicit is None else str(explicit), task))

@@ -24,7 +24,8 @@ from .errors import ConfigError
 from .events import (GovernanceDecisionData, QualityVerdictData, RunEvent, RunFinishedData,
                      SignalDecisionData, ToolResultData, payload, utcnow)
 
-__all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "JSONLSink", "summarize"]
+__all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "FeedbackSummary", "JSONLSink",
+           "current_ratings", "summarize"]
 
 FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating"]
 KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
@@ -142,18 +143,32 @@ class FeedbackPolicy:
             sink.write(record)
 
 
-def summarize(records: Iterable[FeedbackRecord]) -> dict[str, Any]:
-    """Pass rates, tool error rates, denials and ratings from feedback records."""
+def current_ratings(records: Iterable[FeedbackRecord]) -> dict[tuple[str, str | None], FeedbackRecord]:
+    """Each run's rating, by (session id, run id): its newest, since rating again replaces it.
+
+    The log keeps every rating (a sink has sent each already); what counts is the last one.
+    """
+    return {(r.session_id, r.run_id): r for r in records if r.kind == "rating"}
+
+
+def summarize(records: Iterable[FeedbackRecord]) -> FeedbackSummary:
+    """Pass rates, tool error rates, denials and ratings from feedback records.
+
+    ``ratings`` counts rated runs and ``mean_rating`` averages each run's newest rating.
+    """
     by_kind: dict[str, list[FeedbackRecord]] = {}
+    records = list(records)
     for record in records:
-        by_kind.setdefault(record.kind, []).append(record)
+        if record.kind != "rating":
+            by_kind.setdefault(record.kind, []).append(record)
+    by_kind["rating"] = list(current_ratings(records).values())
     runs = by_kind.get("run", [])
     tools = by_kind.get("tool", [])
     verdicts = by_kind.get("quality", [])
     decisions = Counter(r.data["action"] for r in by_kind.get("governance", []))
     ratings = [float(r.data["score"]) for r in by_kind.get("rating", [])]
     errors = Counter(r.data["name"] for r in tools if r.data["is_error"])
-    return {
+    return FeedbackSummary({
         "runs": len(runs),
         "completed_rate": _rate(sum(r.data["status"] == "completed" for r in runs), len(runs)),
         "quality_pass_rate": _rate(sum(bool(r.data["passed"]) for r in verdicts), len(verdicts)),
@@ -165,7 +180,40 @@ def summarize(records: Iterable[FeedbackRecord]) -> dict[str, Any]:
         "compactions": len(by_kind.get("compaction", [])),
         "ratings": len(ratings),
         "mean_rating": round(sum(ratings) / len(ratings), 3) if ratings else None,
-    }
+    })
+
+
+class FeedbackSummary(dict[str, Any]):
+    """The numbers of :func:`summarize`: a plain dict, that prints as a small table."""
+
+    def _rows(self) -> list[tuple[str, str]]:
+        rows = []
+        for key, value in self.items():
+            if value is None:
+                shown = "-"
+            elif key.endswith("_rate"):
+                shown = f"{value:.1%}".replace(".0%", "%")
+            elif isinstance(value, dict):
+                shown = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+            else:
+                shown = f"{value:g}" if isinstance(value, float) else str(value)
+            rows.append((key.replace("_", " "), shown))
+        return rows
+
+    def __repr__(self) -> str:
+        rows = self._rows()
+        width = max((len(k) for k, _ in rows), default=0)
+        return "\n".join(["Feedback summary"] + [f"  {k:<{width}}  {v}" for k, v in rows])
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+    def _repr_html_(self) -> str:
+        import html
+
+        from .display.common import table_html
+        cells = [[html.escape(k), html.escape(v)] for k, v in self._rows()]
+        return "<b>Feedback summary</b>" + table_html(["", "value"], cells, align_right=[1])
 
 
 def _rate(part: int, whole: int) -> float | None:

@@ -25,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ._words import article
 from .attention import AttentionPolicy, AttentionRule, AttentionState
 from .context import ContextProtocol
 from .continuity import ContinuityPolicy
@@ -89,7 +90,7 @@ class Runtime:
         for name, kind in _POLICY_TYPES.items():
             value = getattr(self, name)
             if value is not None and not isinstance(value, kind):
-                raise ConfigError(f"Runtime({name}=...) takes a {kind.__name__}, not {type(value).__name__}.")
+                raise ConfigError(f"Runtime({name}=...) takes {article(kind.__name__)}, not {type(value).__name__}.")
 
     @classmethod
     def sdk(cls, *, max_turns: int | None = 50, max_tokens: int | None = None,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
+from ._tabular import json_fallback, tabular
 from ._workers import Escaped, Job, submit_to_worker
 from .errors import ConfigError, Suspended, ToolError
 from .models import ToolDefinition
@@ -274,14 +275,20 @@ def _ms(started: float) -> float:
 def serialize_result(value: Any, tool_name: str) -> str:
     """The text sent to the model for a tool's return value.
 
-    Strings go as they are; everything else as JSON (dataclasses, pydantic models, dates, paths
-    and the like included). Anything else is a :class:`ToolError` that says what to return.
+    Strings go as they are; a pandas DataFrame or Series and a numpy array as a bounded Markdown
+    table with its shape; everything else as JSON (dataclasses, pydantic models, dates, paths,
+    numpy scalars and the like included). A matplotlib figure, and anything else, is a
+    :class:`ToolError` that says what to return.
     """
     import pydantic_core
     if isinstance(value, str):
         return value
+    table = tabular(value, tool_name)
+    if table is not None:
+        return table
     try:
-        return json.dumps(pydantic_core.to_jsonable_python(value), ensure_ascii=False)
+        return json.dumps(pydantic_core.to_jsonable_python(value, fallback=json_fallback),
+                          ensure_ascii=False)
     except (pydantic_core.PydanticSerializationError, TypeError, ValueError) as exc:
         raise ToolError(
             f"Tool {tool_name!r} returned an object of type {type(value).__name__}, which cannot be sent to the "

@@ -376,7 +376,7 @@ def test_bad_sources_get_clear_errors(tmp_path: Path) -> None:
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.close()
     with pytest.raises(ExportError, match="not a loom_nb session store"):
         runs_df(other)
-    with pytest.raises(ExportError, match="Cannot export a int"):
+    with pytest.raises(ExportError, match="Cannot export an int"):
         runs_df(3)
 
 

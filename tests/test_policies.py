@@ -288,6 +288,25 @@ def test_feedback_records_are_written_and_summarized(tmp_path: Path) -> None:
         session.feedback("nope", 1)
 
 
+def test_the_feedback_summary_is_a_dict_that_reads_as_a_table() -> None:
+    session = Agent(Model.scripted(["hi", "again"]),
+                    runtime=Runtime.sdk(feedback=FeedbackPolicy.collect(["run"]))).session()
+    first = session.run_sync("x")
+    session.run_sync("y")
+    session.feedback(first.run_id, 5)
+    session.feedback(first.run_id, 3, "on second thought")  # replaces the 5
+    summary = session.feedback_summary()
+    assert isinstance(summary, dict) and summary["ratings"] == 1 and summary["mean_rating"] == 3.0
+    assert json.loads(json.dumps(summary)) == dict(summary)
+    lines = repr(summary).splitlines()
+    assert lines[0] == "Feedback summary"
+    assert "  runs                 2" in lines and "  completed rate       100%" in lines
+    assert "  quality pass rate    -" in lines and "  tool errors by tool  none" in lines
+    assert "  mean rating          3" in lines
+    markup = summary._repr_html_()
+    assert markup.startswith("<b>Feedback summary</b><table") and ">completed rate</td>" in markup
+
+
 def test_default_feedback_keeps_only_ratings() -> None:
     session = Agent(Model.scripted(["hi"])).session()
     result = session.run_sync("x")

@@ -8,15 +8,28 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 __all__ = ["ACCENT", "BORDER", "CARD", "CODE_BG", "ERROR", "FAINT", "GOOD", "MONO", "MUTED",
            "RULE", "TEXT", "TRACK", "WARN", "PARTITION_COLORS", "PRE", "badge", "bar_html", "call_text",
-           "note_html", "plural", "share", "short", "signal_label", "table_html", "text_table",
+           "note_html", "plural", "printable", "share", "short", "signal_label", "table_html", "text_table",
            "theme", "view_card"]
 
 TEXT_PREVIEW = 300
+
+# C0 controls but tab and newline, DEL, and C1 controls: a model's "\x1b[2J" in a text form would
+# clear the terminal it is printed to (IPython in a terminal, a log, nbval's diff).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\x1b``, ``\\r``), for text forms.
+
+    HTML forms need no such step: html.escape and the browser never interpret them.
+    """
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def theme(name: str, fallback: str) -> str:

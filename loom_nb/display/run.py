@@ -16,8 +16,8 @@ from typing import Protocol
 from ..events import (ModelDeltaData, ModelResponseData, RunEvent, RunFinishedData,
                       RunStartedData, ToolCallData, ToolResultData, payload)
 from ..messages import Usage
-from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text, short,
-                     theme)
+from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text,
+                     printable, short, theme)
 from .markdown import markdown_html
 
 __all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "live_card",
@@ -151,7 +151,7 @@ def result_text(result: RunLike) -> str:
         lines.append(f"{result.status}: {result.error}")
     if result.status == "needs_approval":
         lines.append(APPROVAL_HINT)
-    return "\n".join(lines)
+    return printable("\n".join(lines))
 
 
 #: Where a paused run's card points: the buttons, the notebook commands, and the code.
@@ -298,7 +298,7 @@ def live_card(events: Sequence[RunEvent], live_text: str, *, prompt: str, agent:
     markup = (f"<div class='loom-run loom-live' style=\"{CARD}\">"
               f"{header_html('running', summary)}{shown_prompt}"
               f"{events_html(events, live_text or '…')}</div>")
-    return {"text/plain": text, "text/html": markup}
+    return {"text/plain": printable(text), "text/html": markup}
 
 
 def note_card(prompt: str, note: str) -> MimeBundle:
@@ -342,4 +342,4 @@ def panel_text(runs: list[list[RunEvent]]) -> str:
         finished = [payload(e, RunFinishedData) for e in events if e.type == "run.finished"]
         if finished and finished[-1]["status"] not in ("completed", "needs_approval"):
             lines.append(f"  {finished[-1]['status']}: {finished[-1].get('error') or 'no reason'}")
-    return "\n".join(lines)
+    return printable("\n".join(lines))

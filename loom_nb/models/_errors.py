@@ -46,11 +46,16 @@ __all__ = [
 class ProviderInfo:
     """What an error message needs to tell the user what to do."""
 
-    label: str  #: e.g. "Anthropic"
+    label: str  #: e.g. "Anthropic", or "the OpenAI-compatible server" at another base_url
     model: str
     base_url: str
     key_var: str  #: e.g. "ANTHROPIC_API_KEY"
     models_hint: str  #: how to find a valid model name
+
+    @property
+    def title(self) -> str:
+        """The label at the start of a sentence."""
+        return self.label[:1].upper() + self.label[1:]
 
 
 _CONTEXT_PATTERNS = re.compile(
@@ -125,7 +130,7 @@ def classify_sdk_error(exc: BaseException, sdk: Any, info: ProviderInfo) -> Prov
             f"{type(exc).__name__}: {exc}."
         )
     if isinstance(exc, getattr(sdk, "AnthropicError", getattr(sdk, "OpenAIError", ()))):
-        return ProviderError(f"{info.label} failed: {type(exc).__name__}: {exc}")
+        return ProviderError(f"{info.title} failed: {type(exc).__name__}: {exc}")
     return None
 
 
@@ -152,7 +157,7 @@ def error_from_body(
 ) -> ProviderError:
     kind, code, message = _error_fields(body)
     message = message or fallback
-    where = f"{info.label} ({status}: {message})" if status else f"{info.label} ({message})"
+    where = f"{info.title} ({status}: {message})" if status else f"{info.title} ({message})"
     if status in (401, 403) or kind in ("authentication_error", "permission_error"):
         verb = "rejected the API key" if status != 403 else "refused access with this API key"
         return ModelAuthenticationError(

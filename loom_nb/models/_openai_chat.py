@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._words import a_type
 from ..errors import ConfigError
 from ..messages import Message, Part, TextPart, ToolResult, Usage
 from . import ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta, ToolDefinition
@@ -66,7 +67,7 @@ def _user_or_tool(part: Part) -> dict[str, Any]:
         return {"role": "user", "content": part.text}
     if isinstance(part, ToolResult):
         return {"role": "tool", "tool_call_id": part.call_id, "content": result_text(part)}
-    raise ConfigError(f"Cannot send a {type(part).__name__} in a user or tool message to OpenAI.")
+    raise ConfigError(f"Cannot send {a_type(part)} in a user or tool message to OpenAI.")
 
 
 def chat_tools(tools: Sequence[ToolDefinition]) -> list[dict[str, Any]]:

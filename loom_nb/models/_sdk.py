@@ -174,7 +174,10 @@ class SDKModel(Model):
 
     @property
     def info(self) -> ProviderInfo:
-        return ProviderInfo(label=self.label, model=self.name, base_url=self.base_url,
+        # A server at another base_url (Ollama, vLLM, a proxy) is not the vendor: errors say so.
+        vendor = self.base_url == self.default_base_url.rstrip("/")
+        label = self.label if vendor else f"the {self.label}-compatible server"
+        return ProviderInfo(label=label, model=self.name, base_url=self.base_url,
                             key_var=self.key_var, models_hint=self.models_hint)
 
     def client(self) -> Any:
@@ -210,7 +213,7 @@ class SDKModel(Model):
         """
         if _is_timeout(exc, self._sdk):
             return ModelConnectionError(
-                f"{self.label} at {self.base_url} sent nothing for timeout={self.timeout:g} s "
+                f"{self.info.title} at {self.base_url} sent nothing for timeout={self.timeout:g} s "
                 f"({type(exc).__name__}). If the answers are long or the server is slow, raise "
                 f"timeout= (seconds) on the model, e.g. "
                 f"Model.{self.provider}({self.name!r}, timeout=300); else check the server.")

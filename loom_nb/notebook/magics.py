@@ -25,6 +25,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_exp
 from IPython.display import display
 
 from .. import _bridge
+from .._words import a_type
 from ..agent import Agent
 from ..errors import CommandError, LoomError, RunCancelled
 from ..models import Model
@@ -396,7 +397,13 @@ class LoomMagics(Magics):
 
     def _set_default_agent(self, name: str | None) -> None:
         if name is None:
-            current = self.default_agent or "none (use -a NAME, or set LOOM_MODEL)"
+            spec = os.environ.get("LOOM_MODEL", "").strip()
+            if self.default_agent is not None:
+                current = self.default_agent
+            elif spec:  # what _default_agent builds when no -a is given
+                current = f"an Agent on LOOM_MODEL={spec} (`%loom agent NAME` to use a variable)"
+            else:
+                current = "none (use -a NAME, or set LOOM_MODEL)"
             print(f"Default agent: {current}")
             return
         self._agent_variable(name)
@@ -477,7 +484,7 @@ class LoomMagics(Magics):
         value = namespace[name]
         if not isinstance(value, Agent):
             raise CommandError(
-                f"{name!r} is a {type(value).__name__}, not an Agent; pass the variable that "
+                f"{name!r} is {a_type(value)}, not an Agent; pass the variable that "
                 f"holds your Agent, e.g. `%loom run -a agent ...`."
             )
         return value
@@ -489,7 +496,7 @@ class LoomMagics(Magics):
         value = self._namespace[name]
         if not isinstance(value, Session):
             raise CommandError(
-                f"-s {name}: the variable {name!r} is a {type(value).__name__}, not a Session. "
+                f"-s {name}: the variable {name!r} is {a_type(value)}, not a Session. "
                 f"Pass a Session (`{name} = agent.session()`), or a session id that is not the "
                 f"name of a variable."
             )

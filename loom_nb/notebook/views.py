@@ -29,10 +29,11 @@ from IPython import get_ipython
 from .. import _bridge
 from .._compaction import transcript
 from ..display import views as display
-from ..display.common import note_html
+from ..display.common import note_html, printable
 from ..display.run import result_html, run_status, status_sentence
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent, RunStartedData, SignalData, payload
+from ..feedback import current_ratings
 from ..result import PendingApproval, RunResult
 from ..session import Session
 from .live import live_updates_enabled, redraw_paused_card
@@ -201,7 +202,8 @@ class View:
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
         with self._lock:
-            data: dict[str, Any] = {"text/plain": self.to_text(), "text/html": self.to_html()}
+            data: dict[str, Any] = {"text/plain": printable(self.to_text()),
+                                    "text/html": self.to_html()}
         view = self.widget._repr_mimebundle_()
         if view and WIDGET_MIME in view:
             data[WIDGET_MIME] = view[WIDGET_MIME]
@@ -536,8 +538,17 @@ class TraceView(View):
         run_id = self.selected_run()
         if self.session is None or run_id is None:
             raise ConfigError("There is no run to rate yet.")
+        before = self._rating(run_id)
         self.session.feedback(run_id, score, comment)
-        self.note = f"Rated {score} of 5."
+        again = f" (was {before['score']:g})" if before is not None else ""
+        self.note = f"Rated {score} of 5{again}."
+
+    def _rating(self, run_id: str) -> dict[str, Any] | None:
+        """The run's rating: its newest (rating again replaces it)."""
+        if self.session is None:
+            return None
+        current = current_ratings(self.session.feedback_records).get((self.session.id, run_id))
+        return current.data if current is not None else None
 
     def _rate_click(self, score: int) -> None:
         try:
@@ -560,8 +571,8 @@ class TraceView(View):
         position = f"run {runs.index(run_id) + 1} of {len(runs)} · " if self.result is None else ""
         ratings = None
         if self.session is not None:
-            ratings = [r.data for r in self.session.feedback_records
-                       if r.kind == "rating" and r.run_id == run_id]
+            rating = self._rating(run_id)
+            ratings = [rating] if rating is not None else []
         return f"{position}{status}", rows, ratings
 
     def _draw(self) -> None:
@@ -580,6 +591,9 @@ class TraceView(View):
         title, rows, ratings = self._state()
         self._html.value = display.trace_html(title, rows, ratings)
         self._status.value = note_html(self.note)
+        chosen = ratings[0].get("score") if ratings else None
+        for n, button in enumerate(self._scores, 1):  # the run's rating stays pressed
+            button.button_style = "info" if chosen == n else ""
 
     def to_text(self) -> str:
         return display.trace_text(*self._state())

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..events import RunEvent
-from ..feedback import FeedbackRecord, summarize
+from ..feedback import FeedbackRecord, FeedbackSummary, summarize
 from ..store import SessionStore
 
 if TYPE_CHECKING:
@@ -34,7 +34,11 @@ class SessionFeedback:
             self.agent.runtime.feedback.send(record)
 
     def feedback(self, run_id: str, score: float, comment: str = "") -> FeedbackRecord:
-        """Rate a run of this session (any number scale you like; kept as given)."""
+        """Rate a run of this session (any number scale you like; kept as given).
+
+        Rating a run again replaces its rating: the summary and the trace view count the newest
+        (the log keeps each, and each goes to the feedback sinks).
+        """
         self._own_run(run_id, " to rate; use a run_id from session.runs")
         record = FeedbackRecord(session_id=self.id, run_id=run_id, kind="rating",
                                 data={"score": float(score), "comment": comment})
@@ -47,6 +51,7 @@ class SessionFeedback:
         """The feedback kept for this session, oldest first."""
         return self.store.feedback(self.id)
 
-    def feedback_summary(self) -> dict[str, Any]:
-        """Pass rates, tool error rates, denials and ratings of this session."""
+    def feedback_summary(self) -> FeedbackSummary:
+        """Pass rates, tool error rates, denials and ratings of this session (a dict that prints
+        as a table)."""
         return summarize(self.feedback_records)

@@ -138,3 +138,23 @@ def test_teaching_notebooks_mark_checked_cells_with_tags_not_comments() -> None:
         cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
         assert not [c for c in cells if "NBVAL_" in c.source], path.name
         assert any("nbval-check-output" in c.metadata.get("tags", []) for c in cells), path.name
+    docs = [Path(__file__).resolve().parents[2] / "README.md",
+            *(Path(__file__).resolve().parents[2] / "docs").glob("*.md")]
+    assert not [p.name for p in docs if "NBVAL_CHECK_OUTPUT" in p.read_text()]
+
+
+def test_control_characters_in_model_output_are_escaped_in_text_forms_only() -> None:
+    raw = "red \x1b[31mALERT\x1b[0m\rgone\x07 ok\tend"
+
+    session = Agent(Model.scripted([raw])).session()
+    result = session.run_sync("colour?")
+    text = result.to_text()
+    assert "\\x1b[31mALERT\\x1b[0m\\rgone\\x07 ok\tend" in text
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text)
+    data, _ = result._repr_mimebundle_()
+    assert data["text/plain"] == text and "\\x1b" not in data["text/html"]
+    assert "\x1b[31mALERT" in data["text/html"]  # HTML escapes markup; the browser shows no ESC
+    view, _ = TraceView(session, live=False)._repr_mimebundle_()
+    assert "\\x1b[31m" in view["text/plain"] and "\x1b" not in view["text/plain"]
+    panel = panel_text([list(result.events)])
+    assert "\\x1b[31mALERT" in panel and "\x1b" not in panel

@@ -103,8 +103,22 @@ def test_setters_without_a_name_show_the_current_default(ip: InteractiveShell) -
     assert lines[1] == "Default session: one notebook session per agent"
     assert lines[-2:] == ["Default agent: agent", "Default session: notes"]
     ip.user_ns["n"] = 3
-    with pytest.raises(UsageError, match="is a int, not a Session"):
+    with pytest.raises(UsageError, match="is an int, not a Session"):
         ip.run_line_magic("loom", "session n")
+
+
+def test_the_default_agent_shown_is_the_one_loom_model_builds(
+        ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_MODEL", "openai:gpt-5-mini")
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "agent")
+    assert captured.stdout.strip() == ("Default agent: an Agent on LOOM_MODEL=openai:gpt-5-mini "
+                                       "(`%loom agent NAME` to use a variable)")
+    scripted_agent(ip, ["x"])
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "agent agent")
+        ip.run_line_magic("loom", "agent")
+    assert captured.stdout.splitlines()[-1] == "Default agent: agent"  # a named default wins
 
 
 def test_loom_model_fallback(ip: InteractiveShell, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,7 +202,7 @@ def test_session_of_another_agent_is_refused(ip: InteractiveShell) -> None:
     with pytest.raises(UsageError, match="belongs to the agent"):
         ip.run_line_magic("loom", "run -a agent -s chat hi")
     ip.user_ns["not_a_session"] = 42
-    with pytest.raises(UsageError, match="is a int, not a Session"):
+    with pytest.raises(UsageError, match="is an int, not a Session"):
         ip.run_line_magic("loom", "run -a agent -s not_a_session hi")
 
 
@@ -222,7 +236,7 @@ def test_interpolate_function() -> None:
 
 @pytest.mark.parametrize(("line", "cell", "message"), [
     ("run -a nobody hi", None, "There is no variable named 'nobody'"),
-    ("run -a number hi", None, "'number' is a int, not an Agent"),
+    ("run -a number hi", None, "'number' is an int, not an Agent"),
     ("run -a agent", None, "The prompt is empty"),
     ("run -a agent {blank}", None, "The prompt is empty"),
     ("run -a agent", "\n  \n", "The prompt is empty"),

@@ -270,6 +270,27 @@ def test_rating_buttons_write_feedback() -> None:
         first.run_id, "rating", {"score": 4.0, "comment": "short but right"})
     assert view._comment.value == ""
     assert view.to_text().splitlines()[-1] == '  ratings: 4 "short but right"'
+    assert [b.button_style for b in view._scores] == ["", "", "", "info", ""]
+
+
+def test_a_second_rating_click_replaces_the_first_and_stays_pressed() -> None:
+    session = Agent(Model.scripted(["one", "two"])).session()
+    first = session.run_sync("first")
+    second = session.run_sync("second")
+    view = TraceView(session, live=False)
+    buttons(view.widget, "4")[0].click()
+    buttons(view.widget, "2")[0].click()
+    assert view.to_text().splitlines()[-1] == "  ratings: 2"
+    assert "Rated 2 of 5 (was 4)." in view._status.value
+    assert [b.button_style for b in view._scores] == ["", "info", "", "", ""]
+    summary = session.feedback_summary()
+    assert (summary["ratings"], summary["mean_rating"]) == (1, 2.0)
+    assert len(session.feedback_records) == 2  # the log keeps both; the newest counts
+    view._pick.value = first.run_id  # another run: its own (no) rating, nothing pressed
+    assert [b.button_style for b in view._scores] == [""] * 5
+    assert view.to_text().splitlines()[-1] == "  ratings: none"
+    view._pick.value = second.run_id
+    assert view._scores[1].button_style == "info"
 
 
 # -- live updates, static forms, provenance --------------------------------------------------------

@@ -270,6 +270,17 @@ async def test_connection_refused_names_the_base_url() -> None:
         await m.request(request())
 
 
+async def test_a_compatible_server_is_not_called_by_the_vendors_name() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    local = Model.openai("llama3", api_key="k", base_url=url, max_retries=0, **FAST)
+    with pytest.raises(ModelConnectionError,
+                       match=f"^Could not connect to the OpenAI-compatible server at {url}"):
+        await local.request(request())
+    assert Model.openai("gpt-5.4", api_key="k").info.label == "OpenAI"  # type: ignore[attr-defined]
+    assert Model.anthropic("claude-sonnet-5", api_key="k",  # type: ignore[attr-defined]
+                           base_url=url).info.title == "The Anthropic-compatible server"
+
+
 async def test_stream_cut_before_any_delta_is_retried(server: FakeServer) -> None:
     frames = anthropic_stream(text=["whole"])
     server.add(SSEReply(frames, cut_after=2), SSEReply(frames))  # cut after message_start, ping

@@ -433,7 +433,7 @@ async def test_slow_server_past_the_timeout(server: FakeServer, api: str) -> Non
     server.add(SSEReply(frames, delay=5), SSEReply(frames, delay=5))
     started = time.monotonic()
     with pytest.raises(ModelConnectionError,
-                       match=r"OpenAI at .* sent nothing for timeout=0.3 s.*Model.openai\("
+                       match=r"^The OpenAI-compatible server at .* sent nothing for timeout=0.3 s.*Model.openai\("
                              r"'gpt-5.4', timeout=300\).*gave up after 2 attempts"):
         await model(server, api=api, timeout=0.3, max_retries=1).request(request())
     assert time.monotonic() - started < 3.0 and len(server.requests) == 2

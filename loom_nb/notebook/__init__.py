@@ -22,6 +22,10 @@ _VIEWS = {"ApprovalsView", "BudgetView", "ContextView", "SignalsView", "TraceVie
 
 def __getattr__(name: str) -> Any:
     # The widgets import ipywidgets; load them when asked for, not with the magics.
+    if name == "ApprovalsView":
+        from .approvals import ApprovalsView
+
+        return ApprovalsView
     if name in _VIEWS:
         from . import views
 

@@ -351,7 +351,8 @@ class LoomMagics(Magics):
 
     def _show_view(self, command: LoomCommand) -> None:
         from .panel import SessionPanel
-        from .views import ApprovalsView, BudgetView, ContextView, SignalsView, TraceView
+        from .approvals import ApprovalsView
+        from .views import BudgetView, ContextView, SignalsView, TraceView
 
         session = self._current_session(command)
         kinds: dict[str, Any] = {"panel": SessionPanel, "context": ContextView,
@@ -383,7 +384,7 @@ class LoomMagics(Magics):
                                    "action": decision.action}})
 
     def _decide(self, command: LoomCommand) -> None:
-        from .views import ApprovalsView, waiting_result
+        from .approvals import ApprovalsView, waiting_result
 
         session = self._current_session(command)
         if waiting_result(session) is None:
@@ -441,7 +442,7 @@ class LoomMagics(Magics):
             if command.out is not None and shown.result is not None:
                 namespace[command.out] = shown.result
         if result is not None and result.status == "needs_approval":
-            from .views import ApprovalsView
+            from .approvals import ApprovalsView
 
             # The buttons right under the waiting card: the answer shows up where one clicks.
             display(ApprovalsView(result))

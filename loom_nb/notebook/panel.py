@@ -22,7 +22,8 @@ from ..errors import ConfigError, LoomError
 from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
 from ..session import Run, Session
-from .views import ApprovalsView, BudgetView, ContextView, SignalsView, TraceView, View
+from .approvals import ApprovalsView
+from .views import BudgetView, ContextView, SignalsView, TraceView, View
 
 __all__ = ["SessionPanel"]
 

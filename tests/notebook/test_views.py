@@ -14,7 +14,8 @@ from loom_nb import Agent, Model, ModelRequest, RuntimeSignal, RuntimeTask, tool
 from loom_nb.runtime import ContextProtocol, DelegationPolicy, QualityGate, Runtime
 from loom_nb.notebook import (ApprovalsView, BudgetView, ContextView, SessionPanel, SignalsView,
                               TraceView)
-from loom_nb.notebook.views import WIDGET_MIME, waiting_result
+from loom_nb.notebook.approvals import waiting_result
+from loom_nb.notebook.views import WIDGET_MIME
 
 
 @tool(requires_approval=True)

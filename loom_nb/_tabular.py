@@ -65,7 +65,7 @@ def _pandas(value: Any) -> str | None:
     elif hasattr(value, "to_frame") and hasattr(value, "iloc"):  # Series
         rows, cols = len(value), 1
         name = value.name if value.name is not None else "value"
-        title = f"Series {str(name)!r}: {_count(rows, 'row')}, dtype {value.dtype}"
+        title = f"Series {_cell(name)!r}: {_count(rows, 'row')}, dtype {value.dtype}"
         frame = value.to_frame(name=name)
     elif kind == "Index" or hasattr(value, "to_series"):  # an Index: its values as a list
         return _numpy(value.to_numpy())
@@ -107,9 +107,11 @@ def _count(n: int, noun: str) -> str:
 
 
 def _cell(value: Any) -> str:
-    # A pipe or a line break would end the cell or the row of the Markdown table.
-    text = str(value).replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-    return text if len(text) <= MAX_CELL else text[:MAX_CELL - 1] + "…"
+    # A pipe or a line break would end the cell or the row of the Markdown table. Cut before
+    # escaping (escaping only lengthens), so that a huge cell costs MAX_CELL characters of work.
+    raw = str(value)
+    text = raw[:MAX_CELL].replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    return text if len(raw) <= MAX_CELL and len(text) <= MAX_CELL else text[:MAX_CELL - 1] + "…"
 
 
 def _table(title: str, header: list[str], body: list[list[str]], more_rows: int,

@@ -108,6 +108,7 @@ class ApprovalsView(View):
             self.refresh()
             return None
         self.note = "Resuming the run…"
+        self.follow_run(result.run_id)  # a view frozen by later cells still shows its own click
         self.future = _bridge.submit(result.resume())
         self.refresh()
         self.future.add_done_callback(self._resumed)

@@ -48,6 +48,9 @@ class SessionPanel(View):
         if not isinstance(source, Session):
             raise ConfigError(f"SessionPanel takes a Session (or an Agent), not a "
                               f"{type(source).__name__}: e.g. SessionPanel(agent.session()).")
+        # The panel is the session's workspace (Send starts runs from it): it follows the whole
+        # session, unlike a view, which shows the state of its own cell.
+        options.setdefault("follow", "session")
         self.run: Run | None = None
         self.future: concurrent.futures.Future[RunResult] | None = None
         self.note = ""

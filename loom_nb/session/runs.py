@@ -277,6 +277,8 @@ class Run:
         self._done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
         self._task: asyncio.Task[None] | None = None
         self._handed_over = threading.Event()
+        session.background.add(self.run_id)
+        self._done.add_done_callback(lambda _: session.background.discard(self.run_id))
         context = contextvars.copy_context()
         loop_ = _bridge.bridge_loop()
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -59,3 +60,55 @@ def test_static_views_render_in_chromium(tmp_path: Path) -> None:
     assert dom.count("class=\"loom-view") == 6 + 5
     assert dom.count("<details") >= 5 + 5  # partitions open on demand, long results collapsed
     assert "Waiting for a decision" in dom and "disk at 91%" in dom
+
+
+def _executed_views_notebook(tmp_path: Path) -> Path:
+    """A notebook executed in a real kernel, saved with its widget state (as Lab does)."""
+    import nbformat
+    from nbclient import NotebookClient
+    cells = ["%load_ext loom_nb\nfrom loom_nb import Agent, Model\n"
+             "agent = Agent(Model.scripted(['Oslo is mild.', 'The cache is gone.']))\n"
+             "%loom agent agent",
+             "%loom run Weather in Oslo?",
+             "%loom budget",
+             "%loom run Clear the cache"]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    NotebookClient(nb, timeout=120, store_widget_state=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    assert "widgets" in nb.metadata
+    path = tmp_path / "views.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `apt-get install -y chromium` to run")
+def test_loom_html_shows_each_views_cell_state_with_no_javascript(tmp_path: Path) -> None:
+    """`jupyter nbconvert --to loom-html` draws views from their static form: an offline
+    browser (no widget JavaScript from a CDN) shows them, each with its own cell's state."""
+    notebook = _executed_views_notebook(tmp_path)
+    jupyter = Path(sys.executable).with_name("jupyter")
+    for to in ("html", "loom-html"):
+        subprocess.run([str(jupyter), "nbconvert", "--to", to, "--output", f"views-{to}",
+                        str(notebook)], capture_output=True, timeout=120, check=True)
+    plain = (tmp_path / "views-html.html").read_text(encoding="utf-8")
+    static = (tmp_path / "views-loom-html.html").read_text(encoding="utf-8")
+    # The stock exporter hands the view to the widget JavaScript; ours to the HTML form.
+    assert "application/vnd.jupyter.widget-view+json" in plain
+    assert "application/vnd.jupyter.widget-view+json" not in static
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tempfile.mkdtemp(dir=tmp_path)}"]
+    page = (tmp_path / "views-loom-html.html").as_uri()
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page], capture_output=True, text=True,
+                         timeout=90, check=True).stdout
+    budget = dom[dom.index("loom-budget"):]
+    budget = budget[:budget.index("</table>")]
+    assert budget.count("<tr") == 2  # the header and the one request made before its cell
+    artifacts = Path("build/test-artifacts")
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "static-views-offline.png"
+    subprocess.run([CHROMIUM, *flags, f"--screenshot={shot.resolve()}", "--window-size=1100,1600",
+                    page], capture_output=True, timeout=90, check=True)
+    assert shot.stat().st_size > 20_000

@@ -112,3 +112,36 @@ def test_loom_html_shows_each_views_cell_state_with_no_javascript(tmp_path: Path
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot.resolve()}", "--window-size=1100,1600",
                     page], capture_output=True, timeout=90, check=True)
     assert shot.stat().st_size > 20_000
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium: `apt-get install -y chromium` to run")
+def test_tables_in_a_narrow_place_keep_whole_words_and_scroll_in_their_own_box(
+        tmp_path: Path) -> None:
+    """A panel tab is about 400 px wide: a table's headers and numbers stay on one line, words
+    are not broken letter by letter, and a table too wide scrolls in its own box."""
+    from playwright.sync_api import sync_playwright
+    page_file = tmp_path / "views.html"
+    page_file.write_text(_page(), encoding="utf-8")
+    flags = ["--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--disable-gpu"]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                     args=["--no-sandbox", *flags])
+        try:
+            page = browser.new_page(viewport={"width": 420, "height": 1800})
+            page.goto(page_file.as_uri())
+            tall = page.evaluate("""() => [...document.querySelectorAll('th')]
+                .filter(th => th.getBoundingClientRect().height > 24).map(th => th.textContent)""")
+            assert tall == []  # every header on one line
+            squeezed = page.evaluate("""() => [...document.querySelectorAll('td')]
+                .filter(td => td.textContent.trim().length > 3
+                        && td.getBoundingClientRect().width < 24).map(td => td.textContent)""")
+            assert squeezed == []
+            wider = page.evaluate("""() => document.documentElement.scrollWidth
+                                    <= document.documentElement.clientWidth""")
+            assert wider  # the page itself does not scroll sideways
+            artifacts = Path("build/test-artifacts")
+            artifacts.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(artifacts / "views-narrow.png"), full_page=True)
+        finally:
+            browser.close()

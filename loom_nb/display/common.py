@@ -136,10 +136,12 @@ def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[
             f"</div>")
 
 
-def view_card(kind: str, title: str, body: str) -> str:
-    """The frame of a view's static HTML."""
+def view_card(kind: str, title: str, body: str, framed: bool = True) -> str:
+    """The frame of a view's static HTML; ``framed=False`` where a widget draws the frame
+    around it and its controls (so they sit inside the card)."""
     # line-height: ipywidgets' HTML widget sets its own (a button's height), which double-spaces.
-    return (f"<div class='loom-view loom-{kind}' style=\"{CARD};line-height:1.4\"><div style='font-weight:600;"
+    style = CARD if framed else CARD + "; border: none; padding: 0; margin: 0"
+    return (f"<div class='loom-view loom-{kind}' style=\"{style};line-height:1.4\"><div style='font-weight:600;"
             f"margin-bottom:4px'>{html.escape(title)}</div>{body}</div>")
 
 

@@ -27,7 +27,7 @@ from IPython import get_ipython
 
 from .._compaction import transcript
 from ..display import views as display
-from ..display.common import note_html, printable
+from ..display.common import BORDER, note_html, printable
 from ..display.run import run_status
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent, RunStartedData, SignalData, payload
@@ -432,7 +432,9 @@ class TraceView(View):
         rating = widgets.HBox([widgets.HTML(display.RATE_HTML), *self._scores,
                                self._comment])
         top = [self._pick] if self.result is None else []
-        return widgets.VBox([*top, self._html, rating, self._status])
+        # One card holds the picker, the timeline, the rating row and the note.
+        return widgets.VBox([*top, self._html, rating, self._status], layout=widgets.Layout(
+            border=f"1px solid {BORDER}", padding="8px 12px", margin="4px 0", max_width="900px"))
 
     def _picked(self, value: str | None) -> None:
         if not self._syncing and value and value != self.selected_run():
@@ -504,7 +506,7 @@ class TraceView(View):
                 if options and self._pick.value != self.selected_run():
                     self._pick.value = self.selected_run()
         title, rows, ratings = self._state()
-        self._html.value = display.trace_html(title, rows, ratings)
+        self._html.value = display.trace_html(title, rows, ratings, framed=False)
         self._status.value = note_html(self.note)
         chosen = ratings[0].get("score") if ratings else None
         for n, button in enumerate(self._scores, 1):  # the run's rating stays pressed

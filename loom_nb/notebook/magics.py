@@ -420,8 +420,10 @@ class LoomMagics(Magics):
             if command.out is not None and shown.result is not None:
                 namespace[command.out] = shown.result
         if result is not None and result.status == "needs_approval":
-            from .approvals import ApprovalsView
+            from .approvals import ApprovalsView, bind_when_resumed
 
+            if command.out is not None:
+                bind_when_resumed(namespace, command.out, result)
             # The buttons right under the waiting card: the answer shows up where one clicks.
             display(ApprovalsView(result))
         return result

@@ -81,5 +81,5 @@ async def _candidate(parent: RunLoop, index: int) -> CandidateRun:
                                     "run_id": loop.run_id, "session_id": child.id})
     result = await child._execute(loop)
     parent.absorb_usage(result.usage, result.turns)
-    return CandidateRun(run_id=loop.run_id, output=result.output, status=result.status,
+    return CandidateRun(run_id=loop.run_id, output=result.text, status=result.status,
                         limit=result.limit, error=result.error, handle=loop)

@@ -30,7 +30,7 @@ Validator = Callable[[str, Any], Any]
 
 #: Options every SDK-backed model takes next to its settings.
 CLIENT_OPTIONS = ("max_retries", "timeout", "retry_base_delay", "retry_max_delay",
-                  "max_retry_after")
+                  "max_retry_after", "compatible")
 
 
 def import_sdk(module: str, extra: str) -> Any:
@@ -153,6 +153,17 @@ class SDKModel(Model):
         self.context_window = context_window
         self.base_url = (base_url or os.environ.get(self.base_url_var) or self.default_base_url)
         self.base_url = self.base_url.rstrip("/")
+        compatible = options.pop("compatible", None)
+        if compatible is not None and not isinstance(compatible, bool):
+            raise ConfigError(f"compatible= is True, False or None (decided by base_url), got "
+                              f"{compatible!r}.")
+        #: True for a server that speaks the vendor's API but is not the vendor (Ollama, vLLM,
+        #: llama-cpp-python, a LiteLLM proxy): by default, any base_url but the vendor's.
+        self.compatible = (self.base_url != self.default_base_url.rstrip("/")
+                           if compatible is None else compatible)
+        # The vendor's own API has structured output; a compatible server implements tools but
+        # may ignore or refuse a JSON-schema format (see loom_nb.output).
+        self.native_output = not self.compatible
         self.api_key = api_key or os.environ.get(self.key_var) or None
         defaults = RetryPolicy()
         max_retries = options.pop("max_retries", defaults.max_retries)

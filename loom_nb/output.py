@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from .models import Model, OutputFormat, ToolDefinition
 
 __all__ = ["OUTPUT_TOOL", "OutputMode", "OutputSpec", "RunOptions", "output_spec",
-           "run_options"]
+           "restored_output", "run_options"]
 
 OutputMode: TypeAlias = Literal["auto", "native", "tool"]
 #: The name of the output tool in ``"tool"`` mode (pydantic-ai uses the same name).
@@ -40,7 +40,7 @@ OUTPUT_TOOL = "final_result"
 #: ``output_retries=`` when not given: one more try after an answer that does not validate.
 DEFAULT_RETRIES = 1
 _WRAP_KEY = "response"
-_FENCE = re.compile(r"^```(?:json)?\s*\n(.*?)\n?```\s*$", re.S)
+_FENCE = re.compile(r"```(?:json)?\s*\n(.*?)```", re.S)
 _PROBLEMS_SHOWN = 8
 
 
@@ -117,7 +117,7 @@ class OutputSpec:
         import pydantic
 
         body = text.strip()
-        fenced = _FENCE.match(body)
+        fenced = None if body[:1] in ("{", "[") else _FENCE.search(body)
         if fenced:
             body = fenced.group(1).strip()
         if self.wrapped:
@@ -195,6 +195,21 @@ def output_spec(output_type: Any, mode: Any = "auto", retries: Any = None) -> Ou
     if isinstance(output_type, OutputSpec):
         return output_type
     return OutputSpec(output_type, mode, retries)
+
+
+def restored_output(spec: OutputSpec | None, data: Mapping[str, Any], text: str) -> tuple[Any, str | None]:
+    """``(output, output_type)`` of a stored run from its ``run.finished`` data: validated again
+    as the agent's type when it has the same name, else the stored JSON value."""
+    name = data.get("output_type")
+    if not isinstance(name, str):
+        return text, None
+    parsed = data.get("parsed")
+    if spec is None or spec.name != name or parsed is None:
+        return parsed, name
+    try:
+        return spec.adapter.validate_python(parsed), name
+    except ValueError:  # the type changed since the run (pydantic's ValidationError is one)
+        return parsed, name
 
 
 def closed_schema(schema: dict[str, Any]) -> tuple[dict[str, Any], bool]:

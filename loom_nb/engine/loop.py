@@ -23,7 +23,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
@@ -74,7 +74,8 @@ class RunLoop(RunRecorder):
     def __init__(self, session: Session, task: RuntimeTask, context: RunContext,
                  *, run_id: str | None = None, parent_run_id: str | None = None,
                  depth: int = 0, continuing: bool = False,
-                 output: OutputSpec | None = None, tool_choice: ToolChoice | None = None) -> None:
+                 output: OutputSpec | None | Literal["agent"] = "agent",
+                 tool_choice: ToolChoice | None = None) -> None:
         self.session = session
         self.agent = session.agent
         self.task = task
@@ -124,7 +125,7 @@ class RunLoop(RunRecorder):
         self._ended = False
         self._cancel_requested = False
         #: Structured output and tool choice, turn by turn (the agent's unless the run's given).
-        self.steer = TurnSteer(output if output is not None else self.agent.output, tool_choice,
+        self.steer = TurnSteer(self.agent.output if output == "agent" else output, tool_choice,
                                self.agent.model)
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,

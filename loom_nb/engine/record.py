@@ -19,6 +19,7 @@ from ..events import LIVE_ONLY, EventPayload, EventType, RunEvent, RunFinishedDa
 from ..messages import Message, Usage
 from ..result import PendingApproval, RunResult, RunStatus
 from .approval import pause_state
+from .structured import remember_pause
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -131,6 +132,7 @@ class RunRecorder:
             error = str(unsaved) if error is None or error == str(unsaved) else f"{error} Then: {unsaved}"
             record.status, record.error, record.state = status, error, None
         self.session.run_ended(self.run_id, paused=status == "needs_approval")
+        remember_pause(self.run_id, self.steer, status == "needs_approval")
         self._emit_safely("run.finished", self._finished_data(status, error, error_type, limit))
         try:
             self._flush()

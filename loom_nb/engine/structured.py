@@ -26,9 +26,22 @@ if TYPE_CHECKING:
     from ..events import OutputPartialData
     from ..models import Model, ModelRequest, ToolChoice, ToolDefinition
 
-__all__ = ["TurnSteer", "check_tool_choice"]
+__all__ = ["PAUSED", "TurnSteer", "check_tool_choice", "remember_pause"]
 
 _CHOICES = ("auto", "required", "none")
+#: The steering of runs paused for approval in this process, by run id: a resume here goes on
+#: with the run's own output_type and tool choice. (A type cannot be stored; a resume in another
+#: process uses the agent's.) Bounded: the oldest pauses are forgotten first.
+PAUSED: dict[str, TurnSteer] = {}
+_PAUSED_KEPT = 1000
+
+
+def remember_pause(run_id: str, steer: TurnSteer, paused: bool) -> None:
+    PAUSED.pop(run_id, None)
+    if paused:
+        PAUSED[run_id] = steer
+        while len(PAUSED) > _PAUSED_KEPT:
+            PAUSED.pop(next(iter(PAUSED)))
 
 
 def check_tool_choice(choice: Any, tool_names: list[str] | None) -> None:

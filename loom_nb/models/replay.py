@@ -15,6 +15,8 @@ masked on both sides with ``normalize=``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import threading
@@ -73,6 +75,9 @@ def request_to_dict(request: ModelRequest) -> dict[str, Any]:
         "tools": [{"name": t.name, "description": t.description, "parameters": t.parameters}
                   for t in request.tools],
         "settings": dict(request.settings),
+        # Only when set, so that recordings made before these fields still match.
+        **({"output": dataclasses.asdict(request.output)} if request.output is not None else {}),
+        **({"tool_choice": request.tool_choice} if request.tool_choice is not None else {}),
     }
 
 

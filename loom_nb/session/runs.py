@@ -24,7 +24,7 @@ from ..engine.structured import check_tool_choice
 from ..engine.tool_call import check_caller
 from ..errors import ConfigError, StoreError
 from ..events import RunEvent
-from ..output import RunOptions, run_options
+from ..output import RunOptions, restored_output, run_options
 from ..result import PendingApproval, RunResult
 from ..store import RunRecord, SessionStore
 from ..task import RunContext, RuntimeTask, as_task
@@ -107,8 +107,9 @@ class SessionRuns:
         events = self.store.events(run_id=run_id)
         finished = next((e for e in reversed(events) if e.type == "run.finished"), None)
         data = finished.data if finished else {}
+        output, output_type = restored_output(self.agent.output, data, record.output)
         return RunResult(
-            output=record.output, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
+            output=output, text=record.output, output_type=output_type, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
             events=events, usage=record.usage, error=record.error,
             error_type=data.get("error_type"), limit=data.get("limit"), agent=record.agent,
             model=record.model, turns=record.turns, started_at=record.started_at,

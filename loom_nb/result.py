@@ -180,7 +180,11 @@ class RunResult:
         raise run_error(f"Run {self.run_id} ended with status {self.status!r}: {self.error}", self)
 
     def __str__(self) -> str:
-        return self.text
+        """The answer's text, with control characters escaped (``\x1b``), so that ``print(result)``
+        cannot drive the terminal; ``result.text`` is the exact text."""
+        from .display.common import printable
+
+        return printable(self.text)
 
     def __repr__(self) -> str:
         shown = self.text if self.output_type is None else repr(self.output)

@@ -317,7 +317,8 @@ class RunLoop(RunRecorder):
         if stop_reason == "max_tokens":
             return "model_max_tokens"
         if stop_reason == "refusal":
-            raise ModelRefusalError(f"The model refused to answer{': ' + text[:300] if text else '.'}")
+            # repr: the model's words may hold control characters, and errors reach terminals
+            raise ModelRefusalError(f"The model refused to answer{': ' + repr(text[:300])[1:-1] if text else '.'}")
         if stop_reason == "context_window_exceeded":
             raise ContextWindowExceededError(
                 "The model stopped because its context window was full. Give a smaller "

@@ -269,3 +269,14 @@ def test_replayed_recording_keeps_its_output(tmp_path) -> None:  # type: ignore[
     assert recorded.output == replayed.output == City(name="Paris", population=2100000)
     line = json.loads(path.read_text().splitlines()[0])
     assert line["request"]["output"]["name"] == "City"
+
+
+def test_a_recording_made_with_the_output_tool_replays_with_it(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "rec.jsonl"
+    live = Model.scripted([{"tool": "final_result", "args": {"name": "Rome", "population": 2}}])
+    live.native_output = False  # as a compatible server: auto mode picks the output tool
+    recorded = Agent(Model.record(live, path), output_type=City).run_sync("?")
+    replay = Model.replay(path)
+    assert replay.native_output is False
+    replayed = Agent(replay, output_type=City).run_sync("?")
+    assert recorded.output == replayed.output == City(name="Rome", population=2)

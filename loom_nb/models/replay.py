@@ -148,6 +148,10 @@ class RecordingModel(Model):
         return self.model.context_window
 
     @property
+    def native_output(self) -> bool:  # type: ignore[override]
+        return self.model.native_output
+
+    @property
     def identifier(self) -> str:
         return self.model.identifier
 
@@ -255,6 +259,12 @@ class ReplayModel(Model):
         exchanges = self._exchanges or []
         window = exchanges[0].get("context_window") if exchanges else None
         return window if isinstance(window, int) and window > 0 else None
+
+    @property
+    def native_output(self) -> bool:  # type: ignore[override]
+        """As recorded: a recording made with the output tool replays with it (output_mode=auto)."""
+        return not any((e.get("request") or {}).get("output", {}).get("mode") == "tool"
+                       for e in self._exchanges or [])
 
     @property
     def identifier(self) -> str:

@@ -280,3 +280,30 @@ def test_a_recording_made_with_the_output_tool_replays_with_it(tmp_path) -> None
     assert replay.native_output is False
     replayed = Agent(replay, output_type=City).run_sync("?")
     assert recorded.output == replayed.output == City(name="Rome", population=2)
+
+
+def test_best_of_candidates_ask_for_the_runs_output_type() -> None:
+    from loom_nb.runtime import Harness
+
+    model = Model.scripted(['{"x": 1, "y": 2}', '{"x": 3, "y": 4}'])
+    runtime = Runtime.sdk(quality=QualityGate.check(lambda answer: '"x": 3' in answer),
+                          harness=Harness.best_of(2))
+    result = Agent(model, runtime=runtime).run_sync("?", output_type=Point)
+    assert result.ok and result.output == Point(3.0, 4.0) and result.winner == 2
+    assert all(r.output is not None and r.output.name == "Point" for r in model.requests)
+
+
+async def test_partial_parsing_of_a_long_answer_is_bounded() -> None:
+    records = [{"x": i, "y": i / 2} for i in range(400)]
+    text = json.dumps({"response": records})
+    pieces = [text[i:i + 10] for i in range(0, len(text), 10)]
+
+    async def answer(request: ModelRequest):  # type: ignore[no-untyped-def]
+        for piece in pieces:
+            yield piece
+
+    stream = Agent(Model.function(answer), output_type=list[Point]).stream("?")
+    partial = [e.data async for e in stream if e.type == "output.partial"]
+    assert len(pieces) > 900 and 10 < len(partial) < 250  # every delta up to 2 KB, then by 10 %
+    assert len(partial[-1]["output"]) > 350 and stream.result is not None
+    assert stream.result.output == [Point(**r) for r in records]

@@ -68,7 +68,6 @@ class RunRecorder:
     context: RunContext
     limits: Limits
     steer: TurnSteer
-    _parsed: tuple[str, Any] | None = None  # the kept answer's text and its validated value
 
     def emit(self, type: EventType, data: EventPayload) -> RunEvent | None:
         live_only = type in LIVE_ONLY
@@ -161,9 +160,7 @@ class RunRecorder:
             return self.output
         if status != "completed":
             return None
-        if self._parsed is None or self._parsed[0] != self.output:
-            self._parsed = (self.output, self.steer.value(self.output))
-        return self._parsed[1]
+        return self.steer.value(self.output)
 
     def _store_end(self, record: RunRecord) -> StoreError | None:
         """Save the run's final record; on a store failure, the error (the record, marked failed,

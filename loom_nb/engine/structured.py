@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 __all__ = ["PAUSED", "TurnSteer", "check_tool_choice", "remember_pause"]
 
 _CHOICES = ("auto", "required", "none")
+#: ``output.partial`` is parsed at every delta up to this many characters (see partial()).
+_EVERY_DELTA_UP_TO = 2048
 #: The steering of runs paused for approval in this process, by run id: a resume here goes on
 #: with the run's own output_type and tool choice. (A type cannot be stored; a resume in another
 #: process uses the agent's.) Bounded: the oldest pauses are forgotten first.
@@ -79,6 +81,8 @@ class TurnSteer:
         self.retries_left = spec.retries if spec else 0
         self._streamed: list[str] = []
         self._last_partial: Any = None
+        self._size = self._parsed_at = 0  # characters streamed, and at the last partial parse
+        self._valid: tuple[str, Any] | None = None  # the last valid answer's text and value
         #: Set when an answer is invalid and no retry is left (see _retry).
         self.failure: OutputValidationError | None = None
 
@@ -96,7 +100,7 @@ class TurnSteer:
 
     def prepare(self, request: ModelRequest) -> ModelRequest:
         """The request with its output format and this turn's tool choice."""
-        self._streamed, self._last_partial = [], None
+        self._streamed, self._last_partial, self._size, self._parsed_at = [], None, 0, 0
         choice = self.choice
         if self.mode == "tool" and choice in (None, "auto"):
             choice = "required"
@@ -117,6 +121,12 @@ class TurnSteer:
             self._streamed.append(args)
         else:
             return None
+        size = self._size = self._size + len(self._streamed[-1])
+        # Parsing the whole answer at every delta is quadratic: past a few KB, parse again only
+        # once it has grown by a tenth, which keeps the total work linear in its length.
+        if size > _EVERY_DELTA_UP_TO and size < self._parsed_at * 1.1:
+            return None
+        self._parsed_at = size
         parsed = self.spec.partial("".join(self._streamed))
         if parsed is None or parsed[0] == self._last_partial:
             return None
@@ -140,7 +150,7 @@ class TurnSteer:
         if self.spec is None:
             return None
         try:
-            self.spec.parse(text)
+            self._valid = (text, self.spec.parse(text))
         except OutputValidationError as exc:
             return self._retry(exc.problems, self.spec.retry_text(exc.problems, self.mode or "native"))
         return None
@@ -154,7 +164,7 @@ class TurnSteer:
         assert self.spec is not None
         text = call.invalid_args if call.invalid_args is not None else json.dumps(call.args)
         try:
-            self.spec.parse(text)
+            self._valid = (text, self.spec.parse(text))
             answer: str | None = text
             mine = ToolResult(call_id=call.id, name=call.name, content="Final result processed.")
         except OutputValidationError as exc:
@@ -184,6 +194,8 @@ class TurnSteer:
         """The validated output for the kept answer's text (None when there is none)."""
         if self.spec is None:
             return text
+        if self._valid is not None and self._valid[0] == text:
+            return self._valid[1]  # validated as the answer came: not parsed twice
         try:
             return self.spec.parse(text)
         except OutputValidationError:

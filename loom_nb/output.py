@@ -153,8 +153,8 @@ class OutputSpec:
             value = pydantic_core.from_json(body, allow_partial="trailing-strings")
         except ValueError:
             return None
-        if self.wrapped:
-            if not isinstance(value, dict) or _WRAP_KEY not in value:
+        if self.wrapped and isinstance(value, dict):  # wrapped; a bare list or scalar is taken too
+            if _WRAP_KEY not in value:
                 return None
             value = value[_WRAP_KEY]
         try:

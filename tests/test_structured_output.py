@@ -307,3 +307,30 @@ async def test_partial_parsing_of_a_long_answer_is_bounded() -> None:
     assert len(pieces) > 900 and 10 < len(partial) < 250  # every delta up to 2 KB, then by 10 %
     assert len(partial[-1]["output"]) > 350 and stream.result is not None
     assert stream.result.output == [Point(**r) for r in records]
+
+
+async def test_partials_follow_the_answer_not_the_text_around_it() -> None:
+    async def bare(request: ModelRequest):  # type: ignore[no-untyped-def]
+        for piece in ["[4, ", "5, 6]"]:
+            yield piece
+
+    stream = Agent(Model.function(bare), output_type=list[int]).stream("?")
+    partial = [e.data["output"] async for e in stream if e.type == "output.partial"]
+    assert partial == [[4], [4, 5, 6]]
+
+    from loom_nb.messages import Message, TextPart, ToolCall
+    from loom_nb.models import ModelResponse, TextDelta, ToolCallDelta
+
+    class Chatty(Model):  # writes text, then the output tool's arguments
+        async def stream(self, request: ModelRequest):  # type: ignore[no-untyped-def, override]
+            yield TextDelta("Here {")
+            yield ToolCallDelta("c1", "final_result", '{"x": 1, ')
+            yield ToolCallDelta("c1", "final_result", '"y": 2}')
+            yield ModelResponse(message=Message(role="assistant", parts=(
+                TextPart(text="Here {"), ToolCall(id="c1", name="final_result", args={"x": 1, "y": 2}))),
+                stop_reason="tool_use")
+
+    stream = Agent(Chatty(), output_type=Point, output_mode="tool").stream("?")
+    partial = [e.data async for e in stream if e.type == "output.partial"]
+    assert partial == [{"output": {"x": 1}, "valid": False}, {"output": {"x": 1, "y": 2}, "valid": True}]
+    assert stream.result is not None and stream.result.output == Point(1.0, 2.0)

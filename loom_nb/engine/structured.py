@@ -115,9 +115,9 @@ class TurnSteer:
         """An ``output.partial`` payload when the answer streamed so far parses to something new."""
         if self.spec is None:
             return None
-        if text is not None:
+        if text is not None and self.mode != "tool":
             self._streamed.append(text)
-        elif name == OUTPUT_TOOL and self.mode == "tool":
+        elif text is None and name == OUTPUT_TOOL and self.mode == "tool":
             self._streamed.append(args)
         else:
             return None

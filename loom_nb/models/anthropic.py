@@ -141,6 +141,7 @@ class AnthropicModel(SDKModel):
             ]
         choice = request.tool_choice if request.tool_choice is not None else settings.get("tool_choice")
         if choice is not None and request.tools:
+            choice = _thinking_choice(choice, request, settings)
             kwargs["tool_choice"] = _CHOICES.get(choice) or {"type": "tool", "name": choice}
         if request.output is not None and request.output.mode == "native":
             # Structured outputs: the same closed schema OpenAI gets (objects closed, $defs kept).
@@ -160,6 +161,19 @@ class AnthropicModel(SDKModel):
     ) -> tuple[Any, _StreamState]:
         stream = await self.client().messages.create(**self.create_kwargs(request, settings))
         return stream, _StreamState()
+
+
+def _thinking_choice(choice: str, request: ModelRequest, settings: Mapping[str, Any]) -> str:
+    """The tool choice Claude takes with ``thinking=`` on: only ``auto`` and ``none`` (thinking
+    is not compatible with forced tool use). The output tool's ``required`` becomes ``auto``: a
+    text answer is validated too, and one that is not JSON is sent back (see loom_nb.output)."""
+    thinking = settings.get("thinking")
+    if not thinking or thinking.get("type") == "disabled" or choice in ("auto", "none"):
+        return choice
+    if choice == "required" and request.output is not None and request.output.mode == "tool":
+        return "auto"
+    raise ConfigError(f"Claude with thinking= takes tool_choice 'auto' or 'none' only (thinking is "
+                      f"not compatible with forced tool use), not {choice!r}.")
 
 
 # -- loom messages -> Anthropic messages ---------------------------------------------------------

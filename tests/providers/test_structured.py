@@ -198,3 +198,15 @@ async def test_compatible_server_gets_max_tokens(server: FakeServer) -> None:
     assert first["max_tokens"] == 64 and "max_completion_tokens" not in first
     assert second["max_completion_tokens"] == 64 and "max_tokens" not in second
     assert json.dumps(first).count("tool_choice") == 0
+
+
+async def test_claude_with_thinking_takes_no_forced_choice(server: FakeServer) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    server.add(SSEReply(anthropic_stream(text=['{"response": 7}'])))
+    result = await Agent(anthropic(server, thinking=thinking), output_type=int,
+                         output_mode="tool").run("7?")
+    assert result.output == 7 and server.last.body["tool_choice"] == {"type": "auto"}
+    result = await Agent(anthropic(server, thinking=thinking), tools=[get_weather]).run(
+        "hi", tool_choice="get_weather")
+    assert result.error_type == "ConfigError" and "forced tool use" in (result.error or "")
+    assert len(server.requests) == 1

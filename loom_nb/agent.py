@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Unpack
 
 from . import _bridge
 from .capability import Capability
 from .context import render_system
 from .errors import ConfigError
 from .models import Model, ToolDefinition, resolve_model
+from .output import OutputMode, OutputSpec, RunOptions, output_spec
 from .result import RunResult
 from .runtime import Runtime
 from .session import RunStream, Session, SessionConfig
@@ -33,6 +34,12 @@ class Agent:
         tools: functions or ``@tool``s, added to the capabilities' tools.
         runtime: limits and policies; ``Runtime.sdk()`` when not given.
         name: a label for displays, traces and DataFrames.
+        output_type: the type every run's answer must validate as (``result.output`` is then a
+            ``T``); a pydantic model, dataclass, TypedDict, scalar, ``list[...]`` or union.
+        output_mode: ``"auto"`` (native structured output where the model has it, else an
+            output tool), ``"native"`` or ``"tool"``; see :mod:`loom_nb.output`.
+        output_retries: how often an answer that does not validate goes back to the model with
+            its errors before the run fails (default 1).
 
     ``agent.run(...)`` runs once, with no history; ``agent.session(...)`` keeps history across
     runs.
@@ -47,8 +54,13 @@ class Agent:
         tools: Iterable[Tool | Callable[..., Any]] = (),
         runtime: Runtime | None = None,
         name: str = "agent",
+        output_type: Any = None,
+        output_mode: OutputMode = "auto",
+        output_retries: int | None = None,
     ) -> None:
         self.model: Model = resolve_model(model)
+        #: The structured output every run asks for (None: a text answer).
+        self.output: OutputSpec | None = output_spec(output_type, output_mode, output_retries)
         if not isinstance(instructions, str):
             raise ConfigError("Agent(instructions=...) takes a str.")
         self.instructions = instructions
@@ -121,17 +133,23 @@ class Agent:
         # and nothing accumulates in the process-wide store.
         return Session(self, SessionConfig(store=InMemoryStore()))
 
-    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
-        """Run once on a prompt or a :class:`RuntimeTask` and return the :class:`RunResult`."""
-        return await self._one_off().run(prompt_or_task, context)
+    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+                  **options: Unpack[RunOptions]) -> RunResult:
+        """Run once on a prompt or a :class:`RuntimeTask` and return the :class:`RunResult`.
 
-    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+        Options: ``output_type``, ``output_mode``, ``output_retries`` (override the agent's for
+        this run) and ``tool_choice`` (``"auto"``, ``"required"``, ``"none"`` or a tool name)."""
+        return await self._one_off().run(prompt_or_task, context, **options)
+
+    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+                 **options: Unpack[RunOptions]) -> RunResult:
         """:meth:`run` from sync code; works inside a running event loop such as a Jupyter cell."""
-        return _bridge.run_sync(self.run(prompt_or_task, context))
+        return _bridge.run_sync(self.run(prompt_or_task, context, **options))
 
-    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunStream:
+    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+               **options: Unpack[RunOptions]) -> RunStream:
         """Run once and yield its :class:`RunEvent` s as they happen (``async for``)."""
-        return self._one_off().stream(prompt_or_task, context)
+        return self._one_off().stream(prompt_or_task, context, **options)
 
     async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
         """Send a signal to the agent's inbox session (``agent.inbox``); see Session.receive."""

@@ -23,8 +23,8 @@ from ..events import (CompactedData, PartitionName, DelegationFinishedData, Dele
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
                       payload,
                       tool_calls)
-from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
-                     signal_label, table_html, text_table, view_card)
+from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, printable,
+                     share, short, signal_label, table_html, text_table, view_card)
 
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
            "approvals_html", "approvals_text",
@@ -268,7 +268,7 @@ def signals_html(rows: list[SignalRow], queued: Sequence[Mapping[str, Any]]) -> 
 def signal_decision_card(signal: Mapping[str, Any], action: str, reason: str) -> dict[str, str]:
     """``%loom signal``'s output: the signal and the attention policy's decision."""
     label = signal_label(signal)
-    return {"text/plain": f"Signal {label} → {action}: {reason}",
+    return {"text/plain": printable(f"Signal {label} → {action}: {reason}"),
             "text/html": (f"<div class='loom-signal'><b>{html.escape(label)}</b>"
                           f" → {badge(action)} {html.escape(reason)}</div>")}
 

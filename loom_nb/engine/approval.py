@@ -25,6 +25,7 @@ from ..messages import ToolCall, ToolResult, Usage, message_from_dict
 from ..result import PendingApproval
 from ..limits import Limits
 from ..task import RunContext, RuntimeTask
+from .structured import PAUSED
 
 if TYPE_CHECKING:
     from .loop import Decisions, RunLoop
@@ -66,6 +67,7 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
                               Limits(**state["limits"])),
                    run_id=record.run_id, parent_run_id=record.parent_run_id)
     loop.record = record
+    loop.steer = PAUSED.get(record.run_id, loop.steer)
     loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
     loop.usage = Usage.from_dict(state["usage"])
     loop.events = session.store.events(run_id=record.run_id)

@@ -150,6 +150,8 @@ class SessionPanel(View):
         run = event.run_id
         if event.type == "model.delta":
             self._live_text.setdefault(run, LiveText()).add(payload(event, ModelDeltaData))
+        elif event.live_only:
+            return
         elif event.type in ("model.response", "tool.call", "run.finished"):
             self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
 

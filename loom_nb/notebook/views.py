@@ -104,7 +104,7 @@ class View:
 
     def _add(self, event: RunEvent) -> bool:
         key = (event.run_id, event.seq, event.type)
-        if event.type in ("model.delta", "signal.decision") or key in self._seen:
+        if event.live_only or event.type == "signal.decision" or key in self._seen:
             return False
         self._seen.add(key)
         self._events.append(event)

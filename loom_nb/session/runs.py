@@ -13,16 +13,18 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Unpack, cast
 
 from .. import _bridge
 from .._recovery import not_resumable, settle, settle_one
 from .._turns import TurnLock
 from ..engine import Decisions, RunLoop
 from ..engine.approval import restore
+from ..engine.structured import check_tool_choice
 from ..engine.tool_call import check_caller
 from ..errors import ConfigError, StoreError
 from ..events import RunEvent
+from ..output import RunOptions, restored_output, run_options
 from ..result import PendingApproval, RunResult
 from ..store import RunRecord, SessionStore
 from ..task import RunContext, RuntimeTask, as_task
@@ -105,20 +107,26 @@ class SessionRuns:
         events = self.store.events(run_id=run_id)
         finished = next((e for e in reversed(events) if e.type == "run.finished"), None)
         data = finished.data if finished else {}
+        output, output_type = restored_output(self.agent.output, data, record.output)
         return RunResult(
-            output=record.output, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
+            output=output, text=record.output, output_type=output_type, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
             events=events, usage=record.usage, error=record.error,
             error_type=data.get("error_type"), limit=data.get("limit"), agent=record.agent,
             model=record.model, turns=record.turns, started_at=record.started_at,
             finished_at=record.finished_at, pending=pending, session=self._session)
 
-    def _loop_for(self, prompt_or_task: str | RuntimeTask, context: RunContext | None) -> RunLoop:
+    def _loop_for(self, prompt_or_task: str | RuntimeTask, context: RunContext | None,
+                  options: RunOptions) -> RunLoop:
         if self.closed:
             raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
         if context is not None and not isinstance(context, RunContext):
             raise ConfigError("context= takes a RunContext(inputs=..., metadata=..., budget=...).")
         self._check_not_waiting()
-        return RunLoop(self._session, as_task(prompt_or_task), context or RunContext())
+        spec, tool_choice = run_options(self.agent.output, options)
+        # Known now unless a capability's tools (MCP) join at the first turn, which checks again.
+        check_tool_choice(tool_choice, list(self.agent.tools) if self.agent._resolved else None)
+        return RunLoop(self._session, as_task(prompt_or_task), context or RunContext(),
+                       output=spec, tool_choice=tool_choice)
 
     def _check_not_waiting(self) -> None:
         if self._still_waiting() is not None:
@@ -190,21 +198,28 @@ class SessionRuns:
         loop.seen = dict(seen or {})
         return await self._execute(loop, decisions)
 
-    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
-        """Run the agent on a prompt or task in this session and return the result."""
-        return await self._execute(self._loop_for(prompt_or_task, context))
+    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+                  **options: Unpack[RunOptions]) -> RunResult:
+        """Run the agent on a prompt or task in this session and return the result.
 
-    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+        Options (see :class:`~loom_nb.output.RunOptions`): ``output_type``, ``output_mode``,
+        ``output_retries``, ``tool_choice``; each overrides the agent's for this run."""
+        return await self._execute(self._loop_for(prompt_or_task, context, options))
+
+    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+                 **options: Unpack[RunOptions]) -> RunResult:
         """:meth:`run` from sync code, also inside a running event loop (a Jupyter cell)."""
-        return _bridge.run_sync(self.run(prompt_or_task, context))
+        return _bridge.run_sync(self.run(prompt_or_task, context, **options))
 
-    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunStream:
+    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+               **options: Unpack[RunOptions]) -> RunStream:
         """The run's events as they happen; ``.result`` holds the RunResult once it ends."""
-        return RunStream(self._session, self._loop_for(prompt_or_task, context))
+        return RunStream(self._session, self._loop_for(prompt_or_task, context, options))
 
-    def start(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> Run:
+    def start(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+              **options: Unpack[RunOptions]) -> Run:
         """Start a run in the background and return its handle at once."""
-        return Run(self._session, self._loop_for(prompt_or_task, context))
+        return Run(self._session, self._loop_for(prompt_or_task, context, options))
 
 
 class RunStream:

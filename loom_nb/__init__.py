@@ -46,7 +46,7 @@ from .result import RunResult
 from .runtime import Limits, Runtime
 from .session import Run, RunStream, Session, SessionConfig
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
-from .store import InMemoryStore, SQLiteStore
+from .store import InMemoryStore, PostgresStore, SQLiteStore
 from .task import RunContext, RuntimeTask
 from .tools import Tool, tool
 
@@ -77,6 +77,7 @@ __all__ = [
     "ModelResponse",
     "ModelUnavailableError",
     "NotSupportedError",
+    "PostgresStore",
     "ProviderError",
     "RecordingNotFoundError",
     "ReplayError",

@@ -12,3 +12,65 @@ def anyio_backend() -> str:
 def _no_loom_model(monkeypatch: pytest.MonkeyPatch) -> None:
     # A developer's LOOM_MODEL must not turn offline tests into real model calls.
     monkeypatch.delenv("LOOM_MODEL", raising=False)
+
+
+# -- the stores a test runs against ---------------------------------------------------------------
+# A test that takes `backend` runs once on an SQLite file and once on a PostgreSQL database (a
+# real server, started once per test session by `postgres_server`).
+
+import os  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any, Literal  # noqa: E402
+
+from tests.pg_server import PostgresServer, find_bindir, start_server, INSTALL_HINT  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    # Skipped only where the binaries cannot be had; a server that is there but fails to start
+    # is an error, not a skip.
+    if find_bindir() is None:
+        pytest.skip(f"PostgreSQL is not installed: {INSTALL_HINT}")
+    if os.geteuid() == 0:
+        import pwd
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip(f"running as root without a 'postgres' user for the server: {INSTALL_HINT}")
+    server = start_server()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """A fresh, empty database on the test server."""
+    return postgres_server.new_database()
+
+
+@dataclass
+class Backend:
+    """Where a test's sessions go: ``spec`` is what SessionConfig(store=...) and another
+    process take (a file path or a DSN); :meth:`open` gives a new store object on it (its own
+    connection), as another kernel would have."""
+
+    kind: Literal["sqlite", "postgres"]
+    spec: str
+
+    def open(self) -> Any:
+        from loom_nb.store import SQLiteStore
+        if self.kind == "sqlite":
+            return SQLiteStore(self.spec)
+        from loom_nb.store.postgres import PostgresStore
+        return PostgresStore(self.spec)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "s.sqlite"))
+    return Backend("postgres", request.getfixturevalue("postgres_dsn"))

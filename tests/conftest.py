@@ -20,11 +20,10 @@ def _no_loom_model(monkeypatch: pytest.MonkeyPatch) -> None:
 
 import os  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
-from typing import Any, Literal  # noqa: E402
 
-from tests.pg_server import PostgresServer, find_bindir, start_server, INSTALL_HINT  # noqa: E402
+from tests.backends import Backend  # noqa: E402
+from tests.pg_server import INSTALL_HINT, PostgresServer, find_bindir, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -50,23 +49,6 @@ def postgres_server() -> Iterator[PostgresServer]:
 def postgres_dsn(postgres_server: PostgresServer) -> str:
     """A fresh, empty database on the test server."""
     return postgres_server.new_database()
-
-
-@dataclass
-class Backend:
-    """Where a test's sessions go: ``spec`` is what SessionConfig(store=...) and another
-    process take (a file path or a DSN); :meth:`open` gives a new store object on it (its own
-    connection), as another kernel would have."""
-
-    kind: Literal["sqlite", "postgres"]
-    spec: str
-
-    def open(self) -> Any:
-        from loom_nb.store import SQLiteStore
-        if self.kind == "sqlite":
-            return SQLiteStore(self.spec)
-        from loom_nb.store.postgres import PostgresStore
-        return PostgresStore(self.spec)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -114,15 +114,23 @@ def _store_error(store: PostgresStore, exc: Exception, action: str) -> StoreErro
     psycopg, pool = _import_psycopg()
     where = f"The PostgreSQL session store {store.where}"
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    if isinstance(exc, pool.PoolTimeout | psycopg.OperationalError):
-        hint = ("the server cannot be reached or closed the connection. Check that it is running "
-                "and reachable from here (pg_isready), and the DSN's host, port, user and "
-                "password; the session goes on from what was stored once it is back")
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        hint = (f"another connection held a lock for more than {store.lock_timeout:g} s. Find the "
+                "transaction left open (pg_stat_activity, state 'idle in transaction') and end "
+                "it, then run again")
+    elif isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
+        hint = ("the server accepts no writes (a read-only standby, or default_transaction_read_only "
+                "is on). Point the DSN at the primary, or turn read-only off, then run again: the "
+                "session goes on from what was stored")
     elif isinstance(exc, psycopg.errors.InsufficientPrivilege):
         hint = ("the database user may not read or write loom_nb's tables. GRANT it SELECT, "
                 "INSERT and UPDATE on them, or connect as their owner")
     elif isinstance(exc, psycopg.errors.DiskFull | psycopg.errors.OutOfMemory):
         hint = "the server is out of disk space or memory. Free some on the server, then run again"
+    elif isinstance(exc, pool.PoolTimeout | psycopg.OperationalError):
+        hint = ("the server cannot be reached or closed the connection. Check that it is running "
+                "and reachable from here (pg_isready), and the DSN's host, port, user and "
+                "password; the session goes on from what was stored once it is back")
     elif not isinstance(exc, psycopg.Error):
         hint = ("a stored record no longer decodes: the table was changed by something other "
                 "than loom_nb. Repair or delete that row")
@@ -159,21 +167,26 @@ class PostgresStore:
 
     ``dsn`` is a libpq URI (``postgresql://user:password@host:5432/dbname``); its tables are made
     in the connection's default schema (pick another one with ``?options=-csearch_path%3Dname``).
-    ``max_connections`` bounds the pool of this store object.
+    ``max_connections`` bounds the pool of this store object; a statement waits at most
+    ``lock_timeout`` seconds for a lock another connection holds (a transaction left open
+    elsewhere fails the call with a StoreError instead of hanging the run).
     """
 
-    def __init__(self, dsn: str, *, max_connections: int = 4, connect_timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, max_connections: int = 4, connect_timeout: float = 10.0,
+                 lock_timeout: float = 10.0) -> None:
         _, pool_module = _import_psycopg()
         if not isinstance(dsn, str) or not dsn.strip():
             raise StoreError("PostgresStore(dsn) takes a DSN such as "
                              "'postgresql://user@localhost:5432/loom'.")
         self.dsn = dsn
         self.where = _safe_dsn(dsn)
+        self.lock_timeout = lock_timeout
         self._closed = threading.Event()
         self._pool = pool_module.ConnectionPool(
             dsn, min_size=1, max_size=max(1, max_connections), open=False, timeout=connect_timeout,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
-            configure=_configure, name="loom_nb")
+            configure=functools.partial(_configure, lock_ms=max(1, int(lock_timeout * 1000))),
+            name="loom_nb")
         try:
             self._pool.open(wait=True, timeout=connect_timeout)
             self._migrate()
@@ -373,9 +386,10 @@ class PostgresStore:
                          ts=_utc(r[5]), data=json.loads(r[6])) for r in rows]
 
 
-def _configure(conn: psycopg.Connection[Any]) -> None:
+def _configure(conn: psycopg.Connection[Any], *, lock_ms: int) -> None:
     # Timestamps come back in UTC whatever the server's or the user's time zone.
     conn.execute("SET TIME ZONE 'UTC'")
+    conn.execute(f"SET lock_timeout = {lock_ms}")
 
 
 def _utc(value: datetime) -> datetime:

@@ -23,6 +23,8 @@ from loom_nb import (Agent, ConfigError, InMemoryStore, Model, RunAlreadyResumed
                      SessionConfig, StoreError, tool)
 from loom_nb.store import SessionStore, SQLiteStore
 
+from tests.backends import Backend
+
 from ._claim_worker import serve
 
 THREAD_TRIALS = 150
@@ -39,7 +41,7 @@ def _agent(sent: list[str], turns: list[Any]) -> Agent:
     return Agent(Model.scripted(turns), tools=[send_email])
 
 
-def _pause(store: SessionStore | Path, session_id: str) -> RunResult:
+def _pause(store: SessionStore | Path | str, session_id: str) -> RunResult:
     agent = _agent([], [{"tool": "send_email", "args": {"to": "ana@example.org"}}])
     paused = agent.session(SessionConfig(id=session_id, store=store)).run_sync("Email Ana")
     assert paused.status == "needs_approval"
@@ -83,21 +85,20 @@ def _race(resumers: list[Any]) -> list[Any]:
     return outcomes
 
 
-def _resumer(agent: Agent, store: SessionStore | Path, session_id: str) -> Any:
+def _resumer(agent: Agent, store: SessionStore | Path | str, session_id: str) -> Any:
     # Opened before the race, as two notebooks would have it open: each sees the run waiting.
     session = agent.session(SessionConfig(id=session_id, store=store))
     (waiting,) = session.waiting
     return lambda: asyncio.run(waiting.approve().resume())  # its own event loop: a real race
 
 
-def test_two_threads_resuming_one_run_from_two_sessions_resume_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    shared = SQLiteStore(path)
+def test_two_threads_resuming_one_run_from_two_sessions_resume_it_once(backend: Backend) -> None:
+    shared = backend.open()
     for trial in range(THREAD_TRIALS):
-        # Even trials share one connection (two sessions of one process); odd ones each have
-        # their own, as two processes do: SQLite itself then has to keep the claim atomic.
+        # Even trials share one store object (two sessions of one process); odd ones each have
+        # their own, as two processes do: the database itself then has to keep the claim atomic.
         own = trial % 2 == 1
-        stores = [SQLiteStore(path), SQLiteStore(path)] if own else [shared, shared]
+        stores = [backend.open(), backend.open()] if own else [shared, shared]
         session_id = f"t{trial}"
         paused = _pause(shared, session_id)
         sent: list[str] = []
@@ -118,8 +119,8 @@ def test_two_threads_resuming_one_run_in_an_in_memory_store_resume_it_once() -> 
         _check_once(store, paused, outcomes, sent)
 
 
-def test_a_double_click_resumes_once(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.sqlite")
+def test_a_double_click_resumes_once(backend: Backend) -> None:
+    store = backend.open()
     for trial in range(50):
         sent: list[str] = []
         agent = _agent(sent, [{"tool": "send_email", "args": {"to": "ana@example.org"}}, "Sent."])
@@ -134,8 +135,8 @@ def test_a_double_click_resumes_once(tmp_path: Path) -> None:
         assert sent == ["ana@example.org"]
 
 
-def test_two_processes_resuming_one_run_resume_it_once(tmp_path: Path) -> None:
-    path, log = tmp_path / "s.sqlite", tmp_path / "calls.log"
+def test_two_processes_resuming_one_run_resume_it_once(backend: Backend, tmp_path: Path) -> None:
+    path, log = backend.spec, tmp_path / "calls.log"
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     pipes = [context.Pipe() for _ in range(2)]
@@ -143,7 +144,7 @@ def test_two_processes_resuming_one_run_resume_it_once(tmp_path: Path) -> None:
                for _, child in pipes]
     for worker in workers:
         worker.start()
-    store = SQLiteStore(path)
+    store = backend.open()
     try:
         for trial in range(PROCESS_TRIALS):
             paused = _pause(store, f"p{trial}")
@@ -166,13 +167,13 @@ def test_two_processes_resuming_one_run_resume_it_once(tmp_path: Path) -> None:
                 worker.kill()
 
 
-def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
+def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(backend: Backend) -> None:
+    path = backend.spec
     paused = _pause(path, "stale")
     sent: list[str] = []
     here = _agent(sent, ["Sent."]).session(SessionConfig(id="stale", store=path))
     there = _agent(sent, ["Next answer."]).session(
-        SessionConfig(id="stale", store=SQLiteStore(path)))
+        SessionConfig(id="stale", store=backend.open()))
     assert there.waiting[0].run_id == paused.run_id
     stale = there.waiting[0].approve()
     assert here.waiting[0].approve().resume_sync().status == "completed"
@@ -186,6 +187,8 @@ def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(tmp_pa
     assert sent == ["ana@example.org"]
 
 
+# SQLite's lock is the whole file's; the same failure on PostgreSQL (a row lock held past
+# lock_timeout) is test_a_lock_held_elsewhere_fails_the_claim_and_leaves_the_run_waiting.
 def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     paused = _pause(path, "locked")
@@ -205,6 +208,28 @@ def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(tmp_path
     record = store.get_run(paused.run_id)
     assert record is not None and record.status == "needs_approval" and record.state
     # Nothing half-resumed: the last stored event is still the pause's end.
+    assert [e.type for e in store.events(run_id=paused.run_id)][-1] == "run.finished"
+    assert session.waiting[0].approve().resume_sync().status == "completed"
+    assert sent == ["ana@example.org"]
+
+
+def test_a_lock_held_elsewhere_fails_the_claim_and_leaves_the_run_waiting(postgres_dsn: str) -> None:
+    import psycopg
+
+    from loom_nb.store import PostgresStore
+
+    paused = _pause(postgres_dsn, "locked")
+    sent: list[str] = []
+    store = PostgresStore(postgres_dsn, lock_timeout=0.05)
+    session = _agent(sent, ["Sent."]).session(SessionConfig(id="locked", store=store))
+    with psycopg.connect(postgres_dsn) as blocker:  # a transaction left open elsewhere
+        blocker.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (paused.run_id,))
+        with pytest.raises(StoreError, match=r"held a lock for more than 0.05 s.*idle in transaction"):
+            session.waiting[0].approve().resume_sync()
+        blocker.rollback()
+    assert sent == []
+    record = store.get_run(paused.run_id)
+    assert record is not None and record.status == "needs_approval" and record.state
     assert [e.type for e in store.events(run_id=paused.run_id)][-1] == "run.finished"
     assert session.waiting[0].approve().resume_sync().status == "completed"
     assert sent == ["ana@example.org"]

@@ -3,7 +3,7 @@ SQLite file, or a database of its own on the test PostgreSQL server."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 
@@ -15,13 +15,19 @@ class Backend:
 
     kind: Literal["sqlite", "postgres"]
     spec: str
+    opened: list[Any] = field(default_factory=list)
 
     def open(self, **options: Any) -> Any:
-        from loom_nb.store import SQLiteStore
-        if self.kind == "sqlite":
-            return SQLiteStore(self.spec)
-        from loom_nb.store import PostgresStore
-        return PostgresStore(self.spec, **options)
+        from loom_nb.store import PostgresStore, SQLiteStore
+        store = SQLiteStore(self.spec) if self.kind == "sqlite" else PostgresStore(self.spec, **options)
+        self.opened.append(store)
+        return store
+
+    def close(self) -> None:
+        """Close every store :meth:`open` gave (the fixture does, after the test): a
+        PostgreSQL store holds server connections until then."""
+        for store in self.opened:
+            store.close()
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Rows of ``sql`` (``?`` placeholders) on a connection of its own, outside loom_nb."""

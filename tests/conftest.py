@@ -1,6 +1,13 @@
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+
+from tests.backends import Backend
+from tests.pg_server import INSTALL_HINT, PostgresServer, find_bindir, start_server
 
 
 @pytest.fixture
@@ -18,12 +25,6 @@ def _no_loom_model(monkeypatch: pytest.MonkeyPatch) -> None:
 # A test that takes `backend` runs once on an SQLite file and once on a PostgreSQL database (a
 # real server, started once per test session by `postgres_server`).
 
-import os  # noqa: E402
-from collections.abc import Iterator  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from tests.backends import Backend  # noqa: E402
-from tests.pg_server import INSTALL_HINT, PostgresServer, find_bindir, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -52,7 +53,10 @@ def postgres_dsn(postgres_server: PostgresServer) -> str:
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     if request.param == "sqlite":
-        return Backend("sqlite", str(tmp_path / "s.sqlite"))
-    return Backend("postgres", request.getfixturevalue("postgres_dsn"))
+        found = Backend("sqlite", str(tmp_path / "s.sqlite"))
+    else:
+        found = Backend("postgres", request.getfixturevalue("postgres_dsn"))
+    yield found
+    found.close()

@@ -21,13 +21,14 @@ from .protocols import (Checkpoint, EventLog, FeedbackLog, HistoryStore, Restore
                         StoredSession)
 from .postgres import PostgresStore, is_postgres_dsn
 from .sqlite import SQLiteStore
+from .transfer import CopyResult, copy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Checkpoint", "EventLog", "FeedbackLog", "HistoryStore", "InMemoryStore", "RestoreMode",
+__all__ = ["Checkpoint", "CopyResult", "EventLog", "FeedbackLog", "HistoryStore", "InMemoryStore", "RestoreMode",
            "PostgresStore", "RunRecord", "RunStore", "SQLiteStore", "SessionStore", "SignalLog", "SignalRecord",
-           "StoredMessage", "StoredSession", "open_store"]
+           "StoredMessage", "StoredSession", "copy", "open_store"]
 
 _DEFAULT_MEMORY_STORE = ProcessStore()
 _SQLITE_STORES: dict[Path, SQLiteStore] = {}

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from .._owner import RunOwner
 from ..continuity import RestoreMode
@@ -396,6 +396,10 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(timezone.utc)
 
 
+@overload
+def _text(value: str) -> str: ...
+@overload
+def _text(value: None) -> None: ...
 def _text(value: str | None) -> str | None:
     """A free-text value PostgreSQL can store: NUL becomes U+FFFD (see the module docstring)."""
     return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value

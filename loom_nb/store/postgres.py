@@ -174,7 +174,7 @@ class PostgresStore:
 
     def __init__(self, dsn: str, *, max_connections: int = 4, connect_timeout: float = 10.0,
                  lock_timeout: float = 10.0) -> None:
-        _, pool_module = _import_psycopg()
+        psycopg, pool_module = _import_psycopg()
         if not isinstance(dsn, str) or not dsn.strip():
             raise StoreError("PostgresStore(dsn) takes a DSN such as "
                              "'postgresql://user@localhost:5432/loom'.")
@@ -188,8 +188,12 @@ class PostgresStore:
             configure=functools.partial(_configure, lock_ms=max(1, int(lock_timeout * 1000))),
             name="loom_nb")
         try:
+            # One connection of its own first: a server that refuses fails here at once, with
+            # its reason (the pool would retry until its timeout, then say only that).
+            seconds = max(1, int(connect_timeout))
+            with psycopg.connect(dsn, autocommit=True, connect_timeout=seconds) as conn:
+                self._migrate(conn)
             self._pool.open(wait=True, timeout=connect_timeout)
-            self._migrate()
         except BaseException as exc:
             self._pool.close()
             if isinstance(exc, LoomError):
@@ -212,8 +216,8 @@ class PostgresStore:
         with self._pool.connection() as conn:
             yield conn
 
-    def _migrate(self) -> None:
-        with self._pool.connection() as conn, conn.transaction():
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
             for statement in _SCHEMA.split(";"):
                 conn.execute(statement)

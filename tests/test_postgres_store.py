@@ -1,0 +1,102 @@
+"""What only a PostgreSQL store has: a server that may be unreachable, a DSN with a password, a
+schema written by a newer loom_nb, psycopg missing, many threads sharing one pool, NUL in free
+text. (What both stores share runs in the parametrised tests: the `backend` fixture.)"""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import pytest
+
+from loom_nb import Agent, Model, SessionConfig, StoreError
+from loom_nb.events import RunEvent
+from loom_nb.store import PostgresStore, RunRecord, open_store
+
+NOWHERE = "postgresql://loom:s3cret-password@127.0.0.1:1/none"
+
+
+def test_an_unreachable_server_is_a_store_error_that_says_what_to_check() -> None:
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(NOWHERE, connect_timeout=2)
+    message = str(caught.value)
+    assert "postgresql://loom@127.0.0.1:1/none" in message and "could not open the store" in message
+    assert "Check that it is running" in message and "pg_isready" in message
+    assert "s3cret" not in message  # the password is never shown
+    with pytest.raises(StoreError, match="cannot be reached"):
+        Agent(Model.scripted([])).session(SessionConfig(store="postgres://loom@127.0.0.1:1/none"))
+
+
+def test_a_schema_written_by_a_newer_loom_nb_is_refused(postgres_dsn: str) -> None:
+    PostgresStore(postgres_dsn).close()
+    import psycopg
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("UPDATE loom_schema SET version = 99")
+    with pytest.raises(StoreError, match=r"written by a newer loom_nb \(schema 99\); upgrade"):
+        PostgresStore(postgres_dsn)
+
+
+def test_without_psycopg_the_error_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(StoreError, match=r"pip install 'loom-nb\[postgres\]'"):
+        PostgresStore("postgresql://localhost/x")
+    with pytest.raises(StoreError, match=r"pip install 'loom-nb\[postgres\]'"):
+        open_store("postgresql://localhost/elsewhere")
+    with pytest.raises(StoreError, match="takes a DSN such as"):
+        monkeypatch.delitem(sys.modules, "psycopg")
+        PostgresStore("")
+
+
+def test_a_row_that_no_longer_decodes_is_a_store_error(postgres_dsn: str) -> None:
+    session = Agent(Model.scripted(["hi"])).session(SessionConfig(id="d", store=postgres_dsn))
+    session.run_sync("hello")
+    import psycopg
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("UPDATE runs SET usage = 'not json'")
+    with pytest.raises(StoreError, match="no longer decodes.*Repair or delete that row") as caught:
+        PostgresStore(postgres_dsn).runs("d")
+    assert isinstance(caught.value.__cause__, ValueError)
+
+
+def test_threads_share_one_store_and_its_pool(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn, max_connections=3)
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            run_id = f"run_{n}"
+            store.save_run(RunRecord(run_id=run_id, session_id="threads", agent="a", model="m",
+                                     prompt=str(n)))
+            store.append_events([RunEvent(type="run.started", run_id=run_id, session_id="threads",
+                                          seq=i) for i in range(50)])
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    assert len(store.runs("threads")) == 12 and len(store.events(session_id="threads")) == 600
+    assert [e.seq for e in store.events(run_id="run_3")] == list(range(50))
+
+
+def test_nul_in_free_text_is_stored(postgres_dsn: str) -> None:
+    session = Agent(Model.scripted(["out\x00put"])).session(SessionConfig(id="n", store=postgres_dsn))
+    result = session.run_sync("in\x00put")
+    assert result.status == "completed" and result.output == "out\x00put"
+    (record,) = PostgresStore(postgres_dsn).runs("n")
+    assert (record.prompt, record.output) == ("in\ufffdput", "out\ufffdput")
+    history = PostgresStore(postgres_dsn).open_session("n", {}).messages
+    assert [m.text for m in history] == ["in\x00put", "out\x00put"]  # the history keeps them
+
+
+def test_sessions_are_listed_in_the_order_they_were_created(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn)
+    for name in ["b", "a", "c"]:
+        store.open_session(name, {"n": name})
+    assert store.sessions() == ["b", "a", "c"]
+    again = store.open_session("a", {"extra": 1})
+    assert again.restored and again.metadata == {"n": "a", "extra": 1}
+    assert PostgresStore(postgres_dsn).open_session("a", {}).metadata == {"n": "a", "extra": 1}

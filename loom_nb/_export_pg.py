@@ -54,18 +54,11 @@ class PostgresReader(_SQLReader):
                               f"store (it has no runs, events and messages tables).")
         return db
 
-    def _select(self, sql: str, alias: str = "", extra: str = "",
-                args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-        where = [f"{alias}{c} = %s" for c, _ in self.filters] + ([extra] if extra else [])
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
-        db = self._connect()
-        try:
-            with db.cursor(name=f"loom_export_{uuid.uuid4().hex[:8]}") as cursor:
-                cursor.itersize = _BATCH
-                cursor.execute(sql.format(where=clause), (*[v for _, v in self.filters], *args))
-                yield from cursor
-        finally:
-            db.close()
+    def _rows(self, db: Any, sql: str, args: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        with db.cursor(name=f"loom_export_{uuid.uuid4().hex[:8]}") as cursor:
+            cursor.itersize = _BATCH
+            cursor.execute(sql, args)
+            yield from cursor
 
     def _has(self, table: str) -> bool:
         db = self._connect()

@@ -232,10 +232,13 @@ class _SQLReader:
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         db = self._connect()
         try:
-            # Rows are streamed from the cursor, so a large store is never all in memory at once.
-            yield from db.execute(sql.format(where=clause), (*[v for _, v in self.filters], *args))
+            yield from self._rows(db, sql.format(where=clause), (*[v for _, v in self.filters], *args))
         finally:
             db.close()
+
+    def _rows(self, db: Any, sql: str, args: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        # Rows are streamed from the cursor, so a large store is never all in memory at once.
+        yield from db.execute(sql, args)
 
     def runs(self, problems: Problems) -> Iterator[RunRow]:
         sql = f"SELECT {_RUN_COLUMNS} FROM runs{{where}} ORDER BY started_at, run_id"

@@ -16,21 +16,10 @@ from loom_nb.export import events_df, feedback_df, messages_df, runs_df, signals
 from loom_nb.governance import GovernancePolicy
 from loom_nb.messages import Message
 from loom_nb.store import Checkpoint, CopyResult, PostgresStore, SQLiteStore, copy
+from tests.test_export import add, wipe
 
 FRAMES = {"runs": runs_df, "events": events_df, "messages": messages_df,
           "tool_calls": tool_calls_df, "signals": signals_df, "feedback": feedback_df}
-
-
-@tool
-def add(a: int, b: int) -> int:
-    """Add two numbers."""
-    return a + b
-
-
-@tool
-def wipe(path: str) -> str:
-    """Delete a path."""
-    return "gone"
 
 
 def _fill(store: object) -> list[str]:

@@ -24,13 +24,14 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from .._owner import RunOwner
 from ..continuity import RestoreMode
 from ..errors import LoomError, StoreError
 from ..events import RunEvent, utcnow
 from ..feedback import FeedbackRecord
-from ..messages import Message, Usage, message_from_dict
+from ..messages import Message, message_from_dict
+from . import sqlite
 from .protocols import Checkpoint, RunRecord, SignalRecord, StoredMessage, StoredSession
+from .sqlite import _dumps
 
 if TYPE_CHECKING:
     import psycopg
@@ -76,9 +77,10 @@ CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id, pos)
 SCHEMA_VERSION = 2
 #: Serialises schema creation: CREATE TABLE IF NOT EXISTS is not safe against a concurrent one.
 _MIGRATION_LOCK = 0x6C6F6F6D  # "loom"
-_RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status, output, error, "
-                "started_at, finished_at, usage, turns, state, owner")
+_RUN_COLUMNS = sqlite._RUN_COLUMNS
 _EVENT_COLUMNS = "run_id, seq, session_id, parent_run_id, type, ts, data"
+#: The free-text values of a run's row: agent, model, prompt, output, error.
+_FREE_TEXT = (3, 4, 5, 7, 8)
 
 _Store = TypeVar("_Store")
 
@@ -409,26 +411,16 @@ def _text(value: str | None) -> str | None:
     return value.replace("\x00", "\ufffd") if isinstance(value, str) and "\x00" in value else value
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def _run_row(record: RunRecord) -> tuple[Any, ...]:
-    """A record as the values of _RUN_COLUMNS, in that order."""
-    return (record.run_id, record.session_id, record.parent_run_id, _text(record.agent),
-            _text(record.model), _text(record.prompt), record.status, _text(record.output),
-            _text(record.error), record.started_at, record.finished_at,
-            _dumps(record.usage.to_dict()), record.turns,
-            _dumps(record.state) if record.state is not None else None,
-            _dumps(record.owner.to_dict()) if record.owner is not None else None)
+    """A record as the values of _RUN_COLUMNS, as SQLite's with NUL-free text (PostgreSQL parses
+    the ISO timestamps into its timestamptz columns)."""
+    row = list(sqlite._run_row(record))
+    for i in _FREE_TEXT:
+        row[i] = _text(row[i])
+    return tuple(row)
 
 
 def _run_from_row(row: tuple[Any, ...]) -> RunRecord:
-    return RunRecord(
-        run_id=row[0], session_id=row[1], parent_run_id=row[2], agent=row[3], model=row[4],
-        prompt=row[5], status=row[6], output=row[7] or "", error=row[8],
-        started_at=_utc(row[9]), finished_at=_utc(row[10]) if row[10] else None,
-        usage=Usage.from_dict(json.loads(row[11])), turns=row[12],
-        state=json.loads(row[13]) if row[13] else None,
-        owner=RunOwner.from_dict(json.loads(row[14])) if row[14] else None,
-    )
+    started, finished = row[9], row[10]
+    return sqlite._run_from_row((*row[:9], started.isoformat(),
+                                 finished.isoformat() if finished else None, *row[11:]))

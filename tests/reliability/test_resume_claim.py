@@ -10,10 +10,12 @@ two worker processes released together by a multiprocessing barrier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ import pytest
 
 from loom_nb import (Agent, ConfigError, InMemoryStore, Model, RunAlreadyResumedError, RunResult,
                      SessionConfig, StoreError, tool)
-from loom_nb.store import SessionStore, SQLiteStore
+from loom_nb.store import SessionStore
 
 from tests.backends import Backend
 
@@ -187,49 +189,41 @@ def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(backen
     assert sent == ["ana@example.org"]
 
 
-# SQLite's lock is the whole file's; the same failure on PostgreSQL (a row lock held past
-# lock_timeout) is test_a_lock_held_elsewhere_fails_the_claim_and_leaves_the_run_waiting.
-def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    paused = _pause(path, "locked")
+@contextlib.contextmanager
+def _lock_held_elsewhere(backend: Backend, run_id: str) -> Iterator[str]:
+    """Another process holds the lock a claim needs (SQLite: the file's write lock; PostgreSQL:
+    the run's row, in a transaction left open); what the StoreError then says."""
+    if backend.kind == "sqlite":
+        blocker = sqlite3.connect(backend.spec, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield "locked"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    import psycopg
+    with psycopg.connect(backend.spec) as held:
+        held.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        yield r"held a lock for more than 0.05 s.*idle in transaction"
+        held.rollback()
+
+
+def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(backend: Backend) -> None:
+    paused = _pause(backend.spec, "locked")
     sent: list[str] = []
-    store = SQLiteStore(path)
+    if backend.kind == "sqlite":
+        store = backend.open()
+        store._db.execute("PRAGMA busy_timeout = 50")
+    else:
+        store = backend.open(lock_timeout=0.05)
     session = _agent(sent, ["Sent."]).session(SessionConfig(id="locked", store=store))
-    store._db.execute("PRAGMA busy_timeout = 50")
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
-        with pytest.raises(StoreError, match="locked"):
-            session.waiting[0].approve().resume_sync()
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    with _lock_held_elsewhere(backend, paused.run_id) as says, pytest.raises(StoreError, match=says):
+        session.waiting[0].approve().resume_sync()
     assert sent == []
     record = store.get_run(paused.run_id)
     assert record is not None and record.status == "needs_approval" and record.state
     # Nothing half-resumed: the last stored event is still the pause's end.
-    assert [e.type for e in store.events(run_id=paused.run_id)][-1] == "run.finished"
-    assert session.waiting[0].approve().resume_sync().status == "completed"
-    assert sent == ["ana@example.org"]
-
-
-def test_a_lock_held_elsewhere_fails_the_claim_and_leaves_the_run_waiting(postgres_dsn: str) -> None:
-    import psycopg
-
-    from loom_nb.store import PostgresStore
-
-    paused = _pause(postgres_dsn, "locked")
-    sent: list[str] = []
-    store = PostgresStore(postgres_dsn, lock_timeout=0.05)
-    session = _agent(sent, ["Sent."]).session(SessionConfig(id="locked", store=store))
-    with psycopg.connect(postgres_dsn) as blocker:  # a transaction left open elsewhere
-        blocker.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (paused.run_id,))
-        with pytest.raises(StoreError, match=r"held a lock for more than 0.05 s.*idle in transaction"):
-            session.waiting[0].approve().resume_sync()
-        blocker.rollback()
-    assert sent == []
-    record = store.get_run(paused.run_id)
-    assert record is not None and record.status == "needs_approval" and record.state
     assert [e.type for e in store.events(run_id=paused.run_id)][-1] == "run.finished"
     assert session.waiting[0].approve().resume_sync().status == "completed"
     assert sent == ["ana@example.org"]

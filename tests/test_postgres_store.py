@@ -47,6 +47,14 @@ def test_without_psycopg_the_error_says_how_to_install(monkeypatch: pytest.Monke
         PostgresStore("")
 
 
+def test_a_closed_store_says_so(postgres_dsn: str) -> None:
+    store = PostgresStore(postgres_dsn)
+    store.close()
+    store.close()  # twice is harmless
+    with pytest.raises(StoreError, match="this store object was closed"):
+        store.sessions()
+
+
 def test_a_row_that_no_longer_decodes_is_a_store_error(postgres_dsn: str) -> None:
     session = Agent(Model.scripted(["hi"])).session(SessionConfig(id="d", store=postgres_dsn))
     session.run_sync("hello")

@@ -19,6 +19,7 @@ import functools
 import inspect
 import json
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -116,7 +117,9 @@ def _store_error(store: PostgresStore, exc: Exception, action: str) -> StoreErro
     psycopg, pool = _import_psycopg()
     where = f"The PostgreSQL session store {store.where}"
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-    if isinstance(exc, psycopg.errors.LockNotAvailable):
+    if isinstance(exc, pool.PoolClosed):
+        hint = "this store object was closed. Open a new PostgresStore(dsn), or the session again"
+    elif isinstance(exc, psycopg.errors.LockNotAvailable):
         hint = (f"another connection held a lock for more than {store.lock_timeout:g} s. Find the "
                 "transaction left open (pg_stat_activity, state 'idle in transaction') and end "
                 "it, then run again")
@@ -151,7 +154,7 @@ def _translated(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
         except LoomError:
             raise
-        except (psycopg.Error, pool.PoolTimeout, ValueError, KeyError) as exc:
+        except (psycopg.Error, pool.PoolTimeout, pool.PoolClosed, ValueError, KeyError) as exc:
             raise _store_error(self, exc, action) from exc
     return call
 
@@ -188,7 +191,9 @@ class PostgresStore:
             dsn, min_size=1, max_size=max(1, max_connections), open=False, timeout=connect_timeout,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
             configure=functools.partial(_configure, lock_ms=max(1, int(lock_timeout * 1000))),
-            name="loom_nb")
+            name="loom_nb", num_workers=1)
+        # A store nobody holds any more gives its connections back (a loop opening stores).
+        weakref.finalize(self, self._pool.close)
         try:
             # One connection of its own first: a server that refuses fails here at once, with
             # its reason (the pool would retry until its timeout, then say only that).

@@ -172,3 +172,57 @@ def test_a_write_that_fails_midway_leaves_no_half_session(tmp_path: Path, postgr
         db.execute("DROP TRIGGER refuse ON events")
     assert copy(path, postgres_dsn).copied == ["s1", "s2"]  # and the copy goes through afterwards
     _assert_same_frames(path, postgres_dsn)
+
+
+_COPIER = """
+import sys
+from loom_nb.store import copy
+copy(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_a_copy_killed_midway_leaves_whole_sessions_and_copying_again_finishes(
+        tmp_path: Path, postgres_dsn: str) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    path = str(tmp_path / "a.sqlite")
+    _fill(path)  # s1, then s2
+    PostgresStore(postgres_dsn).close()  # the tables
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        # s2's events wait on the server, so the copier can be killed inside s2's transaction;
+        # the server then notices the dead client within 100 ms and rolls the transaction back.
+        db.execute("CREATE FUNCTION slow() RETURNS trigger AS $$ BEGIN "
+                   "IF NEW.session_id = 's2' THEN PERFORM pg_sleep(0.5); END IF; RETURN NEW; END $$ "
+                   "LANGUAGE plpgsql")
+        db.execute("CREATE TRIGGER slow BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION slow()")
+        db.execute(f"ALTER DATABASE {postgres_dsn.rsplit('/', 1)[1]} "
+                   "SET client_connection_check_interval = 100")
+    child = subprocess.Popen([sys.executable, "-c", _COPIER, path, postgres_dsn])
+    try:
+        with psycopg.connect(postgres_dsn, autocommit=True) as db:
+            deadline = time.monotonic() + 60
+            while not db.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                                 "AND datname = current_database()").fetchone():
+                assert child.poll() is None and time.monotonic() < deadline, "no copy in s2"
+                time.sleep(0.02)
+            os.kill(child.pid, signal.SIGKILL)
+            child.wait(10)
+            while db.execute("SELECT 1 FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+                             "AND datname = current_database()").fetchone():
+                assert time.monotonic() < deadline, "the server kept the dead copy's transaction"
+                time.sleep(0.05)
+            db.execute("DROP TRIGGER slow ON events")
+    finally:
+        if child.poll() is None:
+            child.kill()
+    store = PostgresStore(postgres_dsn)
+    assert store.sessions() == ["s1"]  # s1 whole, s2 not at all
+    assert store.runs("s2") == [] and store.stored_messages("s2") == [] and store.signals("s2") == []
+    assert copy(path, postgres_dsn) == CopyResult(copied=["s2"], unchanged=["s1"])
+    _assert_same_frames(path, postgres_dsn)

@@ -16,6 +16,7 @@ import pwd
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class PostgresServer:
     port: int
     user: str | None  # the OS user the server runs as (None: the current one)
     databases: list[str] = field(default_factory=list)
+    watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def data(self) -> Path:
@@ -63,10 +65,13 @@ class PostgresServer:
         return f"postgresql://loom@127.0.0.1:{self.port}/{database}"
 
     def _run(self, *argv: str, timeout: float) -> subprocess.CompletedProcess[str]:
+        # stdin closed: a server started here must not hold this process's pipes open.
+        return subprocess.run(self._command(*argv), capture_output=True, text=True,
+                              timeout=timeout, check=False, stdin=subprocess.DEVNULL)
+
+    def _command(self, *argv: str) -> list[str]:
         command = [str(self.bindir / argv[0]), *argv[1:]]
-        if self.user is not None:
-            command = ["runuser", "-u", self.user, "--", *command]
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        return ["runuser", "-u", self.user, "--", *command] if self.user is not None else command
 
     def start(self) -> None:
         done = self._run("initdb", "-D", str(self.data), "-U", "loom", "--auth=trust", "-E",
@@ -81,6 +86,19 @@ class PostgresServer:
         if done.returncode:
             log = (self.root / "server.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"pg_ctl start failed: {done.stderr or done.stdout}\n{log}")
+        self.watchdog = self._watch()
+
+    def _watch(self) -> subprocess.Popen[bytes]:
+        """A process that stops the server and removes its folder when this one goes away, even
+        by kill -9: it waits for the end of a pipe only this process holds."""
+        stop = self._command("pg_ctl", "stop", "-D", str(self.data), "-m", "immediate", "-w",
+                             "-t", "30")
+        code = (f"import shutil, subprocess, sys; sys.stdin.buffer.read(); "
+                f"subprocess.run({stop!r}, capture_output=True, timeout=60); "
+                f"shutil.rmtree({str(self.root)!r}, ignore_errors=True)")
+        return subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
 
     def new_database(self) -> str:
         """A fresh, empty database; its DSN."""
@@ -99,6 +117,10 @@ class PostgresServer:
                       timeout=60)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+            if self.watchdog is not None:  # its pipe's end: it finds the server gone, and ends
+                assert self.watchdog.stdin is not None
+                self.watchdog.stdin.close()
+                self.watchdog.wait(60)
 
 
 def start_server() -> PostgresServer:

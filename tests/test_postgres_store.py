@@ -108,3 +108,41 @@ def test_sessions_are_listed_in_the_order_they_were_created(postgres_dsn: str) -
     again = store.open_session("a", {"extra": 1})
     assert again.restored and again.metadata == {"n": "a", "extra": 1}
     assert PostgresStore(postgres_dsn).open_session("a", {}).metadata == {"n": "a", "extra": 1}
+
+
+def test_a_session_goes_on_across_a_server_restart(postgres_server) -> None:  # noqa: ANN001
+    import time
+
+    from tests.pg_server import start_server
+
+    from loom_nb.store.postgres import IDLE_CHECK_SECONDS
+
+    del postgres_server  # (needed only to skip where there is no server)
+    server = start_server()  # its own: restarting the shared one would disturb other tests
+    try:
+        store = PostgresStore(server.new_database())
+        session = Agent(Model.function(lambda r: "ok")).session(SessionConfig(id="r", store=store))
+        assert session.run_sync("before").status == "completed"
+        restarted = server._run("pg_ctl", "restart", "-D", str(server.data), "-m", "fast", "-w",
+                                "-t", "60", "-l", str(server.root / "server.log"), timeout=90)
+        assert restarted.returncode == 0, restarted.stderr
+        time.sleep(IDLE_CHECK_SECONDS + 0.2)  # the pooled connection is now idle long enough
+        # ...to be checked: the pool replaces the dead connection, and no write fails.
+        after = session.run_sync("after")
+        assert after.status == "completed", after.error
+        assert [r.status for r in store.runs("r")] == ["completed", "completed"]
+    finally:
+        server.stop()
+
+
+def test_a_dropped_store_gives_its_connections_back(postgres_dsn: str) -> None:
+    import gc
+
+    for _ in range(10):
+        PostgresStore(postgres_dsn).sessions()
+    gc.collect()
+    import psycopg
+    with psycopg.connect(postgres_dsn) as db:
+        (count,) = db.execute("SELECT count(*) FROM pg_stat_activity "
+                              "WHERE datname = current_database()").fetchone()  # type: ignore[misc]
+    assert count == 1  # this one

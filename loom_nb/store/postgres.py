@@ -19,6 +19,7 @@ import functools
 import inspect
 import json
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,6 +77,8 @@ CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id, pos)
 """
 #: The schema this loom_nb writes (version 2 as SQLite's: runs have an owner from the start).
 SCHEMA_VERSION = 2
+#: A pooled connection idle longer than this is checked (one round trip) before it is used.
+IDLE_CHECK_SECONDS = 2.0
 #: Serialises schema creation: CREATE TABLE IF NOT EXISTS is not safe against a concurrent one.
 _MIGRATION_LOCK = 0x6C6F6F6D  # "loom"
 _RUN_COLUMNS = sqlite._RUN_COLUMNS
@@ -186,12 +189,15 @@ class PostgresStore:
         self.dsn = dsn
         self.where = _safe_dsn(dsn)
         self.lock_timeout = lock_timeout
+        self._last_used: dict[int, float] = {}  # id(connection) -> when it was last given back
         self._closed = threading.Event()
         self._pool = pool_module.ConnectionPool(
             dsn, min_size=1, max_size=max(1, max_connections), open=False, timeout=connect_timeout,
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
             configure=functools.partial(_configure, lock_ms=max(1, int(lock_timeout * 1000))),
-            name="loom_nb", num_workers=1)
+            # Not bound methods: the pool must not hold the store, or the finalizer never runs.
+            check=functools.partial(_check, self._last_used),
+            reset=functools.partial(_returned, self._last_used), name="loom_nb", num_workers=1)
         # A store nobody holds any more gives its connections back (a loop opening stores).
         weakref.finalize(self, self._pool.close)
         try:
@@ -395,6 +401,18 @@ class PostgresStore:
                                 args).fetchall()
         return [RunEvent(run_id=r[0], seq=r[1], session_id=r[2], parent_run_id=r[3], type=r[4],
                          ts=_utc(r[5]), data=json.loads(r[6])) for r in rows]
+
+
+def _returned(last_used: dict[int, float], conn: psycopg.Connection[Any]) -> None:
+    last_used[id(conn)] = time.monotonic()
+
+
+def _check(last_used: dict[int, float], conn: psycopg.Connection[Any]) -> None:
+    """A connection idle for a while is pinged before use: after a server restart or a failover
+    it is dead, and the pool replaces it instead of failing a run's write. Writes in quick
+    succession (a run's) skip the round trip."""
+    if time.monotonic() - last_used.get(id(conn), 0.0) > IDLE_CHECK_SECONDS:
+        conn.execute("")
 
 
 def _configure(conn: psycopg.Connection[Any], *, lock_ms: int) -> None:

@@ -146,3 +146,33 @@ def test_a_dropped_store_gives_its_connections_back(postgres_dsn: str) -> None:
         (count,) = db.execute("SELECT count(*) FROM pg_stat_activity "
                               "WHERE datname = current_database()").fetchone()  # type: ignore[misc]
     assert count == 1  # this one
+
+
+def test_a_user_without_create_opens_an_existing_store_and_one_without_insert_is_told(
+        postgres_dsn: str) -> None:
+    import psycopg
+
+    PostgresStore(postgres_dsn).close()  # made by its owner
+    base, database = postgres_dsn.rsplit("/", 1)
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        for role in ("loom_rw", "loom_ro"):
+            db.execute(f"DROP ROLE IF EXISTS {role}")  # (roles are the server's, not the database's)
+            db.execute(f"CREATE ROLE {role} LOGIN")
+            db.execute(f"GRANT CONNECT ON DATABASE {database} TO {role}")
+            db.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+        db.execute("GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO loom_rw")
+        db.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO loom_ro")
+    as_role = base.replace("//loom@", "//{}@") + "/" + database
+    writer = as_role.format("loom_rw")
+    session = Agent(Model.scripted(["ok"])).session(SessionConfig(id="granted", store=writer))
+    assert session.run_sync("hello").status == "completed"
+    reader = PostgresStore(as_role.format("loom_ro"))
+    assert [r.status for r in reader.runs("granted")] == ["completed"]
+    with pytest.raises(StoreError, match="may not read or write loom_nb's tables. GRANT"):
+        reader.open_session("new", {})
+    for store in (reader, session.store):
+        store.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("DROP OWNED BY loom_rw, loom_ro")
+        db.execute("DROP ROLE loom_rw")
+        db.execute("DROP ROLE loom_ro")

@@ -153,6 +153,8 @@ def test_one_store_object_per_dsn(postgres_dsn: str) -> None:
     assert isinstance(store, PostgresStore) and open_store(postgres_dsn) is store
     session = Agent(Model.scripted(["ok"])).session(SessionConfig(id="dsn", store=postgres_dsn))
     assert session.store is store and "t_" in repr(store) and "@127.0.0.1" in repr(store)
+    store.close()  # a closed store is not handed out again
+    assert open_store(postgres_dsn) is not store and not open_store(postgres_dsn).closed
 
 
 def test_failed_run_leaves_history_consistent() -> None:

@@ -51,7 +51,7 @@ def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionSto
         assert isinstance(spec, str)
         with _REGISTRY_LOCK:
             found = _POSTGRES_STORES.get(spec)
-            if found is None:
+            if found is None or found.closed:  # a closed one is replaced, not handed out
                 found = _POSTGRES_STORES[spec] = PostgresStore(spec)
             return found
     if isinstance(spec, str | os.PathLike):

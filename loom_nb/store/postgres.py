@@ -230,17 +230,34 @@ class PostgresStore:
             yield conn
 
     def _migrate(self, conn: psycopg.Connection[Any]) -> None:
+        # A store of this version is used as it is: no DDL, so a user with SELECT, INSERT and
+        # UPDATE only (no CREATE on the schema) can open it.
+        if self._version(conn) == SCHEMA_VERSION:
+            return
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-            for statement in _SCHEMA.split(";"):
-                conn.execute(statement)
-            found = conn.execute("SELECT max(version) FROM loom_schema").fetchone()
-            version = found[0] if found else None
-            if version is None:
+            if self._version(conn) is None:  # (another process may have made it meanwhile)
+                for statement in _SCHEMA.split(";"):
+                    conn.execute(statement)
                 conn.execute("INSERT INTO loom_schema VALUES (%s)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
-                raise StoreError(f"The PostgreSQL store {self.where} was written by a newer loom_nb "
-                                 f"(schema {version}); upgrade loom_nb to open it.")
+
+    def _version(self, conn: psycopg.Connection[Any]) -> int | None:
+        """The schema version stored, None for a database without loom_nb's tables; a newer one
+        is refused."""
+        row = conn.execute("SELECT to_regclass('loom_schema') IS NOT NULL").fetchone()
+        if not (row and row[0]):
+            return None
+        found = conn.execute("SELECT max(version) FROM loom_schema").fetchone()
+        version: int | None = found[0] if found else None
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"The PostgreSQL store {self.where} was written by a newer loom_nb "
+                             f"(schema {version}); upgrade loom_nb to open it.")
+        return version
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (its connections are gone)."""
+        return self._closed.is_set()
 
     def close(self) -> None:
         if not self._closed.is_set():

@@ -39,8 +39,10 @@ class PostgresReader(_SQLReader):
         import psycopg  # present: postgres_reader checked
 
         try:
-            db = psycopg.connect(self.dsn, connect_timeout=10, options="-c TimeZone=UTC")
+            db = psycopg.connect(self.dsn, connect_timeout=10)
             db.read_only = True
+            # SET, not connect(options=...): that would replace the DSN's own options.
+            db.execute("SET TIME ZONE 'UTC'")
             tables = {name for (name,) in db.execute(
                 "SELECT table_name::text FROM information_schema.tables "
                 "WHERE table_schema = ANY (current_schemas(false))")}

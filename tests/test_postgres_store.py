@@ -176,3 +176,18 @@ def test_a_user_without_create_opens_an_existing_store_and_one_without_insert_is
         db.execute("DROP OWNED BY loom_rw, loom_ro")
         db.execute("DROP ROLE loom_rw")
         db.execute("DROP ROLE loom_ro")
+
+
+def test_a_store_in_a_schema_of_its_own_via_the_dsn(postgres_dsn: str) -> None:
+    import psycopg
+
+    from loom_nb.export import runs_df
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("CREATE SCHEMA loom")
+    in_schema = postgres_dsn + "?options=-csearch_path%3Dloom"
+    Agent(Model.scripted(["ok"])).session(SessionConfig(id="s", store=in_schema)).run_sync("hi")
+    with psycopg.connect(postgres_dsn) as db:
+        (where,) = db.execute("SELECT table_schema FROM information_schema.tables "
+                              "WHERE table_name = 'runs'").fetchone()  # type: ignore[misc]
+    assert where == "loom"
+    assert list(runs_df(in_schema).output) == ["ok"]  # the frames read the same schema

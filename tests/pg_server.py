@@ -78,14 +78,19 @@ class PostgresServer:
                          "UTF8", "--no-sync", "--no-instructions", timeout=180)
         if done.returncode:
             raise RuntimeError(f"initdb failed: {done.stderr or done.stdout}")
-        # fsync off: the tests' durability is across processes, not across a power cut.
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
-                   f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
-        done = self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", "60", "-o", options,
-                         "-l", str(self.root / "server.log"), timeout=90)
-        if done.returncode:
-            log = (self.root / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"pg_ctl start failed: {done.stderr or done.stdout}\n{log}")
+        for attempt in range(3):  # the free port may be taken between the probe and the start
+            # fsync off: the tests' durability is across processes, not across a power cut.
+            options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off "
+                       f"-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            log = self.root / "server.log"
+            done = self._run("pg_ctl", "start", "-D", str(self.data), "-w", "-t", "60", "-o",
+                             options, "-l", str(log), timeout=90)
+            if not done.returncode:
+                break
+            text = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            if "could not bind" not in text or attempt == 2:
+                raise RuntimeError(f"pg_ctl start failed: {done.stderr or done.stdout}\n{text}")
+            self.port = _free_port()
         self.watchdog = self._watch()
 
     def _watch(self) -> subprocess.Popen[bytes]:

@@ -191,3 +191,23 @@ def test_a_store_in_a_schema_of_its_own_via_the_dsn(postgres_dsn: str) -> None:
                               "WHERE table_name = 'runs'").fetchone()  # type: ignore[misc]
     assert where == "loom"
     assert list(runs_df(in_schema).output) == ["ok"]  # the frames read the same schema
+
+
+def test_a_statement_slower_than_statement_timeout_fails_instead_of_hanging_the_run(
+        postgres_dsn: str) -> None:
+    import psycopg
+
+    store = PostgresStore(postgres_dsn, statement_timeout=0.2)
+    session = Agent(Model.function(lambda r: "ok")).session(SessionConfig(id="slow", store=store))
+    assert session.run_sync("before").status == "completed"
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:  # a server that stalls on writes
+        db.execute("CREATE FUNCTION stall() RETURNS trigger AS $$ BEGIN PERFORM pg_sleep(5); "
+                   "RETURN NEW; END $$ LANGUAGE plpgsql")
+        db.execute("CREATE TRIGGER stall BEFORE INSERT ON messages FOR EACH ROW "
+                   "EXECUTE FUNCTION stall()")
+    result = session.run_sync("stalled")
+    assert (result.status, result.error_type) == ("failed", "StoreError")
+    assert "took longer than 0.2 s (statement_timeout)" in (result.error or "")
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("DROP TRIGGER stall ON messages")
+    assert session.run_sync("after").status == "completed"

@@ -126,6 +126,10 @@ def _store_error(store: PostgresStore, exc: Exception, action: str) -> StoreErro
         hint = (f"another connection held a lock for more than {store.lock_timeout:g} s. Find the "
                 "transaction left open (pg_stat_activity, state 'idle in transaction') and end "
                 "it, then run again")
+    elif isinstance(exc, psycopg.errors.QueryCanceled):
+        hint = (f"the server took longer than {store.statement_timeout:g} s (statement_timeout). "
+                "Check the server's load and its log; PostgresStore(dsn, statement_timeout=...) "
+                "allows more")
     elif isinstance(exc, psycopg.errors.ReadOnlySqlTransaction):
         hint = ("the server accepts no writes (a read-only standby, or default_transaction_read_only "
                 "is on). Point the DSN at the primary, or turn read-only off, then run again: the "
@@ -175,26 +179,30 @@ class PostgresStore:
 
     ``dsn`` is a libpq URI (``postgresql://user:password@host:5432/dbname``); its tables are made
     in the connection's default schema (pick another one with ``?options=-csearch_path%3Dname``).
-    ``max_connections`` bounds the pool of this store object; a statement waits at most
-    ``lock_timeout`` seconds for a lock another connection holds (a transaction left open
-    elsewhere fails the call with a StoreError instead of hanging the run).
+    ``max_connections`` bounds the pool of this store object. Nothing waits without end, since a
+    store call blocks the thread that makes it (loom_nb's loop, during a run): a statement waits
+    at most ``lock_timeout`` seconds for a lock another connection holds (a transaction left
+    open elsewhere), runs at most ``statement_timeout`` seconds, and a connection whose server
+    stops answering (a network partition) fails within about ``statement_timeout`` too (TCP
+    keepalives and ``tcp_user_timeout``); each fails the call with a StoreError.
     """
 
     def __init__(self, dsn: str, *, max_connections: int = 4, connect_timeout: float = 10.0,
-                 lock_timeout: float = 10.0) -> None:
+                 lock_timeout: float = 10.0, statement_timeout: float = 30.0) -> None:
         psycopg, pool_module = _import_psycopg()
         if not isinstance(dsn, str) or not dsn.strip():
             raise StoreError("PostgresStore(dsn) takes a DSN such as "
                              "'postgresql://user@localhost:5432/loom'.")
         self.dsn = dsn
         self.where = _safe_dsn(dsn)
-        self.lock_timeout = lock_timeout
+        self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
         self._last_used: dict[int, float] = {}  # id(connection) -> when it was last given back
         self._closed = threading.Event()
         self._pool = pool_module.ConnectionPool(
             dsn, min_size=1, max_size=max(1, max_connections), open=False, timeout=connect_timeout,
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
-            configure=functools.partial(_configure, lock_ms=max(1, int(lock_timeout * 1000))),
+            kwargs={"autocommit": True, **_network_limits(connect_timeout, statement_timeout)},
+            configure=functools.partial(_configure, lock_ms=_ms(lock_timeout),
+                                        statement_ms=_ms(statement_timeout)),
             # Not bound methods: the pool must not hold the store, or the finalizer never runs.
             check=functools.partial(_check, self._last_used),
             reset=functools.partial(_returned, self._last_used), name="loom_nb", num_workers=1)
@@ -203,8 +211,8 @@ class PostgresStore:
         try:
             # One connection of its own first: a server that refuses fails here at once, with
             # its reason (the pool would retry until its timeout, then say only that).
-            seconds = max(1, int(connect_timeout))
-            with psycopg.connect(dsn, autocommit=True, connect_timeout=seconds) as conn:
+            limits = _network_limits(connect_timeout, statement_timeout)
+            with psycopg.connect(dsn, autocommit=True, **limits) as conn:
                 self._migrate(conn)
             self._pool.open(wait=True, timeout=connect_timeout)
         except BaseException as exc:
@@ -432,10 +440,23 @@ def _check(last_used: dict[int, float], conn: psycopg.Connection[Any]) -> None:
         conn.execute("")
 
 
-def _configure(conn: psycopg.Connection[Any], *, lock_ms: int) -> None:
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _network_limits(connect_timeout: float, statement_timeout: float) -> dict[str, Any]:
+    """libpq settings that make a dead server or network fail a call instead of hanging it."""
+    probe = max(1, int(statement_timeout / 6))
+    return {"connect_timeout": max(1, int(connect_timeout)), "keepalives": 1,
+            "keepalives_idle": probe, "keepalives_interval": probe, "keepalives_count": 3,
+            "tcp_user_timeout": _ms(statement_timeout)}
+
+
+def _configure(conn: psycopg.Connection[Any], *, lock_ms: int, statement_ms: int) -> None:
     # Timestamps come back in UTC whatever the server's or the user's time zone.
     conn.execute("SET TIME ZONE 'UTC'")
     conn.execute(f"SET lock_timeout = {lock_ms}")
+    conn.execute(f"SET statement_timeout = {statement_ms}")
 
 
 def _utc(value: datetime) -> datetime:

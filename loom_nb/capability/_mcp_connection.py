@@ -22,7 +22,7 @@ import contextlib
 import os
 import shlex
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -87,9 +87,12 @@ class ServerSpec:
 class McpConnection:
     """A live connection: start it, call tools on it, stop it. Use only on the background loop."""
 
-    def __init__(self, label: str, spec: ServerSpec) -> None:
+    def __init__(self, label: str, spec: ServerSpec,
+                 client_options: dict[str, Any] | None = None) -> None:
         self.label = label
         self.spec = spec
+        #: Callbacks for mcp.Client (sampling, elicitation, roots, logging, notifications).
+        self.client_options = dict(client_options or {})
         self.client: Client | None = None
         self.failure: BaseException | None = None
         self._closing = asyncio.Event()
@@ -114,7 +117,7 @@ class McpConnection:
         try:
             async with asyncio.timeout(timeout):
                 self.client = await asyncio.shield(ready)
-                return await self._list_all_tools()
+                return await self.list_tools()
         except TimeoutError:
             tail = self.stderr_tail()
             await self.stop()
@@ -132,7 +135,7 @@ class McpConnection:
             raise ConnectFailed(problem + ("" if problem.endswith((".", "?", "!")) else ".")
                                 + tail) from None
 
-    async def _list_all_tools(self) -> list[McpToolSpec]:
+    async def list_tools(self) -> list[McpToolSpec]:
         assert self.client is not None
         tools: list[McpToolSpec] = []
         cursor: str | None = None
@@ -150,7 +153,8 @@ class McpConnection:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 transport = await self._transport(stack)
-                client = await stack.enter_async_context(_new_client(transport))
+                client = await stack.enter_async_context(
+                    _new_client(transport, self.client_options))
                 if not ready.done():
                     ready.set_result(client)
                 await self._closing.wait()
@@ -201,12 +205,29 @@ class McpConnection:
 
     # -- calls -------------------------------------------------------------------------------------
 
-    async def call(self, tool: str, args: dict[str, Any], timeout: float) -> CallToolResult:
+    async def call(self, tool: str, args: dict[str, Any], timeout: float,
+                   progress: Callable[[float, float | None, str | None], Awaitable[None]]
+                   | None = None) -> CallToolResult:
         """Call one tool; raise :class:`ServerGone` or :class:`CallTimeout` for those faults."""
         if not self.alive:
             raise ServerGone(self._why_gone(), self.stderr_tail())
-        assert self.client is not None and self._task is not None
-        call = asyncio.create_task(self.client.call_tool(tool, args))
+        assert self.client is not None
+        client = self.client
+        return await self.request(lambda: client.call_tool(
+            tool, args, progress_callback=progress),  # type: ignore[arg-type]
+            timeout)
+
+    async def request(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
+        """Any request of the client (a tool call, a resource read, ...), raced against the
+        connection's end and ``timeout``: raise :class:`ServerGone` or :class:`CallTimeout`."""
+        if not self.alive:
+            raise ServerGone(self._why_gone(), self.stderr_tail())
+        assert self._task is not None
+
+        async def run() -> T:
+            return await make()
+
+        call = asyncio.create_task(run())
         try:
             done, _ = await asyncio.wait({call, self._task}, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -254,13 +275,14 @@ class McpConnection:
         return f"\n\nThe server's stderr ends with:\n{text}" if text else ""
 
 
-def _new_client(transport: Transport) -> Client:
+def _new_client(transport: Transport, options: dict[str, Any]) -> Client:
     from mcp import Client
     from mcp_types import Implementation
 
     from .. import __version__
 
-    return Client(transport, client_info=Implementation(name="loom-nb", version=__version__))
+    return Client(transport, client_info=Implementation(name="loom-nb", version=__version__),
+                  **options)
 
 
 def _leaves(exc: BaseException | None) -> list[BaseException]:

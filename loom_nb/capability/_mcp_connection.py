@@ -88,11 +88,14 @@ class McpConnection:
     """A live connection: start it, call tools on it, stop it. Use only on the background loop."""
 
     def __init__(self, label: str, spec: ServerSpec,
-                 client_options: dict[str, Any] | None = None) -> None:
+                 client_options: dict[str, Any] | None = None,
+                 on_tools_changed: Callable[[], None] | None = None) -> None:
         self.label = label
         self.spec = spec
         #: Callbacks for mcp.Client (sampling, elicitation, roots, logging, notifications).
         self.client_options = dict(client_options or {})
+        self.on_tools_changed = on_tools_changed
+        self._listener: asyncio.Task[None] | None = None
         self.client: Client | None = None
         self.failure: BaseException | None = None
         self._closing = asyncio.Event()
@@ -140,7 +143,8 @@ class McpConnection:
         tools: list[McpToolSpec] = []
         cursor: str | None = None
         for _ in range(100):  # a server that keeps returning cursors must not loop us forever
-            page = await self.client.list_tools(cursor=cursor)
+            # "refresh": the server says what it has now, not the SDK's cache of an older list.
+            page = await self.client.list_tools(cursor=cursor, cache_mode="refresh")
             tools.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
@@ -157,6 +161,7 @@ class McpConnection:
                     _new_client(transport, self.client_options))
                 if not ready.done():
                     ready.set_result(client)
+                self._listen_for_changes(client)
                 await self._closing.wait()
         except asyncio.CancelledError:
             if not ready.done():
@@ -166,6 +171,25 @@ class McpConnection:
             self.failure = exc
             if not ready.done():
                 ready.set_exception(exc)
+
+    def _listen_for_changes(self, client: Client) -> None:
+        """From protocol 2026-07-28 on, list changes come on a ``subscriptions/listen`` stream
+        rather than as notifications (which the message handler sees on older versions)."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        tools = getattr(client.server_capabilities, "tools", None)
+        if (self.on_tools_changed is None or client.protocol_version not in
+                MODERN_PROTOCOL_VERSIONS or not getattr(tools, "list_changed", False)):
+            return
+        changed = self.on_tools_changed
+
+        async def listen() -> None:
+            with contextlib.suppress(Exception):  # no stream: changes are seen at reconnection
+                async with client.listen(tools_list_changed=True) as subscription:
+                    async for _event in subscription:
+                        changed()
+
+        self._listener = asyncio.create_task(listen(), name=f"mcp-{self.label}-listen")
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Transport:
         spec = self.spec
@@ -188,6 +212,11 @@ class McpConnection:
         """Leave the client and the transport (a stdio server process is ended by the SDK)."""
         task, connected = self._task, self.client is not None
         self._task, self.client = None, None
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.done():
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({listener}, timeout=CLOSE_TIMEOUT)
         if task is not None and not task.done():
             # A connected client closes in order (the SDK ends a stdio process gracefully); one
             # still connecting is cancelled, which the SDK's shutdown handles just as well.

@@ -123,6 +123,9 @@ class ServerRequests:
         self._ids = itertools.count(1)
         self.log = logger.getChild(name)
 
+    def mark_tools_changed(self) -> None:
+        self.tools_changed = True
+
     # -- what the client declares ------------------------------------------------------------------
 
     def client_options(self) -> dict[str, Any]:

@@ -218,7 +218,8 @@ class McpSource:
                 return self._connection
             if self._connection is not None:
                 await self._connection.stop()
-            connection = McpConnection(self.name, self.spec, self.requests.client_options())
+            connection = McpConnection(self.name, self.spec, self.requests.client_options(),
+                                       self.requests.mark_tools_changed)
             try:
                 specs = await connection.start(self.timeout)
             except ConnectFailed as exc:

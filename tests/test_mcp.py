@@ -69,7 +69,11 @@ def test_stdio_tools_schemas_results_and_errors() -> None:
     assert result.status == "completed", result.error
     sent = {t.name: t for t in model.requests[0].tools}
     assert list(sent) == ["box__add", "box__echo", "box__point", "box__refuse", "box__slow",
-                          "box__crash", "box__pid", "box__header", "box__peek", "box__wipe"]
+                          "box__crash", "box__pid", "box__header", "box__peek", "box__wipe",
+                          # the tools of test_mcp_features, then the server's resource tools
+                          "box__ask_model", "box__ask_person", "box__warn", "box__steps",
+                          "box__grow", "box__where", "box__bad_where",
+                          "box__list_resources", "box__read_resource"]
     add = sent["box__add"]
     assert add.description == "Add two integers."
     assert add.parameters["type"] == "object" and add.parameters["required"] == ["a", "b"]

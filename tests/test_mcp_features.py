@@ -146,7 +146,11 @@ def test_user_api_errors() -> None:
     cap = Capability.mcp("box", command=TOOLBOX)
     agent = Agent(Model.scripted(["ok"]), capabilities=[cap])
     try:
-        assert cap.resources() == []
+        assert [(r.uri, r.template) for r in cap.resources()] == [
+            ("box://notes/<b>today</b>", False), ("box://notes/{day}", True)]
+        [note] = cap.read("box://notes/monday")  # a template filled in
+        assert note.text == "note of monday" and note.mime_type == "text/plain"
+        assert cap.prompt("greet", {"name": "Ada"}).text == "Say hello to Ada, plain."
         with pytest.raises(ConfigError, match="takes a resource URI"):
             cap.read("")
         with pytest.raises(ConfigError, match="takes a dict"):

@@ -157,6 +157,24 @@ def bad_where() -> types.CallToolResult:
 server._tool_manager.get_tool("bad_where").__dict__["output_schema"] = Point.model_json_schema()
 
 
+@server.prompt()
+def greet(name: str, style: str = "plain") -> str:
+    """Greet someone by name."""
+    return f"Say hello to {name}, {style}."
+
+
+@server.resource("box://notes/<b>today</b>", mime_type="text/plain")
+def today() -> str:
+    """Today's note (its URI has markup that a view must escape)."""
+    return "nothing planned"
+
+
+@server.resource("box://notes/{day}", mime_type="text/plain")
+def note(day: str) -> str:
+    """The note of a day."""
+    return f"note of {day}"
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--http":
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))

@@ -171,3 +171,19 @@ def test_user_api_errors() -> None:
 def test_configuration_mistakes(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         Capability.mcp("box", command=TOOLBOX, **options)
+
+
+def test_the_run_card_shows_progress_while_the_call_runs_and_server_requests_after() -> None:
+    from loom_nb.display.run import events_html
+
+    result = run([[call("box__steps", count=2), call("box__ask_model", prompt="hi"),
+                   call("box__warn", text="<hot>")], "ok"], sampling=Model.scripted(["fine"]))
+    kinds = [e.type for e in result.events]
+    last_progress = len(kinds) - 1 - kinds[::-1].index("mcp.progress")
+    while_running = events_html(result.events[:last_progress + 1])
+    assert "⏳ box__steps: 2 of 2 (step 2)" in while_running
+    assert "step 1" not in while_running  # only the latest progress
+    done = events_html(result.events)
+    assert "⏳" not in done  # the call finished: its result shows instead
+    assert "↳ box asked the model (sampling): answered" in done
+    assert "⚠ box logged warning: warning: &lt;hot&gt;" in done  # escaped

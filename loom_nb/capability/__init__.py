@@ -89,15 +89,15 @@ class Capability:
 
     def resources(self) -> list[Any]:
         """An MCP server's resources and URI templates (``McpResource``; starts the server)."""
-        return self._mcp("resources").resources()  # type: ignore[no-any-return]
+        return self._mcp("resources").resources()
 
     def read(self, uri: str) -> list[Any]:
         """Read an MCP resource: its contents (``McpResourceContent``: ``text`` or ``data``)."""
-        return self._mcp("read").read(uri)  # type: ignore[no-any-return]
+        return self._mcp("read").read(uri)
 
     def prompts(self) -> list[Any]:
         """An MCP server's prompts (``McpPrompt``: name, description, arguments)."""
-        return self._mcp("prompts").prompts()  # type: ignore[no-any-return]
+        return self._mcp("prompts").prompts()
 
     def prompt(self, name: str, args: dict[str, Any] | None = None) -> Any:
         """Render an MCP prompt: ``McpPromptMessages``, whose ``.text`` is a run's prompt."""

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -245,24 +244,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def http_server() -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, TOOLBOX, "--http", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the HTTP MCP test server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp", process
-    finally:
-        process.kill()
-        process.wait()
+def http_server(http_process) -> tuple[str, subprocess.Popen]:
+    port, process = http_process([sys.executable, TOOLBOX, "--http", "{port}"])
+    return f"http://127.0.0.1:{port}/mcp", process
 
 
 def test_streamable_http_calls_errors_and_a_server_that_dies(http_server) -> None:

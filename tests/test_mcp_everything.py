@@ -7,10 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-import subprocess
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,32 +40,10 @@ def everything_entry() -> Path:
         pytest.skip(str(exc))
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def everything_url(everything_entry: Path) -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(everything.http_command(), env={**os.environ, "PORT": str(port)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    err = process.stderr.read().decode() if process.poll() is not None else ""
-                    raise RuntimeError(f"server-everything did not start over HTTP: {err}") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.kill()
-        process.wait()
+@pytest.fixture
+def everything_url(everything_entry: Path, http_process: Any) -> str:
+    port, _ = http_process(everything.http_command(), env={**os.environ, "PORT": "{port}"})
+    return f"http://127.0.0.1:{port}/mcp"
 
 
 @pytest.fixture(params=["stdio", "http"])

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from loom_nb import Agent, Capability, ConfigError, Model
-from loom_nb.errors import ToolError
+from loom_nb.errors import NotSupportedError, ToolError
 
 TOOLBOX = [sys.executable, str(Path(__file__).parent / "mcp_servers" / "toolbox.py")]
 
@@ -164,13 +164,15 @@ def test_user_api_errors() -> None:
 @pytest.mark.parametrize(("options", "message"), [
     ({"sampling": 42}, "sampling=...) takes a Model"),
     ({"approve_sampling": "yes"}, "approve_sampling=...) takes a function"),
-    ({"elicitation": "ask"}, "elicitation=...) takes a function"),
+    ({"elicitation": "yes"}, "elicitation=...) takes a function"),
+    ({"elicitation": "ask"}, "elicitation='ask'), pausing the run .* is not supported yet"),
     ({"roots": "/tmp"}, "takes a list of folders"),
     ({"roots": ["/no/such/folder"]}, "are not folders"),
 ])
 def test_configuration_mistakes(options: dict[str, Any], message: str) -> None:
-    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")) as raised:
         Capability.mcp("box", command=TOOLBOX, **options)
+    assert isinstance(raised.value, NotSupportedError) == ("'ask'" in message)
 
 
 def test_the_run_card_shows_progress_while_the_call_runs_and_server_requests_after() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotSupportedError
 from ._mcp_connection import ServerSpec
 from ._mcp_requests import ServerRequests
 
@@ -29,6 +29,12 @@ def server_requests(name: str, sampling: Any, approve_sampling: Any, elicitation
     if not (sampling is None or sampling is False or isinstance(sampling, Model)):
         raise ConfigError(f"Capability.mcp(sampling=...) takes a Model, a 'provider:name' string, "
                           f"None (the run's model) or False (no sampling); got {sampling!r}.")
+    if elicitation == "ask":
+        raise NotSupportedError(
+            "Capability.mcp(elicitation='ask'), pausing the run so that a person answers the "
+            "server's question in the approvals view, is not supported yet: the server waits for "
+            "the answer inside a tool call, which a paused run cannot keep open. Pass "
+            "elicitation=callback (it may ask the person itself, e.g. with input()) instead.")
     for option, value in (("approve_sampling", approve_sampling), ("elicitation", elicitation)):
         if not (value is None or value is False and option == "elicitation" or callable(value)):
             raise ConfigError(f"Capability.mcp({option}=...) takes a function (sync or async); "

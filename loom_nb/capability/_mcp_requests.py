@@ -88,19 +88,40 @@ class ElicitationRequest:
 
 @dataclass(eq=False)
 class ActiveCall:
-    """A ``tools/call`` in flight: the tool, the run that made it, and the caller's context."""
+    """A ``tools/call`` in flight: the tool, the run that made it, the caller's context and
+    event loop (the run's events are recorded on the run's loop, in the caller's context)."""
 
     tool: str
     run: Any  #: the engine's RunLoop (see delegation.CURRENT_RUN), or None outside a run
     context: contextvars.Context
+    loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
-    def here(cls, tool: str) -> ActiveCall:
-        return cls(tool=tool, run=CURRENT_RUN.get(), context=contextvars.copy_context())
+    def here(cls, tool: str, loop: asyncio.AbstractEventLoop | None = None) -> ActiveCall:
+        return cls(tool=tool, run=CURRENT_RUN.get(), context=contextvars.copy_context(),
+                   loop=loop)
 
     def emit(self, type: EventType, data: EventPayload) -> None:
         if self.run is not None:
-            self.context.run(self.run.emit, type, data)
+            self._on_run_loop(self.run.emit, type, data)
+
+    def absorb(self, usage: Any) -> None:
+        """Count what the run's server asked for (a sampling request) in the run's usage."""
+        if self.run is not None:
+            self._on_run_loop(self.run.absorb_usage, usage, 0)
+
+    def _on_run_loop(self, function: Callable[..., Any], *args: Any) -> None:
+        # Run parallel tools or not, the run's records change on the run's loop only. Scheduled
+        # before the call's answer is, so they land before its tool.result.
+        loop = self.loop
+        try:
+            here = asyncio.get_running_loop()
+        except RuntimeError:
+            here = None
+        if loop is None or loop is here or loop.is_closed():
+            self.context.run(function, *args)
+        else:
+            loop.call_soon_threadsafe(self.context.run, function, *args)
 
 
 class ServerRequests:

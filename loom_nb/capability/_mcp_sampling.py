@@ -63,8 +63,8 @@ async def answer_sampling(requests: ServerRequests, call: ActiveCall | None, amb
         data["reason"] = f"the model failed: {type(exc).__name__}: {exc}"
         requests.record_sampling(call, data)
         return _error(f"The client's model failed to answer: {type(exc).__name__}")
-    if call is not None and call.run is not None:
-        call.run.absorb_usage(response.usage, 0)  # the run pays for what its server asked
+    if call is not None:
+        call.absorb(response.usage)  # the run pays for what its server asked
     text = response.message.text
     data["action"], data["model"] = "allow", response.model_name or model.identifier
     data["usage"], data["text"] = response.usage.to_dict(), text[:EVENT_TEXT_CHARS]

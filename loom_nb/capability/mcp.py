@@ -10,9 +10,11 @@ policy). Only hints the server states explicitly count: the MCP default of ``des
 for unannotated tools would make every call of most servers ask for approval. Annotations are the
 server's claims; with ``requires_approval=True`` every call of this server needs a person's approval.
 
-What the model gets back from a call:
+What the model gets back from a call (see ``_mcp_content``):
 
-* the result's text parts, joined (structured content as JSON when there is no text);
+* the result's text parts, joined; embedded text resources inline, blob resources and resource
+  links as references to ``{name}__read_resource``; structured content beside the text (checked
+  against the tool's ``outputSchema``: a mismatch is an error result);
 * the server's error (``isError``) as an error result, with the server's message;
 * arguments that do not match the tool's schema: an error result, the server is not called;
 * a server that **crashes** (its process exits, the HTTP connection breaks): an error result that
@@ -21,6 +23,12 @@ What the model gets back from a call:
   way, and retried on the call after);
 * a server that **hangs**: after ``call_timeout`` seconds an error result; the call is abandoned and
   the connection kept for the next call.
+
+Beyond tools: the server's resources (``{name}__list_resources`` / ``{name}__read_resource``
+for the model, ``capability.resources()`` / ``read(uri)`` / ``prompts()`` / ``prompt(name, args)``
+for the user, ``_mcp_resources``); its sampling, elicitation and roots requests, progress, log
+messages and list changes (``_mcp_requests``, ``_mcp_sampling``). Tools that run only as MCP tasks
+(``execution.taskSupport == "required"``) are left out, with a warning.
 
 Servers are closed when the agent closes (``agent.close()`` / ``await agent.aclose()`` /
 ``async with agent``) and, as a last resort, when the Python process exits. The connection lives on
@@ -252,10 +260,14 @@ class McpSource:
                    timeout: float | None = None) -> ToolOutcome:
         """Call ``tool`` on the server and turn every outcome into a result for the model;
         ``timeout`` (the run's bound on the call) shortens ``call_timeout``."""
-        return await on_bridge(self._call(tool, args, shown_as, timeout))
+        # The caller's loop: what the server asks during the call is recorded there (see
+        # ActiveCall), where the run records everything else.
+        run_loop = asyncio.get_running_loop()
+        return await on_bridge(self._call(tool, args, shown_as, timeout, run_loop))
 
     async def _call(self, tool: str, args: dict[str, Any], shown_as: str,
-                    timeout: float | None = None) -> ToolOutcome:
+                    timeout: float | None = None,
+                    run_loop: asyncio.AbstractEventLoop | None = None) -> ToolOutcome:
         started = time.perf_counter()
         seconds = self.call_timeout if timeout is None else min(timeout, self.call_timeout)
         try:
@@ -263,7 +275,7 @@ class McpSource:
         except ConfigError as exc:
             return _outcome(f"The call to {shown_as!r} did not run. {exc}", started,
                             "McpConnectionError")
-        active = ActiveCall.here(shown_as)
+        active = ActiveCall.here(shown_as, run_loop)
         self.requests.active.append(active)
         try:
             result = await connection.call(tool, args, seconds, self.requests.progress(active))

@@ -189,3 +189,28 @@ def test_the_run_card_shows_progress_while_the_call_runs_and_server_requests_aft
     assert "⏳" not in done  # the call finished: its result shows instead
     assert "↳ box asked the model (sampling): answered" in done
     assert "⚠ box logged warning: warning: &lt;hot&gt;" in done  # escaped
+
+
+@pytest.mark.anyio
+async def test_a_server_request_while_calls_of_two_runs_are_in_flight_is_refused() -> None:
+    # One capability (one server connection) shared by two agents whose runs overlap: the server's
+    # sampling request cannot be told apart between them, so neither run's model answers it.
+    cap = Capability.mcp("box", command=TOOLBOX)
+    waiting = Agent(Model.scripted([[call("box__slow", seconds=3)], "ok"]), capabilities=[cap])
+    asking = Agent(Model.scripted([[call("box__ask_model", prompt="hi")], "ok", "never"]),
+                   capabilities=[cap])
+    try:
+        await waiting.resolve_tools()
+        slow = asyncio.ensure_future(waiting.run("wait"))
+        await asyncio.sleep(1.0)  # the slow call is in flight
+        asked = await asking.run("ask")
+        waited = await slow
+    finally:
+        await waiting.aclose()
+        await asking.aclose()
+    [event] = events(asked, "mcp.sampling")
+    assert event["action"] == "deny" and "calls of 2 runs" in event["reason"]
+    assert asked.tool_calls[0].is_error
+    # the other run records what its server asked during its call, too
+    assert events(waited, "mcp.sampling") == [event]
+    assert waited.tool_calls[0].content == "slept 3.0"

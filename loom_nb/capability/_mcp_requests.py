@@ -171,6 +171,14 @@ class ServerRequests:
                           f"flight, so loom_nb cannot tell which run this request belongs to")
         return self.active[-1], None
 
+    def calls_to_tell(self, call: ActiveCall | None) -> list[ActiveCall]:
+        """Where a request's event goes: its call, or (when it cannot be attributed) the latest
+        call of every run in flight, so that each run records what its server asked."""
+        if call is not None:
+            return [call]
+        latest = {id(c.run): c for c in self.active if c.run is not None}
+        return list(latest.values())
+
     def progress(self, call: ActiveCall) -> Callable[[float, float | None, str | None],
                                                       Awaitable[None]]:
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
@@ -193,8 +201,8 @@ class ServerRequests:
             return ErrorData(code=INVALID_REQUEST, message=f"The client could not answer: {exc}")
 
     def record_sampling(self, call: ActiveCall | None, data: McpSamplingData) -> None:
-        if call is not None:
-            call.emit("mcp.sampling", data)
+        for told in self.calls_to_tell(call):
+            told.emit("mcp.sampling", data)
         self.log.info("sampling request of %r: %s (%s)", self.name, data["action"], data["reason"])
 
     def governance_name(self) -> str:
@@ -240,8 +248,8 @@ class ServerRequests:
         return result
 
     def _record_elicitation(self, call: ActiveCall | None, data: McpElicitationData) -> None:
-        if call is not None:
-            call.emit("mcp.elicitation", data)
+        for told in self.calls_to_tell(call):
+            told.emit("mcp.elicitation", data)
         self.log.info("elicitation request of %r: %s by %s", self.name, data["action"],
                       data["answered_by"])
 

@@ -214,3 +214,11 @@ async def test_a_server_request_while_calls_of_two_runs_are_in_flight_is_refused
     # the other run records what its server asked during its call, too
     assert events(waited, "mcp.sampling") == [event]
     assert waited.tool_calls[0].content == "slept 3.0"
+
+
+def test_a_flood_of_progress_notifications_is_recorded_only_up_to_a_bound() -> None:
+    from loom_nb.capability._mcp_requests import MAX_NOTES_PER_CALL
+
+    result = run([[call("box__steps", count=MAX_NOTES_PER_CALL + 300)], "ok"])
+    assert len(events(result, "mcp.progress")) == MAX_NOTES_PER_CALL
+    assert result.tool_calls[0].content == f"{MAX_NOTES_PER_CALL + 300} steps"

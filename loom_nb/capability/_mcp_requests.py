@@ -61,6 +61,9 @@ _PY_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "notice": logging.IN
               "warning": logging.WARNING, "error": logging.ERROR}
 #: The longest answer text an ``mcp.sampling`` event records.
 EVENT_TEXT_CHARS = 2000
+#: The most ``mcp.progress`` and ``mcp.log`` events one call records: a server that floods the
+#: client with notifications must not flood the run's store (the rest go to the logger only).
+MAX_NOTES_PER_CALL = 200
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,6 +98,16 @@ class ActiveCall:
     run: Any  #: the engine's RunLoop (see delegation.CURRENT_RUN), or None outside a run
     context: contextvars.Context
     loop: asyncio.AbstractEventLoop | None = None
+    notes: int = 0  #: mcp.progress / mcp.log events recorded so far
+
+    def note(self, type: EventType, data: EventPayload) -> None:
+        """Record a notification, up to MAX_NOTES_PER_CALL of them."""
+        self.notes += 1
+        if self.notes <= MAX_NOTES_PER_CALL:
+            self.emit(type, data)
+        elif self.notes == MAX_NOTES_PER_CALL + 1:
+            logger.warning("The MCP call %r sent more than %d progress and log notifications; "
+                           "the rest are not recorded in the run.", self.tool, MAX_NOTES_PER_CALL)
 
     @classmethod
     def here(cls, tool: str, loop: asyncio.AbstractEventLoop | None = None) -> ActiveCall:
@@ -182,7 +195,7 @@ class ServerRequests:
     def progress(self, call: ActiveCall) -> Callable[[float, float | None, str | None],
                                                       Awaitable[None]]:
         async def on_progress(progress: float, total: float | None, message: str | None) -> None:
-            call.emit("mcp.progress", {"server": self.name, "tool": call.tool,
+            call.note("mcp.progress", {"server": self.name, "tool": call.tool,
                                        "progress": progress, "total": total, "message": message})
         return on_progress
 
@@ -270,7 +283,7 @@ class ServerRequests:
         if level not in _LEVELS or _LEVELS.index(level) >= _LEVELS.index("warning"):
             call, _ = self.call_in_flight()
             if call is not None:
-                call.emit("mcp.log", {"server": self.name, "level": level,
+                call.note("mcp.log", {"server": self.name, "level": level,
                                       "logger": params.logger,
                                       "message": text[:EVENT_TEXT_CHARS]})
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import ConfigError, ToolError
 from ..messages import Message, TextPart
@@ -32,7 +32,6 @@ __all__ = ["McpPrompt", "McpPromptMessages", "McpResource", "McpResourceContent"
 MAX_PAGES = 20
 #: The most resources/templates the list tool shows the model.
 MAX_LISTED = 200
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, kw_only=True)

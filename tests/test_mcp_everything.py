@@ -252,3 +252,33 @@ def test_progress_is_recorded_and_roots_are_listed(where: dict[str, Any], tmp_pa
     assert all(p["tool"] == "ev__trigger-long-running-operation" for p in progress)
     roots = result.tool_calls[1].content
     assert f"URI: {tmp_path.as_uri()}" in roots and "(1 total)" in roots
+
+
+def test_callbacks_run_in_the_context_of_the_call_they_answer_for(where: dict[str, Any]) -> None:
+    # server-everything sends its requests on the connection (protocol 2025-11-25), not in the
+    # call's task: the callback must still see the context of the call it answers for.
+    import asyncio
+    import contextvars
+
+    from loom_nb.delegation import CURRENT_RUN
+
+    cell = contextvars.ContextVar("cell", default="none")
+    seen: dict[str, Any] = {}
+
+    async def person(request: Any) -> dict[str, Any]:
+        # as ipykernel's parent header is: what the callback prints lands in the running cell
+        seen["cell"], seen["run"] = cell.get(), CURRENT_RUN.get()
+        return {"name": "Ada", "check": True, "email": "ada@example.org"}
+
+    agent = Agent(Model.scripted([[call("ev__trigger-elicitation-request")], "ok"]),
+                  capabilities=[Capability.mcp("ev", elicitation=person, **where)])
+    try:
+        # the connection is made from another cell than the one whose run asks
+        contextvars.copy_context().run(lambda: (cell.set("cell 1"),
+                                                asyncio.run(agent.resolve_tools())))
+        cell.set("cell 7")
+        result = agent.run_sync("go")
+    finally:
+        agent.close()
+    assert "User provided the requested information" in result.tool_calls[0].content
+    assert seen["cell"] == "cell 7" and seen["run"].run_id == result.run_id

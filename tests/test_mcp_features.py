@@ -222,3 +222,4 @@ def test_a_flood_of_progress_notifications_is_recorded_only_up_to_a_bound() -> N
     result = run([[call("box__steps", count=MAX_NOTES_PER_CALL + 300)], "ok"])
     assert len(events(result, "mcp.progress")) == MAX_NOTES_PER_CALL
     assert result.tool_calls[0].content == f"{MAX_NOTES_PER_CALL + 300} steps"
+

@@ -247,9 +247,7 @@ class ServerRequests:
             return ElicitResult(action="decline")
         data["answered_by"] = "callback"
         try:
-            answer = self.elicitation(request)
-            if inspect.isawaitable(answer):
-                answer = await answer
+            answer = await in_call_context(call, self.elicitation, request)
             result, reason = _elicit_result(answer, schema)
         except Exception as exc:  # noqa: BLE001 - a failing callback cancels, the run goes on
             result, reason = ElicitResult(action="cancel"), (
@@ -295,6 +293,19 @@ class ServerRequests:
         elif isinstance(message, Exception):
             self.log.debug("MCP server %r: transport message %r", self.name, message)
         await asyncio.sleep(0)
+
+
+async def in_call_context(call: ActiveCall | None, callback: Callable[[Any], Any],
+                          request: Any) -> Any:
+    """A user's callback (sync or async) in the context of the call it answers for, so that
+    what it prints or displays lands in the cell running that call."""
+    context = call.context.copy() if call is not None else contextvars.copy_context()
+    answer = context.run(callback, request)
+    if inspect.isawaitable(answer):
+        async def wait() -> Any:
+            return await answer
+        answer = await asyncio.get_running_loop().create_task(wait(), context=context)
+    return answer
 
 
 def _elicit_result(answer: Any, schema: Mapping[str, Any]) -> tuple[ElicitResult, str]:

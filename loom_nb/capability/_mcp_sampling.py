@@ -14,13 +14,13 @@ longer than :data:`MAX_REQUEST_CHARS` is refused.
 
 from __future__ import annotations
 
-import inspect
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..messages import Message, TextPart
 from ..tools import Tool
 from ._mcp_content import media_text
-from ._mcp_requests import EVENT_TEXT_CHARS, ActiveCall, SamplingRequest, ServerRequests
+from ._mcp_requests import (EVENT_TEXT_CHARS, ActiveCall, SamplingRequest, ServerRequests,
+                            in_call_context)
 
 if TYPE_CHECKING:
     from mcp_types import CreateMessageRequestParams, CreateMessageResult, ErrorData
@@ -55,7 +55,8 @@ async def answer_sampling(requests: ServerRequests, call: ActiveCall | None, amb
     from ..models import ModelRequest
 
     try:
-        response = await model.request(ModelRequest(
+        # In the call's context: a tracing span of the request nests under the call's span.
+        response = await in_call_context(call, model.request, ModelRequest(
             system=request.system, messages=request.messages,
             settings={"max_tokens": request.max_tokens}))
     except Exception as exc:  # noqa: BLE001 - reported to the server and recorded
@@ -97,7 +98,7 @@ async def _decide(requests: ServerRequests, call: ActiveCall | None, ambiguous: 
     decision = _governance(requests, run)
     data["check"] = decision.check
     if decision.action == "ask":
-        decision = await _ask(requests, request, decision)
+        decision = await _ask(requests, call, request, decision)
         data["check"] = decision.check
     data["reason"] = decision.reason
     if decision.action != "allow":
@@ -119,7 +120,7 @@ def _governance(requests: ServerRequests, run: Any) -> GovernanceDecision:
     return decision
 
 
-async def _ask(requests: ServerRequests, request: SamplingRequest,
+async def _ask(requests: ServerRequests, call: ActiveCall | None, request: SamplingRequest,
                decision: GovernanceDecision) -> GovernanceDecision:
     """An ``ask`` cannot pause the run (the server waits inside a tool call): the
     ``approve_sampling=`` callback decides, and without one the request is refused."""
@@ -130,9 +131,7 @@ async def _ask(requests: ServerRequests, request: SamplingRequest,
             f"{decision.reason} A sampling request arrives inside a tool call, where the run "
             f"cannot pause for a person, so it is refused; pass Capability.mcp(..., "
             f"approve_sampling=callback) to decide such requests in code."))
-    verdict = requests.approve_sampling(request)
-    if inspect.isawaitable(verdict):
-        verdict = await verdict
+    verdict = await in_call_context(call, requests.approve_sampling, request)
     if verdict is True:
         return GovernanceDecision(action="allow", check="approval",
                                   reason="approved by the approve_sampling callback")

@@ -300,7 +300,8 @@ class LoomMagics(Magics):
 
         Commands: ``%loom run``; the views ``%loom panel``, ``context``, ``budget``, ``signals``,
         ``approvals``, ``trace [RUN_ID]``; ``%loom signal SUMMARY``, ``%loom approve``,
-        ``%loom reject``; ``%loom agent NAME``, ``%loom session NAME``, ``%loom help``.
+        ``%loom reject``; ``%loom mcp NAME prompts|resources``; ``%loom agent NAME``,
+        ``%loom session NAME``, ``%loom help``.
         """
         try:
             command = parse_command(line, cell)

@@ -184,6 +184,19 @@ def test_elicitation_callback_accepts_and_without_one_it_is_declined(where: dict
     assert event["action"] == "cancel" and "email" in event["reason"]
 
 
+def test_url_elicitation_gives_the_callback_the_page_to_open(where: dict[str, Any]) -> None:
+    asked: list[Any] = []
+    turn = [call("ev__trigger-url-elicitation", url="https://example.org/consent",
+                 message="Open the consent page")]
+    result, _, _ = run([Capability.mcp("ev", elicitation=lambda r: asked.append(r) or "accept",
+                                       **where)], [turn, "ok"])
+    assert asked[0].mode == "url" and asked[0].url == "https://example.org/consent"
+    assert asked[0].message == "Open the consent page"
+    [event] = events(result, "mcp.elicitation")
+    assert event["mode"] == "url" and event["action"] == "accept"
+    assert not result.tool_calls[0].is_error and "accept" in result.tool_calls[0].content
+
+
 def test_content_structured_blob_references_links_and_reading_them(where: dict[str, Any]) -> None:
     turns = [[call("ev__get-structured-content", location="New York"),
               call("ev__get-resource-reference", resourceType="Blob", resourceId=2),

@@ -248,7 +248,7 @@ class ServerRequests:
         data["answered_by"] = "callback"
         try:
             answer = await in_call_context(call, self.elicitation, request)
-            result, reason = _elicit_result(answer, schema)
+            result, reason = _elicit_result(answer, schema, mode)
         except Exception as exc:  # noqa: BLE001 - a failing callback cancels, the run goes on
             result, reason = ElicitResult(action="cancel"), (
                 f"the elicitation callback raised {type(exc).__name__}: {exc}")
@@ -308,10 +308,15 @@ async def in_call_context(call: ActiveCall | None, callback: Callable[[Any], Any
     return answer
 
 
-def _elicit_result(answer: Any, schema: Mapping[str, Any]) -> tuple[ElicitResult, str]:
+def _elicit_result(answer: Any, schema: Mapping[str, Any],
+                   mode: Literal["form", "url"]) -> tuple[ElicitResult, str]:
     """The protocol's answer for what the callback returned, checked against the schema."""
     from mcp_types import ElicitResult
 
+    if mode == "url" and answer in ("accept", {}):  # the person opened the page: no values
+        return ElicitResult(action="accept"), ""
+    if answer == "accept":
+        answer = {}
     if answer in ("decline", None):
         return ElicitResult(action="decline"), ""
     if answer == "cancel":
@@ -319,7 +324,7 @@ def _elicit_result(answer: Any, schema: Mapping[str, Any]) -> tuple[ElicitResult
     if not isinstance(answer, dict):
         return ElicitResult(action="cancel"), (
             f"the elicitation callback returned {type(answer).__name__}; it returns a dict of the "
-            f"requested fields (accept), 'decline' or 'cancel'")
+            f"requested fields (accept; 'accept' in url mode), 'decline' or 'cancel'")
     from ._mcp_content import schema_problems, validator
 
     problems = schema_problems(validator(dict(schema)), answer) if schema else []

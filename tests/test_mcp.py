@@ -292,6 +292,7 @@ def test_mcp_server_time_from_pypi() -> None:
     assert result.status == "completed", result.error
     names = [t.name for t in model.requests[0].tools]
     assert "time__get_current_time" in names and "time__convert_time" in names
+    assert len(names) == 2  # no resources to read: no resource tools
     assert agent.tools == {}  # closed
     schema = next(t for t in model.requests[0].tools if t.name == "time__get_current_time").parameters
     assert schema["properties"]["timezone"]["type"] == "string"

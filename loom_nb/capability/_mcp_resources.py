@@ -108,6 +108,13 @@ async def list_all(page: Callable[[str | None], Awaitable[Any]], field: str) -> 
     return items
 
 
+async def lists_any(client: Client) -> bool:
+    """Whether the server has a resource or a template to read (first pages only)."""
+    if (await client.list_resources()).resources:
+        return True
+    return bool((await client.list_resource_templates()).resource_templates)
+
+
 async def resources_of(client: Client) -> list[McpResource]:
     listed = await list_all(lambda c: client.list_resources(cursor=c), "resources")
     templates = await list_all(lambda c: client.list_resource_templates(cursor=c),

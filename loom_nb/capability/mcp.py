@@ -338,7 +338,7 @@ class McpSource:
         client = connection.client
         assert client is not None
         try:
-            return bool(await connection.request(lambda: res.resources_of(client), self.timeout))
+            return await connection.request(lambda: res.lists_any(client), self.timeout)
         except Exception:  # noqa: BLE001 - a server that cannot list them has none to offer
             return False
 

@@ -331,7 +331,16 @@ class McpSource:
                 continue
             tools.append(self._tool(spec, full))
         if self.read_tool_name:
-            tools += [t for t in self._resource_tools() if all(t.name != o.name for o in tools)]
+            own = self._resource_tools()
+            if any(t.name == o.name for t in own for o in tools):
+                # The server has tools of these names: its own win, and references to resources
+                # cannot name a tool of loom_nb's (read_tool_name is None from here on).
+                self.requests.log.warning("The MCP server %s has a tool named list_resources or "
+                                          "read_resource; loom_nb's resource tools are left out.",
+                                          self.label)
+                self.offers.add("no-resources")
+            else:
+                tools += own
         return tools
 
     async def _lists_resources(self, connection: McpConnection) -> bool:

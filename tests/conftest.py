@@ -60,3 +60,43 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         found = Backend("postgres", request.getfixturevalue("postgres_dsn"))
     yield found
     found.close()
+
+
+@pytest.fixture
+def http_process():
+    """Start a loopback HTTP server process on a free port and wait until the port accepts
+    connections: ``port, process = http_process(command, env=None)``, where ``{port}`` in the
+    command's words and the env's values is the port. Every process started is killed after."""
+    import socket
+    import subprocess
+    import time
+
+    started: list[subprocess.Popen] = []
+
+    def start(command: list[str], env: dict[str, str] | None = None,
+              seconds: float = 30.0) -> tuple[int, subprocess.Popen]:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        command = [word.replace("{port}", str(port)) for word in command]
+        if env is not None:
+            env = {k: v.replace("{port}", str(port)) for k, v in env.items()}
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        started.append(process)
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return port, process
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    err = process.communicate()[1].decode(errors="replace")[-2000:]
+                    raise RuntimeError(f"{command[0]} did not serve on port {port}: {err}") from None
+                time.sleep(0.05)
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()

@@ -272,6 +272,10 @@ class RunLoop(RunRecorder):
         tool_names = [t.name for t in tools]
         context, window = self.session.context, self.window
         while True:
+            await self.agent.resolve_tools()  # each turn: an MCP server's tools may have changed
+            if self.agent.tool_definitions is not tools:
+                tools = self.agent.tool_definitions
+                tool_names = [t.name for t in tools]
             limit = self._limit_reached(started)
             if limit is not None:
                 return limit

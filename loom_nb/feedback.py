@@ -27,8 +27,10 @@ from .events import (GovernanceDecisionData, QualityVerdictData, RunEvent, RunFi
 __all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "FeedbackSummary", "JSONLSink",
            "current_ratings", "summarize"]
 
-FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating"]
-KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
+FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating",
+                              "score"]
+KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating",
+                                   "score"))
 
 
 @dataclass(frozen=True, kw_only=True)

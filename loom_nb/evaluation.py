@@ -52,6 +52,8 @@ Outcome: TypeAlias = Literal["answered", "limit", "needs_approval", "error", "ca
                              "interrupted", "running"]
 Rerun: TypeAlias = Literal["limit", "needs_approval", "error", "cancelled", "interrupted"]
 DEFAULT_RERUN: tuple[Rerun, ...] = ("error", "cancelled", "interrupted")
+#: The outcomes whose answers are scored.
+SCORED: frozenset[str] = frozenset({"answered", "limit"})
 
 EVALUATE_COLUMNS: dict[str, str] = {
     "variant": "str", "task_id": "str", "epoch": "Int64", "goal": "str", "target": "json",
@@ -252,8 +254,9 @@ async def _evaluate_one(agent: Agent, sample: _Sample, store: SessionStore,
 
 async def _scored(row: dict[str, Any], result: RunResult, sample: _Sample,
                   scorers: dict[str, Scorer], store: SessionStore, *, reuse: bool) -> dict[str, Any]:
-    """The row with its scores; a run still going elsewhere is not scored yet."""
-    if not scorers or row["outcome"] == "running":
+    """The row with its scores. Only answers are scored (and a run stopped by a limit, whose
+    last text is its answer): a crash is not a wrong answer, so its score is missing."""
+    if not scorers or row["outcome"] not in SCORED:
         return row
     known = stored_scores(store, result) if reuse else {}
     return {**row, **await score_sample(scorers, result, sample.item, store, known)}
@@ -351,10 +354,13 @@ def frame_of(rows: list[dict[str, Any]], store: Any, scorer_names: list[str]) ->
     frame = table.frame()
     frame.attrs["store"] = store_key(store)
     frame.attrs["scorers"] = list(scorer_names)
+    frame.attrs["target_json"] = schema["target"] == "json"
     return frame
 
 
 def store_key(store: Any) -> str:
+    if store is None or isinstance(store, str):
+        return store or "(no store)"
     key = str(getattr(store, "path", None) or repr(store))
     if getattr(store, "path", None) is None:
         _STORES[key] = store

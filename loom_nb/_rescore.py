@@ -154,7 +154,7 @@ def _result(row: dict[str, Any], store: SessionStore | None) -> RunResult:
         return _result_from_store(store, record)  # type: ignore[arg-type]
     usage = Usage(input_tokens=int(row.get("input_tokens") or 0),
                   output_tokens=int(row.get("output_tokens") or 0))
-    return RunResult(output=row.get("output"), status=row.get("status") or "completed",
+    return RunResult(output=row.get("output") or "", status=row.get("status") or "completed",
                      run_id=run_id or "", session_id=row.get("session_id") or "", events=[],
                      usage=usage, error=row.get("error"), error_type=row.get("error_type"),
                      turns=int(row.get("turns") or 0), started_at=row.get("started_at"),

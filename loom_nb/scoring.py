@@ -133,10 +133,13 @@ async def _call(name: str, scorer: Scorer, result: RunResult, task: EvalTask,
         return _Missing(None, None, f"scorer {name!r} raised {type(exc).__name__}: {exc}")  # type: ignore[arg-type]
     if isinstance(value, Score):
         return value
-    if isinstance(value, bool | int | float):
-        return Score(value)
-    raise ConfigError(f"Scorer {name!r} returned {type(value).__name__}; return a "
-                      f"loom_nb.Score(value, answer=..., explanation=...), a bool or a number.")
+    try:
+        if isinstance(value, bool | int | float):
+            return Score(value)
+        raise ConfigError(f"it returned {type(value).__name__}")
+    except ConfigError as exc:  # a bad value is the scorer's bug: this score is missing
+        return _Missing(None, None, f"scorer {name!r}: {exc}; return a loom_nb.Score(value, "  # type: ignore[arg-type]
+                        f"answer=..., explanation=...), a bool or a finite number")
 
 
 def _keep(store: SessionStore, result: RunResult, name: str, score: Score) -> None:

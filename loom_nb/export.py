@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _export_read as _read
 from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded, of_started
+from ._export_checks import CallTracker, check_run
 from ._export_eval import Identities
 from ._export_read import EventRow, ExportError, Problems, RecordError
 from ._parquet import read_parquet, to_parquet
@@ -275,10 +276,12 @@ def events_df(source: Source, *, strict: bool = True) -> Result:
     table = Table(EVENT_COLUMNS)
     orders: dict[str, int] = {}
     samples = Identities()  # a run's run.started comes before its other events
+    calls = CallTracker()
     for event in _read.events(source, problems):
         row = event_row(event, orders, problems)
         if event.type == "run.started":
             samples.add(event)
+        calls.see(event, problems.reporter("events", event.label))
         table.add({**row, **samples.of(event.run_id, event.session_id),
                    **flatten(event.type, event.data)},
                   problems.reporter("events", event.label))
@@ -313,6 +316,7 @@ def runs_df(source: Source, *, strict: bool = True) -> Result:
         order = orders.get(run.session_id, 0)
         orders[run.session_id] = order + 1
         summary = summaries.get(run.run_id) or _RunSummary()
+        check_run(run.status, run.usage, summary.quality, problems.reporter("runs", run.run_id))
         rows.append(_run_values(run, order, summary, counts.get(run.run_id)))
     mark_superseded(rows)
     for run, row in zip(runs, rows, strict=True):
@@ -528,7 +532,11 @@ def feedback_df(source: Source, *, strict: bool = True) -> Result:
     table = Table(dict(FEEDBACK_COLUMNS))
     orders: dict[str, int] = {}
     samples = identities(source)
+    known = {run.run_id for run in _read.runs(source, Problems(strict=False))}
     for row in _read.feedback(source, problems):
+        if row.run_id is not None and row.run_id not in known:
+            problems.report("feedback", row.label, f"it is about run {row.run_id!r}, which is "
+                            f"not in the store")
         order = row.position
         orders[row.session_id] = max(orders.get(row.session_id, 0), order + 1)
         flat = flatten(FEEDBACK_EVENT, {"kind": row.kind, **row.data})

@@ -347,3 +347,69 @@ def test_widget_progress_leaves_the_final_count_as_static_output(monkeypatch) ->
     bar.advance({"status": "completed"})
     bar.close()
     assert len(updates) == 1 and "2/2 samples done" in updates[0].data
+
+
+# -- 6. stable ids and strict checks ---------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_event_order_and_feedback_ids_do_not_depend_on_how_they_are_read(tmp_path, kind) -> None:
+    from loom_nb import SessionConfig
+
+    store = str(tmp_path / "o.sqlite") if kind == "sqlite" else InMemoryStore()
+    agent = Agent(Model.function(answers({"tool x": "done"})), tools=[echo])
+    session = agent.session(SessionConfig(id="s", store=store))
+    first, second = session.run_sync("tool x"), session.run_sync("plain")
+    session.feedback(first.run_id, 1.0)
+    session.feedback(second.run_id, 0.0, "bad")
+    whole = events_df(store)
+    for result in (first, second):
+        alone = events_df(result)
+        mine = whole[whole.run_id == result.run_id]
+        assert alone.order.tolist() == mine.order.tolist() and alone.order.min() > (
+            -1 if result is first else whole[whole.run_id == first.run_id].order.max())
+    all_ids = feedback_df(store).event_id.tolist()
+    assert feedback_df(second).event_id.tolist() == all_ids[1:]
+    both = feedback_df([second, session]).event_id.tolist()  # a record reached twice counts once
+    assert len(both) == 2 and set(both) == set(all_ids)
+
+
+def test_strict_reports_every_inconsistency(tmp_path: Path) -> None:
+    import sqlite3
+    from typing import get_args
+
+    from loom_nb._export_checks import RUN_STATUSES
+    from loom_nb.errors import ExportError
+    from loom_nb.result import RunStatus
+
+    assert RUN_STATUSES == set(get_args(RunStatus)) | {"running"}
+    path = tmp_path / "bad.sqlite"
+    gate = QualityGate.check(lambda output: True)
+    agent = Agent(Model.function(answers({"tool y": "ok"})), tools=[echo],
+                  runtime=Runtime(quality=gate))
+    from loom_nb import SessionConfig
+
+    session = agent.session(SessionConfig(id="s", store=str(path)))
+    result = session.run_sync("tool y")
+    session.feedback(result.run_id, 1.0)
+    db = sqlite3.connect(path)
+    db.execute("UPDATE runs SET status = 'done', usage = json_set(usage, '$.input_tokens', -5)")
+    db.execute("UPDATE events SET data = json_set(data, '$.passed', 'yes') "
+               "WHERE type = 'quality.verdict'")
+    db.execute("UPDATE events SET data = json_set(data, '$.call_id', 'ghost') "
+               "WHERE type = 'tool.result'")
+    db.execute("INSERT INTO feedback (session_id, ts, run_id, kind, data) SELECT session_id, ts, "
+               "'run_nobody', kind, data FROM feedback")
+    db.commit()
+    db.close()
+    runs, problems = runs_df(path, strict=False)
+    text = [str(p) for p in problems]
+    assert any("status 'done' is not a run status" in p for p in text)
+    assert any("input_tokens is negative (-5)" in p for p in text)
+    assert any("passed='yes'" in p for p in text)
+    events, problems = events_df(path, strict=False)
+    assert any("tool.result for call 'ghost' has no tool.call" in str(p) for p in problems)
+    feedback, problems = feedback_df(path, strict=False)
+    assert [p.problem for p in problems] == ["it is about run 'run_nobody', which is not in the store"]
+    for frame in (runs_df, events_df, feedback_df):
+        with pytest.raises(ExportError, match="Malformed"):
+            frame(path)

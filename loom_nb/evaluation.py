@@ -24,7 +24,7 @@ The rows join the other frames on ``run_id`` / ``session_id`` (``runs_df(store)`
 from __future__ import annotations
 
 import asyncio
-import weakref
+import collections
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
@@ -64,9 +64,11 @@ EVALUATE_COLUMNS: dict[str, str] = {
     "latency_ms": "float64", "turns": "Int64", "tool_calls": "Int64", "started_at": "datetime",
     "finished_at": "datetime",
 }
-#: Stores of recent evaluations by the key in ``frame.attrs["store"]``, so that rescore() and
-#: report() find an in-memory store again without the frame holding it.
-_STORES: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+#: The in-memory stores of the latest evaluations by the key in ``frame.attrs["store"]``, so
+#: that rescore() and report() find them again without the frame holding them (pandas copies
+#: attrs). Only the latest few are kept alive: pass a store path to keep more.
+_STORES: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_KEEP_STORES = 8
 
 
 def outcome(status: str | None, error_type: str | None) -> Outcome:
@@ -364,6 +366,9 @@ def store_key(store: Any) -> str:
     key = str(getattr(store, "path", None) or repr(store))
     if getattr(store, "path", None) is None:
         _STORES[key] = store
+        _STORES.move_to_end(key)
+        while len(_STORES) > _KEEP_STORES:
+            _STORES.popitem(last=False)
     return key
 
 

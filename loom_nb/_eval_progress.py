@@ -65,14 +65,13 @@ class _WidgetProgress(_TextProgress):
         self._print()
         if self.handle is None:
             return
-        from IPython.display import HTML
-
         # The final count as static output: what a saved notebook shows without widget state.
         done = self.done == self.total and not self.failed
         colour = "#2e7d32" if done else "#ef6c00"
-        self.handle.update(HTML(
+        text = f"evaluate: {self.summary()}"
+        self.handle.update({"text/plain": text, "text/html": (
             f'<div style="font-family:monospace"><span style="color:{colour}">■</span> '
-            f"evaluate: {html.escape(self.summary())}</div>"))
+            f"{html.escape(text)}</div>")}, raw=True)
         self.box.close()
 
 

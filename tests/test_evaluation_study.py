@@ -338,15 +338,17 @@ def test_widget_progress_leaves_the_final_count_as_static_output(monkeypatch) ->
     updates = []
 
     class Handle:
-        def update(self, obj):
-            updates.append(obj)
+        def update(self, obj, raw=False):
+            updates.append((obj, raw))
 
     monkeypatch.setattr(IPython.display, "display", lambda *a, **k: Handle())
     bar = _eval_progress._WidgetProgress(2)
     bar.advance({"status": "completed"})
     bar.advance({"status": "completed"})
     bar.close()
-    assert len(updates) == 1 and "2/2 samples done" in updates[0].data
+    assert len(updates) == 1 and updates[0][1] is True
+    assert "2/2 samples done" in updates[0][0]["text/plain"]
+    assert "2/2 samples done" in updates[0][0]["text/html"]
 
 
 # -- 6. stable ids and strict checks ---------------------------------------------------------------

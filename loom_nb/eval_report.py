@@ -122,10 +122,10 @@ def _table(frame: pd.DataFrame) -> str:
 
 def _chart(stats: pd.DataFrame, keys: list[str]) -> str:
     """Horizontal bars (the mean) with interval whiskers, 0..1, as inline SVG."""
-    width, row_h, left = 560, 22, 170
+    width, row_h, left = 620, 22, 170
     height = row_h * len(stats) + 24
     variants = sorted(set(stats["variant"])) if "variant" in stats else []
-    scale = width - left - 20
+    scale = width - left - 60  # room for the value after the bar
     items = []
     for i, row in enumerate(stats.to_dict("records")):
         y = 4 + i * row_h

@@ -82,6 +82,9 @@ def named_scorers(scorers: Any) -> dict[str, Scorer]:
             raise ConfigError(f"A scorer needs a name made of letters, digits and _ (it names "
                               f"the column score_{{name}}); got {name!r}. Pass a dict "
                               f"{{'name': scorer}} for lambdas and partials.")
+        if name.endswith(("_answer", "_explanation")):
+            raise ConfigError(f"A scorer name may not end in _answer or _explanation (those name "
+                              f"the columns beside score_{{name}}); rename {name!r}.")
         if name in out:
             raise ConfigError(f"Two scorers are named {name!r}; pass a dict to name them apart.")
         out[name] = scorer

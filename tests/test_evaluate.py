@@ -164,19 +164,26 @@ def test_resume_after_the_process_is_killed(tmp_path: Path) -> None:
         else:
             pytest.fail("the evaluation did not reach task 6")
         time.sleep(0.2)
+        # A second process meanwhile: the runs the first one is running are not started twice.
+        meanwhile = Tracker(0)
+        mid = loom_nb.evaluate(Agent(Model.function(meanwhile)), [f"task {i}" for i in range(8)],
+                               store=path, progress=False)
+        assert meanwhile.goals == ["task 7"]
+        assert list(mid.outcome[5:]) == ["running", "running", "answered"]
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
     before = runs_df(path)
-    assert set(before[before.status == "completed"].prompt) == {f"task {i}" for i in range(5)}
+    assert set(before[before.status == "completed"].prompt) == {f"task {i}" for i in range(5)} | {
+        "task 7"}
     assert set(before[before.status == "running"].prompt) == {"task 5", "task 6"}
     killed_tokens = before[before.status == "running"].input_tokens.sum()
 
     tracker = Tracker(0)
     df = loom_nb.evaluate(Agent(Model.function(tracker)), [f"task {i}" for i in range(8)],
                           store=path, progress=False)
-    assert sorted(tracker.goals) == ["task 5", "task 6", "task 7"]
-    assert list(df.resumed) == [True] * 5 + [False] * 3
+    assert sorted(tracker.goals) == ["task 5", "task 6"]
+    assert list(df.resumed) == [True] * 5 + [False] * 2 + [True]
     assert list(df.output) == [f"answer task {i}" for i in range(5)] + [
         f"answer: task {i}" for i in range(5, 8)]
     assert list(df.attempt) == [1] * 5 + [2, 2, 1]  # the killed attempts stay in the store

@@ -187,6 +187,9 @@ def test_custom_scorers_sync_async_and_broken_ones() -> None:
     with pytest.raises(ConfigError, match="Pass a dict"):
         loom_nb.evaluate(Agent(Model.function(lambda r: "")), ["q"], scorers=[lambda r, t: 1],
                          progress=False)
+    with pytest.raises(ConfigError, match="may not end in _answer"):
+        loom_nb.evaluate(Agent(Model.function(lambda r: "")), ["q"],
+                         scorers={"x_answer": exact()}, progress=False)
     with pytest.raises(ConfigError, match="Two scorers are named"):
         loom_nb.evaluate(Agent(Model.function(lambda r: "")), ["q"], scorers=[exact(), exact()],
                          progress=False)

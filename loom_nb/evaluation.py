@@ -46,7 +46,8 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .result import RunResult
 
-__all__ = ["EVALUATE_COLUMNS", "Outcome", "aevaluate", "evaluate", "outcome", "run_sample"]
+__all__ = ["EVALUATE_COLUMNS", "Outcome", "aevaluate", "evaluate", "evaluation_frame", "outcome",
+           "run_sample"]
 
 Outcome: TypeAlias = Literal["answered", "limit", "needs_approval", "error", "cancelled",
                              "interrupted", "running"]
@@ -342,6 +343,14 @@ def _result_from_store(store: SessionStore, record: RunRecord) -> RunResult:
 
 
 # -- the frame -------------------------------------------------------------------------------------
+
+def evaluation_frame(source: Any, *, evaluation: str | None = None) -> pd.DataFrame:
+    """The frame :func:`evaluate` returned, rebuilt from a store (a path or a store object):
+    the latest attempt of each sample, with the latest stored score of each scorer."""
+    from ._rescore import evaluation_frame as rebuild
+
+    return rebuild(source, evaluation=evaluation)
+
 
 def frame_of(rows: list[dict[str, Any]], store: Any, scorer_names: list[str]) -> pd.DataFrame:
     """The evaluation frame: documented columns, then metadata and score columns as found."""

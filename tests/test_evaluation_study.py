@@ -232,6 +232,12 @@ def test_model_graded_scorer_records_its_calls_and_scores_are_reused_on_resume(t
     from_store = loom_nb.rescore(str(store), [exact()])
     assert from_store.score_exact.tolist() == [0.0] * 4
     assert from_store.score_model_graded.tolist() == [1.0] * 4  # the latest stored scores
+    from loom_nb.evaluation import evaluation_frame
+
+    rebuilt = evaluation_frame(store)  # as evaluate returned it, from the store alone
+    assert rebuilt.run_id.tolist() == df.run_id.tolist() and rebuilt.resumed.all()
+    assert rebuilt.target.tolist() == ["a0", "a1", "a2", "a3"]
+    assert set(rebuilt.columns) >= set(df.columns) | {"score_exact"}
 
 
 def test_quality_gate_judge_calls_leave_events() -> None:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from . import _export_read as _read
-from ._export_read import EventRow, Problems
+from ._export_read import EventRow
 
 __all__ = ["EVAL_KEY", "IDENTITY_COLUMNS", "RUN_EVAL_COLUMNS", "Identities", "identities",
            "mark_superseded", "of_started"]
@@ -43,14 +43,17 @@ class Identities:
         self.parents: dict[str, str] = {}
 
     def add(self, event: EventRow) -> None:
-        if event.parent_run_id:
-            self.parents[event.run_id] = event.parent_run_id
-        found = of_started(event.data)
-        if found is None:
+        self.add_labels(event.run_id, event.session_id, event.parent_run_id,
+                        of_started(event.data))
+
+    def add_labels(self, run_id: str, session_id: str, parent: str | None, found: Any) -> None:
+        if parent:
+            self.parents[run_id] = parent
+        if not isinstance(found, dict):
             return
         columns = {k: found.get(k) for k in IDENTITY_COLUMNS}
-        self.by_run[event.run_id] = columns
-        self.by_session.setdefault(event.session_id, columns)
+        self.by_run[run_id] = columns
+        self.by_session.setdefault(session_id, columns)
 
     def of(self, run_id: str | None, session_id: str | None) -> dict[str, Any]:
         if run_id is not None:
@@ -67,8 +70,8 @@ def identities(source: Any) -> Identities:
     """The identities of every run in ``source`` (one read of its ``run.started`` events;
     malformed records are reported by the frame's own read, not here)."""
     found = Identities()
-    for event in _read.events(source, Problems(strict=False), types={"run.started"}):
-        found.add(event)
+    for run_id, session_id, parent, labels in _read.samples(source):
+        found.add_labels(run_id, session_id, parent, labels)
     return found
 
 

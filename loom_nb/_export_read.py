@@ -283,6 +283,19 @@ class _SQLReader:
     def event_counts(self) -> dict[str, int]:
         return dict(self._select("SELECT run_id, COUNT(*) FROM events{where} GROUP BY run_id"))
 
+    def samples(self) -> Iterator[tuple[str, str, str | None, Any]]:
+        """(run_id, session_id, parent_run_id, loom_eval labels) of each run.started, the labels
+        picked out by SQLite's JSON functions: the rest of the data is never parsed here."""
+        sql = ("SELECT run_id, session_id, parent_run_id, CASE WHEN json_valid(data) THEN "
+               "json_extract(data, '$.context.metadata.loom_eval') END FROM events{where} "
+               "ORDER BY rowid")
+        for run_id, session_id, parent, labels in self._select(sql, extra="type = 'run.started'"):
+            try:
+                found = json.loads(labels) if isinstance(labels, str) else None
+            except ValueError:
+                found = None
+            yield run_id, session_id, parent, found
+
     def _has(self, table: str) -> bool:
         db = self._connect()
         try:
@@ -540,6 +553,19 @@ def feedback(source: Any, problems: Problems) -> Iterator[FeedbackRow]:
     return _once(source, lambda r: r.feedback(problems),
                  lambda row: (row.session_id, row.run_id, row.kind, row.ts,
                               json.dumps(row.data, default=str)))
+
+
+def samples(source: Any) -> Iterator[tuple[str, str, str | None, Any]]:
+    """(run_id, session_id, parent_run_id, loom_eval labels or None) of every run in ``source``."""
+    for reader in _unique(source):
+        if isinstance(reader, _SQLReader):
+            yield from reader.samples()
+            continue
+        for event in reader.events(Problems(strict=False), {"run.started"}):
+            context = event.data.get("context")
+            metadata = context.get("metadata") if isinstance(context, dict) else None
+            yield (event.run_id, event.session_id, event.parent_run_id,
+                   metadata.get("loom_eval") if isinstance(metadata, dict) else None)
 
 
 def event_counts(source: Any) -> dict[str, int]:

@@ -12,7 +12,7 @@ from . import _bridge
 from ._eval_tasks import EvalTask
 from .errors import ConfigError
 from .evaluation import SCORED, EVALUATE_COLUMNS, frame_of, outcome, store_of
-from .scoring import named_scorers, score_sample
+from .scoring import SCORER_TIMEOUT, named_scorers, score_sample
 from .store import open_store
 from .task import RuntimeTask
 
@@ -90,16 +90,18 @@ def _stored_scores(feedback: pd.DataFrame) -> dict[str, dict[str, dict[str, Any]
     return out
 
 
-def rescore(source: Any, scorers: Any, *, store: Any = None, concurrency: int = 4) -> pd.DataFrame:
+def rescore(source: Any, scorers: Any, *, store: Any = None, concurrency: int = 4,
+            scorer_timeout: float = SCORER_TIMEOUT) -> pd.DataFrame:
     """Score an evaluation again with ``scorers``, without calling the agent: ``source`` is a
     frame from :func:`loom_nb.evaluate` (or read back from Parquet) or a store. Returns the
     frame with those scorers' columns replaced; the new scores are kept in the store when it is
     known (``store=``, or the frame's own)."""
-    return _bridge.run_sync(arescore(source, scorers, store=store, concurrency=concurrency))
+    return _bridge.run_sync(arescore(source, scorers, store=store, concurrency=concurrency,
+                                     scorer_timeout=scorer_timeout))
 
 
-async def arescore(source: Any, scorers: Any, *, store: Any = None,
-                   concurrency: int = 4) -> pd.DataFrame:
+async def arescore(source: Any, scorers: Any, *, store: Any = None, concurrency: int = 4,
+                   scorer_timeout: float = SCORER_TIMEOUT) -> pd.DataFrame:
     """:func:`rescore` for async code."""
     the_scorers = named_scorers(scorers)
     if not the_scorers:
@@ -122,7 +124,7 @@ async def arescore(source: Any, scorers: Any, *, store: Any = None,
             return {}
         async with limit:
             return await score_sample(the_scorers, _result(row, the_store), _task(row, frame),
-                                      the_store, {})
+                                      the_store, {}, timeout=scorer_timeout)
 
     scored = await asyncio.gather(*[one(r) for r in records])
     kept = [c for c in frame.columns if not any(

@@ -36,7 +36,7 @@ from ._recovery import settle
 from .errors import ConfigError
 from .events import QualityVerdictData, RunFinishedData, payload
 from .export import Table, _verdict
-from .scoring import Scorer, named_scorers, score_sample, stored_scores
+from .scoring import SCORER_TIMEOUT, Scorer, named_scorers, score_sample, stored_scores
 from .store import InMemoryStore, RunRecord, SessionStore, open_store
 from .task import RunContext
 
@@ -99,7 +99,7 @@ class _Sample:
 def evaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: Any = None,
              epochs: int = 1, store: Any = None, concurrency: int = 4, progress: bool = True,
              resume: bool = True, rerun: Collection[Rerun] = DEFAULT_RERUN,
-             name: str | None = None) -> pd.DataFrame:
+             name: str | None = None, scorer_timeout: float = SCORER_TIMEOUT) -> pd.DataFrame:
     """Run ``agent`` (or each agent of a ``{"variant": agent}`` dict) on every task, ``epochs``
     times, score each answer, and return one row per sample (see docs/evaluation.md).
 
@@ -121,23 +121,28 @@ def evaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: Any = N
             interrupted runs; never a completed run).
         name: the session id prefix (default ``eval-{variant}``; with a dict of agents,
             ``{name}-{variant}``): use another name to evaluate again from scratch.
+        scorer_timeout: seconds a scorer may take on one sample; then its score is missing.
     """
     return _bridge.run_sync(aevaluate(agent, tasks, scorers=scorers, epochs=epochs, store=store,
                                       concurrency=concurrency, progress=progress, resume=resume,
-                                      rerun=rerun, name=name))
+                                      rerun=rerun, name=name, scorer_timeout=scorer_timeout))
 
 
 async def aevaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: Any = None,
                     epochs: int = 1, store: Any = None, concurrency: int = 4,
                     progress: bool = True, resume: bool = True,
                     rerun: Collection[Rerun] = DEFAULT_RERUN,
-                    name: str | None = None) -> pd.DataFrame:
+                    name: str | None = None,
+                    scorer_timeout: float = SCORER_TIMEOUT) -> pd.DataFrame:
     """:func:`evaluate` for async code (``await``)."""
     variants = _variants(agent, name)
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
         raise ConfigError(f"evaluate(concurrency=...) must be a positive int, not {concurrency!r}.")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ConfigError(f"evaluate(epochs=...) must be a positive int, not {epochs!r}.")
+    if not isinstance(scorer_timeout, int | float) or not scorer_timeout > 0:
+        raise ConfigError(f"evaluate(scorer_timeout=...) must be a positive number of seconds, "
+                          f"not {scorer_timeout!r}.")
     again = _rerun(rerun)
     the_scorers = named_scorers(scorers)
     items = normalize_tasks(tasks)
@@ -150,7 +155,7 @@ async def aevaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: 
 
     async def one(sample: _Sample) -> dict[str, Any]:
         row = await _evaluate_one(variants[sample.variant][1], sample, the_store, limit,
-                                  resume, again, the_scorers)
+                                  resume, again, the_scorers, scorer_timeout)
         if bar is not None:
             bar.advance(row)
         return row
@@ -230,7 +235,7 @@ async def run_sample(agent: Agent, item: EvalTask, store: SessionStore, session_
 
 async def _evaluate_one(agent: Agent, sample: _Sample, store: SessionStore,
                         limit: asyncio.Semaphore, resume: bool, rerun: frozenset[str],
-                        scorers: dict[str, Scorer]) -> dict[str, Any]:
+                        scorers: dict[str, Scorer], timeout: float) -> dict[str, Any]:
     attempt, latest = _previous(store, sample.base)  # without resume: a fresh session after any
     if resume and latest is not None:
         done_attempt, record = latest
@@ -239,7 +244,7 @@ async def _evaluate_one(agent: Agent, sample: _Sample, store: SessionStore,
             result = _result_from_store(store, record)
             row = _row(sample, result, done_attempt, resumed=True)
             async with limit:  # a scorer may call a model: as bounded as the runs
-                return await _scored(row, result, sample, scorers, store, reuse=True)
+                return await _scored(row, result, sample, scorers, store, timeout, reuse=True)
     async with limit:
         session_id = _session_id(sample.base, attempt)
         identity = {"evaluation": sample.prefix, "variant": sample.variant,
@@ -252,17 +257,19 @@ async def _evaluate_one(agent: Agent, sample: _Sample, store: SessionStore,
                     "resumed": False, "status": "failed", "outcome": "error",
                     "error": f"{type(exc).__name__}: {exc}", "error_type": type(exc).__name__}
         return await _scored(_row(sample, result, attempt, resumed=False), result, sample,
-                             scorers, store, reuse=False)
+                             scorers, store, timeout, reuse=False)
 
 
 async def _scored(row: dict[str, Any], result: RunResult, sample: _Sample,
-                  scorers: dict[str, Scorer], store: SessionStore, *, reuse: bool) -> dict[str, Any]:
+                  scorers: dict[str, Scorer], store: SessionStore, timeout: float, *,
+                  reuse: bool) -> dict[str, Any]:
     """The row with its scores. Only answers are scored (and a run stopped by a limit, whose
     last text is its answer): a crash is not a wrong answer, so its score is missing."""
     if not scorers or row["outcome"] not in SCORED:
         return row
     known = stored_scores(store, result) if reuse else {}
-    return {**row, **await score_sample(scorers, result, sample.item, store, known)}
+    return {**row, **await score_sample(scorers, result, sample.item, store, known,
+                                        timeout=timeout)}
 
 
 def _previous(store: SessionStore, base: str) -> tuple[int, tuple[int, RunRecord] | None]:

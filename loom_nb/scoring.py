@@ -18,6 +18,7 @@ and the other scorers and samples go on.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import math
@@ -99,15 +100,20 @@ def score_columns(names: list[str]) -> dict[str, str]:
     return out
 
 
+#: Seconds a scorer may take on one sample before its score is given up as missing.
+SCORER_TIMEOUT = 300.0
+
+
 async def score_sample(scorers: Mapping[str, Scorer], result: RunResult, task: EvalTask,
-                       store: SessionStore | None, known: Mapping[str, Score]) -> dict[str, Any]:
+                       store: SessionStore | None, known: Mapping[str, Score], *,
+                       timeout: float = SCORER_TIMEOUT) -> dict[str, Any]:
     """The score columns of one sample: ``known`` scores as they are, the others computed (and
     kept in ``store``)."""
     row: dict[str, Any] = {}
     for name, scorer in scorers.items():
         score = known.get(name)
         if score is None:
-            score = await _call(name, scorer, result, task, store)
+            score = await _call(name, scorer, result, task, store, timeout)
             if store is not None and result.run_id:
                 _keep(store, result, name, score)
         row.update({f"score_{name}": float(score.value) if score.value is not None else None,
@@ -124,14 +130,21 @@ class _Missing(Score):
 
 
 async def _call(name: str, scorer: Scorer, result: RunResult, task: EvalTask,
-                store: SessionStore | None) -> Score:
-    try:
+                store: SessionStore | None, timeout: float) -> Score:
+    async def call() -> Any:
         if getattr(scorer, "wants_store", False):
             value = scorer(result, task, store=store)
-        else:
-            value = scorer(result, task)
-        if inspect.isawaitable(value):
-            value = await value
+        elif inspect.iscoroutinefunction(scorer) or getattr(scorer, "bounded", False):
+            value = scorer(result, task)  # async, or a built-in whose time is bounded
+        else:  # in a thread: a sync scorer that hangs must not stop the event loop
+            value = await asyncio.to_thread(scorer, result, task)
+        return await value if inspect.isawaitable(value) else value
+
+    try:
+        value = await asyncio.wait_for(call(), timeout)
+    except TimeoutError:
+        return _Missing(None, None, f"scorer {name!r} took more than {timeout:g} s "  # type: ignore[arg-type]
+                        f"(scorer_timeout=)")
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - one scorer must not stop the study
         return _Missing(None, None, f"scorer {name!r} raised {type(exc).__name__}: {exc}")  # type: ignore[arg-type]
     if isinstance(value, Score):
@@ -196,6 +209,7 @@ def _norm(text: str, ignore_case: bool) -> str:
 def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     fn.__name__ = name
     fn.score_name = name  # type: ignore[attr-defined]
+    fn.bounded = True  # type: ignore[attr-defined]  # linear in the output: no worker thread
     return fn
 
 

@@ -27,7 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _export_read as _read
 from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded, of_started
@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["ExportError", "RecordError", "events_df", "feedback_df", "messages_df", "read_parquet",
            "runs_df", "signals_df", "to_parquet", "tool_calls_df"]
 
+#: How a frame is built: "auto" column by column with SQL where the source allows (an SQLite
+#: store or session), else from rows; "rows" always from rows (the reference path).
+Engine = Literal["auto", "rows"]
 Source = Any  # RunResult | Session | str | os.PathLike | SessionStore | Iterable of these
 Result = Any  # pd.DataFrame, or (pd.DataFrame, list[RecordError]) with strict=False
 
@@ -271,9 +274,32 @@ def _array(values: list[Any], kind: str) -> Any:
 
 # -- public frames ---------------------------------------------------------------------------------
 
-def events_df(source: Source, *, strict: bool = True) -> Result:
+def _fast(source: Source, engine: Engine, strict: bool, build: Callable[[Any], Any]) -> Result:
+    """The frame ``build`` makes column by column from ``source``'s one SQLite reader, or None
+    when the row path must make it (another source, ``engine="rows"``, or a store with
+    something only the row path reports or renders exactly)."""
+    from . import _export_fast as fast
+
+    if engine not in ("auto", "rows"):
+        raise ExportError(f"engine={engine!r} is not an export engine; use 'auto' or 'rows'.")
+    reader = fast.sql_reader(_read.unique(source)) if engine == "auto" else None
+    if reader is None or not fast.has_arrow():
+        return None
+    try:
+        frame = build(reader)
+    except fast.NotFast:
+        return None
+    return frame if strict else (frame, [])
+
+
+def events_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> Result:
     """One row per stored event: ids, ``type``, ``seq``, ``ts``, the full ``data`` as JSON, and
     its fields as typed, prefixed columns (see docs/dataframes.md)."""
+    from ._export_fast import events_frame
+
+    fast = _fast(source, engine, strict, events_frame)
+    if fast is not None:
+        return fast
     problems = Problems(strict)
     table = Table(EVENT_COLUMNS)
     orders: dict[str, int] = {}

@@ -1,0 +1,461 @@
+"""``events_df`` column by column from an SQLite store: the fast path of :mod:`loom_nb.export`.
+
+The row path (``engine="rows"``) parses every event's JSON in Python and adds each value to a
+sparse table: about 90 s per million events. Here SQLite does the work: for each event type,
+one query returns every column of that type as one JSON array (``json_group_array`` over
+``data -> '$.key'``, which keeps each value's JSON text as stored), so Python parses one string
+per column instead of one object per event, and numbers and strings are decoded by Python's own
+parser, exactly as the row path decodes them.
+
+The fast path takes only stores it can render exactly as the row path does: every event of a
+type the kernel writes, with the keys of its payload (docs/events.md) and values of their
+documented types, canonical UTC timestamps, and no problem the row path would report. Anything
+else (a damaged row, a custom event type, an undocumented key) raises :class:`NotFast` from the
+checks, before any frame is built, and ``events_df`` takes the row path: it reports the problems
+in the store's order, as it always has. The checks are SQL over the same scan.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import json
+import sqlite3
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from ._export_eval import IDENTITY_COLUMNS, Identities
+from ._export_read import _SQLReader
+from .events import LIVE_ONLY, PAYLOADS, PartitionName
+
+__all__ = ["NotFast", "TypeColumns", "event_columns", "events_frame", "has_arrow", "sql_reader"]
+
+
+class NotFast(Exception):
+    """The store holds something only the row path renders exactly (internal: never raised
+    to the caller, who gets the row path's frame instead)."""
+
+
+#: Columns every event row has: data keys whose flattened name is one of these would override
+#: them (a row-path subtlety the fast path does not copy: such a type is left to the row path).
+_BASE = frozenset(("session_id", "run_id", "event_id", "parent_run_id", "order", "seq", "type",
+                   "ts", "data", *IDENTITY_COLUMNS))
+#: ISO 8601 as the store writes it (``datetime.isoformat()`` of a UTC time): with or without
+#: microseconds. Anything else is parsed by the row path, which knows every form Python reads.
+_DIGITS = "[0-9]"
+_TS_GLOB = (f"{_DIGITS * 4}-{_DIGITS * 2}-{_DIGITS * 2}T{_DIGITS * 2}:{_DIGITS * 2}:"
+            f"{_DIGITS * 2}")
+_TS_OK = (f"(typeof(ts) = 'text' AND ((length(ts) = 25 AND ts GLOB '{_TS_GLOB}+00:00') OR "
+          f"(length(ts) = 32 AND ts GLOB '{_TS_GLOB}.{_DIGITS * 6}+00:00')))")
+
+
+@dataclass(frozen=True)
+class TypeColumns:
+    """One event type's fast path: the JSON paths read from each row, each with its column
+    name (or ``.required`` / ``.labels``: read to check, not a column), the paths removed to
+    check the rest, and what may remain of the data after that removal."""
+
+    columns: tuple[tuple[str, str], ...]
+    leaves: tuple[str, ...]
+    residues: frozenset[str]
+
+    def bad(self) -> str:
+        """SQL true for a row the fast path cannot render: one parse of its data."""
+        removed = ", ".join(repr(p) for p in self.leaves)
+        allowed = ", ".join(repr(r) for r in sorted(self.residues))
+        return f"json_remove(data, {removed}) NOT IN ({allowed})"
+
+
+def _path(*keys: str) -> str:
+    for key in keys:
+        if not key.replace("_", "").isalnum():
+            raise AssertionError(key)  # payload keys are identifiers; no quoting needed
+    return "$." + ".".join(f'"{k}"' for k in keys)
+
+
+def _typed_dict(annotation: Any) -> Any:
+    """The TypedDict inside ``X``, ``X | None`` or ``NotRequired[X]``, else None."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if isinstance(arg, type) and typing.is_typeddict(arg):
+            return arg
+        if typing.get_args(arg):
+            found = _typed_dict(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def _keys(payload: Any) -> list[str]:
+    return [*payload.__required_keys__, *sorted(payload.__optional_keys__)]
+
+
+def _residues(containers: dict[str, list[str]], required: set[str]) -> frozenset[str]:
+    """Every minified text ``json_remove`` can leave of a good row: each container (a nested
+    object whose leaves were removed) absent, null or emptied, in any order."""
+    states = [[None, "null", *emptied] if key not in required else ["null", *emptied]
+              for key, emptied in containers.items()]
+    found = set()
+    for chosen in itertools.product(*states):
+        present = [(k, v) for k, v in zip(containers, chosen, strict=True) if v is not None]
+        for order in itertools.permutations(present):
+            found.add("{" + ",".join(f'"{k}":{v}' for k, v in order) + "}")
+    return frozenset(found)
+
+
+def _one_type(event_type: str) -> TypeColumns | None:
+    """The fast path of ``event_type`` from its payload TypedDict, or None when the flattening
+    would need what only the row path does (two keys with one column, a key over an id)."""
+    from .export import _NESTED, REQUIRED, flatten
+
+    payload = PAYLOADS[event_type]  # type: ignore[index]
+    hints = typing.get_type_hints(payload)
+    required = set(REQUIRED.get(event_type, ()))
+    columns: list[tuple[str, str]] = []
+    leaves: list[str] = []
+    containers: dict[str, list[str]] = {}
+    for key in _keys(payload):
+        inner = _typed_dict(hints[key]) if _NESTED.get((event_type, key)) else None
+        if inner is None:
+            leaves.append(_path(key))
+            names = list(flatten(event_type, {key: 0}))
+            columns += [(name, _path(key)) for name in names]
+            if key in required:
+                columns.append((".required", _path(key)))
+            continue
+        containers[key] = ["{}"]
+        for sub in _keys(inner):
+            if sub == "partitions":
+                parts = typing.get_args(PartitionName)
+                leaves += [_path(key, sub, p) for p in parts]
+                columns += [(f"context_{p}_tokens", _path(key, sub, p)) for p in parts]
+                containers[key] += ['{"partitions":{}}', '{"partitions":null}']
+                continue
+            leaves.append(_path(key, sub))
+            if (event_type, key, sub) == ("run.started", "task", "goal"):
+                continue  # left out by the row path, as the data has a prompt (required)
+            columns += [(name, _path(key, sub)) for name in flatten(event_type, {key: {sub: 0}})]
+    if event_type == "run.started":
+        columns.append((".labels", "$.context.metadata.loom_eval"))
+    names = [name for name, _ in columns if not name.startswith(".")]
+    if len(set(names)) != len(names) or _BASE & set(names):
+        return None
+    return TypeColumns(tuple(columns), tuple(leaves), _residues(containers, required))
+
+
+@functools.cache
+def event_columns() -> dict[str, TypeColumns]:
+    """The event types the fast path renders, with their columns."""
+    found = {t: _one_type(t) for t in PAYLOADS if t not in LIVE_ONLY}
+    return {t: spec for t, spec in found.items() if spec is not None}
+
+
+def has_arrow() -> bool:
+    """Whether pyarrow can be imported: the columns are built as Arrow arrays (pandas' own
+    ``str`` dtype is Arrow-backed when it is installed). Without it, the row path."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sql_reader(readers: list[Any]) -> _SQLReader | None:
+    """The one SQLite reader of a whole store or session, or None (another kind of source)."""
+    if len(readers) != 1 or type(readers[0]) is not _SQLReader or readers[0].run_id is not None:
+        return None
+    return readers[0]
+
+
+#: The id columns read for every event, beside its type's data columns.
+_IDS = {"rowid": "rowid", "run_id": "run_id", "seq": "seq", "session_id": "session_id",
+        "parent_run_id": "parent_run_id", "ts": "ts"}
+#: True for a row whose ids or time the row path would report or read differently.
+_BAD_IDS = (f"typeof(run_id) != 'text' OR typeof(session_id) != 'text' OR typeof(seq) != "
+            f"'integer' OR typeof(parent_run_id) NOT IN ('text', 'null') OR typeof(data) != "
+            f"'text' OR NOT {_TS_OK}")
+
+
+@dataclass
+class TypeRows:
+    """One event type's rows (in store order): their ids and their data columns' values."""
+
+    ids: dict[str, list[Any]]
+    values: dict[str, list[Any]]
+
+
+class Columns:
+    """The values of one store's events, column by column (a connection: close it)."""
+
+    def __init__(self, reader: _SQLReader) -> None:
+        self.db: sqlite3.Connection = reader._connect()
+        self.where = " AND ".join(f"{c} = ?" for c, _ in reader.filters) or "1"
+        self.args = tuple(v for _, v in reader.filters)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        try:
+            return tuple(self.db.execute(sql, (*self.args, *args)).fetchone())
+        except sqlite3.Error as exc:  # malformed JSON, a BLOB: the row path reports the row
+            raise NotFast(str(exc)) from None
+
+    def types(self) -> list[str]:
+        """The event types in the store; NotFast if one is not a type the fast path knows."""
+        rows = self.db.execute(f"SELECT DISTINCT type FROM events WHERE {self.where}", self.args)
+        found = [t for (t,) in rows]
+        known = event_columns()
+        if any(not isinstance(t, str) or t not in known for t in found):
+            raise NotFast("an event type the fast path does not know")
+        return sorted(found)
+
+    def of_type(self, event_type: str) -> TypeRows:
+        """The ids and data columns of one type's events; NotFast if a row needs the row path."""
+        spec = event_columns()[event_type]
+        paths = ", ".join(repr(path) for _, path in spec.columns)
+        parts = [f"json_group_array({sql})" for sql in _IDS.values()]
+        parts += [f"SUM(({_BAD_IDS}) OR {spec.bad()})",
+                  f"json_group_array(json_extract(data, {paths}, '$.\"\"'))"]
+        row = self._one(f"SELECT {', '.join(parts)} FROM (SELECT rowid, * FROM events WHERE "
+                        f"{self.where} AND type = ? ORDER BY rowid)", (event_type,))
+        if row[len(_IDS)]:
+            raise NotFast(f"{row[len(_IDS)]} {event_type} events need the row path")
+        ids = {name: json.loads(text) for name, text in zip(_IDS, row, strict=False)}
+        found = json.loads(row[-1])
+        columns = list(zip(*found, strict=True)) if found else [()] * (len(spec.columns) + 1)
+        values: dict[str, Any] = {}
+        for (name, _), column in zip(spec.columns, columns, strict=False):
+            if name == ".required" and any(v is None for v in column):
+                raise NotFast(f"a {event_type} event lacks a key it needs")
+            values[name] = column
+        return TypeRows(ids, values)
+
+    def data(self, chunk: int = 20_000) -> Iterator[list[bytes]]:
+        """The stored JSON text of every event, in store order, a chunk at a time (so the text
+        is never held twice: Python strings, then Arrow)."""
+        self.db.text_factory = bytes  # UTF-8 straight to Arrow: no Python str made and encoded
+        cursor = self.db.execute(f"SELECT data FROM events WHERE {self.where} ORDER BY rowid",
+                                 self.args)
+        while rows := cursor.fetchmany(chunk):
+            yield [r for (r,) in rows]
+
+
+def identities_by_row(base: dict[str, list[Any]], labels: dict[int, Any]) -> list[dict[str, Any]]:
+    """task_id / epoch / variant of each event, as the row path finds them: its run's (or its
+    parent's) labels once that run.started has been read, else its session's first."""
+    samples = Identities()
+    out: list[dict[str, Any]] = []
+    last: tuple[Any, ...] | None = None
+    found: dict[str, Any] = {}
+    for rowid, run_id, session_id, parent, event_type in zip(
+            base["rowid"], base["run_id"], base["session_id"], base["parent_run_id"],
+            base["type"], strict=True):
+        if event_type == "run.started":
+            samples.add_labels(run_id, session_id, parent, labels.get(rowid))
+            last = None
+        if last != (run_id, session_id):  # a run's events are together: one lookup per run
+            found, last = samples.of(run_id, session_id), (run_id, session_id)
+        out.append(found)
+    return out
+
+
+# -- the frame ---------------------------------------------------------------------------------
+
+Piece = tuple[Any, Any]  #: (positions in the frame, the non-null values there), NumPy arrays
+
+
+def _present(positions: Any, values: list[Any]) -> Piece:
+    import numpy as np
+
+    array = np.fromiter(values, dtype=object, count=len(values))
+    keep = array != None  # noqa: E711 - elementwise, on an object array
+    return positions[keep], array[keep]
+
+
+#: The Python types (as json.loads makes them) a column kind takes without a problem.
+_ALLOWED: dict[str, set[type]] = {"boolean": {bool}, "Int64": {int}, "float64": {int, float},
+                                  "str": {str}}
+
+
+def _kind(name: str, pieces: list[Piece], kind: str | None) -> str:
+    """The column's kind (inferred as the row path infers an undocumented one); NotFast where
+    the row path would report a value of the wrong type."""
+    seen: set[type] = set()
+    for _, values in pieces:
+        seen.update(map(type, values))
+    if kind is None:
+        for inferred, types in _ALLOWED.items():  # narrowest first, as the row path's _infer
+            if seen <= types and (seen or inferred == "str"):
+                return inferred
+        return "json"
+    allowed = _ALLOWED.get(kind)
+    if allowed is not None and not seen <= allowed:
+        raise NotFast(f"{name} holds a value of type {sorted(t.__name__ for t in seen)}")
+    return kind
+
+
+def _column(n: int, pieces: list[Piece], kind: str) -> Any:
+    """A full column of ``n`` rows from its pieces, with the dtype the row path gives ``kind``."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    positions = (np.concatenate([p for p, _ in pieces]) if pieces
+                 else np.empty(0, dtype="int64"))
+    values = (np.concatenate([v for _, v in pieces]) if pieces else np.empty(0, dtype=object))
+    if kind in ("str", "json"):
+        if kind == "json":
+            encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+            values = np.fromiter(map(encode, values), dtype=object, count=len(values))
+        column = np.full(n, None, dtype=object)
+        column[positions] = values
+        return pd.array(pa.array(column, type=pa.large_string(), from_pandas=True), dtype="str")
+    if kind == "float64":
+        floats = np.full(n, np.nan)
+        floats[positions] = values.astype("float64")
+        return floats
+    mask = np.ones(n, dtype=bool)
+    mask[positions] = False
+    if kind == "boolean":
+        flags = np.zeros(n, dtype=bool)
+        flags[positions] = values.astype(bool)
+        return pd.arrays.BooleanArray(flags, mask)
+    numbers = np.zeros(n, dtype="int64")
+    try:
+        numbers[positions] = values.astype("int64")
+    except OverflowError:
+        raise NotFast("an integer beyond 64 bits") from None
+    return pd.arrays.IntegerArray(numbers, mask)
+
+
+def _check_calls(found: list[tuple[str, TypeRows]]) -> None:
+    """What the row path's CallTracker reports: a tool.result without an earlier tool.call of
+    its run, a negative token count in a model.response."""
+    from ._export_checks import _TOKENS
+
+    steps: list[tuple[int, str, str, Any]] = []
+    for event_type, rows in found:
+        if event_type in ("tool.call", "tool.result"):
+            steps += zip(rows.ids["rowid"], [event_type] * len(rows.ids["rowid"]),
+                         rows.ids["run_id"], rows.values["tool_call_id"], strict=True)
+        if event_type == "model.response":
+            for key in _TOKENS:
+                name = "model_requests" if key == "requests" else f"model_{key}"
+                if any(isinstance(v, int | float) and not isinstance(v, bool) and v < 0
+                       for v in rows.values[name]):
+                    raise NotFast(f"a negative {key}")
+    first: dict[tuple[str, Any], int] = {}
+    for rowid, event_type, run_id, call_id in steps:
+        if event_type == "tool.call":
+            first[(run_id, call_id)] = min(rowid, first.get((run_id, call_id), rowid))
+    for rowid, event_type, run_id, call_id in steps:
+        if event_type == "tool.result" and call_id is not None and not (
+                first.get((run_id, call_id), rowid) < rowid):
+            raise NotFast("a tool.result without an earlier call")
+
+
+def _event_ids(run_ids: Any, seqs: Any) -> Any:
+    """``"{run_id}:{seq}"`` of every event, joined by Arrow."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    runs = pa.array(run_ids, type=pa.large_string(), from_pandas=True)
+    numbers = pc.cast(pa.array(seqs.astype("int64")), pa.large_string())
+    return pd.array(pc.binary_join_element_wise(runs, numbers, pa.scalar(":", pa.large_string())),
+                    dtype="str")
+
+
+def _orders(session_ids: Any) -> Any:
+    """Each event's position in its session (the row path counts them in store order)."""
+    import pandas as pd
+
+    codes, _ = pd.factorize(session_ids)
+    return pd.Series(codes).groupby(codes).cumcount().to_numpy(dtype="int64")
+
+
+def _text(chunks: Iterator[list[bytes]]) -> Any:
+    import pandas as pd
+    import pyarrow as pa
+
+    arrays = [pa.array(chunk, type=pa.large_binary()).cast(pa.large_string()) for chunk in chunks]
+    return pd.array(pa.chunked_array(arrays, type=pa.large_string()), dtype="str")
+
+
+def _strings(values: Any) -> Any:
+    """A str column from an object array of str and None."""
+    import pandas as pd
+    import pyarrow as pa
+
+    return pd.array(pa.array(values, type=pa.large_string(), from_pandas=True), dtype="str")
+
+
+def _read_all(reader: _SQLReader) -> tuple[list[tuple[str, TypeRows]], dict[int, Any], Any]:
+    db = Columns(reader)
+    try:
+        found = [(t, db.of_type(t)) for t in db.types()]
+        _check_calls(found)
+        labels = {rowid: found for t, rows in found if t == "run.started"
+                  for rowid, found in zip(rows.ids["rowid"], rows.values[".labels"], strict=True)}
+        return found, labels, _text(db.data())
+    finally:
+        db.close()
+
+
+def events_frame(reader: _SQLReader) -> Any:
+    """events_df of one SQLite reader, column by column; NotFast when only the row path can."""
+    import numpy as np
+    import pandas as pd
+
+    from .export import EVENT_COLUMNS
+
+    found, labels, data = _read_all(reader)
+    sizes = [len(rows.ids["rowid"]) for _, rows in found]
+    n = sum(sizes)
+    rowids = np.concatenate([np.asarray(rows.ids["rowid"], dtype="int64") for _, rows in found]
+                            or [np.empty(0, dtype="int64")])
+    order = np.argsort(rowids, kind="stable")
+    position = np.empty(n, dtype="int64")
+    position[order] = np.arange(n)
+
+    def ordered(name: str) -> Any:
+        parts = [np.fromiter(rows.ids[name], dtype=object, count=size)
+                 for (_, rows), size in zip(found, sizes, strict=True)]
+        return np.concatenate(parts or [np.empty(0, dtype=object)])[order]
+
+    base = {name: ordered(name) for name in _IDS}
+    base["type"] = np.repeat(np.array([t for t, _ in found], dtype=object), sizes)[order]
+    pieces: dict[str, list[Piece]] = {}
+    start = 0
+    for (_, rows), size in zip(found, sizes, strict=True):
+        for name, values in rows.values.items():
+            if name.startswith("."):
+                continue
+            pieces.setdefault(name, []).append(_present(position[start:start + size], values))
+        start += size
+    samples = identities_by_row({k: base[k].tolist() for k in ("rowid", "run_id", "session_id",
+                                                               "parent_run_id", "type")}, labels)
+    every = np.arange(n)
+    for name in IDENTITY_COLUMNS:
+        pieces[name] = [_present(every, [s.get(name) for s in samples])]
+    extras = sorted(name for name, parts in pieces.items()
+                    if name not in EVENT_COLUMNS and any(len(p) for p, _ in parts))
+    out: dict[str, Any] = {}
+    for name in [*EVENT_COLUMNS, *extras]:
+        if name in _BASE and name not in IDENTITY_COLUMNS:
+            continue
+        parts = pieces.get(name, [])
+        out[name] = _column(n, parts, _kind(name, parts, EVENT_COLUMNS.get(name)))
+    for name in ("session_id", "run_id", "parent_run_id", "type"):
+        out[name] = _strings(base[name])
+    out["event_id"] = _event_ids(base["run_id"], base["seq"])
+    try:
+        times = pd.to_datetime(base["ts"], format="ISO8601", utc=True)
+    except ValueError:  # a date like 2026-13-45, in the canonical shape: the row path says so
+        raise NotFast("a timestamp that is not a date") from None
+    out.update({"order": _orders(base["session_id"]), "seq": base["seq"].astype("int64"),
+                "ts": pd.DatetimeIndex(times).as_unit("us").array, "data": data})
+    return pd.DataFrame({name: out[name] for name in [*EVENT_COLUMNS, *extras]},
+                        index=pd.RangeIndex(n))

@@ -98,7 +98,7 @@ def test_events_df_flattens_every_event(stored) -> None:
     assert list(mine.type) == [e.type for e in first.events]
     core = [t for t in mine.type if t.split(".")[0] in ("run", "model", "tool", "governance")]
     assert core == ["run.started", "model.request", "model.response", "tool.call",
-                    "governance.decision", "tool.result", "tool.call", "governance.decision",
+                    "governance.decision", "tool.call", "governance.decision", "tool.result",
                     "tool.result", "model.request", "model.response", "run.finished"]
     assert list(mine.event_id) == [e.event_id for e in first.events]
     assert list(mine.seq) == list(range(len(first.events)))
@@ -133,9 +133,10 @@ def test_events_df_flattens_every_event(stored) -> None:
     decision, _ = nth("governance.decision")
     assert (decision.tool_call_id, decision.tool_name, decision.policy_action,
             decision.policy_check) == ("c1", "add", "allow", "default")
-    result, _ = nth("tool.result")
+    # The denied call's result comes with its decision, before the allowed call runs.
+    result, _ = nth("tool.result", 1)
     assert (result.tool_content, result.tool_is_error) == ("3", False)
-    denied, _ = nth("tool.result", 1)
+    denied, _ = nth("tool.result")
     assert (denied.tool_call_id, denied.tool_is_error, denied.tool_error_type) == ("c2", True,
                                                                                   "Denied")
     finished, _ = nth("run.finished")

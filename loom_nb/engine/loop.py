@@ -42,7 +42,7 @@ from ..signals import RuntimeSignal
 from ..store import RunRecord
 from ..task import RunContext, RuntimeTask
 from ..tools import unrunnable
-from . import subruns
+from . import parallel, subruns
 from .approval import claim, recheck, restore
 from .attempts import AttemptControl
 from .record import RunRecorder
@@ -91,6 +91,10 @@ class RunLoop(RunRecorder):
         self._seq = 0
         self.usage = Usage()
         self.turns = 0
+        #: Tool calls the run has started (or had approved), against Limits(max_tool_calls=).
+        self.tool_calls = 0
+        # A limit a tool call met in the current turn: the run ends at it once the turn is kept.
+        self._stopped_at: LimitName | None = None
         self.output = ""
         self.added: list[Message] = []
         self.result: RunResult | None = None
@@ -214,6 +218,8 @@ class RunLoop(RunRecorder):
         async def finish_turn_then_continue(started: float) -> Stop:
             if await self._finish_paused_turn(state, decisions):
                 return "needs_approval"  # a resumed sub-agent asks again
+            if self._stopped_at is not None:  # an approved call was over a limit
+                return self._stopped_at
             return await self.run_turns(started)
 
         return await self._drive(finish_turn_then_continue)
@@ -237,7 +243,8 @@ class RunLoop(RunRecorder):
                 error = "The run is waiting for a person to approve or reject tool calls."
             elif stop != "completed":
                 limit = stop
-                status, error = "limit", self.limits.message(stop, self.turns, self.usage, self._elapsed)
+                status, error = "limit", self.limits.message(stop, self.turns, self.usage,
+                                                             self._elapsed, self.tool_calls)
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
             # it, so the session and its stored events stay consistent, then let it propagate.
@@ -287,6 +294,8 @@ class RunLoop(RunRecorder):
             if results is None:
                 return "needs_approval"
             self.commit(message, Message(role="tool", parts=tuple(results)))
+            if self._stopped_at is not None:
+                return self._stopped_at
             if self._interrupts:
                 self._take_interrupts()
 
@@ -350,17 +359,19 @@ class RunLoop(RunRecorder):
     # -- tool calls under governance ---------------------------------------------------------------
 
     async def _tool_calls(self, message: Message, calls: tuple[ToolCall, ...]) -> list[ToolResult] | None:
-        """The results of a turn's calls, in order; None when some wait for approval."""
+        """The results of a turn's calls, in order; None when some wait for approval.
+
+        Governance decides every call first, in the model's order; then the allowed calls run,
+        concurrently up to ``Runtime(parallel_tools=...)`` (see :mod:`loom_nb.engine.parallel`).
+        """
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
-        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        allowed: list[ToolCall] = []
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
             if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
-                refusal = self._loop_result(call, "Interrupted",
-                                       "Not run: a signal interrupted the run before this call. "
-                                       "Call it again if it is still needed.")
+                refusal = self._interrupted(call)
             if refusal is not None:
                 results[call.id] = refusal
                 continue
@@ -377,15 +388,50 @@ class RunLoop(RunRecorder):
                 pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
                                                reason=decision.reason))
             else:
-                try:
-                    results[call.id] = await self._run_tool(call)
-                except SubAgentPaused as paused:  # its waiting calls become this run's
-                    shown, nested[call.id] = shown_under(paused, call.id)
-                    pending.extend(shown)
+                over = self._tool_limit(call)
+                if over is not None:
+                    results[call.id] = over
+                else:
+                    allowed.append(call)
+        nested = await self._run_allowed(allowed, results, pending)
         if pending:
+            order = {c.id: i for i, c in enumerate(calls)}  # a sub-agent's calls under its delegate
+            pending.sort(key=lambda p: order[p.via or p.call_id])
             self._pause_turn(message.to_dict(), pending, results, nested)
             return None
         return [results[c.id] for c in calls]
+
+    async def _run_allowed(self, allowed: list[ToolCall], results: dict[str, ToolResult],
+                           pending: list[PendingApproval]) -> dict[str, Any]:
+        """Run the allowed calls into ``results``; a paused ``delegate`` call's waiting calls go
+        to ``pending``. Returns the paused sub-runs by delegate call id."""
+        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        width = parallel.width_of(self.agent.runtime.parallel_tools)
+        outcomes: list[parallel.Outcome] = []
+        if width > 1 and len(allowed) > 1:
+            self._flush()  # as _run_tool does: stored before any tool can act
+            outcomes = await parallel.run_concurrently(self, allowed, width)
+        else:
+            for index, call in enumerate(allowed):
+                if index and self._interrupts:  # a signal came while an earlier call ran
+                    outcomes.append(self._interrupted(call))
+                    continue
+                try:
+                    outcomes.append(await self._run_tool(call))
+                except SubAgentPaused as paused:
+                    outcomes.append(paused)
+        for call, outcome in zip(allowed, outcomes):
+            if isinstance(outcome, SubAgentPaused):  # its waiting calls become this run's
+                shown, nested[call.id] = shown_under(outcome, call.id)
+                pending.extend(shown)
+            else:
+                results[call.id] = outcome
+        return nested
+
+    def _interrupted(self, call: ToolCall) -> ToolResult:
+        return self._loop_result(call, "Interrupted",
+                                 "Not run: a signal interrupted the run before this call. "
+                                 "Call it again if it is still needed.")
 
     def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
                     results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
@@ -410,7 +456,7 @@ class RunLoop(RunRecorder):
                 continue
             self.emit("governance.decision", data)
             if reason is None:  # governance again: a deny since the pause wins over the approval
-                refusal = recheck(self, calls[call_id])
+                refusal = recheck(self, calls[call_id]) or self._tool_limit(calls[call_id])
                 results[call_id] = refusal if refusal is not None else await self._run_tool(
                     calls[call_id], approved=True)
             else:
@@ -424,6 +470,16 @@ class RunLoop(RunRecorder):
             return True
         self.commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
+
+    def _tool_limit(self, call: ToolCall) -> ToolResult | None:
+        """Count an allowed call against the limits; a ``LimitReached`` result when it is over."""
+        limit = self.limits.before_tool_call(self.tool_calls, self.usage)
+        if limit is None:
+            self.tool_calls += 1
+            return None
+        self._stopped_at = limit
+        return self._loop_result(call, "LimitReached", "Not run: " + self.limits.message(
+            limit, self.turns, self.usage, self._elapsed, self.tool_calls))
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
         problem = unrunnable(self.agent.tools, call.name, call.invalid_args)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .cost import priced
 from .errors import ConfigError
 from .messages import Message, Usage
 from .models import Model, ModelRequest, resolve_model
@@ -170,7 +171,7 @@ async def judge(model: Model, output: str, task: RuntimeTask, criteria: Sequence
     response = await model.request(ModelRequest(system=JUDGE_INSTRUCTIONS, messages=(Message.user(prompt),)))
     passed, critique = parse_verdict(response.message.text)
     return Verdict(passed=passed, critique=critique, gate=f"criteria judge ({model.identifier})",
-                   usage=response.usage)
+                   usage=priced(response.usage, model, response.model_name))
 
 
 def parse_verdict(text: str) -> tuple[bool, str]:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
 from ..context import build_request
+from ..cost import priced
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
 from ..events import GovernanceDecisionData, ToolResultData
@@ -343,7 +344,7 @@ class RunLoop(RunRecorder):
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
         self.turns += 1
-        usage = response.usage
+        usage = priced(response.usage, self.agent.model, response.model_name)
         self.usage = self.usage + usage
         # Before anything keys on them (events, governance, history): ids unique in the run.
         response, renamed = own_call_ids(response, self.turns, self.call_ids)

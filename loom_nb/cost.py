@@ -57,7 +57,10 @@ def available() -> bool:
 def priced(usage: Usage, model: Model, model_name: str | None = None) -> Usage:
     """``usage`` with its ``cost``: what one response of ``model`` (reported as ``model_name``)
     cost in USD, or None when that is not known."""
-    cost = price(usage, model.provider, model_name or model.name, _api_url(model))
+    provider = model.provider
+    if provider == "replay":  # a recording is priced as the model it was recorded from
+        provider = str(getattr(model, "recorded_model", "")).partition(":")[0]
+    cost = price(usage, provider, model_name or model.name, _api_url(model))
     return usage if cost is None else replace(usage, cost=cost)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .messages import Usage
@@ -76,8 +77,6 @@ def price(usage: Usage, provider: str, model_name: str, api_url: str | None = No
     if match is None:
         return None
     found_provider, found_model = match
-    from datetime import UTC, datetime
-
     now = datetime.now(tz=UTC)
     model_price = found_model.get_prices(now)
     rates = _rates_of(model_price, found_model, found_provider, now)

@@ -61,6 +61,11 @@ class Limits:
             if value is not None and value <= 0:
                 raise ConfigError(f"Limits({name}={value!r}): use a positive number, or None for no limit.")
 
+    def __repr__(self) -> str:
+        # The usage limits (requests, cost, tool calls) are off by default: shown once set.
+        shown = [f for f in _FIELDS if f in _ALWAYS_SHOWN or getattr(self, f) is not None]
+        return f"Limits({', '.join(f'{f}={getattr(self, f)!r}' for f in shown)})"
+
     def reached(self, turns: int, usage: Usage, seconds: float) -> LimitName | None:
         """The first limit a run with these counts has reached before its next request, if any."""
         if self.max_turns is not None and turns >= self.max_turns:
@@ -107,8 +112,10 @@ class Limits:
                 "max_cost_usd": f"${usage.cost or 0:.6f}",
                 "max_tool_calls": f"{tool_calls} tool calls",
                 "max_seconds": f"{seconds:.2f} seconds"}[limit]
+        where = (f"Runtime.sdk({limit}=...)" if limit in _ALWAYS_SHOWN
+                 else f"Runtime.sdk(limits=Limits({limit}=...))")
         return (f"The run stopped at its limit {limit}={getattr(self, limit)} after {used}. "
-                f"Raise it with Runtime.sdk({limit}=...) or for one run with "
+                f"Raise it with {where} or for one run with "
                 f"RunContext(budget=Limits({limit}=...)).")
 
     def to_dict(self) -> LimitsData:
@@ -129,6 +136,7 @@ class Limits:
 
 _FIELDS = ("max_turns", "max_requests", "max_tokens", "max_cost_usd", "max_tool_calls",
            "max_seconds", "tool_seconds")
+_ALWAYS_SHOWN = frozenset({"max_turns", "max_tokens", "max_seconds", "tool_seconds"})
 
 #: How one pass of a run (an attempt) ended: an answer, a pause for approval, or a limit.
 Stop: TypeAlias = Literal["completed", "needs_approval"] | LimitName

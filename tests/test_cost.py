@@ -11,7 +11,7 @@ import pytest
 
 from loom_nb import Agent, Model, ModelRequest, ModelResponse, Runtime, tool
 from loom_nb.cost import price, priced
-from loom_nb.display.views import budget_text, context_requests
+from loom_nb.display.views import budget_html, budget_text, context_requests
 from loom_nb.messages import Message, TextPart, ToolCall, Usage
 from loom_nb.models import Model as BaseModel
 
@@ -122,6 +122,8 @@ def test_a_runs_cost_is_the_sum_of_its_responses_and_shows_everywhere(tmp_path: 
     view = budget_text(context_requests(result.events))
     assert "cache read" in view and "800 read from the prompt cache" in view
     assert f"${2 * one:.3g}" in view
+    html = budget_html(context_requests(result.events))
+    assert "<th" in html and "cost" in html and f"${one:.3g}" in html and f"${2 * one:.3g}" in html
 
 
 def test_a_scripted_run_has_no_cost_and_its_views_show_none() -> None:

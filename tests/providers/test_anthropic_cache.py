@@ -15,7 +15,7 @@ from loom_nb.messages import Usage
 
 from .anthropic_cache import PromptCache, cached_turns
 from .conftest import FAST
-from .fake_servers import FakeServer
+from .fake_servers import FakeServer, SSEReply
 
 pytestmark = pytest.mark.anyio
 
@@ -130,3 +130,21 @@ async def test_at_most_four_breakpoints_and_a_hit_past_many_parallel_results(
     assert usages[0]["cache_read_tokens"] == 0
     for before, after in zip(usages, usages[1:]):  # the whole previous prompt is read back
         assert after["cache_read_tokens"] >= before["input_tokens"]
+
+
+async def test_openai_cached_tokens_are_reported_and_a_compatible_server_has_no_price(
+        server: FakeServer) -> None:
+    from .fake_servers import chat_stream
+
+    server.add(SSEReply(chat_stream(text=["Hi."], prompt_tokens=3000, cached_tokens=2048)))
+    model = Model.openai("gpt-5.4", api_key="sk-test", base_url=f"{server.url}/v1", **FAST)
+    result = await Agent(model).run("Hi")
+    assert (result.usage.input_tokens, result.usage.cache_read_tokens) == (3000, 2048)
+    # an OpenAI-compatible server at an address genai-prices cannot place: unknown, not $0
+    assert result.cost is None
+    assert "$" not in budget_text(context_requests(result.events))
+    # at OpenAI's own address the same usage is priced at the cached-input rate
+    at_openai = price(result.usage, "openai", "gpt-5.4")
+    uncached = price(Usage(input_tokens=3000, output_tokens=result.usage.output_tokens,
+                           requests=1), "openai", "gpt-5.4")
+    assert at_openai is not None and uncached is not None and at_openai < uncached

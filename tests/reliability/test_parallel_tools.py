@@ -278,3 +278,30 @@ def test_governance_decides_every_call_first_in_the_models_order() -> None:
     assert seen == ["a", "b"] and result.status == "completed"
     decisions = [e.seq for e in result.events if e.type == "governance.decision"]
     assert max(decisions) < min(e.seq for e in result.events if e.type == "tool.result")
+
+
+def test_cancelling_a_best_of_run_cancels_every_candidate() -> None:
+    inside = threading.Barrier(3, timeout=5)  # two candidates and the test
+    stopped: list[str] = []
+
+    @tool
+    async def work() -> str:
+        """Work long."""
+        await asyncio.to_thread(inside.wait)
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            stopped.append("cancelled")
+            raise
+        return "done"
+
+    def turn(request: ModelRequest) -> Any:
+        return "never" if request.messages[-1].role == "tool" else {"tool": "work", "args": {}}
+
+    session = Agent(Model.function(turn), tools=[work],
+                    runtime=Runtime.sdk(harness=Harness.best_of(2))).session()
+    run = session.start("go")
+    inside.wait()
+    assert run.cancel()
+    result = run.result(timeout=10)
+    assert result.status == "cancelled" and stopped == ["cancelled", "cancelled"]

@@ -415,6 +415,7 @@ class RunLoop(RunRecorder):
         else:
             for index, call in enumerate(allowed):
                 if index and self._interrupts:  # a signal came while an earlier call ran
+                    self.tool_calls -= 1  # counted when allowed, but never started
                     outcomes.append(self._interrupted(call))
                     continue
                 try:

@@ -305,3 +305,33 @@ def test_cancelling_a_best_of_run_cancels_every_candidate() -> None:
     assert run.cancel()
     result = run.result(timeout=10)
     assert result.status == "cancelled" and stopped == ["cancelled", "cancelled"]
+
+
+def test_a_delegate_cancelled_while_waiting_for_a_slot_gives_it_back() -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    @tool
+    def hold(name: str) -> str:
+        """Hold the slot."""
+        entered.set()
+        release.wait(10)
+        return name
+
+    def sub_turn(request: ModelRequest) -> Any:
+        last = request.messages[-1]
+        return "held" if last.role == "tool" else {"tool": "hold", "args": {"name": "x"}}
+
+    sub = Agent(Model.function(sub_turn), "Holds.", tools=[hold], name="holder")
+    policy = DelegationPolicy.subagents({"holder": sub}, max_parallel=1)
+    lead = Agent(call_then_answer(*[{"tool": "delegate", "args": {"agent": "holder", "task": "t"}}] * 2),
+                 runtime=Runtime.sdk(delegation=policy))
+    run = lead.session().start("go")
+    assert entered.wait(5)  # one delegate holds the only slot, the other waits for it
+    assert run.cancel()
+    release.set()
+    assert run.result(timeout=10).status == "cancelled"
+    # Both slots' holders are gone: a new delegation gets the slot (it would hang otherwise).
+    again = Agent(call_then_answer({"tool": "delegate", "args": {"agent": "holder", "task": "t"}}),
+                  runtime=Runtime.sdk(delegation=policy))
+    assert in_thread(lambda: again.run_sync("go"), 10).output == "held"

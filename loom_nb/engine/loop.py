@@ -396,30 +396,32 @@ class RunLoop(RunRecorder):
                     allowed.append(call)
         nested = await self._run_allowed(allowed, results, pending)
         if pending:
-            order = {c.id: i for i, c in enumerate(calls)}  # a sub-agent's calls under its delegate
-            pending.sort(key=lambda p: order[p.via or p.call_id])
-            self._pause_turn(message.to_dict(), pending, results, nested)
+            self._pause_turn(message.to_dict(), _in_order(pending, calls), results, nested)
             return None
         return [results[c.id] for c in calls]
 
     async def _run_allowed(self, allowed: list[ToolCall], results: dict[str, ToolResult],
-                           pending: list[PendingApproval]) -> dict[str, Any]:
-        """Run the allowed calls into ``results``; a paused ``delegate`` call's waiting calls go
-        to ``pending``. Returns the paused sub-runs by delegate call id."""
+                           pending: list[PendingApproval], *, approved: bool = False) -> dict[str, Any]:
+        """Run the allowed calls (``approved``: by a person, at a resume) into ``results``; a
+        paused ``delegate`` call's waiting calls go to ``pending``. Returns the paused sub-runs
+        by delegate call id."""
         nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
         width = parallel.width_of(self.agent.runtime.parallel_tools)
         outcomes: list[parallel.Outcome] = []
         if width > 1 and len(allowed) > 1:
+            for call in allowed if approved else ():
+                self.emit("tool.started", {"call_id": call.id, "name": call.name})
             self._flush()  # as _run_tool does: stored before any tool can act
             outcomes = await parallel.run_concurrently(self, allowed, width)
         else:
             for index, call in enumerate(allowed):
-                if index and self._interrupts:  # a signal came while an earlier call ran
+                # A signal came while an earlier call ran; what a person approved still runs.
+                if index and self._interrupts and not approved:
                     self.tool_calls -= 1  # counted when allowed, but never started
                     outcomes.append(self._interrupted(call))
                     continue
                 try:
-                    outcomes.append(await self._run_tool(call))
+                    outcomes.append(await self._run_tool(call, approved=approved))
                 except SubAgentPaused as paused:
                     outcomes.append(paused)
         for call, outcome in zip(allowed, outcomes):
@@ -446,6 +448,7 @@ class RunLoop(RunRecorder):
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
+        approved: list[ToolCall] = []
         for pending in state["pending"]:
             call_id, reason = pending["call_id"], decisions[pending["call_id"]]
             data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
@@ -459,16 +462,24 @@ class RunLoop(RunRecorder):
             self.emit("governance.decision", data)
             if reason is None:  # governance again: a deny since the pause wins over the approval
                 refusal = recheck(self, calls[call_id]) or self._tool_limit(calls[call_id])
-                results[call_id] = refusal if refusal is not None else await self._run_tool(
-                    calls[call_id], approved=True)
+                if refusal is None:
+                    approved.append(calls[call_id])
+                else:
+                    results[call_id] = refusal
             else:
                 results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
-        answers, again, nested = await resume_nested(self, state.get("nested", {}), decisions)
+        # The approved calls run as the turn's allowed calls do (at once, up to parallel_tools).
+        again: list[PendingApproval] = []
+        nested = await self._run_allowed(approved, results, again, approved=True)
+        answers, again_nested, nested_again = await resume_nested(self, state.get("nested", {}),
+                                                                  decisions)
+        again += again_nested
+        nested.update(nested_again)
         for via, (content, is_error) in answers.items():
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
-            self._pause_turn(state["message"], again, results, nested)
+            self._pause_turn(state["message"], _in_order(again, message.tool_calls), results, nested)
             return True
         self.commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
@@ -517,6 +528,12 @@ class RunLoop(RunRecorder):
     def restore(cls, session: Session, record: RunRecord) -> RunLoop:
         """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
         return restore(session, record)
+
+
+def _in_order(pending: list[PendingApproval], calls: tuple[ToolCall, ...]) -> list[PendingApproval]:
+    """The waiting calls in the model's order, a sub-agent's under its ``delegate`` call."""
+    order = {c.id: i for i, c in enumerate(calls)}
+    return sorted(pending, key=lambda p: order[p.via or p.call_id])
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:

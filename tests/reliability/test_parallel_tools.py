@@ -335,3 +335,17 @@ def test_a_delegate_cancelled_while_waiting_for_a_slot_gives_it_back() -> None:
     again = Agent(call_then_answer({"tool": "delegate", "args": {"agent": "holder", "task": "t"}}),
                   runtime=Runtime.sdk(delegation=policy))
     assert in_thread(lambda: again.run_sync("go"), 10).output == "held"
+
+
+def test_the_calls_a_person_approves_run_at_once_at_the_resume() -> None:
+    meet, _ = meeting(2)
+    session = Agent(call_then_answer(*calls("a", "b")), tools=[meet],
+                    runtime=Runtime.supervised()).session()
+    paused = session.run_sync("go")
+    assert [p.args["name"] for p in paused.pending] == ["a", "b"]
+    done = in_thread(lambda: paused.approve().resume_sync(), 10)
+    assert done.status == "completed" and done.output == "met a | met b"  # they met: at once
+    resumed = done.events[[e.type for e in done.events].index("run.resumed"):]
+    kinds = [e.type for e in resumed if e.type in ("governance.decision", "tool.started", "tool.result")]
+    assert kinds == ["governance.decision", "governance.decision", "tool.started", "tool.started",
+                     "tool.result", "tool.result"]

@@ -349,3 +349,33 @@ def test_the_calls_a_person_approves_run_at_once_at_the_resume() -> None:
     kinds = [e.type for e in resumed if e.type in ("governance.decision", "tool.started", "tool.result")]
     assert kinds == ["governance.decision", "governance.decision", "tool.started", "tool.started",
                      "tool.result", "tool.result"]
+
+
+def test_an_approved_delegate_whose_sub_agent_asks_in_turn_keeps_the_run_waiting() -> None:
+    from loom_nb.runtime import GovernanceDecision
+
+    wiped: list[str] = []
+
+    @tool(requires_approval=True)
+    def wipe(path: str) -> str:
+        """Delete path."""
+        wiped.append(path)
+        return f"wiped {path}"
+
+    sub = Agent(Model.scripted([{"tool": "wipe", "args": {"path": "/x"}}, "Wiped /x."]),
+                "You clean up.", tools=[wipe], name="cleaner")
+
+    def ask_delegate(request: Any) -> Any:
+        return GovernanceDecision.ask("delegation is checked") if request.name == "delegate" else None
+
+    lead = Agent(Model.scripted([{"tool": "delegate", "args": {"agent": "cleaner", "task": "wipe /x"}},
+                                 "Done."]),
+                 runtime=Runtime.sdk(delegation=DelegationPolicy.subagents({"cleaner": sub}),
+                                     governance=GovernancePolicy(vetoes=[ask_delegate])))
+    first = lead.session().run_sync("Clean up.")
+    assert [p.name for p in first.pending] == ["delegate"]
+    second = first.approve().resume_sync()
+    assert second.status == "needs_approval" and wiped == []
+    assert [(p.name, p.via) for p in second.pending] == [("wipe", "call_1")]
+    done = second.approve().resume_sync()
+    assert done.status == "completed" and done.output == "Done." and wiped == ["/x"]

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
 from ..context import build_request
+from ..cost import priced
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
 from ..events import GovernanceDecisionData, ToolResultData
@@ -42,7 +43,7 @@ from ..signals import RuntimeSignal
 from ..store import RunRecord
 from ..task import RunContext, RuntimeTask
 from ..tools import unrunnable
-from . import subruns
+from . import parallel, subruns
 from .approval import claim, recheck, restore
 from .attempts import AttemptControl
 from .record import RunRecorder
@@ -96,6 +97,10 @@ class RunLoop(RunRecorder):
         self._seq = 0
         self.usage = Usage()
         self.turns = 0
+        #: Tool calls the run has started (or had approved), against Limits(max_tool_calls=).
+        self.tool_calls = 0
+        # A limit a tool call met in the current turn: the run ends at it once the turn is kept.
+        self._stopped_at: LimitName | None = None
         self.output = ""
         self.added: list[Message] = []
         self.result: RunResult | None = None
@@ -222,6 +227,8 @@ class RunLoop(RunRecorder):
         async def finish_turn_then_continue(started: float) -> Stop:
             if await self._finish_paused_turn(state, decisions):
                 return "needs_approval"  # a resumed sub-agent asks again
+            if self._stopped_at is not None:  # an approved call was over a limit
+                return self._stopped_at
             return await self.run_turns(started)
 
         return await self._drive(finish_turn_then_continue)
@@ -245,7 +252,8 @@ class RunLoop(RunRecorder):
                 error = "The run is waiting for a person to approve or reject tool calls."
             elif stop != "completed":
                 limit = stop
-                status, error = "limit", self.limits.message(stop, self.turns, self.usage, self._elapsed)
+                status, error = "limit", self.limits.message(stop, self.turns, self.usage,
+                                                             self._elapsed, self.tool_calls)
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
             # it, so the session and its stored events stay consistent, then let it propagate.
@@ -315,6 +323,8 @@ class RunLoop(RunRecorder):
             if results is None:
                 return "needs_approval"
             self.commit(message, Message(role="tool", parts=tuple(results)))
+            if self._stopped_at is not None:
+                return self._stopped_at
             if self._interrupts:
                 self._take_interrupts()
 
@@ -381,7 +391,7 @@ class RunLoop(RunRecorder):
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
         self.turns += 1
-        usage = response.usage
+        usage = priced(response.usage, self.agent.model, response.model_name)
         self.usage = self.usage + usage
         # Before anything keys on them (events, governance, history): ids unique in the run.
         response, renamed = own_call_ids(response, self.turns, self.call_ids)
@@ -403,17 +413,19 @@ class RunLoop(RunRecorder):
     # -- tool calls under governance ---------------------------------------------------------------
 
     async def _tool_calls(self, message: Message, calls: tuple[ToolCall, ...]) -> list[ToolResult] | None:
-        """The results of a turn's calls, in order; None when some wait for approval."""
+        """The results of a turn's calls, in order; None when some wait for approval.
+
+        Governance decides every call first, in the model's order; then the allowed calls run,
+        concurrently up to ``Runtime(parallel_tools=...)`` (see :mod:`loom_nb.engine.parallel`).
+        """
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
-        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        allowed: list[ToolCall] = []
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
             if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
-                refusal = self._loop_result(call, "Interrupted",
-                                       "Not run: a signal interrupted the run before this call. "
-                                       "Call it again if it is still needed.")
+                refusal = self._interrupted(call)
             if refusal is not None:
                 results[call.id] = refusal
                 continue
@@ -430,15 +442,53 @@ class RunLoop(RunRecorder):
                 pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
                                                reason=decision.reason))
             else:
-                try:
-                    results[call.id] = await self._run_tool(call)
-                except SubAgentPaused as paused:  # its waiting calls become this run's
-                    shown, nested[call.id] = shown_under(paused, call.id)
-                    pending.extend(shown)
+                over = self._tool_limit(call)
+                if over is not None:
+                    results[call.id] = over
+                else:
+                    allowed.append(call)
+        nested = await self._run_allowed(allowed, results, pending)
         if pending:
-            self._pause_turn(message.to_dict(), pending, results, nested)
+            self._pause_turn(message.to_dict(), _in_order(pending, calls), results, nested)
             return None
         return [results[c.id] for c in calls]
+
+    async def _run_allowed(self, allowed: list[ToolCall], results: dict[str, ToolResult],
+                           pending: list[PendingApproval], *, approved: bool = False) -> dict[str, Any]:
+        """Run the allowed calls (``approved``: by a person, at a resume) into ``results``; a
+        paused ``delegate`` call's waiting calls go to ``pending``. Returns the paused sub-runs
+        by delegate call id."""
+        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        width = parallel.width_of(self.agent.runtime.parallel_tools)
+        outcomes: list[parallel.Outcome] = []
+        if width > 1 and len(allowed) > 1:
+            for call in allowed if approved else ():
+                self.emit("tool.started", {"call_id": call.id, "name": call.name})
+            self._flush()  # as _run_tool does: stored before any tool can act
+            outcomes = await parallel.run_concurrently(self, allowed, width)
+        else:
+            for index, call in enumerate(allowed):
+                # A signal came while an earlier call ran; what a person approved still runs.
+                if index and self._interrupts and not approved:
+                    self.tool_calls -= 1  # counted when allowed, but never started
+                    outcomes.append(self._interrupted(call))
+                    continue
+                try:
+                    outcomes.append(await self._run_tool(call, approved=approved))
+                except SubAgentPaused as paused:
+                    outcomes.append(paused)
+        for call, outcome in zip(allowed, outcomes):
+            if isinstance(outcome, SubAgentPaused):  # its waiting calls become this run's
+                shown, nested[call.id] = shown_under(outcome, call.id)
+                pending.extend(shown)
+            else:
+                results[call.id] = outcome
+        return nested
+
+    def _interrupted(self, call: ToolCall) -> ToolResult:
+        return self._loop_result(call, "Interrupted",
+                                 "Not run: a signal interrupted the run before this call. "
+                                 "Call it again if it is still needed.")
 
     def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
                     results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
@@ -451,6 +501,7 @@ class RunLoop(RunRecorder):
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
+        approved: list[ToolCall] = []
         for pending in state["pending"]:
             call_id, reason = pending["call_id"], decisions[pending["call_id"]]
             data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
@@ -463,20 +514,38 @@ class RunLoop(RunRecorder):
                 continue
             self.emit("governance.decision", data)
             if reason is None:  # governance again: a deny since the pause wins over the approval
-                refusal = recheck(self, calls[call_id])
-                results[call_id] = refusal if refusal is not None else await self._run_tool(
-                    calls[call_id], approved=True)
+                refusal = recheck(self, calls[call_id]) or self._tool_limit(calls[call_id])
+                if refusal is None:
+                    approved.append(calls[call_id])
+                else:
+                    results[call_id] = refusal
             else:
                 results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
-        answers, again, nested = await resume_nested(self, state.get("nested", {}), decisions)
+        # The approved calls run as the turn's allowed calls do (at once, up to parallel_tools).
+        again: list[PendingApproval] = []
+        nested = await self._run_allowed(approved, results, again, approved=True)
+        answers, again_nested, nested_again = await resume_nested(self, state.get("nested", {}),
+                                                                  decisions)
+        again += again_nested
+        nested.update(nested_again)
         for via, (content, is_error) in answers.items():
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
-            self._pause_turn(state["message"], again, results, nested)
+            self._pause_turn(state["message"], _in_order(again, message.tool_calls), results, nested)
             return True
         self.commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
+
+    def _tool_limit(self, call: ToolCall) -> ToolResult | None:
+        """Count an allowed call against the limits; a ``LimitReached`` result when it is over."""
+        limit = self.limits.before_tool_call(self.tool_calls, self.usage)
+        if limit is None:
+            self.tool_calls += 1
+            return None
+        self._stopped_at = limit
+        return self._loop_result(call, "LimitReached", "Not run: " + self.limits.message(
+            limit, self.turns, self.usage, self._elapsed, self.tool_calls))
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
         problem = unrunnable(self.agent.tools, call.name, call.invalid_args)
@@ -512,6 +581,12 @@ class RunLoop(RunRecorder):
     def restore(cls, session: Session, record: RunRecord) -> RunLoop:
         """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
         return restore(session, record)
+
+
+def _in_order(pending: list[PendingApproval], calls: tuple[ToolCall, ...]) -> list[PendingApproval]:
+    """The waiting calls in the model's order, a sub-agent's under its ``delegate`` call."""
+    order = {c.id: i for i, c in enumerate(calls)}
+    return sorted(pending, key=lambda p: order[p.via or p.call_id])
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:

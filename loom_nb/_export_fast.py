@@ -30,7 +30,8 @@ from ._export_eval import IDENTITY_COLUMNS, Identities
 from ._export_read import _SQLReader
 from .events import LIVE_ONLY, PAYLOADS, PartitionName
 
-__all__ = ["NotFast", "TypeColumns", "event_columns", "events_frame", "has_arrow", "sql_reader"]
+__all__ = ["Columns", "NotFast", "TypeColumns", "TypeRows", "event_columns", "has_arrow",
+           "identities_by_row", "sql_reader"]
 
 
 class NotFast(Exception):
@@ -202,14 +203,16 @@ class Columns:
         except sqlite3.Error as exc:  # malformed JSON, a BLOB: the row path reports the row
             raise NotFast(str(exc)) from None
 
-    def types(self) -> list[str]:
-        """The event types in the store; NotFast if one is not a type the fast path knows."""
-        rows = self.db.execute(f"SELECT DISTINCT type FROM events WHERE {self.where}", self.args)
-        found = [t for (t,) in rows]
-        known = event_columns()
-        if any(not isinstance(t, str) or t not in known for t in found):
+    def order(self) -> tuple[list[int], list[Any]]:
+        """(rowid, type) of every event in store order; NotFast if a type is not one the fast
+        path knows (a custom event type, a type that is not text)."""
+        rowids, types = self._one(
+            "SELECT json_group_array(rowid), json_group_array(type) FROM (SELECT rowid, type "
+            f"FROM events WHERE {self.where} ORDER BY rowid)")
+        found, known = json.loads(types), event_columns()
+        if any(not isinstance(t, str) or t not in known for t in set(found)):
             raise NotFast("an event type the fast path does not know")
-        return sorted(found)
+        return json.loads(rowids), found
 
     def of_type(self, event_type: str) -> TypeRows:
         """The ids and data columns of one type's events; NotFast if a row needs the row path."""
@@ -262,200 +265,3 @@ def identities_by_row(base: dict[str, list[Any]], labels: dict[int, Any]) -> lis
 
 
 # -- the frame ---------------------------------------------------------------------------------
-
-Piece = tuple[Any, Any]  #: (positions in the frame, the non-null values there), NumPy arrays
-
-
-def _present(positions: Any, values: list[Any]) -> Piece:
-    import numpy as np
-
-    array = np.fromiter(values, dtype=object, count=len(values))
-    keep = array != None  # noqa: E711 - elementwise, on an object array
-    return positions[keep], array[keep]
-
-
-#: The Python types (as json.loads makes them) a column kind takes without a problem.
-_ALLOWED: dict[str, set[type]] = {"boolean": {bool}, "Int64": {int}, "float64": {int, float},
-                                  "str": {str}}
-
-
-def _kind(name: str, pieces: list[Piece], kind: str | None) -> str:
-    """The column's kind (inferred as the row path infers an undocumented one); NotFast where
-    the row path would report a value of the wrong type."""
-    seen: set[type] = set()
-    for _, values in pieces:
-        seen.update(map(type, values))
-    if kind is None:
-        for inferred, types in _ALLOWED.items():  # narrowest first, as the row path's _infer
-            if seen <= types and (seen or inferred == "str"):
-                return inferred
-        return "json"
-    allowed = _ALLOWED.get(kind)
-    if allowed is not None and not seen <= allowed:
-        raise NotFast(f"{name} holds a value of type {sorted(t.__name__ for t in seen)}")
-    return kind
-
-
-def _column(n: int, pieces: list[Piece], kind: str) -> Any:
-    """A full column of ``n`` rows from its pieces, with the dtype the row path gives ``kind``."""
-    import numpy as np
-    import pandas as pd
-    import pyarrow as pa
-
-    positions = (np.concatenate([p for p, _ in pieces]) if pieces
-                 else np.empty(0, dtype="int64"))
-    values = (np.concatenate([v for _, v in pieces]) if pieces else np.empty(0, dtype=object))
-    if kind in ("str", "json"):
-        if kind == "json":
-            encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
-            values = np.fromiter(map(encode, values), dtype=object, count=len(values))
-        column = np.full(n, None, dtype=object)
-        column[positions] = values
-        return pd.array(pa.array(column, type=pa.large_string(), from_pandas=True), dtype="str")
-    if kind == "float64":
-        floats = np.full(n, np.nan)
-        floats[positions] = values.astype("float64")
-        return floats
-    mask = np.ones(n, dtype=bool)
-    mask[positions] = False
-    if kind == "boolean":
-        flags = np.zeros(n, dtype=bool)
-        flags[positions] = values.astype(bool)
-        return pd.arrays.BooleanArray(flags, mask)
-    numbers = np.zeros(n, dtype="int64")
-    try:
-        numbers[positions] = values.astype("int64")
-    except OverflowError:
-        raise NotFast("an integer beyond 64 bits") from None
-    return pd.arrays.IntegerArray(numbers, mask)
-
-
-def _check_calls(found: list[tuple[str, TypeRows]]) -> None:
-    """What the row path's CallTracker reports: a tool.result without an earlier tool.call of
-    its run, a negative token count in a model.response."""
-    from ._export_checks import _TOKENS
-
-    steps: list[tuple[int, str, str, Any]] = []
-    for event_type, rows in found:
-        if event_type in ("tool.call", "tool.result"):
-            steps += zip(rows.ids["rowid"], [event_type] * len(rows.ids["rowid"]),
-                         rows.ids["run_id"], rows.values["tool_call_id"], strict=True)
-        if event_type == "model.response":
-            for key in _TOKENS:
-                name = "model_requests" if key == "requests" else f"model_{key}"
-                if any(isinstance(v, int | float) and not isinstance(v, bool) and v < 0
-                       for v in rows.values[name]):
-                    raise NotFast(f"a negative {key}")
-    first: dict[tuple[str, Any], int] = {}
-    for rowid, event_type, run_id, call_id in steps:
-        if event_type == "tool.call":
-            first[(run_id, call_id)] = min(rowid, first.get((run_id, call_id), rowid))
-    for rowid, event_type, run_id, call_id in steps:
-        if event_type == "tool.result" and call_id is not None and not (
-                first.get((run_id, call_id), rowid) < rowid):
-            raise NotFast("a tool.result without an earlier call")
-
-
-def _event_ids(run_ids: Any, seqs: Any) -> Any:
-    """``"{run_id}:{seq}"`` of every event, joined by Arrow."""
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    runs = pa.array(run_ids, type=pa.large_string(), from_pandas=True)
-    numbers = pc.cast(pa.array(seqs.astype("int64")), pa.large_string())
-    return pd.array(pc.binary_join_element_wise(runs, numbers, pa.scalar(":", pa.large_string())),
-                    dtype="str")
-
-
-def _orders(session_ids: Any) -> Any:
-    """Each event's position in its session (the row path counts them in store order)."""
-    import pandas as pd
-
-    codes, _ = pd.factorize(session_ids)
-    return pd.Series(codes).groupby(codes).cumcount().to_numpy(dtype="int64")
-
-
-def _text(chunks: Iterator[list[bytes]]) -> Any:
-    import pandas as pd
-    import pyarrow as pa
-
-    arrays = [pa.array(chunk, type=pa.large_binary()).cast(pa.large_string()) for chunk in chunks]
-    return pd.array(pa.chunked_array(arrays, type=pa.large_string()), dtype="str")
-
-
-def _strings(values: Any) -> Any:
-    """A str column from an object array of str and None."""
-    import pandas as pd
-    import pyarrow as pa
-
-    return pd.array(pa.array(values, type=pa.large_string(), from_pandas=True), dtype="str")
-
-
-def _read_all(reader: _SQLReader) -> tuple[list[tuple[str, TypeRows]], dict[int, Any], Any]:
-    db = Columns(reader)
-    try:
-        found = [(t, db.of_type(t)) for t in db.types()]
-        _check_calls(found)
-        labels = {rowid: found for t, rows in found if t == "run.started"
-                  for rowid, found in zip(rows.ids["rowid"], rows.values[".labels"], strict=True)}
-        return found, labels, _text(db.data())
-    finally:
-        db.close()
-
-
-def events_frame(reader: _SQLReader) -> Any:
-    """events_df of one SQLite reader, column by column; NotFast when only the row path can."""
-    import numpy as np
-    import pandas as pd
-
-    from .export import EVENT_COLUMNS
-
-    found, labels, data = _read_all(reader)
-    sizes = [len(rows.ids["rowid"]) for _, rows in found]
-    n = sum(sizes)
-    rowids = np.concatenate([np.asarray(rows.ids["rowid"], dtype="int64") for _, rows in found]
-                            or [np.empty(0, dtype="int64")])
-    order = np.argsort(rowids, kind="stable")
-    position = np.empty(n, dtype="int64")
-    position[order] = np.arange(n)
-
-    def ordered(name: str) -> Any:
-        parts = [np.fromiter(rows.ids[name], dtype=object, count=size)
-                 for (_, rows), size in zip(found, sizes, strict=True)]
-        return np.concatenate(parts or [np.empty(0, dtype=object)])[order]
-
-    base = {name: ordered(name) for name in _IDS}
-    base["type"] = np.repeat(np.array([t for t, _ in found], dtype=object), sizes)[order]
-    pieces: dict[str, list[Piece]] = {}
-    start = 0
-    for (_, rows), size in zip(found, sizes, strict=True):
-        for name, values in rows.values.items():
-            if name.startswith("."):
-                continue
-            pieces.setdefault(name, []).append(_present(position[start:start + size], values))
-        start += size
-    samples = identities_by_row({k: base[k].tolist() for k in ("rowid", "run_id", "session_id",
-                                                               "parent_run_id", "type")}, labels)
-    every = np.arange(n)
-    for name in IDENTITY_COLUMNS:
-        pieces[name] = [_present(every, [s.get(name) for s in samples])]
-    extras = sorted(name for name, parts in pieces.items()
-                    if name not in EVENT_COLUMNS and any(len(p) for p, _ in parts))
-    out: dict[str, Any] = {}
-    for name in [*EVENT_COLUMNS, *extras]:
-        if name in _BASE and name not in IDENTITY_COLUMNS:
-            continue
-        parts = pieces.get(name, [])
-        out[name] = _column(n, parts, _kind(name, parts, EVENT_COLUMNS.get(name)))
-    for name in ("session_id", "run_id", "parent_run_id", "type"):
-        out[name] = _strings(base[name])
-    out["event_id"] = _event_ids(base["run_id"], base["seq"])
-    try:
-        times = pd.to_datetime(base["ts"], format="ISO8601", utc=True)
-    except ValueError:  # a date like 2026-13-45, in the canonical shape: the row path says so
-        raise NotFast("a timestamp that is not a date") from None
-    out.update({"order": _orders(base["session_id"]), "seq": base["seq"].astype("int64"),
-                "ts": pd.DatetimeIndex(times).as_unit("us").array, "data": data})
-    return pd.DataFrame({name: out[name] for name in [*EVENT_COLUMNS, *extras]},
-                        index=pd.RangeIndex(n))

@@ -298,8 +298,10 @@ def _fast(source: Source, engine: Engine, strict: bool, build: Callable[[Any], A
 
 def events_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> Result:
     """One row per stored event: ids, ``type``, ``seq``, ``ts``, the full ``data`` as JSON, and
-    its fields as typed, prefixed columns (see docs/dataframes.md)."""
-    from ._export_fast import events_frame
+    its fields as typed, prefixed columns (see docs/dataframes.md). ``engine="auto"`` builds it
+    column by column with SQL from one SQLite store or session where the rows allow (the same
+    frame, faster); ``engine="rows"`` always from rows, the reference."""
+    from ._export_columns import events_frame
 
     fast = _fast(source, engine, strict, events_frame)
     if fast is not None:

@@ -177,14 +177,17 @@ def events_frame(reader: _SQLReader) -> Any:
     columns: dict[str, _Column] = {}
     calls, labels = _Calls(), dict[int, Any]()
     try:
-        rowids, types = db.order()
-        n, kinds = len(rowids), np.asarray(types, dtype=object)
+        types = db.types()
+        texts = db.scan(types)
+        rowids = np.sort(np.concatenate([np.asarray(json.loads(texts[t][0]), dtype="int64")
+                                         for t in types] or [np.empty(0, dtype="int64")]))
+        n = len(rowids)
         base = {name: np.empty(n, dtype=object) for name in _IDS}
-        for event_type in sorted(set(types)):
-            positions = np.flatnonzero(kinds == event_type)
-            rows = db.of_type(event_type)
-            if rows.ids["rowid"] != [rowids[i] for i in positions]:
-                raise NotFast("the store changed between two reads")
+        base["type"] = np.empty(n, dtype=object)
+        for event_type in types:
+            rows = db.decode(event_type, texts.pop(event_type))
+            positions = np.searchsorted(rowids, np.asarray(rows.ids["rowid"], dtype="int64"))
+            base["type"][positions] = event_type
             for name, values in rows.ids.items():
                 base[name][positions] = np.fromiter(values, dtype=object, count=len(values))
             calls.see(event_type, rows)
@@ -200,7 +203,6 @@ def events_frame(reader: _SQLReader) -> Any:
         data = _text(db)
     finally:
         db.close()
-    base["type"] = kinds
     samples = identities_by_row({k: base[k].tolist() for k in ("rowid", "run_id", "session_id",
                                                                "parent_run_id", "type")}, labels)
     every = np.arange(n)

@@ -191,6 +191,7 @@ class Columns:
 
     def __init__(self, reader: _SQLReader) -> None:
         self.db: sqlite3.Connection = reader._connect()
+        self.filters = reader.filters
         self.where = " AND ".join(f"{c} = ?" for c, _ in reader.filters) or "1"
         self.args = tuple(v for _, v in reader.filters)
 
@@ -203,30 +204,48 @@ class Columns:
         except sqlite3.Error as exc:  # malformed JSON, a BLOB: the row path reports the row
             raise NotFast(str(exc)) from None
 
-    def order(self) -> tuple[list[int], list[Any]]:
-        """(rowid, type) of every event in store order; NotFast if a type is not one the fast
-        path knows (a custom event type, a type that is not text)."""
-        rowids, types = self._one(
-            "SELECT json_group_array(rowid), json_group_array(type) FROM (SELECT rowid, type "
-            f"FROM events WHERE {self.where} ORDER BY rowid)")
-        found, known = json.loads(types), event_columns()
-        if any(not isinstance(t, str) or t not in known for t in set(found)):
+    def types(self) -> list[str]:
+        """The event types in the store; NotFast if one is not a type the fast path knows (a
+        custom event type, a type that is not text)."""
+        rows = self.db.execute(f"SELECT DISTINCT type FROM events WHERE {self.where}", self.args)
+        found, known = [t for (t,) in rows], event_columns()
+        if any(not isinstance(t, str) or t not in known for t in found):
             raise NotFast("an event type the fast path does not know")
-        return json.loads(rowids), found
+        return sorted(found)
 
-    def of_type(self, event_type: str) -> TypeRows:
-        """The ids and data columns of one type's events; NotFast if a row needs the row path."""
+    def scan(self, types: list[str]) -> dict[str, tuple[Any, ...]]:
+        """Every type's ids and columns as JSON texts, from one scan of the table (an aggregate
+        per type and column, each with a FILTER on the type); NotFast if a row needs the row
+        path."""
+        if not types:
+            return {}
+        parts = []
+        for n, event_type in enumerate(types):
+            spec, only = event_columns()[event_type], f"FILTER (WHERE type = ?{n + 1})"
+            paths = ", ".join(repr(path) for _, path in spec.columns)
+            parts += [f"json_group_array({sql}) {only}" for sql in _IDS.values()]
+            parts += [f"SUM(({_BAD_IDS}) OR {spec.bad()}) {only}",
+                      f"json_group_array(json_extract(data, {paths}, '$.\"\"')) {only}"]
+        where = " AND ".join(f"{c} = ?{len(types) + i + 1}" for i, (c, _) in
+                             enumerate(self.filters)) or "1"
+        try:
+            row = self.db.execute(f"SELECT {', '.join(parts)} FROM events WHERE {where}",
+                                  (*types, *self.args)).fetchone()
+        except sqlite3.Error as exc:  # malformed JSON, a BLOB: the row path reports the row
+            raise NotFast(str(exc)) from None
+        width = len(_IDS) + 2
+        found = {t: tuple(row[i * width:(i + 1) * width]) for i, t in enumerate(types)}
+        for event_type, texts in found.items():
+            if texts[len(_IDS)]:
+                raise NotFast(f"{texts[len(_IDS)]} {event_type} events need the row path")
+        return found
+
+    @staticmethod
+    def decode(event_type: str, texts: tuple[Any, ...]) -> TypeRows:
+        """The ids and data columns of one type's events, from :meth:`scan`'s texts."""
         spec = event_columns()[event_type]
-        paths = ", ".join(repr(path) for _, path in spec.columns)
-        parts = [f"json_group_array({sql})" for sql in _IDS.values()]
-        parts += [f"SUM(({_BAD_IDS}) OR {spec.bad()})",
-                  f"json_group_array(json_extract(data, {paths}, '$.\"\"'))"]
-        row = self._one(f"SELECT {', '.join(parts)} FROM (SELECT rowid, * FROM events WHERE "
-                        f"{self.where} AND type = ? ORDER BY rowid)", (event_type,))
-        if row[len(_IDS)]:
-            raise NotFast(f"{row[len(_IDS)]} {event_type} events need the row path")
-        ids = {name: json.loads(text) for name, text in zip(_IDS, row, strict=False)}
-        found = json.loads(row[-1])
+        ids = {name: json.loads(text) for name, text in zip(_IDS, texts, strict=False)}
+        found = json.loads(texts[-1])
         columns = list(zip(*found, strict=True)) if found else [()] * (len(spec.columns) + 1)
         values: dict[str, Any] = {}
         for (name, _), column in zip(spec.columns, columns, strict=False):

@@ -157,13 +157,22 @@ def _base_columns(base: dict[str, Any], data: Any) -> dict[str, Any]:
     return out
 
 
-def _text(db: Columns) -> Any:
+def _text(db: Columns, rowids: Any) -> Any:
+    """The ``data`` column: the stored JSON texts as one Arrow string array, built from one
+    concatenated buffer and the rows' byte lengths."""
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
 
-    arrays = [pa.array(chunk, type=pa.large_binary()).cast(pa.large_string())
-              for chunk in db.data()]
-    return pd.array(pa.chunked_array(arrays, type=pa.large_string()), dtype="str")
+    text, lengths, order = db.data()
+    if not np.array_equal(np.asarray(order, dtype="int64"), rowids):
+        raise NotFast("the concatenation is not in the store's order")
+    offsets = np.zeros(len(lengths) + 1, dtype="int64")
+    np.cumsum(np.asarray(lengths, dtype="int64"), out=offsets[1:])
+    array = pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets),
+                                             pa.py_buffer(text))
+    array.validate(full=True)  # UTF-8 checked, as pyarrow checks the row path's strings
+    return pd.array(array, dtype="str")
 
 
 def events_frame(reader: _SQLReader) -> Any:
@@ -200,7 +209,7 @@ def events_frame(reader: _SQLReader) -> Any:
                     columns[name].add(positions, values)
             del rows
         calls.check()
-        data = _text(db)
+        data = _text(db, rowids)
     finally:
         db.close()
     samples = identities_by_row({k: base[k].tolist() for k in ("rowid", "run_id", "session_id",

@@ -6,7 +6,8 @@
 The store is made by benchmarks/export_store.py (kept at --store if given, reused when it exists).
 Each measurement is a new interpreter: it imports loom_nb.export (timed), then pandas (timed
 apart: the issue's targets exclude it), then builds one frame (timed), and reports the process's
-peak RSS (``ru_maxrss``: everything, pandas included) and the RSS before the frame.
+peak RSS (``ru_maxrss``: everything, pandas included) and the RSS before the frame. CPU seconds
+(``process_time``) are given beside the wall time: on a shared machine they move less.
 Median of --repeat runs; the peak is the largest seen.
 """
 
@@ -43,11 +44,11 @@ before = rss()
 kwargs = {} if sys.argv[3] == "default" else {"engine": sys.argv[3]}
 if sys.argv[1] != "events_df" and kwargs:  # only events_df has engines
     print(json.dumps(None)); raise SystemExit
-t3 = time.perf_counter()
+t3, c3 = time.perf_counter(), time.process_time()
 frame = getattr(ex, sys.argv[1])(sys.argv[2], **kwargs)
-t4 = time.perf_counter()
+t4, c4 = time.perf_counter(), time.process_time()
 print(json.dumps({"import_export": t1 - t0, "pandas_at_import": pandas_loaded,
-                  "import_pandas": t2 - t1, "seconds": t4 - t3, "rss_before_mib": before,
+                  "import_pandas": t2 - t1, "seconds": t4 - t3, "cpu_seconds": c4 - c3, "rss_before_mib": before,
                   "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rows": len(frame), "columns": frame.shape[1]}))
 """
@@ -69,6 +70,7 @@ def run(path: str, engines: list[str], repeat: int, frames: list[str]) -> list[d
             rows.append({"frame": frame, "engine": engine, "rows": runs[0]["rows"],
                          "columns": runs[0]["columns"],
                          "seconds": statistics.median(r["seconds"] for r in runs),
+                         "cpu_seconds": statistics.median(r["cpu_seconds"] for r in runs),
                          "peak_mib": max(r["peak_mib"] for r in runs),
                          "rss_before_mib": statistics.median(r["rss_before_mib"] for r in runs),
                          "import_export": statistics.median(r["import_export"] for r in runs),
@@ -97,10 +99,11 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows))
         return
-    print(f"{'frame':14} {'engine':8} {'rows':>8} {'cols':>5} {'seconds':>8} {'peak MiB':>9} "
+    print(f"{'frame':14} {'engine':8} {'rows':>8} {'cols':>5} {'seconds':>8} {'CPU s':>6} {'peak MiB':>9} "
           f"{'RSS before':>10} {'import export':>13} {'import pandas':>13}")
     for r in rows:
         print(f"{r['frame']:14} {r['engine']:8} {r['rows']:8,} {r['columns']:5} {r['seconds']:8.3f} "
+              f"{r['cpu_seconds']:6.3f} "
               f"{r['peak_mib']:9.0f} {r['rss_before_mib']:10.0f} {r['import_export']:13.3f} "
               f"{r['import_pandas']:13.3f}" + ("  (pandas imported by loom_nb.export!)"
                                                if r["pandas_at_import"] else ""))

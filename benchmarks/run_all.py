@@ -499,11 +499,11 @@ def report(results: dict[str, Any], info: dict[str, str], meta: dict[str, Any]) 
             "peak RSS is the whole process, pandas and pyarrow included (RSS before the frame in "
             "the next column). `auto` is the default engine; `rows` the reference row path.")
         add("")
-        add("| frame | engine | rows × cols | seconds | peak RSS MiB | RSS before MiB | import pandas s |")
-        add("|---|---|---|---:|---:|---:|---:|")
+        add("| frame | engine | rows × cols | seconds | CPU s | peak RSS MiB | RSS before MiB | import pandas s |")
+        add("|---|---|---|---:|---:|---:|---:|---:|")
         for r in export:
             add(f"| {r['frame']} | {r['engine']} | {r['rows']:,} × {r['columns']} | "
-                f"{r['seconds']:.2f} | {r['peak_mib']:.0f} | {r['rss_before_mib']:.0f} | "
+                f"{r['seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['peak_mib']:.0f} | {r['rss_before_mib']:.0f} | "
                 f"{r['import_pandas']:.2f} |")
         add("")
 

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 from ._export_eval import IDENTITY_COLUMNS
-from ._export_fast import _BASE, _IDS, Columns, NotFast, TypeRows, identities_by_row
+from ._export_fast import _BASE, _IDS, Columns, TypeRows, _NotFast, identities_by_row
 from ._export_read import _SQLReader
 
 __all__ = ["events_frame"]
@@ -33,7 +33,7 @@ def _compact(values: Any, kind: str) -> Any:
     try:
         return np.asarray(values.tolist(), dtype=_NUMPY[kind])
     except OverflowError:  # beyond 64 bits: the row path fails on it as it always has
-        raise NotFast("an integer beyond 64 bits") from None
+        raise _NotFast("an integer beyond 64 bits") from None
 
 
 class _Column:
@@ -59,7 +59,7 @@ class _Column:
             return
         allowed = _ALLOWED.get(self.kind)
         if allowed is not None and not types <= allowed:
-            raise NotFast(f"{self.name} holds a value of type {sorted(t.__name__ for t in types)}")
+            raise _NotFast(f"{self.name} holds a value of type {sorted(t.__name__ for t in types)}")
         self.pieces.append((positions[keep], _compact(present, self.kind)))
 
     def build(self, n: int) -> Any:
@@ -119,7 +119,7 @@ class _Calls:
                 name = "model_requests" if key == "requests" else f"model_{key}"
                 if any(isinstance(v, int | float) and not isinstance(v, bool) and v < 0
                        for v in rows.values[name]):
-                    raise NotFast(f"a negative {key}")
+                    raise _NotFast(f"a negative {key}")
 
     def check(self) -> None:
         first: dict[tuple[str, Any], int] = {}
@@ -129,7 +129,7 @@ class _Calls:
         for rowid, event_type, run_id, call_id in self.steps:
             if event_type == "tool.result" and call_id is not None and not (
                     first.get((run_id, call_id), rowid) < rowid):
-                raise NotFast("a tool.result without an earlier call")
+                raise _NotFast("a tool.result without an earlier call")
 
 
 def _base_columns(base: dict[str, Any], data: Any) -> dict[str, Any]:
@@ -152,7 +152,7 @@ def _base_columns(base: dict[str, Any], data: Any) -> dict[str, Any]:
     try:
         times = pd.to_datetime(base["ts"], format="ISO8601", utc=True)
     except ValueError:  # a date like 2026-13-45, in the canonical shape: the row path says so
-        raise NotFast("a timestamp that is not a date") from None
+        raise _NotFast("a timestamp that is not a date") from None
     out.update(seq=seqs, ts=pd.DatetimeIndex(times).as_unit("us").array, data=data)
     return out
 
@@ -166,7 +166,7 @@ def _text(db: Columns, rowids: Any) -> Any:
 
     text, lengths, order = db.data()
     if not np.array_equal(np.asarray(order, dtype="int64"), rowids):
-        raise NotFast("the concatenation is not in the store's order")
+        raise _NotFast("the concatenation is not in the store's order")
     offsets = np.zeros(len(lengths) + 1, dtype="int64")
     np.cumsum(np.asarray(lengths, dtype="int64"), out=offsets[1:])
     array = pa.LargeStringArray.from_buffers(len(lengths), pa.py_buffer(offsets),
@@ -176,7 +176,7 @@ def _text(db: Columns, rowids: Any) -> Any:
 
 
 def events_frame(reader: _SQLReader) -> Any:
-    """events_df of one SQLite reader, column by column; NotFast when only the row path can."""
+    """events_df of one SQLite reader, column by column; _NotFast when only the row path can."""
     import numpy as np
     import pandas as pd
 

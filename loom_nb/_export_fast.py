@@ -10,7 +10,7 @@ parser, exactly as the row path decodes them.
 The fast path takes only stores it can render exactly as the row path does: every event of a
 type the kernel writes, with the keys of its payload (docs/events.md) and values of their
 documented types, canonical UTC timestamps, and no problem the row path would report. Anything
-else (a damaged row, a custom event type, an undocumented key) raises :class:`NotFast` from the
+else (a damaged row, a custom event type, an undocumented key) raises :class:`_NotFast` from the
 checks, before any frame is built, and ``events_df`` takes the row path: it reports the problems
 in the store's order, as it always has. The checks are SQL over the same scan.
 """
@@ -30,11 +30,11 @@ from ._export_eval import IDENTITY_COLUMNS, Identities
 from ._export_read import _SQLReader
 from .events import LIVE_ONLY, PAYLOADS, PartitionName
 
-__all__ = ["Columns", "NotFast", "TypeColumns", "TypeRows", "event_columns", "has_arrow",
+__all__ = ["Columns", "TypeColumns", "TypeRows", "event_columns", "has_arrow",
            "identities_by_row", "sql_reader"]
 
 
-class NotFast(Exception):
+class _NotFast(Exception):
     """The store holds something only the row path renders exactly (internal: never raised
     to the caller, who gets the row path's frame instead)."""
 
@@ -202,20 +202,20 @@ class Columns:
         try:
             return tuple(self.db.execute(sql, (*self.args, *args)).fetchone())
         except sqlite3.Error as exc:  # malformed JSON, a BLOB: the row path reports the row
-            raise NotFast(str(exc)) from None
+            raise _NotFast(str(exc)) from None
 
     def types(self) -> list[str]:
-        """The event types in the store; NotFast if one is not a type the fast path knows (a
+        """The event types in the store; _NotFast if one is not a type the fast path knows (a
         custom event type, a type that is not text)."""
         rows = self.db.execute(f"SELECT DISTINCT type FROM events WHERE {self.where}", self.args)
         found, known = [t for (t,) in rows], event_columns()
         if any(not isinstance(t, str) or t not in known for t in found):
-            raise NotFast("an event type the fast path does not know")
+            raise _NotFast("an event type the fast path does not know")
         return sorted(found)
 
     def scan(self, types: list[str]) -> dict[str, tuple[Any, ...]]:
         """Every type's ids and columns as JSON texts, from one scan of the table (an aggregate
-        per type and column, each with a FILTER on the type); NotFast if a row needs the row
+        per type and column, each with a FILTER on the type); _NotFast if a row needs the row
         path."""
         if not types:
             return {}
@@ -232,12 +232,12 @@ class Columns:
             row = self.db.execute(f"SELECT {', '.join(parts)} FROM events WHERE {where}",
                                   (*types, *self.args)).fetchone()
         except sqlite3.Error as exc:  # malformed JSON, a BLOB: the row path reports the row
-            raise NotFast(str(exc)) from None
+            raise _NotFast(str(exc)) from None
         width = len(_IDS) + 2
         found = {t: tuple(row[i * width:(i + 1) * width]) for i, t in enumerate(types)}
         for event_type, texts in found.items():
             if texts[len(_IDS)]:
-                raise NotFast(f"{texts[len(_IDS)]} {event_type} events need the row path")
+                raise _NotFast(f"{texts[len(_IDS)]} {event_type} events need the row path")
         return found
 
     @staticmethod
@@ -250,7 +250,7 @@ class Columns:
         values: dict[str, Any] = {}
         for (name, _), column in zip(spec.columns, columns, strict=False):
             if name == ".required" and any(v is None for v in column):
-                raise NotFast(f"a {event_type} event lacks a key it needs")
+                raise _NotFast(f"a {event_type} event lacks a key it needs")
             values[name] = column
         return TypeRows(ids, values)
 

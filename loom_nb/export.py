@@ -291,7 +291,7 @@ def _fast(source: Source, engine: Engine, strict: bool, build: Callable[[Any], A
         return None
     try:
         frame = build(reader)
-    except fast.NotFast:
+    except fast._NotFast:
         return None
     return frame if strict else (frame, [])
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import types
 import typing
 from pathlib import Path
@@ -17,7 +19,7 @@ import pytest
 import loom_nb
 from loom_nb import Agent, Model, SessionConfig, tool
 from loom_nb._export_columns import events_frame
-from loom_nb._export_fast import NotFast, sql_reader
+from loom_nb._export_fast import _NotFast, sql_reader
 from loom_nb._export_read import unique
 from loom_nb.events import LIVE_ONLY, PAYLOADS
 from loom_nb.export import ExportError, events_df
@@ -193,7 +195,7 @@ DAMAGES: dict[str, tuple[Any, ...]] = {
 @pytest.mark.parametrize("damage", list(DAMAGES))
 def test_a_damaged_row_gets_the_row_path_and_its_report(store: Path, damage: str) -> None:
     add_events(store, [DAMAGES[damage]])
-    with pytest.raises(NotFast):
+    with pytest.raises(_NotFast):
         fast(store)
     if damage == "a 70-bit integer":  # the row path fails on it (a known limit), as before
         for engine in ("rows", "auto"):
@@ -218,3 +220,10 @@ def test_an_empty_store_and_an_unknown_engine(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(fast(path), events_df(path, engine="rows"), check_exact=True)
     with pytest.raises(ExportError, match="engine='duckdb' is not an export engine"):
         events_df(path, engine="duckdb")  # type: ignore[arg-type]
+
+
+def test_the_column_path_modules_import_no_pandas_numpy_or_pyarrow() -> None:
+    code = ("import sys, loom_nb.export, loom_nb._export_fast, loom_nb._export_columns; "
+            "print(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -22,15 +22,16 @@ import itertools
 import json
 import sqlite3
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ._export_eval import IDENTITY_COLUMNS, Identities
 from ._export_read import _SQLReader
+from .errors import ExportError
 from .events import LIVE_ONLY, PAYLOADS, PartitionName
 
-__all__ = ["Columns", "TypeColumns", "TypeRows", "event_columns", "has_arrow",
+__all__ = ["Columns", "fast", "TypeColumns", "TypeRows", "event_columns", "has_arrow",
            "identities_by_row", "sql_reader"]
 
 
@@ -49,7 +50,10 @@ _DIGITS = "[0-9]"
 _TS_GLOB = (f"{_DIGITS * 4}-{_DIGITS * 2}-{_DIGITS * 2}T{_DIGITS * 2}:{_DIGITS * 2}:"
             f"{_DIGITS * 2}")
 _TS_OK = (f"(typeof(ts) = 'text' AND ((length(ts) = 25 AND ts GLOB '{_TS_GLOB}+00:00') OR "
-          f"(length(ts) = 32 AND ts GLOB '{_TS_GLOB}.{_DIGITS * 6}+00:00')))")
+          f"(length(ts) = 32 AND ts GLOB '{_TS_GLOB}.{_DIGITS * 6}+00:00')) AND "
+          # a real date and time (through the Julian day 2026-02-31 becomes March: they differ)
+          f"date(julianday(substr(ts, 1, 10))) IS substr(ts, 1, 10) AND substr(ts, 1, 4) > '0000' AND "
+          f"time(substr(ts, 12, 8)) IS substr(ts, 12, 8))")
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,23 @@ def has_arrow() -> bool:
     return True
 
 
+def fast(source: Any, engine: str, build: Callable[[_SQLReader], Any]) -> Any:
+    """What ``build`` makes with SQL from ``source``'s one SQLite reader, or None when the row
+    path must make it (another source, ``engine="rows"``, no pyarrow, or a store with something
+    only the row path reports or renders exactly)."""
+    from ._export_read import unique
+
+    if engine not in ("auto", "rows"):
+        raise ExportError(f"engine={engine!r} is not an export engine; use 'auto' or 'rows'.")
+    reader = sql_reader(unique(source)) if engine == "auto" else None
+    if reader is None or not has_arrow():
+        return None
+    try:
+        return build(reader)
+    except _NotFast:
+        return None
+
+
 def sql_reader(readers: list[Any]) -> _SQLReader | None:
     """The one SQLite reader of a whole store or session, or None (another kind of source)."""
     if len(readers) != 1 or type(readers[0]) is not _SQLReader or readers[0].run_id is not None:
@@ -197,6 +218,15 @@ class Columns:
 
     def close(self) -> None:
         self.db.close()
+
+    @classmethod
+    def read(cls, reader: _SQLReader, what: Callable[[Columns], Any]) -> Any:
+        """``what`` of a new connection to ``reader``'s store, closed after."""
+        db = cls(reader)
+        try:
+            return what(db)
+        finally:
+            db.close()
 
     def _one(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[Any, ...]:
         try:
@@ -253,6 +283,27 @@ class Columns:
                 raise _NotFast(f"a {event_type} event lacks a key it needs")
             values[name] = column
         return TypeRows(ids, values)
+
+    def tool_counts(self) -> dict[str, tuple[int, int]]:
+        """run id -> (tool calls, tool results with ``is_error`` true), counted by SQL; NotFast
+        unless every tool.call and tool.result is one the row path would read without a
+        problem and to the same values."""
+        from .export import REQUIRED
+
+        specs = event_columns()
+        bad = " OR ".join(
+            f"(type = '{t}' AND ({specs[t].bad()} OR "
+            + " OR ".join(f"json_type(data, '{_path(k)}') IS NULL" for k in REQUIRED[t]) + "))"
+            for t in ("tool.call", "tool.result"))
+        (bad_rows, counts) = self._one(
+            "SELECT SUM(bad), json_group_array(json_array(run_id, calls, errors)) FROM ("
+            f"SELECT run_id, SUM(({_BAD_IDS}) OR {bad}) AS bad, SUM(type = 'tool.call') AS calls, "
+            "SUM(type = 'tool.result' AND json_type(data, '$.is_error') = 'true') AS errors "
+            f"FROM events WHERE {self.where} AND type IN ('tool.call', 'tool.result') "
+            "GROUP BY run_id)")
+        if bad_rows:
+            raise _NotFast(f"{bad_rows} tool events need the row path")
+        return {run_id: (calls, errors) for run_id, calls, errors in json.loads(counts)}
 
     def data(self) -> tuple[bytes, list[int], list[int]]:
         """The stored JSON text of every event as one UTF-8 string, with each row's byte

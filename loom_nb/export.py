@@ -278,34 +278,17 @@ def _array(values: list[Any], kind: str) -> Any:
 
 # -- public frames ---------------------------------------------------------------------------------
 
-def _fast(source: Source, engine: Engine, strict: bool, build: Callable[[Any], Any]) -> Result:
-    """The frame ``build`` makes column by column from ``source``'s one SQLite reader, or None
-    when the row path must make it (another source, ``engine="rows"``, or a store with
-    something only the row path reports or renders exactly)."""
-    from . import _export_fast as fast
-
-    if engine not in ("auto", "rows"):
-        raise ExportError(f"engine={engine!r} is not an export engine; use 'auto' or 'rows'.")
-    reader = fast.sql_reader(_read.unique(source)) if engine == "auto" else None
-    if reader is None or not fast.has_arrow():
-        return None
-    try:
-        frame = build(reader)
-    except fast._NotFast:
-        return None
-    return frame if strict else (frame, [])
-
-
 def events_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> Result:
     """One row per stored event: ids, ``type``, ``seq``, ``ts``, the full ``data`` as JSON, and
     its fields as typed, prefixed columns (see docs/dataframes.md). ``engine="auto"`` builds it
     column by column with SQL from one SQLite store or session where the rows allow (the same
     frame, faster); ``engine="rows"`` always from rows, the reference."""
     from ._export_columns import events_frame
+    from ._export_fast import fast as _fast
 
-    fast = _fast(source, engine, strict, events_frame)
+    fast = _fast(source, engine, events_frame)
     if fast is not None:
-        return fast
+        return fast if strict else (fast, [])
     problems = Problems(strict)
     table = Table(EVENT_COLUMNS)
     orders: dict[str, int] = {}
@@ -332,16 +315,24 @@ def event_row(event: EventRow, orders: dict[str, int], problems: Problems) -> di
             "type": event.type, "ts": event.ts, "data": event.data_json}
 
 
-def runs_df(source: Source, *, strict: bool = True) -> Result:
+def runs_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> Result:
     """One row per run: status, prompt, output, times, usage, tool call counts, quality verdict,
-    and ``metadata_*`` from the task's and the RunContext's metadata."""
+    and ``metadata_*`` from the task's and the RunContext's metadata. ``engine="auto"`` counts
+    the tool calls with SQL on one SQLite store or session where the rows allow."""
+    from ._export_fast import Columns, fast
+
     problems = Problems(strict)
-    wanted = {"run.started", "run.finished", "tool.call", "tool.result", "quality.verdict"}
+    tools = fast(source, engine, lambda reader: Columns.read(reader, Columns.tool_counts))
+    wanted = {"run.started", "run.finished", "quality.verdict"}
+    wanted |= {"tool.call", "tool.result"} if tools is None else set()
     summaries: dict[str, _RunSummary] = {}
     runs = list(_read.runs(source, problems))  # before the events: one read at a time per file
     for event in _read.events(source, problems, types=wanted):
         summaries.setdefault(event.run_id, _RunSummary()).add(event)
         _check_required(event, problems)
+    for run_id, (calls, errors) in (tools or {}).items():
+        summary = summaries.setdefault(run_id, _RunSummary())
+        summary.tool_calls, summary.tool_errors = calls, errors
     counts = _read.event_counts(source)
     table = Table(RUN_COLUMNS)
     orders: dict[str, int] = {}

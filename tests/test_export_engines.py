@@ -19,10 +19,10 @@ import pytest
 import loom_nb
 from loom_nb import Agent, Model, SessionConfig, tool
 from loom_nb._export_columns import events_frame
-from loom_nb._export_fast import _NotFast, sql_reader
+from loom_nb._export_fast import Columns, _NotFast, sql_reader
 from loom_nb._export_read import unique
 from loom_nb.events import LIVE_ONLY, PAYLOADS
-from loom_nb.export import ExportError, events_df
+from loom_nb.export import ExportError, events_df, runs_df
 from loom_nb.store import SQLiteStore
 
 TS = "2026-01-02T03:04:05.123456+00:00"
@@ -126,6 +126,10 @@ def assert_same(source: Any) -> None:
     pd.testing.assert_frame_equal(events_df(source), rows, check_exact=True)
     frame, errors = events_df(source, strict=False)
     assert errors == [] and frame.equals(rows)
+    reader = sql_reader(unique(source))
+    assert Columns.read(reader, Columns.tool_counts) is not None  # runs_df's SQL counts
+    pd.testing.assert_frame_equal(runs_df(source), runs_df(source, engine="rows"),
+                                  check_exact=True)
 
 
 def test_the_column_path_equals_the_row_path_on_every_event_type(store: Path) -> None:
@@ -189,6 +193,15 @@ DAMAGES: dict[str, tuple[Any, ...]] = {
         {"turn": 1, "usage": {"input_tokens": -1}})),
     "a 70-bit integer": ("r", 0, "d", None, "model.request", TS, json.dumps({"turn": 2**70})),
     "an invalid date": ("r", 0, "d", None, "run.started", "2026-13-45T03:04:05+00:00", json.dumps({"prompt": "p"})),
+    "the 31st of February": ("r", 0, "d", None, "tool.call", "2026-02-31T03:04:05+00:00", json.dumps(
+        {"call_id": "c", "name": "n", "args": {}})),
+    "a second 60": ("r", 0, "d", None, "tool.call", "2026-02-03T03:04:60+00:00", json.dumps(
+        {"call_id": "c", "name": "n", "args": {}})),
+    "the year 0": ("r", 0, "d", None, "tool.call", "0000-02-03T03:04:05+00:00", json.dumps(
+        {"call_id": "c", "name": "n", "args": {}})),
+    "a tool row not JSON": ("r", 0, "d", None, "tool.result", TS, "{oops"),
+    "an error flag twice": ("r", 0, "d", None, "tool.result", TS,
+                            '{"call_id": null, "name": "n", "content": "c", "is_error": false, "is_error": true}'),
 }
 
 
@@ -206,6 +219,10 @@ def test_a_damaged_row_gets_the_row_path_and_its_report(store: Path, damage: str
     frame, errors = events_df(store, strict=False)
     pd.testing.assert_frame_equal(frame, reference, check_exact=True)
     assert errors == reported
+    runs, run_errors = runs_df(store, strict=False)
+    runs_reference, run_reported = runs_df(store, strict=False, engine="rows")
+    pd.testing.assert_frame_equal(runs, runs_reference, check_exact=True)
+    assert run_errors == run_reported
     if reported:
         with pytest.raises(ExportError) as raised:
             events_df(store)

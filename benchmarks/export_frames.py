@@ -42,7 +42,7 @@ import pandas, pyarrow
 t2 = time.perf_counter()
 before = rss()
 kwargs = {} if sys.argv[3] == "default" else {"engine": sys.argv[3]}
-if sys.argv[1] != "events_df" and kwargs:  # only events_df has engines
+if sys.argv[1] not in ("events_df", "runs_df") and kwargs:  # the frames with engines
     print(json.dumps(None)); raise SystemExit
 t3, c3 = time.perf_counter(), time.process_time()
 frame = getattr(ex, sys.argv[1])(sys.argv[2], **kwargs)

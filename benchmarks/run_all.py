@@ -489,7 +489,7 @@ def report(results: dict[str, Any], info: dict[str, str], meta: dict[str, Any]) 
             add("")
 
     # 6. export
-    export = results.get("export") or []
+    export = (results.get("export") or {}).get("loom_nb", [{}])[0].get("frames") or []
     if export:
         add("## 6. Export frames over 100,000 stored events")
         add("")
@@ -497,7 +497,7 @@ def report(results: dict[str, Any], info: dict[str, str], meta: dict[str, Any]) 
             "kernel-made template copied with SQL: 100,080 events, 8,340 runs, 33,360 messages), "
             "each frame built in a fresh process; seconds exclude importing pandas (timed apart); "
             "peak RSS is the whole process, pandas and pyarrow included (RSS before the frame in "
-            "the next column). `auto` is the default engine; `rows` the reference row path.")
+            "the next column). `default` is `engine=\"auto\"`; `rows` the reference row path.")
         add("")
         add("| frame | engine | rows × cols | seconds | CPU s | peak RSS MiB | RSS before MiB | import pandas s |")
         add("|---|---|---|---:|---:|---:|---:|---:|")
@@ -626,7 +626,10 @@ def main() -> None:
         out = subprocess.run([str(venv_python("loom_nb")), str(HERE / "export_frames.py"), "--json",
                               "--repeat", "1" if args.quick else "3"], check=True,
                              capture_output=True, text=True, cwd=REPO, env=job_env())
-        results["export"] = json.loads(out.stdout.strip().splitlines()[-1])
+        version = next((runs[0]["version"] for per_fw in results.values()
+                        for name, runs in per_fw.items() if name == "loom_nb"), "")
+        results["export"] = {"loom_nb": [{"version": version, "frames": json.loads(
+            out.stdout.strip().splitlines()[-1])}]}
     if "loom_nb" in only and not args.no_profile:
         print("[profile] cProfile of loom_nb's run loop", flush=True)
         results["profile"] = {"loom_nb": [run_job("loom_nb", "profile", [])]}

@@ -40,6 +40,7 @@ from .errors import (
     ToolError,
 )
 from .events import RunEvent
+from .media import Document, Image
 from .messages import Message, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest, ModelResponse
 from .result import RunResult
@@ -59,7 +60,9 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "ContextWindowExceededError",
+    "Document",
     "ExportError",
+    "Image",
     "InMemoryStore",
     "IncompleteStreamError",
     "Limits",

@@ -110,6 +110,9 @@ class TaskData(TypedDict):
     inputs: dict[str, Any]
     criteria: list[str]
     metadata: dict[str, Any]
+    #: References (kind, media_type, sha256, size, url, name, label) of the prompt's images and
+    #: documents; never their bytes.
+    attachments: NotRequired[list[dict[str, Any]]]
 
 
 class RunContextData(TypedDict):
@@ -260,6 +263,8 @@ class ToolResultData(TypedDict):
     cancelled: NotRequired[bool]  #: the run was cancelled while the call ran
     timeout: NotRequired[float | None]  #: the bound a ``ToolTimeout`` hit (seconds)
     limit: NotRequired[str]  #: ``max_seconds`` when the run's time limit was that bound
+    #: References of the images and documents the tool returned (never their bytes).
+    media: NotRequired[list[dict[str, Any]]]
 
 
 class GovernanceDecisionData(TypedDict):

@@ -91,6 +91,7 @@ MESSAGE_COLUMNS: dict[str, str] = {
     "session_id": "str", "run_id": "str", "parent_run_id": "str", "message_id": "str",
     "order": "int64", "part": "int64", "role": "str", "kind": "str", "text": "str",
     "tool_name": "str", "tool_call_id": "str", "tool_args": "json", "tool_is_error": "boolean",
+    "media_type": "str", "media_ref": "str", "media_size": "Int64",
 }
 TOOL_CALL_COLUMNS: dict[str, str] = {
     **_IDS, "ts": "datetime", "result_ts": "datetime", "model_turn": "Int64",
@@ -409,9 +410,21 @@ def messages_df(source: Source, *, strict: bool = True) -> Result:
                        "kind": kind, "text": text, "tool_name": part.get("name"),
                        "tool_call_id": part.get("id") if kind == "tool_call" else part.get("call_id"),
                        "tool_args": part.get("args") if kind == "tool_call" else None,
-                       "tool_is_error": part.get("is_error") if kind == "tool_result" else None},
-                      report)
+                       "tool_is_error": part.get("is_error") if kind == "tool_result" else None,
+                       **_media_columns(part)}, report)
     return problems.result(table.frame())
+
+
+def _media_columns(part: dict[str, Any]) -> dict[str, Any]:
+    """An image's or document's type, reference (``sha256:...`` or its URL) and size in bytes;
+    for a tool result, those of the media it returned. Never the bytes."""
+    media = [part] if part.get("kind") in ("image", "document") else part.get("media") or []
+    media = [m for m in media if isinstance(m, dict)]
+    if not media:
+        return {"media_type": None, "media_ref": None, "media_size": None}
+    refs = [m.get("url") or f"sha256:{m.get('sha256', '')}" for m in media]
+    return {"media_type": ", ".join(str(m.get("media_type") or "") for m in media),
+            "media_ref": ", ".join(refs), "media_size": sum(int(m.get("size") or 0) for m in media)}
 
 
 def tool_calls_df(source: Source, *, strict: bool = True) -> Result:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, overload
 from ._tabular import json_fallback, tabular
 from ._workers import Escaped, Job, submit_to_worker
 from .errors import ConfigError, Suspended, ToolError
+from .media import Document, Image, Media, media_label
 from .models import ToolDefinition
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ class ToolOutcome:
     error_type: str | None = None
     traceback: str | None = None
     duration_ms: float = 0.0
+    media: tuple[Media, ...] = ()
 
 
 @dataclass(eq=False)
@@ -124,7 +126,9 @@ class Tool:
                 value = await self._await_async(kwargs, limit, on_cancel, started)
             else:
                 value = await self._await_worker(kwargs, limit, on_cancel, started)
-            content = serialize_result(value, self.name)
+            value, media = split_media(value)
+            content = serialize_result(value, self.name) if value is not _ONLY_MEDIA else (
+                "Returned " + "; ".join(media_label(m) for m in media) + ".")
         except _TimedOut as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolTimeout", duration_ms=_ms(started))
         except ToolError as exc:
@@ -145,7 +149,7 @@ class Tool:
             # KeyboardInterrupt off the main thread, where no interrupt lands): let through, they
             # would stop the event loop every run and session shares.
             return self._fault(exc.original if isinstance(exc, Escaped) else exc, started)
-        return ToolOutcome(content, duration_ms=_ms(started))
+        return ToolOutcome(content, duration_ms=_ms(started), media=media)
 
     async def _await_async(self, kwargs: dict[str, Any], limit: float | None,
                            on_cancel: Callable[[ToolOutcome], None] | None, started: float) -> Any:
@@ -270,6 +274,38 @@ def unrunnable(tools: Mapping[str, Tool], name: str, invalid_args: str | None) -
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+_ONLY_MEDIA: Any = object()
+
+
+def split_media(value: Any) -> tuple[Any, tuple[Media, ...]]:
+    """A tool's return value without its images and documents, and those.
+
+    An Image, a Document or a matplotlib Figure (as a PNG), alone or as items of a returned list
+    or tuple, go to the model as media next to the text of the rest.
+    """
+    one = _as_media(value)
+    if one is not None:
+        return _ONLY_MEDIA, (one,)
+    if isinstance(value, (list, tuple)) and value and any(_as_media(v) is not None for v in value[:64]):
+        media = [m for v in value if (m := _as_media(v)) is not None]
+        rest = [v for v in value if _as_media(v) is None]
+        if not rest:
+            return _ONLY_MEDIA, tuple(media)
+        return (rest[0] if len(rest) == 1 else rest), tuple(media)
+    return value, ()
+
+
+def _as_media(value: Any) -> Media | None:
+    if isinstance(value, (Image, Document)):
+        return value
+    module = type(value).__module__
+    if module.startswith("matplotlib."):
+        figure = value if type(value).__name__ == "Figure" else getattr(value, "figure", None)
+        if type(value).__name__ != "SubFigure" and type(figure).__name__ == "Figure":
+            return Image(figure)  # a Figure, or the Axes of one: the whole figure as a PNG
+    return None
 
 
 def serialize_result(value: Any, tool_name: str) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import loom_nb
 
-CONTRACT = ["Agent", "Capability", "Model", "Runtime", "RuntimeSignal", "RuntimeTask",
+CONTRACT = ["Agent", "Capability", "Document", "Image", "Model", "Runtime", "RuntimeSignal", "RuntimeTask",
             "SessionConfig", "SignalAdapter", "RunContext", "tool"]
 
 

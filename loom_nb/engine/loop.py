@@ -34,13 +34,14 @@ from ..events import GovernanceDecisionData, ToolResultData
 from ..governance import ToolRequest
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
-from ..messages import Message, ToolCall, ToolResult, Usage, message_from_dict
+from ..messages import (Message, ToolCall, ToolResult, Usage, message_from_dict, part_from_dict,
+                        part_to_dict)
 from ..models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
 from ..quality import Verdict
 from ..result import PendingApproval, RunResult, RunStatus
 from ..signals import RuntimeSignal
 from ..store import RunRecord
-from ..task import RunContext, RuntimeTask
+from ..task import RunContext, RuntimeTask, user_message
 from ..tools import unrunnable
 from . import subruns
 from .approval import claim, recheck, restore
@@ -177,7 +178,7 @@ class RunLoop(RunRecorder):
             "observed_signals": [s.to_dict() for s in self.observed],
         })
         if not self._continuing:
-            self.commit(Message.user(self.window.fit(self.task.goal)))
+            self.commit(user_message(self.task, self.window.fit))
 
     async def _harnessed(self, started: float) -> Stop:
         if self._continuing:  # a best-of candidate is one plain pass; its parent judges it
@@ -318,6 +319,7 @@ class RunLoop(RunRecorder):
         """The model's response to ``request``, with its text and tool calls."""
         response: ModelResponse | None = None
         self._streamed = []
+        self.agent.model.check_request(request)
         async for item in self.agent.model.stream(request):
             if isinstance(item, TextDelta):
                 self._streamed.append(item.text)
@@ -397,7 +399,7 @@ class RunLoop(RunRecorder):
         await self.agent.resolve_tools()
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
-        results = {k: ToolResult(**v) for k, v in state["results"].items()}
+        results = {k: tool_result_from_dict(v) for k, v in state["results"].items()}
         for pending in state["pending"]:
             call_id, reason = pending["call_id"], decisions[pending["call_id"]]
             data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
@@ -462,5 +464,13 @@ class RunLoop(RunRecorder):
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:
-    return {"call_id": result.call_id, "name": result.name, "content": result.content,
-            "is_error": result.is_error}
+    # Kept with the paused run's state: any image a result holds goes inline (bounded in size).
+    data = part_to_dict(result)
+    data.pop("kind")
+    return data
+
+
+def tool_result_from_dict(data: dict[str, Any]) -> ToolResult:
+    part = part_from_dict({"kind": "tool_result", **data})
+    assert isinstance(part, ToolResult)
+    return part

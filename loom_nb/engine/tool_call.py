@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypedDict
 from ..delegation import CURRENT_RUN
 from ..errors import ConfigError
 from ..events import ToolResultData
+from ..media import media_label
 from ..messages import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -68,8 +69,11 @@ def _record(loop: RunLoop, call: ToolCall, outcome: ToolOutcome, extra: ToolResu
         data["error_type"] = outcome.error_type or "ToolError"
         if outcome.traceback:
             data["traceback"] = outcome.traceback
+    if outcome.media:
+        data["media"] = [{**m.to_dict({}), "label": media_label(m)} for m in outcome.media]
     loop.emit("tool.result", data)
-    return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error)
+    return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error,
+                      media=outcome.media)
 
 
 #: How deep runs may start runs from inside their tools (a tool calling an agent that calls it...).

@@ -115,10 +115,25 @@ class Model(ABC):
     name: str = "model"
     #: The model's context window in tokens, when known or given (``context_window=``).
     context_window: int | None = None
+    #: Whether the model takes images and PDFs. A request holding one for a model that does not
+    #: fails with a ConfigError before anything is sent (``Model.openai(..., vision=False)``).
+    vision: bool = True
 
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         """Yield deltas, then one final :class:`ModelResponse`."""
+
+    def check_request(self, request: ModelRequest) -> None:
+        """Refuse, before sending, what this model cannot take (images and PDFs without vision)."""
+        if self.vision:
+            return
+        for message in request.messages:
+            for part in message.media:
+                if part.kind == "image" or getattr(part, "is_pdf", False) or part.data is None:
+                    raise ConfigError(
+                        f"The model {self.identifier} does not take images or PDFs (vision=False), "
+                        f"and the conversation holds {part!r}. Use a vision model, or send text: "
+                        f"Document.from_text(...) or a description.")
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The complete response, without the deltas."""

@@ -12,6 +12,9 @@ The key comes from ``api_key=`` or ``OPENAI_API_KEY``, the endpoint from ``base_
 ``OPENAI_BASE_URL``. A compatible server that needs no key works without one (the SDK is given
 the placeholder ``"EMPTY"``); api.openai.com without a key is a ConfigError.
 
+``vision=False`` declares a text-only model (many on compatible servers): a request with an
+image or a PDF then fails with a ConfigError before it is sent.
+
 Settings: ``max_tokens`` (sent as ``max_completion_tokens`` / ``max_output_tokens``),
 ``temperature``, ``top_p``, ``reasoning_effort``, and for chat also ``stop`` and ``seed``.
 Client options: ``max_retries``, ``timeout``, ``retry_base_delay``, ``retry_max_delay``,
@@ -82,8 +85,13 @@ class OpenAIModel(SDKModel):
         base_url: str | None = None,
         api: Literal["chat", "responses"] = "chat",
         context_window: int | None = None,
+        vision: bool = True,
         **settings: Any,
     ) -> None:
+        if not isinstance(vision, bool):
+            raise ConfigError(f"Model.openai(vision=...) is True or False, got {vision!r}.")
+        # A compatible server's model may be text-only: vision=False refuses images before sending.
+        self.vision = vision
         if api not in ("chat", "responses"):
             raise ConfigError(f"Model.openai(api=...) is 'chat' or 'responses', got {api!r}.")
         self.api = api

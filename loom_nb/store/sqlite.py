@@ -51,10 +51,14 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE TABLE IF NOT EXISTS feedback (
     session_id TEXT NOT NULL, ts TEXT NOT NULL, run_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL
+    ) WITHOUT ROWID;
 """
 #: 2: runs.owner (the process running a run, so that a run its dead process left "running" can
-#: be told from one still going).
-_SCHEMA_VERSION = 2
+#: be told from one still going). 3: blobs (images and documents, each once by sha256; messages
+#: hold references), which an earlier loom_nb could not read.
+_SCHEMA_VERSION = 3
 #: Columns added since version 1, with their type: a file from an earlier version gains them.
 _ADDED_COLUMNS = {"runs": {"owner": "TEXT"}}
 _RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status, output, error, "
@@ -146,7 +150,7 @@ class SQLiteStore:
                                      (_dumps(meta), session_id))
             history, memory, through = self._latest_checkpoint(session_id, restore)
             history += [
-                message_from_dict(json.loads(data)) for (data,) in self._db.execute(
+                message_from_dict(json.loads(data), self._blob) for (data,) in self._db.execute(
                     "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
                     (session_id, through))
             ]
@@ -165,7 +169,24 @@ class SQLiteStore:
             "ORDER BY rowid DESC LIMIT 1", (session_id,)).fetchone()
         if row is None:
             return [], [], 0
-        return [message_from_dict(m) for m in json.loads(row[1])], json.loads(row[2]), row[0]
+        return ([message_from_dict(m, self._blob) for m in json.loads(row[1])], json.loads(row[2]),
+                row[0])
+
+    def _blob(self, sha256: str) -> bytes | None:
+        # Called with the lock held, inside a read of messages that reference the blob.
+        row = self._db.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
+        return bytes(row[0]) if row is not None else None
+
+    def _put_blobs(self, messages: list[Message]) -> list[str]:
+        """The messages as JSON text; their binary parts go to the blobs table (each once)."""
+        blobs: dict[str, bytes] = {}
+        texts = [_dumps(m.to_dict(blobs)) for m in messages]
+        if blobs:
+            kinds = {p.sha256: p.media_type for m in messages for p in m.media}
+            self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
+                                 [(sha, kinds.get(sha, ""), len(data), data)
+                                  for sha, data in blobs.items()])
+        return texts
 
     def append_signal(self, record: SignalRecord) -> None:
         sig = record.signal
@@ -196,9 +217,10 @@ class SQLiteStore:
                                kind=r[2], data=json.loads(r[3])) for r in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
-               _dumps([m.to_dict() for m in checkpoint.history]), _dumps(checkpoint.memory))
         with self._lock, self._tx():
+            history = "[" + ", ".join(self._put_blobs(checkpoint.history)) + "]"
+            row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
+                   history, _dumps(checkpoint.memory))
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", row)
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
@@ -208,10 +230,11 @@ class SQLiteStore:
             (start,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
             ).fetchone()
+            texts = self._put_blobs(messages)
             self._db.executemany(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
-                 for i, m in enumerate(messages)],
+                [(session_id, start + i, run_id, m.role, text)
+                 for i, (m, text) in enumerate(zip(messages, texts, strict=True))],
             )
 
     def append_events(self, events: list[RunEvent]) -> None:
@@ -254,6 +277,11 @@ class SQLiteStore:
                 args).fetchall()
         return [_run_from_row(r) for r in rows]
 
+    def blob_count(self) -> int:
+        """How many distinct images and documents the store holds."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0])
+
     def sessions(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT id FROM sessions ORDER BY created_at")]
@@ -262,7 +290,8 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute("SELECT idx, run_id, data FROM messages WHERE session_id = ? "
                                     "ORDER BY idx", (session_id,)).fetchall()
-        return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]))) for r in rows]
+            return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]), self._blob))
+                    for r in rows]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         # rowid is insertion order, which is the order the events happened in.

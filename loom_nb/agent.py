@@ -16,7 +16,7 @@ from .runtime import Runtime
 from .session import RunStream, Session, SessionConfig
 from .signals import SignalAdapter, SignalDecision
 from .store import InMemoryStore
-from .task import RunContext, RuntimeTask
+from .task import Prompt, RunContext
 from .tools import Tool, as_tool
 
 __all__ = ["Agent"]
@@ -33,6 +33,8 @@ class Agent:
         tools: functions or ``@tool``s, added to the capabilities' tools.
         runtime: limits and policies; ``Runtime.sdk()`` when not given.
         name: a label for displays, traces and DataFrames.
+        deps_type: the type every run's ``deps=`` must have (checked with isinstance when the
+            run starts; None: any).
 
     ``agent.run(...)`` runs once, with no history; ``agent.session(...)`` keeps history across
     runs.
@@ -47,6 +49,7 @@ class Agent:
         tools: Iterable[Tool | Callable[..., Any]] = (),
         runtime: Runtime | None = None,
         name: str = "agent",
+        deps_type: Any = None,
     ) -> None:
         self.model: Model = resolve_model(model)
         if not isinstance(instructions, str):
@@ -65,6 +68,7 @@ class Agent:
         if not isinstance(self.runtime, Runtime):
             raise ConfigError("Agent(runtime=...) takes a Runtime, e.g. Runtime.sdk(max_turns=20).")
         self.name = name
+        self.deps_type = deps_type
         self._static: list[tuple[Tool, str]] = _tool_entries(
             self.capabilities, tools, self.runtime.delegation.tools)
         #: The tools by name. Tools from a capability's source (an MCP server) join on first run.
@@ -121,17 +125,22 @@ class Agent:
         # and nothing accumulates in the process-wide store.
         return Session(self, SessionConfig(store=InMemoryStore()))
 
-    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
-        """Run once on a prompt or a :class:`RuntimeTask` and return the :class:`RunResult`."""
-        return await self._one_off().run(prompt_or_task, context)
+    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+                  deps: Any = None) -> RunResult:
+        """Run once on a prompt (a str, or a list of str, Image and Document) or a
+        :class:`RuntimeTask` and return the :class:`RunResult`. ``deps`` go to the tools'
+        (and callable instructions') RunContext."""
+        return await self._one_off().run(prompt_or_task, context, deps=deps)
 
-    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+                 deps: Any = None) -> RunResult:
         """:meth:`run` from sync code; works inside a running event loop such as a Jupyter cell."""
-        return _bridge.run_sync(self.run(prompt_or_task, context))
+        return _bridge.run_sync(self.run(prompt_or_task, context, deps=deps))
 
-    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunStream:
+    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+               deps: Any = None) -> RunStream:
         """Run once and yield its :class:`RunEvent` s as they happen (``async for``)."""
-        return self._one_off().stream(prompt_or_task, context)
+        return self._one_off().stream(prompt_or_task, context, deps=deps)
 
     async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
         """Send a signal to the agent's inbox session (``agent.inbox``); see Session.receive."""

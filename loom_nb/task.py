@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .errors import ConfigError
 from .media import Document, Image, Media, media_label
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .limits import Limits
     from .messages import Message
 
-__all__ = ["RunContext", "RuntimeTask", "as_task", "user_message"]
+__all__ = ["RunContext", "RuntimeTask", "as_task", "check_deps", "user_message"]
 
 
 # init=False: a hand-written __init__ copies the mutable inputs and checks the goal.
@@ -62,25 +62,113 @@ class RuntimeTask:
         return data
 
 
+DepsT = TypeVar("DepsT")
+
+
 @dataclass(frozen=True, init=False)
-class RunContext:
-    """Run-scoped inputs and limits.
+class RunContext(Generic[DepsT]):
+    """Run-scoped inputs, limits and dependencies; and, inside a tool, the run itself.
+
+    You make one to pass to ``run(prompt, context=RunContext(...))``. A tool parameter annotated
+    ``RunContext`` (or ``RunContext[MyDeps]``) gets the run's context when the model calls the
+    tool, bound to that run: ``run_id``, ``session``, ``usage`` so far, ``turn`` and
+    ``tool_call_id`` are then set. Such a parameter is not in the tool's schema.
 
     Attributes:
         inputs: data for this run only, rendered into the working context (not kept in history).
         metadata: labels for traces and DataFrames; not shown to the model.
         budget: :class:`~loom_nb.runtime.Limits` for this run, instead of the runtime's.
+        deps: your objects for the tools and dynamic instructions (a database client, a user
+            id); never shown to the model, never stored. ``run(..., deps=...)`` sets it.
     """
 
     inputs: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     budget: Limits | None = None
+    deps: DepsT = field(default=None)  # type: ignore[assignment]
+    #: The call a tool was given this context for (None outside a tool).
+    tool_call_id: str | None = field(default=None, compare=False)
+    _run: Any = field(default=None, repr=False, compare=False)
 
     def __init__(self, inputs: dict[str, Any] | None = None, metadata: dict[str, Any] | None = None,
-                 budget: Limits | None = None) -> None:
+                 budget: Limits | None = None, deps: Any = None) -> None:
         object.__setattr__(self, "inputs", dict(inputs or {}))
         object.__setattr__(self, "metadata", dict(metadata or {}))
         object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "deps", deps)
+        object.__setattr__(self, "tool_call_id", None)
+        object.__setattr__(self, "_run", None)
+
+    def bind(self, run: Any, tool_call_id: str | None = None) -> RunContext[DepsT]:
+        """A copy bound to ``run`` (the engine's run loop), for a tool call or instructions."""
+        bound: RunContext[DepsT] = RunContext(self.inputs, self.metadata, self.budget, self.deps)
+        object.__setattr__(bound, "tool_call_id", tool_call_id)
+        object.__setattr__(bound, "_run", run)
+        return bound
+
+    def with_deps(self, deps: Any) -> RunContext[Any]:
+        """A copy with ``deps``."""
+        return RunContext(self.inputs, self.metadata, self.budget, deps)
+
+    def _loop(self, what: str) -> Any:
+        if self._run is None:
+            raise ConfigError(
+                f"RunContext.{what} is only known inside a run: annotate a tool parameter (or "
+                f"the argument of callable instructions) with RunContext to get a bound one.")
+        return self._run
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return str(self._loop("run_id").run_id)
+
+    @property
+    def session(self) -> Any:
+        """The :class:`~loom_nb.Session` the run is in."""
+        return self._loop("session").session
+
+    @property
+    def agent(self) -> Any:
+        """The :class:`~loom_nb.Agent` that runs."""
+        return self._loop("agent").agent
+
+    @property
+    def usage(self) -> Any:
+        """The run's :class:`~loom_nb.Usage` so far (every model turn before this point)."""
+        return self._loop("usage").usage
+
+    @property
+    def turn(self) -> int:
+        """How many model turns the run has had so far."""
+        return int(self._loop("turn").turns)
+
+    @property
+    def task(self) -> RuntimeTask:
+        """What the run was asked to do."""
+        task: RuntimeTask = self._loop("task").task
+        return task
+
+    @property
+    def prompt(self) -> str:
+        """The run's goal text."""
+        return self.task.goal
+
+
+def check_deps(deps: Any, deps_type: Any, where: str) -> None:
+    """Raise a ConfigError when ``deps`` is not a ``deps_type`` (an Agent's ``deps_type=``)."""
+    if deps_type is None:
+        return
+    import typing
+    cls = typing.get_origin(deps_type) or deps_type
+    if not isinstance(cls, type):
+        return  # a type isinstance cannot check (a Protocol alias, a Literal): trusted
+    if getattr(cls, "_is_protocol", False) and not getattr(cls, "_is_runtime_protocol", False):
+        return
+    if not isinstance(deps, cls):
+        shown = getattr(deps_type, "__name__", repr(deps_type))
+        given = "no deps" if deps is None else f"deps of type {type(deps).__name__}"
+        raise ConfigError(f"{where} declares deps_type={shown} but the run got {given}; pass "
+                          f"run(..., deps={shown}(...)).")
 
 
 #: What a run takes: a prompt, a list of prompt parts, or a task.

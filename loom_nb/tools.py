@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class Tool:
     requires_approval: bool = False
     thread: bool | None = None
     timeout: float | None = None
+    #: The parameter annotated RunContext, which gets the run's context (not in the schema).
+    context_param: str | None = None
     # Set by @tool; the type is only named here so that pydantic loads with the first tool.
     _args_model: type[pydantic.BaseModel] = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -100,13 +103,14 @@ class Tool:
         return ToolDefinition(name=self.name, description=self.description, parameters=self.parameters)
 
     async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
-                     on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
+                     on_cancel: Callable[[ToolOutcome], None] | None = None,
+                     context: Any = None) -> ToolOutcome:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults.
 
         ``timeout`` (seconds; default: the tool's own) bounds the call: past it, the call is an
         error result of type ``ToolTimeout``. When the awaiting task is cancelled, ``on_cancel``
         gets what became of the call (see :data:`CANCEL_GRACE_SECONDS`) before the cancellation
-        goes on.
+        goes on. ``context`` (a bound RunContext) goes to the tool's RunContext parameter.
         """
         import asyncio
         started = time.perf_counter()
@@ -120,6 +124,11 @@ class Tool:
             return ToolOutcome(self._invalid_args_message(exc), is_error=True,
                                error_type="ValidationError")
         kwargs = validated.__dict__  # extra="forbid": exactly the parameters
+        if self.context_param is not None:
+            if context is None:
+                return ToolOutcome(f"Tool {self.name!r} takes a RunContext and runs only inside a "
+                                   f"run.", is_error=True, error_type="ConfigError")
+            kwargs = {**kwargs, self.context_param: context}
         limit = self.timeout if timeout is None else timeout
         try:
             if self._is_async:
@@ -391,30 +400,60 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
             f"starting with a letter or '_' (at most 64 characters); pass @tool(name=...)."
         )
     summary, param_docs = parse_docstring(inspect.getdoc(func) or "")
-    args_model = _args_model(func, tool_name, param_docs)
+    context_param = _context_param(func, tool_name)
+    args_model = _args_model(func, tool_name, param_docs, skip=context_param)
     try:
         schema = args_model.model_json_schema()
     except Exception as exc:  # noqa: BLE001 - e.g. a Callable: it validates, JSON cannot say it
         raise _unschemable(func, tool_name, exc) from None
     _drop_titles(schema)
     return Tool(function=func, name=tool_name, description=description or summary,
-                parameters=schema, _args_model=args_model, **flags)
+                parameters=schema, _args_model=args_model, context_param=context_param, **flags)
 
 
-def _args_model(func: Callable[..., Any], tool_name: str,
-                param_docs: dict[str, str]) -> type[pydantic.BaseModel]:
-    import inspect
-
-    import pydantic
+def _hints(func: Callable[..., Any], tool_name: str) -> dict[str, Any]:
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
+        return typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # noqa: BLE001 - unresolvable forward references
         raise ConfigError(
             f"Cannot read the type hints of tool {tool_name!r}: {exc}. Make sure every type it "
             f"names is importable where the function is defined."
         ) from None
+
+
+def _is_context(annotation: Any) -> bool:
+    """RunContext, RunContext[Deps], or either inside Optional / Annotated."""
+    from .task import RunContext
+    if annotation is RunContext or typing.get_origin(annotation) is RunContext:
+        return True
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_context(args[0])
+    return origin in (typing.Union, types.UnionType) and any(
+        _is_context(a) for a in args if a is not type(None))
+
+
+def _context_param(func: Callable[..., Any], tool_name: str) -> str | None:
+    import inspect
+    hints = _hints(func, tool_name)
+    found = [name for name in inspect.signature(func).parameters if _is_context(hints.get(name))]
+    if len(found) > 1:
+        raise ConfigError(f"Tool {tool_name!r} has {len(found)} RunContext parameters "
+                          f"({', '.join(found)}); keep one.")
+    return found[0] if found else None
+
+
+def _args_model(func: Callable[..., Any], tool_name: str, param_docs: dict[str, str],
+                skip: str | None = None) -> type[pydantic.BaseModel]:
+    import inspect
+
+    import pydantic
+    hints = _hints(func, tool_name)
     fields: dict[str, Any] = {}
     for param in inspect.signature(func).parameters.values():
+        if param.name == skip:  # the RunContext: given by the run, not by the model
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ConfigError(
                 f"Tool {tool_name!r} takes *{param.name}: tools need named parameters so that "
@@ -443,6 +482,8 @@ def _unschemable(func: Callable[..., Any], tool_name: str, exc: Exception) -> Co
     hints = typing.get_type_hints(func, include_extras=True)
     for name in inspect.signature(func).parameters:
         annotation = hints.get(name, Any)
+        if _is_context(annotation):
+            continue
         try:  # the same two steps as for the whole model, one parameter at a time
             pydantic.TypeAdapter(annotation).json_schema()
         except Exception:  # noqa: BLE001 - this is the parameter we are looking for

@@ -335,7 +335,8 @@ class McpTool(Tool):
         self._validator = _validator(self.parameters)
 
     async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
-                     on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
+                     on_cancel: Callable[[ToolOutcome], None] | None = None,
+                     context: Any = None) -> ToolOutcome:  # an MCP tool takes no RunContext
         problems = _schema_problems(self._validator, args)
         if problems:
             return ToolOutcome(

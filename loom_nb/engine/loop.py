@@ -44,7 +44,7 @@ from ..store import RunRecord
 from ..task import RunContext, RuntimeTask, user_message
 from ..tools import unrunnable
 from . import subruns
-from .approval import claim, recheck, restore
+from .approval import claim, recheck, remember_deps, restore
 from .attempts import AttemptControl
 from .record import RunRecorder
 from .subruns import resume_nested, shown_under
@@ -391,6 +391,7 @@ class RunLoop(RunRecorder):
 
     def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
                     results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
+        remember_deps(self)
         self._pause = {"message": message, "pending": [p.to_dict() for p in pending],
                        "results": {k: _result_dict(r) for k, r in results.items()}, "nested": nested}
 

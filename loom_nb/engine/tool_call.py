@@ -38,7 +38,9 @@ async def run_tool_call(loop: RunLoop, call: ToolCall) -> ToolResult:
 
     token = CURRENT_RUN.set(loop)  # a delegate call finds its parent run here
     try:
-        outcome = await tool.invoke(call.args, timeout=seconds, on_cancel=record_cancelled)
+        context = loop.context.bind(loop, call.id) if tool.context_param is not None else None
+        outcome = await tool.invoke(call.args, timeout=seconds, on_cancel=record_cancelled,
+                                    context=context)
     finally:
         CURRENT_RUN.reset(token)
     extra: ToolResultExtra = {}

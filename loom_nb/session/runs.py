@@ -25,7 +25,7 @@ from ..errors import ConfigError, StoreError
 from ..events import RunEvent
 from ..result import PendingApproval, RunResult
 from ..store import RunRecord, SessionStore
-from ..task import RunContext, RuntimeTask, as_task
+from ..task import Prompt, RunContext, RuntimeTask, as_task, check_deps
 
 if TYPE_CHECKING:
     import asyncio
@@ -112,13 +112,18 @@ class SessionRuns:
             model=record.model, turns=record.turns, started_at=record.started_at,
             finished_at=record.finished_at, pending=pending, session=self._session)
 
-    def _loop_for(self, prompt_or_task: str | RuntimeTask, context: RunContext | None) -> RunLoop:
+    def _loop_for(self, prompt_or_task: Prompt, context: RunContext | None,
+                  deps: Any = None) -> RunLoop:
         if self.closed:
             raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
         if context is not None and not isinstance(context, RunContext):
             raise ConfigError("context= takes a RunContext(inputs=..., metadata=..., budget=...).")
+        context = context or RunContext()
+        if deps is not None:
+            context = context.with_deps(deps)
+        check_deps(context.deps, self.agent.deps_type, f"Agent {self.agent.name!r}")
         self._check_not_waiting()
-        return RunLoop(self._session, as_task(prompt_or_task), context or RunContext())
+        return RunLoop(self._session, as_task(prompt_or_task), context)
 
     def _check_not_waiting(self) -> None:
         if self._still_waiting() is not None:
@@ -190,21 +195,26 @@ class SessionRuns:
         loop.seen = dict(seen or {})
         return await self._execute(loop, decisions)
 
-    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
-        """Run the agent on a prompt or task in this session and return the result."""
-        return await self._execute(self._loop_for(prompt_or_task, context))
+    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+                  deps: Any = None) -> RunResult:
+        """Run the agent on a prompt (a str, or a list of str, Image and Document) or a task in
+        this session and return the result. ``deps`` go to the tools' RunContext."""
+        return await self._execute(self._loop_for(prompt_or_task, context, deps))
 
-    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunResult:
+    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+                 deps: Any = None) -> RunResult:
         """:meth:`run` from sync code, also inside a running event loop (a Jupyter cell)."""
-        return _bridge.run_sync(self.run(prompt_or_task, context))
+        return _bridge.run_sync(self.run(prompt_or_task, context, deps=deps))
 
-    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> RunStream:
+    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+               deps: Any = None) -> RunStream:
         """The run's events as they happen; ``.result`` holds the RunResult once it ends."""
-        return RunStream(self._session, self._loop_for(prompt_or_task, context))
+        return RunStream(self._session, self._loop_for(prompt_or_task, context, deps))
 
-    def start(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None) -> Run:
+    def start(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
+              deps: Any = None) -> Run:
         """Start a run in the background and return its handle at once."""
-        return Run(self._session, self._loop_for(prompt_or_task, context))
+        return Run(self._session, self._loop_for(prompt_or_task, context, deps))
 
 
 class RunStream:

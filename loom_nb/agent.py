@@ -10,6 +10,7 @@ from . import _bridge
 from .capability import Capability
 from .context import render_system
 from .errors import ConfigError
+from .instructions import Instructions, instruction_parts, joined
 from .models import Model, ToolDefinition, resolve_model
 from .result import RunResult
 from .runtime import Runtime
@@ -28,7 +29,8 @@ class Agent:
     Args:
         model: a :class:`Model`, or a ``"provider:name"`` string such as
             ``"anthropic:claude-sonnet-5"``.
-        instructions: the system instructions.
+        instructions: the system instructions: a str, a function (sync or async) of the run's
+            RunContext evaluated once per run, or a list of these.
         capabilities: bundles of tools (``Capability.tools(...)``).
         tools: functions or ``@tool``s, added to the capabilities' tools.
         runtime: limits and policies; ``Runtime.sdk()`` when not given.
@@ -43,7 +45,7 @@ class Agent:
     def __init__(
         self,
         model: Model | str,
-        instructions: str = "",
+        instructions: Instructions = "",
         *,
         capabilities: Iterable[Capability] = (),
         tools: Iterable[Tool | Callable[..., Any]] = (),
@@ -52,8 +54,6 @@ class Agent:
         deps_type: Any = None,
     ) -> None:
         self.model: Model = resolve_model(model)
-        if not isinstance(instructions, str):
-            raise ConfigError("Agent(instructions=...) takes a str.")
         self.instructions = instructions
         self.capabilities: tuple[Capability, ...] = tuple(capabilities)
         for cap in self.capabilities:
@@ -74,9 +74,17 @@ class Agent:
         #: The tools by name. Tools from a capability's source (an MCP server) join on first run.
         self.tools: dict[str, Tool] = _by_name(self._static)
         self._resolved = not any(c.source for c in self.capabilities)
+        #: The labelled parts of the system partition (instructions, then capabilities').
+        self.instruction_parts = instruction_parts(
+            instructions, [(c.name, c.instructions) for c in self.capabilities if c.kind != "skills"])
+        #: The static parts, rendered: what a run sends when no part is a function.
+        self.static_system_parts: list[tuple[str, str]] | None = (
+            None if any(p.dynamic for p in self.instruction_parts)
+            else [(p.label, str(p.source)) for p in self.instruction_parts])
         # Skill capabilities' instructions (the skill index) form their own partition.
-        self.system_prompt = render_system(
-            instructions, [c.instructions for c in self.capabilities if c.kind != "skills"])
+        #: The system partition's text without the parts made per run by functions.
+        self.system_prompt = joined([(p.label, str(p.source)) for p in self.instruction_parts
+                                     if not p.dynamic])
         self.skill_prompt = render_system(
             "", [c.instructions for c in self.capabilities if c.kind == "skills"])
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.definition for t in self.tools.values())

@@ -214,6 +214,8 @@ class ModelRequestData(TypedDict):
     tools: list[str]
     context: ContextData
     content: dict[PartitionName, str]  #: partition texts that changed since the run's previous request
+    #: With the system partition's content: each of its parts (``label``, ``tokens``).
+    system_parts: NotRequired[list[dict[str, Any]]]
 
 
 class ModelDeltaData(TypedDict, total=False):

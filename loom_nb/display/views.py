@@ -54,6 +54,8 @@ class RequestContext:
     marks: tuple[str, ...]  #: compactions and renewals just before this request
     input_tokens: int | None = None  #: as the provider reported for this request
     output_tokens: int | None = None
+    #: The system partition's parts (label, tokens), as of this request.
+    system_parts: tuple[tuple[str, int], ...] = ()
 
 
 def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
@@ -61,6 +63,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
     requests: list[RequestContext] = []
     runs: dict[str, int] = {}
     content: dict[str, dict[PartitionName, str]] = {}
+    parts: dict[str, tuple[tuple[str, int], ...]] = {}
     marks: dict[str, list[str]] = {}
     for event in events:
         run = runs.setdefault(event.run_id, len(runs) + 1)
@@ -71,6 +74,9 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
             # Events carry only the partitions that changed since the run's previous request.
             seen = content.setdefault(event.run_id, {})
             seen.update(data.get("content") or {})
+            if "system_parts" in data:
+                parts[event.run_id] = tuple((str(p.get("label", "")), int(p.get("tokens", 0)))
+                                            for p in data["system_parts"])
             ctx = data["context"]
             requests.append(RequestContext(
                 number=len(requests) + 1, run=run, run_id=event.run_id, turn=int(data.get("turn", 0)),
@@ -78,7 +84,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
                 budget=int(ctx["budget"]), window=int(ctx["window"]),
                 output_reserve=int(ctx["output_reserve"]), window_source=str(ctx["window_source"]),
                 messages=int(ctx.get("messages", 0)), content=dict(seen),
-                marks=tuple(marks.pop(event.run_id, []))))
+                marks=tuple(marks.pop(event.run_id, [])), system_parts=parts.get(event.run_id, ())))
         elif event.type == "model.response" and requests and requests[-1].run_id == event.run_id:
             usage = payload(event, ModelResponseData).get("usage") or {}
             requests[-1] = replace(requests[-1], input_tokens=usage.get("input_tokens"),
@@ -119,11 +125,20 @@ def context_text(requests: list[RequestContext], selected: int | None = None,
     rows = [[f"history ({plural(request.messages, 'message')})" if r[0] == "history" else r[0], *r[1:]]
             for r in rows]
     lines += text_table(rows, "    ")
+    if len(request.system_parts) > 1:  # one part is the partition itself
+        lines.append("  system parts:")
+        lines += text_table([[label, str(tokens)] for label, tokens in request.system_parts], "    ")
     lines += [f"  before this request: {mark}" for mark in request.marks]
     if compactions is not None:
         lines.append(f"  compactions in the session: {len(compactions) or 'none'}")
         lines += [f"    {i}. {text}" for i, text in enumerate(compactions, 1)]
     return "\n".join(lines)
+
+
+def _parts_html(parts: tuple[tuple[str, int], ...]) -> str:
+    items = "".join(f"<li><code>{html.escape(label)}</code>: {tokens} tokens</li>"
+                    for label, tokens in parts)
+    return f"<ul style='{MUTED};margin:2px 0 4px 0'>{items}</ul>"
 
 
 def context_html(requests: list[RequestContext], selected: int | None = None,
@@ -160,6 +175,8 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
                 f"</span>")
         body = (f"<pre style=\"{PRE}\">{html.escape(text)}</pre>" if text.strip() else
                 f"<div style='{MUTED};margin:2px 0 4px 18px'>(empty)</div>")
+        if name == "system" and len(request.system_parts) > 1:
+            body = _parts_html(request.system_parts) + body
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
                      f"{body}</details>")
     for mark in request.marks:

@@ -19,6 +19,7 @@ the :class:`~loom_nb.delegation.SubRunner` methods below (see :mod:`loom_nb.engi
 from __future__ import annotations
 
 import collections
+import math
 import os
 import threading
 import time
@@ -27,11 +28,12 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
-from ..context import build_request
+from ..context import build_request, estimate_tokens
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
-from ..events import GovernanceDecisionData, ToolResultData
+from ..events import GovernanceDecisionData, ModelRequestData, ToolResultData
 from ..governance import ToolRequest
+from ..instructions import joined, render_parts
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
 from ..messages import (Message, ToolCall, ToolResult, Usage, message_from_dict, part_from_dict,
@@ -109,6 +111,8 @@ class RunLoop(RunRecorder):
         self.seen: Mapping[str, PendingApproval] = {}
         #: The context window: snapshots, compaction and renewal, fitting items to the budget.
         self.window = RunWindow(self)
+        #: The system partition's labelled parts for this run (instructions evaluated once).
+        self.system_parts: list[tuple[str, str]] | None = None
         #: The signal this run was started for, if any.
         self.started_by: RuntimeSignal | None = None
         #: Observed signals this run shows in its working partition.
@@ -257,9 +261,18 @@ class RunLoop(RunRecorder):
 
     # -- turns -------------------------------------------------------------------------------------
 
+    @property
+    def system_text(self) -> str:
+        """The system partition's text (the agent's static instructions before the first turn)."""
+        return self.agent.system_prompt if self.system_parts is None else joined(self.system_parts)
+
     async def run_turns(self, started: float) -> Stop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         await self.agent.resolve_tools()
+        if self.system_parts is None:  # callable instructions: once per run, with its context
+            static = self.agent.static_system_parts
+            self.system_parts = static if static is not None else await render_parts(
+                self.agent.instruction_parts, self.context.bind(self))
         model_id, tools = self.agent.model.identifier, self.agent.tool_definitions
         tool_names = [t.name for t in tools]
         context, window = self.session.context, self.window
@@ -271,9 +284,13 @@ class RunLoop(RunRecorder):
             request = build_request(rendered=window.rendered(), history=context.history,
                                     tools=tools)
             total, factor = snapshot.total, context.factor
-            self.emit("model.request", {"turn": self.turns + 1, "model": model_id,
-                                        "tools": tool_names.copy(), "context": snapshot.to_dict(),
-                                        "content": window.unrecorded(snapshot)})
+            content = window.unrecorded(snapshot)
+            requested: ModelRequestData = {"turn": self.turns + 1, "model": model_id,
+                                           "tools": tool_names.copy(), "context": snapshot.to_dict(),
+                                           "content": content}
+            if "system" in content and self.system_parts:
+                requested["system_parts"] = self._system_parts()
+            self.emit("model.request", requested)
             response, text, calls = await self._model_turn(request)
             context.calibrate(response.usage.input_tokens, round(total / factor))
             message = response.message
@@ -290,6 +307,12 @@ class RunLoop(RunRecorder):
             self.commit(message, Message(role="tool", parts=tuple(results)))
             if self._interrupts:
                 self._take_interrupts()
+
+    def _system_parts(self) -> list[dict[str, Any]]:
+        """Each part of the system partition: its label and (calibrated) tokens."""
+        factor = self.session.context.factor
+        return [{"label": label, "tokens": math.ceil(estimate_tokens(text) * factor)}
+                for label, text in self.system_parts or ()]
 
     def _final_stop(self, stop_reason: str, text: str) -> Stop:
         """How a final answer's stop reason ends the run; the answer is kept in every case."""

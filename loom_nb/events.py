@@ -10,6 +10,7 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.delta``         streamed text as it arrives (live only, see below)
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
 ``model.retry``         the provider failed in a retryable way; attempt, delay and error
+``model.fallback``      a fallback's model failed; the next one takes the turn (which, and why)
 ``tool.call``           the model asks for a tool, with its arguments
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
 ``tool.started``        a call a person approved starts (stored before it runs)
@@ -61,6 +62,7 @@ EventType: TypeAlias = Literal[
     "model.delta",
     "model.response",
     "model.retry",
+    "model.fallback",
     "tool.call",
     "tool.started",
     "tool.result",
@@ -234,12 +236,22 @@ class ModelResponseData(TypedDict):
     tool_calls: list[ResponseCallData]
     usage: UsageData
     model: str
+    #: With ``Model.fallback``: the identifier of the model that answered.
+    answered_by: NotRequired[str]
 
 
 class ModelRetryData(TypedDict):
     attempt: int
     delay: float
     error: str
+
+
+class ModelFallbackData(TypedDict):
+    failed: str  #: the model that failed (its identifier)
+    next: str  #: the model that takes the turn
+    error: str
+    error_type: str
+    discarded: bool  #: the failed model had streamed text, which is dropped
 
 
 class ToolCallData(TypedDict):
@@ -343,7 +355,7 @@ class DelegationFinishedData(TypedDict):
 #: payload the engine writes against one of the TypedDicts above (tests check the type matches).
 EventPayload: TypeAlias = (
     RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
-    | ModelDeltaData | ModelResponseData | ModelRetryData | ToolCallData | ToolStartedData
+    | ModelDeltaData | ModelResponseData | ModelRetryData | ModelFallbackData | ToolCallData | ToolStartedData
     | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
     | QualityVerdictData | HarnessAttemptData | DelegationStartedData | DelegationFinishedData)
 
@@ -354,6 +366,7 @@ PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
     "run.resumed": RunResumedData, "run.interrupted": RunInterruptedData,
     "model.request": ModelRequestData, "model.delta": ModelDeltaData,
     "model.response": ModelResponseData, "model.retry": ModelRetryData,
+    "model.fallback": ModelFallbackData,
     "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
     "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,
     "context.compacted": CompactedData, "context.renewed": RenewedData,

@@ -60,13 +60,13 @@ def stored(tmp_path: Path):
 def test_runs_df_columns_dtypes_and_values(stored) -> None:
     path, session, first, second = stored
     df = runs_df(path)
-    assert list(df.columns[:29]) == [
+    assert list(df.columns[:30]) == [
         "session_id", "run_id", "parent_run_id", "order", "agent", "model", "status", "prompt",
         "output", "error", "error_type", "limit", "started_at", "finished_at", "duration_ms",
         "turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "total_tokens", "model_requests", "tool_calls", "tool_errors", "event_count",
-        "quality_verdict", "quality_critique", "task_inputs", "task_criteria"]
-    assert list(df.columns[29:]) == ["metadata_seed", "metadata_suite"]
+        "quality_verdict", "quality_critique", "task_inputs", "task_criteria", "turn_models"]
+    assert list(df.columns[30:]) == ["metadata_seed", "metadata_suite"]
     assert df["status"].dtype == STR and df["order"].dtype == "int64"
     assert str(df["started_at"].dtype) == UTC and df["duration_ms"].dtype == "float64"
     assert df["input_tokens"].dtype == "Int64" and df["metadata_seed"].dtype == "Int64"

@@ -422,13 +422,20 @@ def _model_request(event: RunEvent) -> Line:
 def _model_response(event: RunEvent) -> Line:
     data = payload(event, ModelResponseData)
     said = f": {short(data['text'], 80)}" if (data.get("text") or "").strip() else ""
-    return (f"response, turn {data.get('turn')} ({data.get('stop_reason')}, "
+    by = f" by {data['answered_by']}" if data.get("answered_by") else ""
+    return (f"response, turn {data.get('turn')}{by} ({data.get('stop_reason')}, "
             f"{_tokens(data.get('usage'))}){said}"), ""
 
 
 def _model_retry(event: RunEvent) -> Line:
     data = payload(event, ModelRetryData)
     return f"retry {data.get('attempt')}: {short(str(data.get('error', '')), 120)}", "bad"
+
+
+def _model_fallback(event: RunEvent) -> Line:
+    data = event.data
+    return (f"fallback: {data.get('failed')} failed ({data.get('error_type')}: "
+            f"{short(str(data.get('error', '')), 100)}); {data.get('next')} takes the turn"), "bad"
 
 
 def _tool_call(event: RunEvent) -> Line:
@@ -507,6 +514,7 @@ def _signal(event: RunEvent) -> Line:
 _LINES: dict[str, Callable[[RunEvent], Line]] = {
     "run.started": _run_started, "model.request": _model_request,
     "model.response": _model_response, "model.retry": _model_retry, "tool.call": _tool_call,
+    "model.fallback": _model_fallback,
     "tool.started": _tool_started, "tool.result": _tool_result, "governance.decision": _governance, "run.resumed": _resumed,
     "run.interrupted": _interrupted, "context.compacted": lambda e: (compaction_text(e), ""),
     "context.renewed": lambda e: (compaction_text(e), ""), "quality.verdict": _verdict,

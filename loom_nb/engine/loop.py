@@ -31,14 +31,15 @@ from .._owner import current_owner
 from ..context import build_request, estimate_tokens
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
-from ..events import GovernanceDecisionData, ModelRequestData, ToolResultData
+from ..events import GovernanceDecisionData, ModelRequestData, ModelResponseData, ToolResultData
 from ..governance import ToolRequest
 from ..instructions import joined, render_parts
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
 from ..messages import (Message, ToolCall, ToolResult, Usage, message_from_dict, part_from_dict,
                         part_to_dict)
-from ..models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
+from ..models import (FallbackNotice, ModelRequest, ModelResponse, RetryNotice, TextDelta,
+                      ToolCallDelta)
 from ..quality import Verdict
 from ..result import PendingApproval, RunResult, RunStatus
 from ..signals import RuntimeSignal
@@ -355,6 +356,11 @@ class RunLoop(RunRecorder):
             elif isinstance(item, RetryNotice):
                 self.emit("model.retry", {"attempt": item.attempt, "delay": item.delay,
                                           "error": item.error})
+            elif isinstance(item, FallbackNotice):
+                self._streamed = []  # the next model answers the whole turn
+                self.emit("model.fallback", {"failed": item.failed, "next": item.next,
+                                             "error": item.error, "error_type": item.error_type,
+                                             "discarded": item.discarded})
         if response is None:
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
@@ -365,11 +371,14 @@ class RunLoop(RunRecorder):
         response, renamed = own_call_ids(response, self.turns, self.call_ids)
         message = response.message
         text, calls = message.text, message.tool_calls
-        self.emit("model.response", {
+        answered: ModelResponseData = {
             "turn": self.turns, "text": text, "stop_reason": response.stop_reason,
             "tool_calls": call_data(calls, renamed),
             "usage": usage.to_dict(), "model": response.model_name or self.agent.model.name,
-        })
+        }
+        if response.model_id:  # a fallback: which of its models answered
+            answered["answered_by"] = response.model_id
+        self.emit("model.response", answered)
         return response, text, calls
 
     # -- tool calls under governance ---------------------------------------------------------------

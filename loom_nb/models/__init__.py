@@ -18,11 +18,13 @@ from ..errors import ConfigError
 from ..messages import Message, Usage
 
 if TYPE_CHECKING:
+    from .fallback import FallbackModel
     from .function import FunctionModel
     from .replay import RecordingModel, ReplayModel
     from .scripted import ScriptedModel, Turn
 
 __all__ = [
+    "FallbackNotice",
     "Model",
     "ModelRequest",
     "ModelResponse",
@@ -74,6 +76,8 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     stop_reason: StopReason = "end_turn"
     model_name: str = ""
+    #: The identifier of the model that answered, when a fallback chose it among several.
+    model_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,19 @@ class RetryNotice:
     error: str
 
 
-StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | ModelResponse
+@dataclass(frozen=True, slots=True)
+class FallbackNotice:
+    """A model of a fallback failed (or could not take the request); the next takes the turn."""
+
+    failed: str  #: the identifier of the model that failed
+    next: str  #: the identifier of the model that takes the turn
+    error: str
+    error_type: str
+    #: Text or tool-call deltas of the failed model were already streamed: they are dropped.
+    discarded: bool = False
+
+
+StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | FallbackNotice | ModelResponse
 
 
 class Model(ABC):
@@ -215,6 +231,17 @@ class Model(ABC):
             context_window=context_window,
             **settings,
         )
+
+    @staticmethod
+    def fallback(primary: Model | str, *others: Model | str,
+                 on: tuple[type[BaseException], ...] | type[BaseException] | None = None,
+                 ) -> FallbackModel:
+        """``primary``, and the next model of ``others`` whenever one fails with an error of
+        ``on`` after its own retries (default: ModelUnavailableError, ModelRateLimitError,
+        ModelConnectionError)."""
+        from .fallback import DEFAULT_FALLBACK_ON, FallbackModel
+
+        return FallbackModel((primary, *others), DEFAULT_FALLBACK_ON if on is None else on)
 
     @staticmethod
     def from_string(spec: str, **kwargs: Any) -> Model:

@@ -111,8 +111,9 @@ class LiveDisplay:
             self._live.add(payload(event, ModelDeltaData))
         else:
             self.events.append(event)
-            if event.type in {"model.response", "tool.call"}:
-                # The stored event now holds what the deltas spelled out.
+            if event.type in {"model.response", "tool.call", "model.fallback"}:
+                # The stored event now holds what the deltas spelled out (or, after a
+                # fallback, the next model answers the turn from the start).
                 self._live = LiveText()
         if not self.live:
             return

@@ -147,7 +147,7 @@ class SessionPanel(View):
         run = event.run_id
         if event.type == "model.delta":
             self._live_text.setdefault(run, LiveText()).add(payload(event, ModelDeltaData))
-        elif event.type in ("model.response", "tool.call", "run.finished"):
+        elif event.type in ("model.response", "tool.call", "run.finished", "model.fallback"):
             self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
 
     def _wants(self, event: RunEvent) -> bool:

@@ -70,6 +70,8 @@ def _guess(name: str) -> str | None:
 
 
 def _size_text(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
     return f"{size / 1024 / 1024:.1f} MB" if size >= 1024 * 1024 else f"{size / 1024:.1f} KB"
 
 

@@ -55,7 +55,10 @@ def test_a_list_of_parts_sync_async_and_capabilities() -> None:
     (request,) = [e for e in result.events if e.type == "model.request"]
     labels = [p["label"] for p in request.data["system_parts"]]
     assert labels == ["instructions[0]", "instructions[1]: mood()", "instructions[2]: <lambda>()",
-                      "capability helpers"]
+                      "capability helpers", "tool definitions"]
+    # The parts add up to the partition (but rounding and the blank lines between them).
+    total = sum(p["tokens"] for p in request.data["system_parts"])
+    assert abs(total - request.data["context"]["partitions"]["system"]) <= len(labels)
     assert all(p["tokens"] > 0 for p in request.data["system_parts"])
     view = context_requests(result.events)
     text = context_text(view)

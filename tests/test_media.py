@@ -131,7 +131,7 @@ def test_a_list_prompt_sends_text_and_parts_in_order() -> None:
     started = result.events[0].data
     assert started["prompt"] == "What is this?\n\nBe short."
     (ref,) = started["task"]["attachments"]
-    assert ref["label"] == "image (image/png, 0.1 KB)" and "data" not in ref
+    assert ref["label"] == "image (image/png, 70 B)" and "data" not in ref
     assert RuntimeTask("Look", attachments=[Image(PNG)]).attachments == (Image(PNG),)
     with pytest.raises(ConfigError, match="prompt list is empty"):
         Agent(Model.scripted(["x"])).run_sync([])
@@ -142,7 +142,7 @@ def test_a_list_prompt_sends_text_and_parts_in_order() -> None:
 def test_an_image_alone_is_a_prompt() -> None:
     result = Agent(Model.scripted(["ok"])).run_sync(Image(PNG))
     assert result.status == "completed"
-    assert result.events[0].data["prompt"] == "(see the attached image (image/png, 0.1 KB))"
+    assert result.events[0].data["prompt"] == "(see the attached image (image/png, 70 B))"
 
 
 def test_a_tool_returns_an_image_with_text() -> None:
@@ -212,7 +212,7 @@ def test_the_run_card_shows_bounded_escaped_thumbnails() -> None:
     assert "&lt;b&gt;x&lt;/b&gt;.txt" in markup and "<b>x</b>" not in markup
     assert "https://e.com/a.png" in markup and "src='https://e.com" not in markup  # never fetched
     text = result._repr_mimebundle_()[0]["text/plain"]
-    assert "[image (image/png, 0.1 KB)]" in text and "data:image" not in text
+    assert "[image (image/png, 70 B)]" in text and "data:image" not in text
 
 
 def test_a_large_image_thumbnail_is_downscaled_or_a_chip() -> None:

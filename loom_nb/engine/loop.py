@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
-from ..context import build_request, estimate_tokens
+from ..context import build_request, estimate_tokens, tool_tokens
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
 from ..events import GovernanceDecisionData, ModelRequestData, ModelResponseData, ToolResultData
@@ -310,10 +310,15 @@ class RunLoop(RunRecorder):
                 self._take_interrupts()
 
     def _system_parts(self) -> list[dict[str, Any]]:
-        """Each part of the system partition: its label and (calibrated) tokens."""
+        """Each part of the system partition: its label and (calibrated) tokens; the tool
+        definitions, which the partition counts too, last."""
         factor = self.session.context.factor
-        return [{"label": label, "tokens": math.ceil(estimate_tokens(text) * factor)}
-                for label, text in self.system_parts or ()]
+        parts = [{"label": label, "tokens": math.ceil(estimate_tokens(text) * factor)}
+                 for label, text in self.system_parts or ()]
+        if self.agent.tool_definitions:
+            parts.append({"label": "tool definitions",
+                          "tokens": math.ceil(tool_tokens(self.agent.tool_definitions) * factor)})
+        return parts
 
     def _final_stop(self, stop_reason: str, text: str) -> Stop:
         """How a final answer's stop reason ends the run; the answer is kept in every case."""

@@ -31,8 +31,9 @@ from typing import Any, ClassVar, Literal, TypeAlias
 
 from .errors import ConfigError, StoreError
 
-__all__ = ["DOCUMENT_TYPES", "IMAGE_TYPES", "MAX_IMAGE_BYTES", "MAX_PDF_BYTES", "MAX_TEXT_BYTES",
-           "Document", "Image", "Media", "media_from_dict", "media_label"]
+__all__ = ["DOCUMENT_TYPES", "IMAGE_TYPES", "MAX_IMAGE_BYTES", "MAX_PDF_BYTES", "MAX_RESULT_MEDIA",
+           "MAX_TEXT_BYTES", "ONLY_MEDIA", "Document", "Image", "Media", "media_from_dict",
+           "media_label", "split_media"]
 
 #: Image types all three wire formats (Anthropic, OpenAI chat and Responses) accept. SVG is not
 #: one: it is a script-capable document, never an image input.
@@ -314,24 +315,25 @@ Media: TypeAlias = Image | Document
 
 
 def media_from_dict(data: dict[str, Any], blobs: Any = None) -> Media:
-    """An Image or Document from :meth:`to_dict` data; bytes inline, or from ``blobs`` (a mapping
-    or a callable of sha256) when the data holds only a reference."""
+    """An Image or Document from :meth:`to_dict` data: its bytes inline (checked against the
+    sha256), or from ``blobs`` (a mapping or a callable of sha256, which a store checks once)
+    when the data holds only a reference."""
     cls: type[Image] | type[Document] = Image if data["kind"] == "image" else Document
     part = object.__new__(cls)
     raw: bytes | None = None
+    sha = str(data.get("sha256") or "")
     if data.get("data") is not None:
         raw = base64.b64decode(data["data"])
+        if hashlib.sha256(raw).hexdigest() != sha:
+            raise StoreError(f"A stored {cls.kind_name.lower()} does not match its sha256; the "
+                             f"data is damaged.")
     elif data.get("url") is None:
-        sha = data.get("sha256", "")
         raw = blobs(sha) if callable(blobs) else (blobs or {}).get(sha)
         if raw is None:
             raise StoreError(f"The stored {cls.kind_name.lower()} {sha[:12]} is missing from the "
                              f"store's blobs; the store file is incomplete (copied without its "
                              f"blobs table?).")
-    if raw is not None and hashlib.sha256(raw).hexdigest() != data.get("sha256"):
-        raise StoreError(f"A stored {cls.kind_name.lower()} does not match its sha256; the store "
-                         f"is damaged.")
-    fields = (data.get("media_type") or "", raw, data.get("url"), data.get("sha256", ""),
+    fields = (data.get("media_type") or "", raw, data.get("url"), sha,
               int(data.get("size") or 0), data.get("name"))
     for slot, value in zip(("media_type", "data", "url", "sha256", "size", "name"), fields,
                            strict=True):
@@ -344,3 +346,48 @@ def media_label(part: Media) -> str:
     where = part.url if part.data is None else _size_text(part.size)
     title = f" {part.name!r}" if part.name else ""
     return f"{part.kind_name.lower()}{title} ({part.media_type or 'unknown type'}, {where})"
+
+
+#: The most images and documents one tool result may hold (each is bounded in size too).
+MAX_RESULT_MEDIA = 20
+#: What :func:`split_media` leaves of a return value that was only images and documents.
+ONLY_MEDIA: Any = object()
+
+
+def split_media(value: Any) -> tuple[Any, tuple[Media, ...]]:
+    """A tool's return value without its images and documents, and those.
+
+    An Image, a Document or a matplotlib Figure (as a PNG), alone or as items of a returned list
+    or tuple, go to the model as media next to the text of the rest.
+    """
+    one = _as_media(value)
+    if one is not None:
+        return ONLY_MEDIA, (one,)
+    if not isinstance(value, (list, tuple)) or not any(map(_is_media, value)):
+        return value, ()
+    media: list[Media] = []
+    rest: list[Any] = []
+    for item in value:
+        found = _as_media(item) if _is_media(item) else None  # a figure is rendered once
+        if found is None:
+            rest.append(item)
+        else:
+            media.append(found)
+    if not rest:
+        return ONLY_MEDIA, tuple(media)
+    return (rest[0] if len(rest) == 1 else rest), tuple(media)
+
+
+def _is_media(value: Any) -> bool:
+    return isinstance(value, (Image, Document)) or type(value).__module__.startswith("matplotlib.")
+
+
+def _as_media(value: Any) -> Media | None:
+    if isinstance(value, (Image, Document)):
+        return value
+    module = type(value).__module__
+    if module.startswith("matplotlib."):
+        figure = value if type(value).__name__ == "Figure" else getattr(value, "figure", None)
+        if type(value).__name__ != "SubFigure" and type(figure).__name__ == "Figure":
+            return Image(figure)  # a Figure, or the Axes of one: the whole figure as a PNG
+    return None

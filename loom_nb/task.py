@@ -192,6 +192,10 @@ def as_task(prompt_or_task: Prompt | Image | Document) -> RuntimeTask:
     )
 
 
+#: The most images and documents one prompt may hold.
+MAX_PROMPT_MEDIA = 100
+
+
 def _parts_task(parts: list[Any]) -> RuntimeTask:
     for index, part in enumerate(parts):
         if not isinstance(part, (str, Image, Document)):
@@ -201,6 +205,10 @@ def _parts_task(parts: list[Any]) -> RuntimeTask:
                               f"str, loom_nb.Image and loom_nb.Document.{hint}")
     texts = [p for p in parts if isinstance(p, str) and p.strip()]
     media = tuple(p for p in parts if not isinstance(p, str))
+    if len(media) > MAX_PROMPT_MEDIA:
+        raise ConfigError(f"The prompt has {len(media)} images and documents; at most "
+                          f"{MAX_PROMPT_MEDIA} go in one prompt (Anthropic's limit is 100 images "
+                          f"a request). Send fewer, or over several runs.")
     if not texts and not media:
         raise ConfigError("The prompt list is empty: give at least one str, Image or Document.")
     goal = "\n\n".join(texts) or "(see the attached " + ", ".join(media_label(m) for m in media) + ")"

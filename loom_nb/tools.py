@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, overload
 from ._tabular import json_fallback, tabular
 from ._workers import Escaped, Job, submit_to_worker
 from .errors import ConfigError, Suspended, ToolError
-from .media import Document, Image, Media, media_label
+from .media import MAX_RESULT_MEDIA, ONLY_MEDIA, Media, media_label, split_media
 from .models import ToolDefinition
 
 if TYPE_CHECKING:
@@ -135,9 +135,7 @@ class Tool:
                 value = await self._await_async(kwargs, limit, on_cancel, started)
             else:
                 value = await self._await_worker(kwargs, limit, on_cancel, started)
-            value, media = split_media(value)
-            content = serialize_result(value, self.name) if value is not _ONLY_MEDIA else (
-                "Returned " + "; ".join(media_label(m) for m in media) + ".")
+            content, media = result_content(value, self.name)
         except _TimedOut as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolTimeout", duration_ms=_ms(started))
         except ToolError as exc:
@@ -224,7 +222,7 @@ class Tool:
                                f"{follower.exception()}", is_error=True, error_type="ToolCancelled",
                                duration_ms=_ms(started))
         try:
-            content = serialize_result(follower.result(), self.name)
+            content = result_content(follower.result(), self.name)[0]
         except ToolError as exc:
             content = str(exc)
         return ToolOutcome(f"The run was cancelled while this call ran; the call completed "
@@ -285,36 +283,16 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
 
 
-_ONLY_MEDIA: Any = object()
-
-
-def split_media(value: Any) -> tuple[Any, tuple[Media, ...]]:
-    """A tool's return value without its images and documents, and those.
-
-    An Image, a Document or a matplotlib Figure (as a PNG), alone or as items of a returned list
-    or tuple, go to the model as media next to the text of the rest.
-    """
-    one = _as_media(value)
-    if one is not None:
-        return _ONLY_MEDIA, (one,)
-    if isinstance(value, (list, tuple)) and value and any(_as_media(v) is not None for v in value[:64]):
-        media = [m for v in value if (m := _as_media(v)) is not None]
-        rest = [v for v in value if _as_media(v) is None]
-        if not rest:
-            return _ONLY_MEDIA, tuple(media)
-        return (rest[0] if len(rest) == 1 else rest), tuple(media)
-    return value, ()
-
-
-def _as_media(value: Any) -> Media | None:
-    if isinstance(value, (Image, Document)):
-        return value
-    module = type(value).__module__
-    if module.startswith("matplotlib."):
-        figure = value if type(value).__name__ == "Figure" else getattr(value, "figure", None)
-        if type(value).__name__ != "SubFigure" and type(figure).__name__ == "Figure":
-            return Image(figure)  # a Figure, or the Axes of one: the whole figure as a PNG
-    return None
+def result_content(value: Any, tool_name: str) -> tuple[str, tuple[Media, ...]]:
+    """The text and the images/documents a tool's return value goes back to the model as."""
+    value, media = split_media(value)
+    if len(media) > MAX_RESULT_MEDIA:
+        raise ToolError(f"Tool {tool_name!r} returned {len(media)} images and documents; at most "
+                        f"{MAX_RESULT_MEDIA} go back in one result. Return fewer (a grid of "
+                        f"plots in one figure, or the most relevant ones).")
+    if value is ONLY_MEDIA:
+        return "Returned " + "; ".join(media_label(m) for m in media) + ".", media
+    return serialize_result(value, tool_name), media
 
 
 def serialize_result(value: Any, tool_name: str) -> str:

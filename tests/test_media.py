@@ -109,9 +109,9 @@ def test_json_round_trip_inline_and_by_reference() -> None:
     assert message_from_dict(referenced, blobs).media[0].data == PNG
     with pytest.raises(StoreError, match="missing from the store's blobs"):
         message_from_dict(referenced, {})
-    damaged = {sha: b"other" for sha in blobs}
+    inline["parts"][1]["data"] = base64.b64encode(b"other").decode()
     with pytest.raises(StoreError, match="does not match its sha256"):
-        message_from_dict(referenced, damaged)
+        message_from_dict(inline)
 
 
 # -- runs ----------------------------------------------------------------------------------------
@@ -176,6 +176,11 @@ def test_sqlite_keeps_each_binary_once_and_restores_it(tmp_path: Path) -> None:
     restored = Agent(Model.scripted(["x"])).session(SessionConfig(id="a", store=SQLiteStore(path)))
     images = [m for message in restored.history for m in message.media]
     assert [i.data for i in images] == [PNG, PNG]
+    assert images[0].data is images[1].data  # one copy in memory too
+    with sqlite3.connect(path) as db:  # a damaged blob is found when read, not sent on
+        db.execute("UPDATE blobs SET data = ?", (b"not the image",))
+    with pytest.raises(StoreError, match="does not match its sha256; the store file is damaged"):
+        Agent(Model.scripted(["x"])).session(SessionConfig(id="b", store=SQLiteStore(path)))
 
 
 def test_memory_store_shares_one_copy() -> None:
@@ -226,3 +231,37 @@ def test_a_large_image_thumbnail_is_downscaled_or_a_chip() -> None:
     markup = media_html([{"sha256": image.sha256, "label": "big", "kind": "image"}],
                         {image.sha256: image})
     assert len(markup) < THUMBNAIL_BYTES * 1.4 + 1000
+
+
+def test_counts_of_images_are_bounded() -> None:
+    from loom_nb.media import MAX_RESULT_MEDIA
+    from loom_nb.task import MAX_PROMPT_MEDIA
+
+    @tool
+    def flood() -> list[Image]:
+        return [Image(PNG)] * (MAX_RESULT_MEDIA + 1)
+
+    result = Agent(Model.scripted([{"tool": "flood", "args": {}}, "ok"]), tools=[flood]).run_sync("go")
+    (call,) = result.tool_calls
+    assert call.is_error and call.error_type == "ToolError"
+    assert f"returned {MAX_RESULT_MEDIA + 1} images and documents; at most {MAX_RESULT_MEDIA}" in (
+        call.content or "")
+    with pytest.raises(ConfigError, match=f"at most {MAX_PROMPT_MEDIA} go in one prompt"):
+        Agent(Model.scripted(["x"])).run_sync(["many", *[Image(PNG)] * (MAX_PROMPT_MEDIA + 1)])
+
+
+def test_a_tool_returning_axes_sends_its_figure_once() -> None:
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from loom_nb.media import split_media
+
+    renders = []
+    figure = Figure(figsize=(1, 1))
+    axes = figure.add_subplot()
+    original = figure.savefig
+    figure.savefig = lambda *a, **k: (renders.append(1), original(*a, **k))[1]  # type: ignore[method-assign]
+    rest, media = split_media(["caption", axes])
+    assert rest == "caption" and len(media) == 1 and media[0].media_type == "image/png"
+    assert renders == [1]

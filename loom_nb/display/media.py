@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -58,10 +59,28 @@ def media_html(refs: Iterable[Mapping[str, Any]], held: Mapping[str, Media] | No
     return f"<div style='{MUTED};margin-left:18px'>{''.join(items)}</div>"
 
 
+#: Thumbnails already made, by sha256: a card is drawn again on each display (and each live
+#: update), and downscaling a large image takes a tenth of a second.
+_MADE: OrderedDict[str, str | None] = OrderedDict()
+_KEEP = 64
+
+
 def _thumbnail(part: Image) -> str | None:
     """A ``data:`` URI of at most :data:`THUMBNAIL_BYTES`, or None."""
     if part.media_type not in IMAGE_TYPES or part.data is None:
         return None
+    if part.sha256 in _MADE:
+        _MADE.move_to_end(part.sha256)
+        return _MADE[part.sha256]
+    made = _make_thumbnail(part)
+    _MADE[part.sha256] = made
+    if len(_MADE) > _KEEP:
+        _MADE.popitem(last=False)
+    return made
+
+
+def _make_thumbnail(part: Image) -> str | None:
+    assert part.data is not None
     data, media_type = part.data, part.media_type
     if len(data) > THUMBNAIL_BYTES:
         smaller = _downscale(data)

@@ -4,9 +4,11 @@ restart and that other processes can read while a session writes."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -148,9 +150,10 @@ class SQLiteStore:
                 if metadata:
                     self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
                                      (_dumps(meta), session_id))
-            history, memory, through = self._latest_checkpoint(session_id, restore)
+            blobs = self._blob_reader()
+            history, memory, through = self._latest_checkpoint(session_id, restore, blobs)
             history += [
-                message_from_dict(json.loads(data), self._blob) for (data,) in self._db.execute(
+                message_from_dict(json.loads(data), blobs) for (data,) in self._db.execute(
                     "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
                     (session_id, through))
             ]
@@ -160,8 +163,8 @@ class SQLiteStore:
         return StoredSession(id=session_id, created_at=created, metadata=meta, messages=history,
                              restored=row is not None, memory=memory, message_count=count)
 
-    def _latest_checkpoint(self, session_id: str,
-                           restore: RestoreMode) -> tuple[list[Message], list[str], int]:
+    def _latest_checkpoint(self, session_id: str, restore: RestoreMode,
+                           blobs: Callable[[str], bytes | None]) -> tuple[list[Message], list[str], int]:
         if restore != "checkpoint":
             return [], [], 0
         row = self._db.execute(
@@ -169,13 +172,25 @@ class SQLiteStore:
             "ORDER BY rowid DESC LIMIT 1", (session_id,)).fetchone()
         if row is None:
             return [], [], 0
-        return ([message_from_dict(m, self._blob) for m in json.loads(row[1])], json.loads(row[2]),
+        return ([message_from_dict(m, blobs) for m in json.loads(row[1])], json.loads(row[2]),
                 row[0])
 
-    def _blob(self, sha256: str) -> bytes | None:
-        # Called with the lock held, inside a read of messages that reference the blob.
-        row = self._db.execute("SELECT data FROM blobs WHERE sha256 = ?", (sha256,)).fetchone()
-        return bytes(row[0]) if row is not None else None
+    def _blob_reader(self) -> Callable[[str], bytes | None]:
+        """For one read (with the lock held): each blob loaded and checked against its sha256
+        once, and the same bytes object shared by every message that references it."""
+        loaded: dict[str, bytes | None] = {}
+
+        def blob(sha256: str) -> bytes | None:
+            if sha256 not in loaded:
+                row = self._db.execute("SELECT data FROM blobs WHERE sha256 = ?",
+                                       (sha256,)).fetchone()
+                data = bytes(row[0]) if row is not None else None
+                if data is not None and hashlib.sha256(data).hexdigest() != sha256:
+                    raise StoreError(f"The blob {sha256[:12]} in {str(self.path)!r} does not "
+                                     f"match its sha256; the store file is damaged.")
+                loaded[sha256] = data
+            return loaded[sha256]
+        return blob
 
     def _put_blobs(self, messages: list[Message]) -> list[str]:
         """The messages as JSON text; their binary parts go to the blobs table (each once)."""
@@ -290,7 +305,8 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute("SELECT idx, run_id, data FROM messages WHERE session_id = ? "
                                     "ORDER BY idx", (session_id,)).fetchall()
-            return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]), self._blob))
+            blobs = self._blob_reader()
+            return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]), blobs))
                     for r in rows]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:

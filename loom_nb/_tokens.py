@@ -70,7 +70,9 @@ def message_tokens(message: Message) -> int:
         elif isinstance(part, ToolCall):  # repr: as long as the JSON, and far cheaper to make
             total += estimate_tokens(part.name) + estimate_tokens(repr(part.args))
         elif isinstance(part, ToolResult):
-            total += estimate_tokens(part.content) + sum(media_tokens(m) for m in part.media)
+            total += estimate_tokens(part.content)
+            if part.media:
+                total += sum([media_tokens(m) for m in part.media])
         elif isinstance(part, (Image, Document)):
             total += media_tokens(part)
         else:  # thinking

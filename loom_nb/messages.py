@@ -128,11 +128,12 @@ class Message:
         """The images and documents of the message, its tool results' included."""
         found: list[Media] = []
         for part in self.parts:
-            if isinstance(part, (Image, Document)):
-                found.append(part)
-            elif isinstance(part, ToolResult):
-                found.extend(part.media)
-        return tuple(found)
+            kind = part.kind
+            if kind == "image" or kind == "document":
+                found.append(part)  # type: ignore[arg-type]
+            elif kind == "tool_result" and part.media:  # type: ignore[union-attr]
+                found.extend(part.media)  # type: ignore[union-attr]
+        return tuple(found) if found else ()
 
     def to_dict(self, blobs: dict[str, bytes] | None = None) -> dict[str, Any]:
         """JSON data; with ``blobs``, binary parts are references and their bytes go there."""

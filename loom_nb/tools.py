@@ -285,6 +285,8 @@ def _ms(started: float) -> float:
 
 def result_content(value: Any, tool_name: str) -> tuple[str, tuple[Media, ...]]:
     """The text and the images/documents a tool's return value goes back to the model as."""
+    if type(value) is str:  # the usual case, without a look for media
+        return value, ()
     value, media = split_media(value)
     if len(media) > MAX_RESULT_MEDIA:
         raise ToolError(f"Tool {tool_name!r} returned {len(media)} images and documents; at most "

@@ -265,7 +265,7 @@ class RunLoop(RunRecorder):
     @property
     def system_text(self) -> str:
         """The system partition's text (the agent's static instructions before the first turn)."""
-        return self.agent.system_prompt if self.system_parts is None else joined(self.system_parts)
+        return self.agent.system_prompt if self.system_parts is None else self._system_text
 
     async def run_turns(self, started: float) -> Stop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
@@ -274,6 +274,7 @@ class RunLoop(RunRecorder):
             static = self.agent.static_system_parts
             self.system_parts = static if static is not None else await render_parts(
                 self.agent.instruction_parts, self.context.bind(self))
+            self._system_text = joined(self.system_parts)
         model_id, tools = self.agent.model.identifier, self.agent.tool_definitions
         tool_names = [t.name for t in tools]
         context, window = self.session.context, self.window

@@ -100,3 +100,22 @@ def test_a_plain_run_context_still_works_as_before() -> None:
 
     Agent(Model.function(answer)).run_sync("go", RunContext(inputs={"city": "Oslo"}))
     assert "Oslo" in seen[0]
+
+
+def test_deps_reach_streamed_and_background_runs() -> None:
+    import asyncio
+
+    deps = Deps("dee", [])
+    agent = Agent(Model.scripted([{"tool": "whoami", "args": {}}, "one",
+                                  {"tool": "whoami", "args": {}}, "two"]), tools=[whoami])
+    session = agent.session(SessionConfig())
+
+    async def both() -> list[str]:
+        stream = session.stream("a", deps=deps)
+        types = [event.type async for event in stream]
+        assert "tool.result" in types
+        started = session.start("b", deps=deps)
+        result = await started.wait()
+        return [stream.result.run_id, result.run_id]  # type: ignore[union-attr]
+
+    assert asyncio.run(both()) == deps.seen

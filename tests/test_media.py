@@ -265,3 +265,18 @@ def test_a_tool_returning_axes_sends_its_figure_once() -> None:
     rest, media = split_media(["caption", axes])
     assert rest == "caption" and len(media) == 1 and media[0].media_type == "image/png"
     assert renders == [1]
+
+
+def test_a_dropped_session_releases_its_blobs_only() -> None:
+    from loom_nb import InMemoryStore
+
+    store = InMemoryStore()
+    agent = Agent(Model.scripted(["a", "b"]))
+    one = agent.session(SessionConfig(id="one", store=store))
+    two = agent.session(SessionConfig(id="two", store=store))
+    one.run_sync(["x", Image(PNG)])
+    two.run_sync(["y", Image(PNG), Document(PDF)])
+    assert store.blob_count() == 2
+    with store._lock:
+        store._drop("two")
+    assert store.blob_count() == 1  # the PNG is still one's

@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml requirements.lock
 # (e.g. anthropic:claude-sonnet-5) and its key in the environment, the same notebook uses that model.
 demo: $(STAMP)
 	@mkdir -p $(BUILD)
-	$(VENV)/bin/jupyter nbconvert --to html --execute --ExecutePreprocessor.timeout=600 \
+	$(VENV)/bin/jupyter nbconvert --to loom-html --execute --ExecutePreprocessor.timeout=600 \
 		--output-dir $(BUILD) notebooks/01_quickstart.ipynb
 	@echo "Demo written to $(abspath $(BUILD))/01_quickstart.html"
 

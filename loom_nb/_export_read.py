@@ -488,6 +488,12 @@ def messages(source: Any, problems: Problems) -> Iterator[MessageRow]:
     return _once(source, lambda r: r.messages(problems), lambda row: (row.session_id, row.idx))
 
 
+def structured_outputs(source: Any, problems: Problems) -> dict[str, Any]:
+    """Run id -> the validated output (as JSON) of each run made with ``output_type=``."""
+    return {e.run_id: e.data.get("parsed") for e in events(source, problems, {"run.finished"})
+            if e.data.get("output_type") is not None and e.data.get("status") == "completed"}
+
+
 def signals(source: Any, problems: Problems) -> Iterator[SignalRow]:
     return _once(source, lambda r: r.signals(problems), lambda row: (row.session_id, row.seq))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Unpack
 
 from . import _bridge
 from .capability import Capability
@@ -12,6 +12,7 @@ from .context import render_system
 from .errors import ConfigError
 from .instructions import Instructions, instruction_parts, joined
 from .models import Model, ToolDefinition, resolve_model
+from .output import OutputMode, OutputSpec, RunOptions, output_spec
 from .result import RunResult
 from .runtime import Runtime
 from .session import RunStream, Session, SessionConfig
@@ -37,6 +38,12 @@ class Agent:
         name: a label for displays, traces and DataFrames.
         deps_type: the type every run's ``deps=`` must have (checked with isinstance when the
             run starts; None: any).
+        output_type: the type every run's answer must validate as (``result.output`` is then a
+            ``T``); a pydantic model, dataclass, TypedDict, scalar, ``list[...]`` or union.
+        output_mode: ``"auto"`` (native structured output where the model has it, else an
+            output tool), ``"native"`` or ``"tool"``; see :mod:`loom_nb.output`.
+        output_retries: how often an answer that does not validate goes back to the model with
+            its errors before the run fails (default 1).
 
     ``agent.run(...)`` runs once, with no history; ``agent.session(...)`` keeps history across
     runs.
@@ -52,8 +59,13 @@ class Agent:
         runtime: Runtime | None = None,
         name: str = "agent",
         deps_type: Any = None,
+        output_type: Any = None,
+        output_mode: OutputMode = "auto",
+        output_retries: int | None = None,
     ) -> None:
         self.model: Model = resolve_model(model)
+        #: The structured output every run asks for (None: a text answer).
+        self.output: OutputSpec | None = output_spec(output_type, output_mode, output_retries)
         self.instructions = instructions
         self.capabilities: tuple[Capability, ...] = tuple(capabilities)
         for cap in self.capabilities:
@@ -133,22 +145,25 @@ class Agent:
         # and nothing accumulates in the process-wide store.
         return Session(self, SessionConfig(store=InMemoryStore()))
 
-    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-                  deps: Any = None) -> RunResult:
+    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None,
+                  **options: Unpack[RunOptions]) -> RunResult:
         """Run once on a prompt (a str, or a list of str, Image and Document) or a
-        :class:`RuntimeTask` and return the :class:`RunResult`. ``deps`` go to the tools'
-        (and callable instructions') RunContext."""
-        return await self._one_off().run(prompt_or_task, context, deps=deps)
+        :class:`RuntimeTask` and return the :class:`RunResult`.
 
-    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-                 deps: Any = None) -> RunResult:
+        Options: ``output_type``, ``output_mode``, ``output_retries`` (override the agent's for
+        this run), ``tool_choice`` (``"auto"``, ``"required"``, ``"none"`` or a tool name) and
+        ``deps`` (for the tools' and instruction functions' RunContext)."""
+        return await self._one_off().run(prompt_or_task, context, **options)
+
+    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None,
+                 **options: Unpack[RunOptions]) -> RunResult:
         """:meth:`run` from sync code; works inside a running event loop such as a Jupyter cell."""
-        return _bridge.run_sync(self.run(prompt_or_task, context, deps=deps))
+        return _bridge.run_sync(self.run(prompt_or_task, context, **options))
 
-    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-               deps: Any = None) -> RunStream:
+    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None,
+               **options: Unpack[RunOptions]) -> RunStream:
         """Run once and yield its :class:`RunEvent` s as they happen (``async for``)."""
-        return self._one_off().stream(prompt_or_task, context, deps=deps)
+        return self._one_off().stream(prompt_or_task, context, **options)
 
     async def receive(self, event_or_signal: Any, adapter: SignalAdapter | None = None) -> SignalDecision:
         """Send a signal to the agent's inbox session (``agent.inbox``); see Session.receive."""

@@ -26,6 +26,7 @@ pause::
     │   │   ├── ModelConnectionError       unreachable or broken connection, retried first
     │   │   └── IncompleteStreamError      the stream ended before the turn was complete
     │   ├── ModelRefusalError  the model declined to answer (stop reason "refusal")
+    │   ├── OutputValidationError  the answer is not a valid output_type after output_retries
     │   └── ReplayError      a replay model could not serve a request from its recording
     │       ├── RecordingNotFoundError     the recording file does not exist
     │       ├── ReplayExhaustedError       every recorded exchange was served
@@ -79,6 +80,7 @@ __all__ = [
     "ModelRequestError",
     "ModelUnavailableError",
     "NotSupportedError",
+    "OutputValidationError",
     "ProviderError",
     "RecordingNotFoundError",
     "ReplayError",
@@ -189,6 +191,17 @@ class IncompleteStreamError(ProviderError):
 
 class ModelRefusalError(ModelError):
     """The model declined to answer (stop reason ``refusal``)."""
+
+
+class OutputValidationError(ModelError):
+    """The model's answer did not validate against ``output_type``, also after its retries.
+
+    ``problems`` holds the last validation errors, as the model was told them.
+    """
+
+    def __init__(self, message: str, *, problems: str = "") -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class ReplayError(ModelError):

@@ -261,7 +261,7 @@ def _row(item: _Item, result: RunResult, attempt: int, *, resumed: bool) -> dict
     return {
         "task_id": item.task_id, "goal": item.task.goal, "session_id": result.session_id,
         "run_id": result.run_id, "attempt": attempt, "resumed": resumed, "status": result.status,
-        "output": result.output, "error": result.error, "error_type": result.error_type,
+        "output": result.text, "error": result.error, "error_type": result.error_type,
         "quality_verdict": _verdict(verdict),
         "quality_critique": verdict.get("critique") if verdict else None,
         "input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens,

@@ -11,6 +11,7 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
 ``model.retry``         the provider failed in a retryable way; attempt, delay and error
 ``model.fallback``      a fallback's model failed; the next one takes the turn (which, and why)
+``output.partial``      the structured answer parsed so far, as it streams (live only)
 ``tool.call``           the model asks for a tool, with its arguments
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
 ``tool.started``        a call a person approved starts (stored before it runs)
@@ -37,7 +38,7 @@ it); at run time ``data`` stays a plain dict, so stored JSON is what the kernel 
 Readers take the typed view with :func:`payload`, and :func:`tool_calls` pairs each
 ``tool.call`` with its ``tool.result`` and governance decisions, for every reader that needs both.
 
-``model.delta`` events are *live only*: :meth:`Agent.stream` yields them and displays draw them,
+``model.delta`` and ``output.partial`` events are *live only*: :meth:`Agent.stream` yields them and displays draw them,
 but they are not stored and not part of ``RunResult.events``; the following ``model.response``
 carries the whole text. A delta's ``seq`` is the ``seq`` of that ``model.response``, so the stored
 events of a run are numbered 0, 1, 2, ... without gaps.
@@ -51,7 +52,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Generic, Literal, NotRequired, Protocol, TypeAlias, TypedDict, TypeVar, cast
 
-__all__ = ["PAYLOADS", "SESSION_SUBSCRIBERS", "EventLike", "EventPayload", "EventType", "PartitionName",
+__all__ = ["LIVE_ONLY", "PAYLOADS", "SESSION_SUBSCRIBERS", "EventLike", "EventPayload", "EventType", "PartitionName",
            "RunEvent", "ToolCallTrace", "payload", "tool_calls", "utcnow"]
 
 EventType: TypeAlias = Literal[
@@ -63,6 +64,7 @@ EventType: TypeAlias = Literal[
     "model.response",
     "model.retry",
     "model.fallback",
+    "output.partial",
     "tool.call",
     "tool.started",
     "tool.result",
@@ -196,6 +198,8 @@ class RunFinishedData(TypedDict):
     verdict: VerdictData | None
     traceback: NotRequired[str]  #: after an unexpected exception
     pending: NotRequired[list[PendingData]]  #: for ``needs_approval``
+    output_type: NotRequired[str]  #: with ``output_type=``: the type's name
+    parsed: NotRequired[Any]  #: with ``output_type=``: the validated output as JSON (or None)
 
 
 class RunResumedData(TypedDict):
@@ -238,6 +242,14 @@ class ModelResponseData(TypedDict):
     model: str
     #: With ``Model.fallback``: the identifier of the model that answered.
     answered_by: NotRequired[str]
+
+
+class OutputPartialData(TypedDict):
+    """A structured answer as streamed so far (``output_type=``): the JSON value parsed from it,
+    the last string or item possibly cut, and whether that already validates."""
+
+    output: Any
+    valid: bool
 
 
 class ModelRetryData(TypedDict):
@@ -355,9 +367,14 @@ class DelegationFinishedData(TypedDict):
 #: payload the engine writes against one of the TypedDicts above (tests check the type matches).
 EventPayload: TypeAlias = (
     RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
-    | ModelDeltaData | ModelResponseData | ModelRetryData | ModelFallbackData | ToolCallData | ToolStartedData
+    | ModelDeltaData | ModelResponseData | ModelRetryData | ModelFallbackData | OutputPartialData
+    | ToolCallData | ToolStartedData
     | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
     | QualityVerdictData | HarnessAttemptData | DelegationStartedData | DelegationFinishedData)
+
+
+#: The types given to live subscribers only, never stored (see the module docstring).
+LIVE_ONLY: frozenset[EventType] = frozenset({"model.delta", "output.partial"})
 
 
 #: Each event type's payload TypedDict.
@@ -367,6 +384,7 @@ PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
     "model.request": ModelRequestData, "model.delta": ModelDeltaData,
     "model.response": ModelResponseData, "model.retry": ModelRetryData,
     "model.fallback": ModelFallbackData,
+    "output.partial": OutputPartialData,
     "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
     "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,
     "context.compacted": CompactedData, "context.renewed": RenewedData,
@@ -411,7 +429,7 @@ class RunEvent:
 
     @property
     def live_only(self) -> bool:
-        return self.type == "model.delta"
+        return self.type in LIVE_ONLY
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -91,6 +91,7 @@ MESSAGE_COLUMNS: dict[str, str] = {
     "session_id": "str", "run_id": "str", "parent_run_id": "str", "message_id": "str",
     "order": "int64", "part": "int64", "role": "str", "kind": "str", "text": "str",
     "tool_name": "str", "tool_call_id": "str", "tool_args": "json", "tool_is_error": "boolean",
+    "output": "json",
     "media_type": "str", "media_ref": "str", "media_size": "Int64",
 }
 TOOL_CALL_COLUMNS: dict[str, str] = {
@@ -394,10 +395,15 @@ def _metadata(*sources: Any) -> dict[str, Any]:
 
 def messages_df(source: Source, *, strict: bool = True) -> Result:
     """One row per part of each stored message; ``order`` is the message's index in its
-    session, ``part`` the part's position in the message."""
+    session, ``part`` the part's position in the message. ``output``: on the parts of the last
+    assistant message of a run made with ``output_type=``, its validated output (as JSON)."""
     problems = Problems(strict)
     table = Table(MESSAGE_COLUMNS)
-    for message in _read.messages(source, problems):
+    outputs = _read.structured_outputs(source, problems)
+    stored = list(_read.messages(source, problems))
+    answers: dict[str, int] = {m.run_id: m.idx for m in stored if m.run_id in outputs
+                               and m.data.get("role") == "assistant"}  # each run's last one wins
+    for message in stored:
         report = problems.reporter("messages", message.label)
         parts = message.data.get("parts")
         if not isinstance(parts, list) or not isinstance(message.data.get("role"), str):
@@ -417,6 +423,8 @@ def messages_df(source: Source, *, strict: bool = True) -> Result:
                        "tool_call_id": part.get("id") if kind == "tool_call" else part.get("call_id"),
                        "tool_args": part.get("args") if kind == "tool_call" else None,
                        "tool_is_error": part.get("is_error") if kind == "tool_result" else None,
+                       "output": outputs.get(message.run_id or "")
+                       if answers.get(message.run_id or "") == message.idx else None,
                        **_media_columns(part)}, report)
     return problems.result(table.frame())
 

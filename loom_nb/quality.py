@@ -101,20 +101,20 @@ class QualityGate:
 
     @staticmethod
     def output_type(model_type: type[pydantic.BaseModel] | Any) -> QualityGate:
-        """The answer must be JSON (optionally in a ```json fence) valid for ``model_type``."""
-        import pydantic
-        adapter = pydantic.TypeAdapter(model_type)
-        label = getattr(model_type, "__name__", str(model_type))
+        """The answer must be JSON (optionally in a ```json fence) valid for ``model_type``:
+        validated as ``Agent(output_type=...)`` validates (see :mod:`loom_nb.output`)."""
+        from .errors import OutputValidationError
+        from .output import OutputSpec
+
+        spec = OutputSpec(model_type)
+        label = spec.name
 
         async def evaluate(output: str, task: RuntimeTask, model: Model) -> Verdict:
-            text = _strip_fence(output)
             try:
-                adapter.validate_json(text)
-            except pydantic.ValidationError as exc:
-                problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'answer'}: {e['msg']}"
-                                     for e in exc.errors(include_url=False))
+                spec.parse(output)
+            except OutputValidationError as exc:
                 return Verdict(passed=False, gate=f"output_type {label}",
-                               critique=f"The answer must be JSON matching {label}: {problems}.")
+                               critique=f"The answer must be JSON matching {label}: {exc.problems}.")
             return Verdict(passed=True, critique=f"valid {label}", gate=f"output_type {label}")
 
         return QualityGate(f"output_type {label}", evaluate)
@@ -193,7 +193,3 @@ def _check_result(value: Any, label: str) -> tuple[bool, str]:
         return value[0], str(value[1])
     raise ConfigError(f"Quality check {label!r} returned {value!r}: return a bool or (bool, critique).")
 
-
-def _strip_fence(text: str) -> str:
-    fenced = re.search(r"```(?:json)?\s*\n(.*?)```", text, re.S)
-    return (fenced.group(1) if fenced else text).strip()

@@ -50,7 +50,10 @@ class RunResult:
     """The outcome of one run.
 
     Attributes:
-        output: the final answer (for ``status="limit"``, the last text the model wrote).
+        output: the final answer (for ``status="limit"``, the last text the model wrote). With
+            ``output_type=T``: the validated ``T`` (None when the run did not complete).
+        text: the final answer's raw text (with ``output_type``, the JSON the model wrote).
+        output_type: with ``output_type=T``, the type's name.
         status: ``completed``, ``failed``, ``cancelled``, ``needs_approval`` or ``limit``; a
             stored run whose process died before it ended reads ``interrupted``.
         run_id: the run's id.
@@ -70,7 +73,7 @@ class RunResult:
         parent_run_id: the run that started this one (delegation, best-of candidates).
     """
 
-    output: str
+    output: Any
     status: RunStatus
     run_id: str
     session_id: str
@@ -90,8 +93,14 @@ class RunResult:
     attempts: int = 0
     winner: int | None = None
     parent_run_id: str | None = None
+    text: str = ""
+    output_type: str | None = None
     session: Session | None = field(default=None, compare=False)
     _decisions: dict[str, str | None] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.text and isinstance(self.output, str):
+            self.text = self.output
 
     @property
     def ok(self) -> bool:
@@ -171,12 +180,17 @@ class RunResult:
         raise run_error(f"Run {self.run_id} ended with status {self.status!r}: {self.error}", self)
 
     def __str__(self) -> str:
-        return self.output
+        """The answer's text, with control characters escaped (``\x1b``), so that ``print(result)``
+        cannot drive the terminal; ``result.text`` is the exact text."""
+        from .display.common import printable
+
+        return printable(self.text)
 
     def __repr__(self) -> str:
-        text = self.output if len(self.output) <= 60 else self.output[:57] + "..."
-        return (f"RunResult(status={self.status!r}, output={text!r}, turns={self.turns}, "
-                f"run_id={self.run_id!r})")
+        shown = self.text if self.output_type is None else repr(self.output)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        return (f"RunResult(status={self.status!r}, output={shown if self.output_type else repr(shown)}, "
+                f"turns={self.turns}, run_id={self.run_id!r})")
 
     # -- notebook display (strings only: the kernel never imports IPython) ------------------------
 

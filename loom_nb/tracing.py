@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import ConfigError
-from .events import SESSION_SUBSCRIBERS
+from .events import LIVE_ONLY, SESSION_SUBSCRIBERS
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -111,7 +111,7 @@ class _SpanBuilder:
 
     def feed(self, event: _Event, ts: datetime | None) -> None:
         kind = event.type
-        if kind == "model.delta":
+        if kind in LIVE_ONLY:  # never stored; their seq is the next stored event's
             return
         if kind == "signal.decision":
             self._signal(event, _ns(ts))
@@ -471,7 +471,7 @@ class Tracing:
         return f"<Tracing capture_content={self.capture_content}>"
 
     def __call__(self, event: Any) -> None:
-        if event.type == "model.delta":
+        if event.type in LIVE_ONLY:
             return
         try:
             with self._lock:

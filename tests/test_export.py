@@ -149,7 +149,7 @@ def test_messages_df_one_row_per_part(stored) -> None:
     df = messages_df(path)
     assert list(df.columns) == ["session_id", "run_id", "parent_run_id", "message_id", "order",
                                 "part", "role", "kind", "text", "tool_name", "tool_call_id",
-                                "tool_args", "tool_is_error", "media_type", "media_ref",
+                                "tool_args", "tool_is_error", "output", "media_type", "media_ref",
                                 "media_size"]
     assert df["order"].dtype == "int64" and df["tool_is_error"].dtype == "boolean"
     rows = [tuple(None if pd.isna(v) else v for v in r) for r in

@@ -49,3 +49,16 @@ def test_contract_signatures() -> None:
     assert ctx.inputs == {"x": 1} and ctx.metadata == {} and ctx.budget is None
     sig = RuntimeSignal(source="cron", type="tick")
     assert sig.urgency == "normal" and sig.summary == "" and sig.payload == {} and sig.dedupe_key is None
+
+
+def test_structured_output_and_tool_choice_signatures() -> None:
+    import inspect
+
+    from loom_nb import Agent, OutputValidationError
+    from loom_nb.output import RunOptions
+
+    assert issubclass(OutputValidationError, loom_nb.ModelError)
+    params = inspect.signature(Agent).parameters
+    assert {"output_type", "output_mode", "output_retries", "deps_type"} <= set(params)
+    assert set(RunOptions.__annotations__) == {"output_type", "output_mode", "output_retries",
+                                               "tool_choice", "deps"}

@@ -308,3 +308,30 @@ def test_a_failing_tracer_never_fails_the_run(caplog: pytest.LogCaptureFixture) 
         result = agent.run_sync("x")
     assert (result.status, result.output) == ("completed", "fine")
     assert sum("could not be turned into spans" in r.message for r in caplog.records) == 1
+
+
+def test_live_only_output_partial_events_leave_the_spans_whole(exporter: InMemorySpanExporter) -> None:
+    # output.partial carries the seq of the model.response that follows it (it is live only):
+    # tracing must not take it for that event and drop the response.
+    from pydantic import BaseModel
+
+    class Sum(BaseModel):
+        total: int
+
+    async def answer(request: Any) -> Any:
+        for piece in ['{"tot', 'al": 5', '}']:
+            yield piece
+
+    agent = Agent(Model.function(answer, name="fn"), runtime=traced(exporter), output_type=Sum)
+    stream = agent.stream("2 + 3?")
+
+    async def kinds() -> list[str]:
+        return [event.type async for event in stream]
+
+    from loom_nb import _bridge
+    assert "output.partial" in _bridge.run_sync(kinds()) and stream.result is not None
+    assert stream.result.output == Sum(total=5)
+    spans = exporter.get_finished_spans()
+    chat = [s for s in spans if s.name.startswith("chat")]
+    assert len(chat) == 1 and chat[0].attributes is not None
+    assert chat[0].attributes.get("gen_ai.usage.output_tokens") is not None

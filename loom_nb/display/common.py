@@ -121,19 +121,27 @@ def bar_html(segments: list[tuple[float, str, str]], width: int = 220, height: i
 def table_html(headers: list[str], rows: list[list[str]], align_right: Iterable[int] = ()) -> str:
     """A small table; cells are HTML already (escape them before)."""
     right = set(align_right)
-    head = "".join(f"<th style='{_TH}{';text-align:right' if i in right else ''}'>{h}</th>"
-                   for i, h in enumerate(headers))
+    # Headers and numbers never wrap, and text wraps between words only (the card's
+    # overflow-wrap:anywhere would squeeze a column to one letter in a narrow panel tab); a table
+    # wider than its place scrolls sideways inside its own box instead of widening the view.
+    numeric = ";text-align:right;white-space:nowrap"
+    head = "".join(f"<th style='{_TH};white-space:nowrap{';text-align:right' if i in right else ''}'"
+                   f">{h}</th>" for i, h in enumerate(headers))
     body = "".join(
-        "<tr>" + "".join(f"<td style='{_TD}{';text-align:right' if i in right else ''}'>{c}</td>"
+        "<tr>" + "".join(f"<td style='{_TD}{numeric if i in right else ''}'>{c}</td>"
                          for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return (f"<table style='border-collapse:collapse;margin:4px 0;font-size:12px'>"
-            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    return (f"<div style='overflow-x:auto;max-width:100%'>"
+            f"<table style='border-collapse:collapse;margin:4px 0;font-size:12px;"
+            f"overflow-wrap:normal'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+            f"</div>")
 
 
-def view_card(kind: str, title: str, body: str) -> str:
-    """The frame of a view's static HTML."""
+def view_card(kind: str, title: str, body: str, framed: bool = True) -> str:
+    """The frame of a view's static HTML; ``framed=False`` where a widget draws the frame
+    around it and its controls (so they sit inside the card)."""
     # line-height: ipywidgets' HTML widget sets its own (a button's height), which double-spaces.
-    return (f"<div class='loom-view loom-{kind}' style=\"{CARD};line-height:1.4\"><div style='font-weight:600;"
+    style = CARD if framed else CARD + "; border: none; padding: 0; margin: 0"
+    return (f"<div class='loom-view loom-{kind}' style=\"{style};line-height:1.4\"><div style='font-weight:600;"
             f"margin-bottom:4px'>{html.escape(title)}</div>{body}</div>")
 
 

@@ -10,6 +10,7 @@ panel's transcript (:func:`panel_html`) with the same pieces.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Iterable, Mapping, Sequence, Sized
 from typing import TYPE_CHECKING, Protocol
 
@@ -23,7 +24,8 @@ from .media import media_html, media_index, media_lines
 
 __all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "live_card",
            "APPROVAL_HINT", "cut_text", "error_html", "note_card", "panel_header_html", "panel_html", "panel_text",
-           "prompt_html", "result_html", "result_text", "run_status", "status_sentence"]
+           "prompt_html", "result_html", "result_text", "run_status", "status_sentence",
+           "structured_output"]
 
 if TYPE_CHECKING:
     from ..media import Media
@@ -158,7 +160,27 @@ def result_text(result: RunLike) -> str:
         lines.append(f"{result.status}: {result.error}")
     if result.status == "needs_approval":
         lines.append(APPROVAL_HINT)
+    if (shown := structured_output(result.events)) is not None:
+        lines.append(f"output ({shown[0]}): {short(json.dumps(shown[1], ensure_ascii=False), 500)}")
     return printable("\n".join(lines))
+
+
+def structured_output(events: Iterable[RunEvent]) -> tuple[str, object] | None:
+    """``(type name, validated output as JSON)`` of a run with ``output_type=`` that completed."""
+    finished = [payload(e, RunFinishedData) for e in events if e.type == "run.finished"]
+    if not finished or finished[-1]["status"] != "completed":
+        return None
+    name = finished[-1].get("output_type")
+    return None if name is None else (name, finished[-1].get("parsed"))
+
+
+def _structured_html(events: Iterable[RunEvent]) -> str:
+    shown = structured_output(events)
+    if shown is None:
+        return ""
+    body = json.dumps(shown[1], ensure_ascii=False, indent=2)
+    return (f"<div style='margin-top:6px'><b>output</b> <span style='{MUTED}'>"
+            f"({html.escape(shown[0])})</span><pre style=\"{PRE}\">{html.escape(body)}</pre></div>")
 
 
 #: Where a paused run's card points: the buttons, the notebook commands, and the code.
@@ -290,7 +312,8 @@ def result_html(result: RunLike) -> str:
     if result.status == "needs_approval":
         error += f"<div style='{MUTED};margin-top:4px'>{_hint_html()}</div>"
     return (f"<div class='loom-run' style=\"{CARD}\">{header_html(result.status, summary)}"
-            f"{events_html(result.events, media=media_index(getattr(result, 'messages', ())))}{error}"
+            f"{events_html(result.events, media=media_index(getattr(result, 'messages', ())))}"
+            f"{_structured_html(result.events)}{error}"
             f"<div style='color:{FAINT};font-size:11px;margin-top:6px'>{html.escape(result.run_id)}"
             f" · {html.escape(result.session_id)}</div></div>")
 

@@ -23,8 +23,8 @@ from ..events import (CompactedData, PartitionName, DelegationFinishedData, Dele
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
                       payload,
                       tool_calls)
-from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, share, short,
-                     signal_label, table_html, text_table, view_card)
+from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, printable,
+                     share, short, signal_label, table_html, text_table, view_card)
 
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
            "approvals_html", "approvals_text",
@@ -285,7 +285,7 @@ def signals_html(rows: list[SignalRow], queued: Sequence[Mapping[str, Any]]) -> 
 def signal_decision_card(signal: Mapping[str, Any], action: str, reason: str) -> dict[str, str]:
     """``%loom signal``'s output: the signal and the attention policy's decision."""
     label = signal_label(signal)
-    return {"text/plain": f"Signal {label} → {action}: {reason}",
+    return {"text/plain": printable(f"Signal {label} → {action}: {reason}"),
             "text/html": (f"<div class='loom-signal'><b>{html.escape(label)}</b>"
                           f" → {badge(action)} {html.escape(reason)}</div>")}
 
@@ -543,7 +543,8 @@ RATE_HTML = "<b style='white-space:nowrap'>Rate this run</b>&nbsp;"
 _TONES = {"good": GOOD, "bad": ERROR}
 
 
-def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] | None = None) -> str:
+def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] | None = None,
+               framed: bool = True) -> str:
     lines = []
     for row in rows:
         when = f"+{row.offset:.2f}s" if row.offset is not None else ""
@@ -551,14 +552,16 @@ def trace_html(title: str, rows: list[TraceRow], ratings: list[dict[str, Any]] |
         color = _TONES.get(row.tone, "inherit")
         nested = f"border-left:2px solid {BORDER};padding-left:8px;" if row.depth else ""
         lines.append(
-            f"<div style='display:flex;gap:8px;line-height:1.4;margin-left:{row.depth * 22}px;"
-            f"{nested}'>"
+            # flex-wrap: in a narrow place the text goes under its time and type, full width.
+            f"<div style='display:flex;flex-wrap:wrap;column-gap:8px;line-height:1.4;"
+            f"margin-left:{row.depth * 22}px;{nested}'>"
             f"<span style='{MUTED};width:56px;flex:none;text-align:right;font-size:11px'>{when}</span>"
             f"<span style='{MUTED};width:150px;flex:none;font-size:11px'>{html.escape(row.type)}</span>"
-            f"<span style='color:{color};white-space:pre-wrap;word-break:break-word'>"
+            f"<span style='color:{color};white-space:pre-wrap;word-break:break-word;"
+            f"flex:1 1 240px;min-width:0'>"
             f"{html.escape(row.text)}{took}</span></div>")
     body = "".join(lines) or f"<div style='{MUTED}'>No events yet.</div>"
     if ratings is not None:
         body += (f"<div style='margin-top:6px'><b>Ratings</b>: "
                  f"{html.escape(_rating_text(ratings)) if ratings else 'none yet'}</div>")
-    return view_card("trace", f"Trace · {title}", body)
+    return view_card("trace", f"Trace · {title}", body, framed)

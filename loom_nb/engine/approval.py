@@ -26,6 +26,7 @@ from ..messages import ToolCall, ToolResult, Usage, message_from_dict
 from ..result import PendingApproval
 from ..limits import Limits
 from ..task import RunContext, RuntimeTask
+from .structured import PAUSED
 
 if TYPE_CHECKING:
     from .loop import Decisions, RunLoop
@@ -68,6 +69,7 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
                               _PAUSED_DEPS.get(session, {}).pop(record.run_id, None)),
                    run_id=record.run_id, parent_run_id=record.parent_run_id)
     loop.record = record
+    loop.steer = PAUSED.get(record.run_id, loop.steer)
     loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
     loop.usage = Usage.from_dict(state["usage"])
     loop.events = session.store.events(run_id=record.run_id)

@@ -75,11 +75,11 @@ async def _candidate(parent: RunLoop, index: int) -> CandidateRun:
 
     child = parent.session.child(f"candidate-{index}", seed=True)
     loop = RunLoop(child, parent.task, parent.context, parent_run_id=parent.run_id,
-                   depth=parent.depth, continuing=True)
+                   depth=parent.depth, continuing=True, output=parent.steer.spec)
     loop.subscribers.extend(parent.subscribers)  # live views see nested runs too
     parent.emit("harness.attempt", {"attempt": index, "mode": "candidate",
                                     "run_id": loop.run_id, "session_id": child.id})
     result = await child._execute(loop)
     parent.absorb_usage(result.usage, result.turns)
-    return CandidateRun(run_id=loop.run_id, output=result.output, status=result.status,
+    return CandidateRun(run_id=loop.run_id, output=result.text, status=result.status,
                         limit=result.limit, error=result.error, handle=loop)

@@ -24,7 +24,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
@@ -50,12 +50,15 @@ from . import subruns
 from .approval import claim, recheck, remember_deps, restore
 from .attempts import AttemptControl
 from .record import RunRecorder
+from .structured import TurnSteer
 from .subruns import resume_nested, shown_under
 from .tool_call import run_tool_call
 from .window import RunWindow
 
 if TYPE_CHECKING:
     from ..events import RunEvent
+    from ..models import ToolChoice
+    from ..output import OutputSpec
     from ..session import Session
 
 __all__ = ["Decisions", "RunLoop", "Stop", "new_run_id"]
@@ -74,7 +77,9 @@ class RunLoop(RunRecorder):
 
     def __init__(self, session: Session, task: RuntimeTask, context: RunContext,
                  *, run_id: str | None = None, parent_run_id: str | None = None,
-                 depth: int = 0, continuing: bool = False) -> None:
+                 depth: int = 0, continuing: bool = False,
+                 output: OutputSpec | None | Literal["agent"] = "agent",
+                 tool_choice: ToolChoice | None = None) -> None:
         self.session = session
         self.agent = session.agent
         self.task = task
@@ -125,6 +130,9 @@ class RunLoop(RunRecorder):
         self._ending = threading.Lock()
         self._ended = False
         self._cancel_requested = False
+        #: Structured output and tool choice, turn by turn (the agent's unless the run's given).
+        self.steer = TurnSteer(self.agent.output if output == "agent" else output, tool_choice,
+                               self.agent.model)
         self.record = RunRecord(run_id=self.run_id, session_id=session.id, agent=self.agent.name,
                                 model=self.agent.model.identifier, prompt=task.goal,
                                 parent_run_id=parent_run_id, owner=current_owner())
@@ -275,7 +283,8 @@ class RunLoop(RunRecorder):
             self.system_parts = static if static is not None else await render_parts(
                 self.agent.instruction_parts, self.context.bind(self))
             self._system_text = joined(self.system_parts)
-        model_id, tools = self.agent.model.identifier, self.agent.tool_definitions
+        model_id, steer = self.agent.model.identifier, self.steer
+        tools = steer.tools(self.agent.tool_definitions)
         tool_names = [t.name for t in tools]
         context, window = self.session.context, self.window
         while True:
@@ -283,8 +292,8 @@ class RunLoop(RunRecorder):
             if limit is not None:
                 return limit
             snapshot = await window.make_room()
-            request = build_request(rendered=window.rendered(), history=context.history,
-                                    tools=tools)
+            request = steer.prepare(build_request(rendered=window.rendered(),
+                                                  history=context.history, tools=tools))
             total, factor = snapshot.total, context.factor
             content = window.unrecorded(snapshot)
             requested: ModelRequestData = {"turn": self.turns + 1, "model": model_id,
@@ -298,11 +307,24 @@ class RunLoop(RunRecorder):
             message = response.message
             if text:
                 self.output = text
+            final = steer.output_call(calls)
+            if final is not None:  # the output tool: its arguments are the answer
+                if self._final_result(message, final, calls):
+                    return "completed"
+                continue
             if not calls:
                 self.commit(message)
                 if self._interrupts and self._take_interrupts():
                     continue  # the answer is kept; the model now also sees the signal
-                return self._final_stop(response.stop_reason, text)
+                stop = self._final_stop(response.stop_reason, text)
+                retry = steer.check_text(text) if stop == "completed" else None
+                if retry is None:
+                    return stop
+                self.commit(Message.user(retry))
+                if steer.failure is not None:
+                    raise steer.failure
+                continue
+            steer.after_tools()
             results = await self._tool_calls(message, calls)
             if results is None:
                 return "needs_approval"
@@ -326,13 +348,30 @@ class RunLoop(RunRecorder):
         if stop_reason == "max_tokens":
             return "model_max_tokens"
         if stop_reason == "refusal":
-            raise ModelRefusalError(f"The model refused to answer{': ' + text[:300] if text else '.'}")
+            # repr: the model's words may hold control characters, and errors reach terminals
+            raise ModelRefusalError(f"The model refused to answer{': ' + repr(text[:300])[1:-1] if text else '.'}")
         if stop_reason == "context_window_exceeded":
             raise ContextWindowExceededError(
                 "The model stopped because its context window was full. Give a smaller "
                 "context_window= to the model so loom_nb compacts earlier, or lower "
                 "ContextProtocol(compact_at=...).")
         return "completed"
+
+    def _final_result(self, message: Message, call: ToolCall, calls: tuple[ToolCall, ...]) -> bool:
+        """Commit a turn that calls the output tool; True when its answer is valid."""
+        answer, results = self.steer.final_call(call, calls)
+        for result in results:
+            self.emit("tool.call", {"call_id": result.call_id, "name": result.name,
+                                    "args": next(c.args for c in calls if c.id == result.call_id)})
+            self.emit("tool.result", {"call_id": result.call_id, "name": result.name,
+                                      "content": result.content, "is_error": result.is_error,
+                                      "duration_ms": 0.0})
+        self.commit(message, Message(role="tool", parts=tuple(results)))
+        if self.steer.failure is not None:
+            raise self.steer.failure
+        if answer is not None:
+            self.output = answer
+        return answer is not None
 
     def _take_interrupts(self) -> bool:
         """At a safe point: put interrupting signals into the conversation. True if there were."""
@@ -354,11 +393,13 @@ class RunLoop(RunRecorder):
             if isinstance(item, TextDelta):
                 self._streamed.append(item.text)
                 self.emit("model.delta", {"text": item.text})
+                self._partial(item.text)
             elif isinstance(item, ModelResponse):
                 response = item
             elif isinstance(item, ToolCallDelta):
                 self.emit("model.delta", {"tool_call_id": item.call_id, "name": item.name,
                                           "args_delta": item.args_delta})
+                self._partial(None, item.name, item.args_delta)
             elif isinstance(item, RetryNotice):
                 self.emit("model.retry", {"attempt": item.attempt, "delay": item.delay,
                                           "error": item.error})
@@ -386,6 +427,12 @@ class RunLoop(RunRecorder):
             answered["answered_by"] = response.model_id
         self.emit("model.response", answered)
         return response, text, calls
+
+    def _partial(self, text: str | None, name: str = "", args: str = "") -> None:
+        if self.steer.spec is not None and (self.subscribers or self.session.watched):
+            data = self.steer.partial(text, name=name, args=args)
+            if data is not None:
+                self.emit("output.partial", data)
 
     # -- tool calls under governance ---------------------------------------------------------------
 

@@ -15,10 +15,11 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StoreError
-from ..events import EventPayload, EventType, RunEvent, RunFinishedData, make_event, utcnow
+from ..events import LIVE_ONLY, EventPayload, EventType, RunEvent, RunFinishedData, make_event, utcnow
 from ..messages import Message, Usage
 from ..result import PendingApproval, RunResult, RunStatus
 from .approval import pause_state
+from .structured import remember_pause
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from ..signals import RuntimeSignal
     from ..store import RunRecord
     from ..task import RunContext, RuntimeTask
+    from .structured import TurnSteer
     from .window import RunWindow
 
 __all__ = ["RunRecorder"]
@@ -65,9 +67,10 @@ class RunRecorder:
     task: RuntimeTask
     context: RunContext
     limits: Limits
+    steer: TurnSteer
 
     def emit(self, type: EventType, data: EventPayload) -> RunEvent | None:
-        live_only = type == "model.delta"
+        live_only = type in LIVE_ONLY
         if live_only and not (self.subscribers or self.session.watched):
             return None  # nobody is watching, and live-only events are not kept
         # A delta takes the seq of the model.response it belongs to (see events.py).
@@ -128,6 +131,7 @@ class RunRecorder:
             error = str(unsaved) if error is None or error == str(unsaved) else f"{error} Then: {unsaved}"
             record.status, record.error, record.state = status, error, None
         self.session.run_ended(self.run_id, paused=status == "needs_approval")
+        remember_pause(self.run_id, self.steer, status == "needs_approval")
         self._emit_safely("run.finished", self._finished_data(status, error, error_type, limit))
         try:
             self._flush()
@@ -137,8 +141,10 @@ class RunRecorder:
         if leftovers:  # the run ended before a safe point took them: they run next
             self.session.inbox.requeue(leftovers)
         pending = tuple(PendingApproval(**p) for p in (record.state or {}).get("pending", []))
+        spec = self.steer.spec
         self.result = RunResult(
-            output=self.output, status=status, run_id=self.run_id, session_id=self.session.id,
+            output=self._value(status), text=self.output, output_type=spec.name if spec else None,
+            status=status, run_id=self.run_id, session_id=self.session.id,
             events=self.events, usage=self.usage, error=error, error_type=error_type, limit=limit,
             messages=tuple(self.added), agent=self.agent.name, model=self.agent.model.identifier,
             turns=self.turns, started_at=record.started_at, finished_at=record.finished_at,
@@ -146,6 +152,15 @@ class RunRecorder:
             attempts=self.attempt_count, winner=self.winner, parent_run_id=self.parent_run_id,
         )
         return self.result
+
+    def _value(self, status: RunStatus) -> Any:
+        """``RunResult.output``: the text, or with ``output_type`` the validated value of a
+        completed run's answer (None for any other end)."""
+        if self.steer.spec is None:
+            return self.output
+        if status != "completed":
+            return None
+        return self.steer.value(self.output)
 
     def _store_end(self, record: RunRecord) -> StoreError | None:
         """Save the run's final record; on a store failure, the error (the record, marked failed,
@@ -175,6 +190,11 @@ class RunRecorder:
                                 "verdict": self.verdict.to_dict() if self.verdict else None}
         if self._traceback:
             data["traceback"] = self._traceback
+        spec = self.steer.spec
+        if spec is not None:
+            value = self._value(status)
+            data["output_type"] = spec.name
+            data["parsed"] = None if value is None else spec.jsonable(value)
         if status == "needs_approval" and self._pause is not None:
             data["pending"] = self._pause["pending"]
         return data

@@ -97,10 +97,10 @@ def _answer(parent: RunLoop, name: str, session: Session, result: RunResult,
     used = cast(dict[str, int], result.usage.to_dict())
     parent.absorb_usage(Usage(**{k: n - (counted or {}).get(k, 0) for k, n in used.items()}), 0)
     parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
-                                        "status": result.status, "output": result.output,
+                                        "status": result.status, "output": result.text,
                                         "usage": result.usage.to_dict(), "error": result.error})
     if result.status == "needs_approval":
         raise SubAgentPaused(name, session.id, result.run_id, result.pending, used)
     if result.status != "completed":
         raise ToolError(f"Sub-agent {name!r} ended with status {result.status!r}: {result.error}")
-    return result.output
+    return result.text

@@ -28,10 +28,12 @@ __all__ = [
     "Model",
     "ModelRequest",
     "ModelResponse",
+    "OutputFormat",
     "RetryNotice",
     "StopReason",
     "TextDelta",
     "ToolCallDelta",
+    "ToolChoice",
     "ToolDefinition",
     "register_provider",
     "resolve_model",
@@ -51,6 +53,25 @@ class ToolDefinition:
     parameters: dict[str, Any]
 
 
+#: ``"auto"`` (the model decides), ``"required"`` (some tool), ``"none"`` (no tool), or a tool name.
+ToolChoice: TypeAlias = str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputFormat:
+    """The structured answer a request asks for (see :mod:`loom_nb.output`).
+
+    ``mode="native"``: the provider's own JSON-schema output; ``"tool"``: the answer comes as the
+    arguments of the tool ``tool_name``, which is among the request's tools.
+    """
+
+    name: str
+    schema: dict[str, Any]
+    strict: bool
+    mode: Literal["native", "tool"]
+    tool_name: str
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ModelRequest:
     """Everything one model call needs.
@@ -60,12 +81,17 @@ class ModelRequest:
         messages: the conversation so far, oldest first.
         tools: the tools the model may call.
         settings: provider-neutral settings for this call (``max_tokens``, ``temperature``, ...).
+        output: the structured answer asked for, if any.
+        tool_choice: how the model may use the tools this turn (None: the provider's default,
+            or the model's ``tool_choice`` setting).
     """
 
     system: str
     messages: tuple[Message, ...]
     tools: tuple[ToolDefinition, ...] = ()
     settings: dict[str, Any] = field(default_factory=dict)
+    output: OutputFormat | None = None
+    tool_choice: ToolChoice | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,6 +157,9 @@ class Model(ABC):
     name: str = "model"
     #: The model's context window in tokens, when known or given (``context_window=``).
     context_window: int | None = None
+    #: Whether ``output_mode="auto"`` uses the provider's native structured output (True) or
+    #: the output tool (False); see :mod:`loom_nb.output`. Test models see the request as is.
+    native_output: bool = True
     #: Whether the model takes images and PDFs. A request holding one for a model that does not
     #: fails with a ConfigError before anything is sent (``Model.openai(..., vision=False)``).
     vision: bool = True

@@ -37,6 +37,7 @@ __all__ = [
     "ProviderError",
     "ProviderInfo",
     "classify_sdk_error",
+    "connection_reason",
     "error_from_body",
     "parse_retry_after",
 ]
@@ -95,7 +96,9 @@ def _error_fields(body: Any) -> tuple[str, str, str]:
     err = body.get("error", body) if isinstance(body, dict) else None
     if not isinstance(err, dict):
         return "", "", str(body) if body else ""
-    return (str(err.get("type") or ""), str(err.get("code") or ""), str(err.get("message") or ""))
+    # FastAPI-style servers (vLLM, llama-cpp-python, LiteLLM) answer {"detail": "..."}.
+    message = err.get("message") or err.get("detail") or ""
+    return (str(err.get("type") or ""), str(err.get("code") or ""), str(message))
 
 
 def classify_sdk_error(exc: BaseException, sdk: Any, info: ProviderInfo) -> ProviderError | None:
@@ -112,8 +115,7 @@ def classify_sdk_error(exc: BaseException, sdk: Any, info: ProviderInfo) -> Prov
             f"timeout= (seconds) on the model if the answers are long."
         )
     if isinstance(exc, sdk.APIConnectionError):
-        cause = exc.__cause__ or exc.__context__
-        detail = f": {cause}" if cause else ""
+        detail = f": {connection_reason(exc)}"
         return ModelConnectionError(
             f"Could not connect to {info.label} at {info.base_url}{detail}. Check that the server "
             f"is running and that base_url is right."
@@ -134,6 +136,29 @@ def classify_sdk_error(exc: BaseException, sdk: Any, info: ProviderInfo) -> Prov
     return None
 
 
+def connection_reason(exc: BaseException) -> str:
+    """Why a connection failed, from the exception chain: each distinct message down to the
+    socket's (``ConnectError: All connection attempts failed ([Errno 111] Connection
+    refused)``), the class names when the messages are empty."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc.__cause__ or exc.__context__
+    while link is not None and link not in chain and len(chain) < 8:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    if not chain:
+        return f"{type(exc).__name__} (no reason given)"
+    messages: list[str] = []
+    for link in chain:
+        text = str(link).strip()
+        if text and text not in messages:
+            messages.append(text)
+    head = type(chain[0]).__name__
+    if not messages:
+        return f"{head} (no reason given)"
+    rest = f" ({'; '.join(messages[1:])})" if len(messages) > 1 else ""
+    return f"{head}: {messages[0]}{rest}"
+
+
 def _httpx2() -> Any:
     try:
         import httpx2
@@ -149,15 +174,29 @@ def _from_status(exc: Any, info: ProviderInfo) -> ProviderError:
     # Under 400: an error event inside a 200 stream, whose body's error type says what happened.
     status = code if code >= 400 else None
     body = getattr(exc, "body", None)
-    return error_from_body(body, getattr(exc, "message", str(exc)), status, retry_after, info)
+    request = getattr(response, "request", None)
+    route = f"{request.method} {request.url.path}" if request is not None else None
+    return error_from_body(body, getattr(exc, "message", str(exc)), status, retry_after, info,
+                           route=route)
 
 
 def error_from_body(
-    body: Any, fallback: str, status: int | None, retry_after: float | None, info: ProviderInfo
+    body: Any, fallback: str, status: int | None, retry_after: float | None, info: ProviderInfo,
+    *, route: str | None = None,
 ) -> ProviderError:
+    """The loom error for an error body; ``route`` (``POST /v1/responses``): what was asked."""
     kind, code, message = _error_fields(body)
     message = message or fallback
     where = f"{info.title} ({status}: {message})" if status else f"{info.title} ({message})"
+    if status == 404 and route and not (code == "model_not_found" or "model" in message.lower()):
+        # A 404 that does not name a model: the server has no such route (a compatible server
+        # without the Responses API, or a base_url without /v1), not an unknown model.
+        hint = ("use api='chat' (Chat Completions), which compatible servers implement"
+                if route.endswith("/responses") else "check that base_url ends with /v1 or the "
+                "path the server documents")
+        return ModelRequestError(
+            f"{where}: the server at {info.base_url} has no route {route}; {hint}.",
+            status_code=status)
     if status in (401, 403) or kind in ("authentication_error", "permission_error"):
         verb = "rejected the API key" if status != 403 else "refused access with this API key"
         return ModelAuthenticationError(

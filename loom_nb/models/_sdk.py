@@ -20,7 +20,8 @@ from typing import Any, Protocol
 from ..errors import ConfigError
 from ..messages import ToolCall
 from . import Model, ModelRequest, ModelResponse, StreamItem
-from ._errors import ModelConnectionError, ProviderError, ProviderInfo, _httpx2
+from ._errors import (IncompleteStreamError, ModelConnectionError, ProviderError, ProviderInfo,
+                      _httpx2)
 from ._retry import RetryPolicy, retrying
 
 __all__ = ["CLIENT_OPTIONS", "SDKModel", "StreamState", "Validator", "check_settings", "import_sdk",
@@ -30,7 +31,7 @@ Validator = Callable[[str, Any], Any]
 
 #: Options every SDK-backed model takes next to its settings.
 CLIENT_OPTIONS = ("max_retries", "timeout", "retry_base_delay", "retry_max_delay",
-                  "max_retry_after")
+                  "max_retry_after", "compatible")
 
 
 def import_sdk(module: str, extra: str) -> Any:
@@ -153,6 +154,17 @@ class SDKModel(Model):
         self.context_window = context_window
         self.base_url = (base_url or os.environ.get(self.base_url_var) or self.default_base_url)
         self.base_url = self.base_url.rstrip("/")
+        compatible = options.pop("compatible", None)
+        if compatible is not None and not isinstance(compatible, bool):
+            raise ConfigError(f"compatible= is True, False or None (decided by base_url), got "
+                              f"{compatible!r}.")
+        #: True for a server that speaks the vendor's API but is not the vendor (Ollama, vLLM,
+        #: llama-cpp-python, a LiteLLM proxy): by default, any base_url but the vendor's.
+        self.compatible = (self.base_url != self.default_base_url.rstrip("/")
+                           if compatible is None else compatible)
+        # The vendor's own API has structured output; a compatible server implements tools but
+        # may ignore or refuse a JSON-schema format (see loom_nb.output).
+        self.native_output = not self.compatible
         self.api_key = api_key or os.environ.get(self.key_var) or None
         defaults = RetryPolicy()
         max_retries = options.pop("max_retries", defaults.max_retries)
@@ -246,13 +258,35 @@ class SDKModel(Model):
     ) -> AsyncGenerator[StreamItem, None]:
         """One request: deltas, then the ModelResponse; raises on any failure."""
         stream, state = await self._open_stream(request, settings)
+        received = False
         try:
+            await self._check_event_stream(stream)
             async for event in stream:
+                received = True
                 for item in state.feed(event):
                     yield item
         finally:  # also when the consumer stops early: the connection goes back to the pool
             await stream.close()
+        if not received:
+            raise _not_retried(IncompleteStreamError(
+                f"{self.info.title} at {self.base_url} answered the streamed request with an "
+                f"empty event stream (HTTP 200, no events at all). The server (or a proxy in "
+                f"between) may not support streaming for this model; check its logs."))
         yield state.response(self.name)
+
+    async def _check_event_stream(self, stream: Any) -> None:
+        """A streamed request answered with a plain body (a JSON completion or error from a
+        server that ignores ``stream``) fails here, saying so, instead of as a cut stream."""
+        response = getattr(stream, "response", None)
+        kind = str(getattr(response, "headers", {}).get("content-type", "") or "")
+        if response is None or not kind or "event-stream" in kind:
+            return
+        body = (await response.aread()).decode("utf-8", "replace")
+        shown = body if len(body) <= 300 else body[:297] + "..."  # !r below escapes control chars
+        raise _not_retried(IncompleteStreamError(
+            f"{self.info.title} at {self.base_url} answered the streamed request with a plain "
+            f"{kind.split(';')[0]} body instead of an event stream: {shown!r}. The server does not "
+            f"stream this route or model (or a proxy buffers it); loom_nb needs streaming."))
 
     @abstractmethod
     async def _open_stream(
@@ -263,6 +297,12 @@ class SDKModel(Model):
     @abstractmethod
     def _classify(self, exc: BaseException) -> ProviderError | None:
         """The loom error for a vendor exception (None: not a provider failure)."""
+
+
+def _not_retried(error: ProviderError) -> ProviderError:
+    # What the server does every time: trying again would only repeat it.
+    error.retryable = False
+    return error
 
 
 def _is_timeout(exc: BaseException, sdk: Any) -> bool:

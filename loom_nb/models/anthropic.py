@@ -3,7 +3,7 @@
 ``Model.anthropic("claude-sonnet-5", api_key=None, base_url=None, context_window=None,
 **settings)``. The key comes from ``api_key=`` or ``ANTHROPIC_API_KEY``, the endpoint from
 ``base_url=`` or ``ANTHROPIC_BASE_URL``. Settings: ``max_tokens`` (default 4096), ``temperature``,
-``top_p``, ``top_k``, ``stop_sequences``, ``thinking``; client options: ``max_retries``,
+``top_p``, ``top_k``, ``stop_sequences``, ``thinking``, ``tool_choice``; client options: ``max_retries``,
 ``timeout``, ``retry_base_delay``, ``retry_max_delay``, ``max_retry_after``.
 
 With ``thinking=``, Claude's thinking blocks (text and signature) and redacted_thinking blocks
@@ -32,6 +32,7 @@ from ._sdk import (
     check_settings,
     number,
     positive_int,
+    string,
     strings,
     tool_call,
 )
@@ -51,6 +52,10 @@ _STOP_REASONS: dict[str, StopReason] = {
     # is over from the loop's point of view.
     "pause_turn": "end_turn",
 }
+
+#: loom_nb's tool choices as Anthropic's (a tool's name becomes {"type": "tool", "name": ...}).
+_CHOICES: dict[str, dict[str, str]] = {"auto": {"type": "auto"}, "required": {"type": "any"},
+                                       "none": {"type": "none"}}
 
 #: Sampling settings the 2.x SDK no longer takes as keyword arguments: they go in the body.
 _BODY_SETTINGS = ("temperature", "top_p", "top_k")
@@ -73,6 +78,7 @@ _SETTINGS: dict[str, Validator] = {
     "top_k": positive_int,
     "stop_sequences": strings,
     "thinking": _thinking,
+    "tool_choice": string,
 }
 
 
@@ -134,6 +140,14 @@ class AnthropicModel(SDKModel):
                 {"name": t.name, "description": t.description, "input_schema": t.parameters}
                 for t in request.tools
             ]
+        choice = request.tool_choice if request.tool_choice is not None else settings.get("tool_choice")
+        if choice is not None and request.tools:
+            choice = _thinking_choice(choice, request, settings)
+            kwargs["tool_choice"] = _CHOICES.get(choice) or {"type": "tool", "name": choice}
+        if request.output is not None and request.output.mode == "native":
+            # Structured outputs: the same closed schema OpenAI gets (objects closed, $defs kept).
+            kwargs["output_config"] = {"format": {"type": "json_schema",
+                                                  "schema": request.output.schema}}
         if "stop_sequences" in settings:
             kwargs["stop_sequences"] = settings["stop_sequences"]
         if "thinking" in settings:
@@ -148,6 +162,19 @@ class AnthropicModel(SDKModel):
     ) -> tuple[Any, _StreamState]:
         stream = await self.client().messages.create(**self.create_kwargs(request, settings))
         return stream, _StreamState()
+
+
+def _thinking_choice(choice: str, request: ModelRequest, settings: Mapping[str, Any]) -> str:
+    """The tool choice Claude takes with ``thinking=`` on: only ``auto`` and ``none`` (thinking
+    is not compatible with forced tool use). The output tool's ``required`` becomes ``auto``: a
+    text answer is validated too, and one that is not JSON is sent back (see loom_nb.output)."""
+    thinking = settings.get("thinking")
+    if not thinking or thinking.get("type") == "disabled" or choice in ("auto", "none"):
+        return choice
+    if choice == "required" and request.output is not None and request.output.mode == "tool":
+        return "auto"
+    raise ConfigError(f"Claude with thinking= takes tool_choice 'auto' or 'none' only (thinking is "
+                      f"not compatible with forced tool use), not {choice!r}.")
 
 
 # -- loom messages -> Anthropic messages ---------------------------------------------------------

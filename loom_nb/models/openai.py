@@ -12,13 +12,21 @@ The key comes from ``api_key=`` or ``OPENAI_API_KEY``, the endpoint from ``base_
 ``OPENAI_BASE_URL``. A compatible server that needs no key works without one (the SDK is given
 the placeholder ``"EMPTY"``); api.openai.com without a key is a ConfigError.
 
+Settings: ``max_tokens``, ``temperature``, ``top_p``, ``reasoning_effort``, ``tool_choice``,
+and for chat also ``stop`` and ``seed``. ``max_tokens`` is sent as ``max_output_tokens`` to the
+Responses API; to Chat Completions as ``max_completion_tokens`` on OpenAI's own API (where
+``max_tokens`` is deprecated and refused by reasoning models), and as ``max_tokens`` to a
+compatible server (any other ``base_url``; ``compatible=True/False`` overrides), because servers
+such as llama-cpp-python understand only that one.
+
+Structured output (``output_type=``, see :mod:`loom_nb.output`) is ``response_format`` with a
+``json_schema`` for chat and ``text.format`` for Responses, ``strict`` when the schema allows it.
+
 ``vision=False`` declares a text-only model (many on compatible servers): a request with an
 image or a PDF then fails with a ConfigError before it is sent.
 
-Settings: ``max_tokens`` (sent as ``max_completion_tokens`` / ``max_output_tokens``),
-``temperature``, ``top_p``, ``reasoning_effort``, and for chat also ``stop`` and ``seed``.
 Client options: ``max_retries``, ``timeout``, ``retry_base_delay``, ``retry_max_delay``,
-``max_retry_after``.
+``max_retry_after``, ``compatible``.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from . import ModelRequest
+from . import ModelRequest, OutputFormat, ToolChoice
 from ._errors import ProviderError
 from ._openai_chat import ChatStreamState, chat_tools, to_chat_messages
 from ._openai_responses import (
@@ -57,9 +65,11 @@ _CHAT_SETTINGS: dict[str, Validator] = {
     "stop": strings,
     "reasoning_effort": string,
     "seed": integer,
+    "tool_choice": string,
 }
 _RESPONSES_SETTINGS: dict[str, Validator] = {
-    key: _CHAT_SETTINGS[key] for key in ("max_tokens", "temperature", "top_p", "reasoning_effort")
+    key: _CHAT_SETTINGS[key]
+    for key in ("max_tokens", "temperature", "top_p", "reasoning_effort", "tool_choice")
 }
 #: Placeholder key for compatible servers that need none (the SDK refuses to start without one).
 NO_KEY = "EMPTY"
@@ -138,8 +148,17 @@ class OpenAIModel(SDKModel):
         }
         if request.tools:
             kwargs["tools"] = chat_tools(request.tools)
+        # max_tokens: see the module docstring for which name which server gets.
+        tokens_key = "max_tokens" if self.compatible else "max_completion_tokens"
         for key, value in settings.items():
-            kwargs["max_completion_tokens" if key == "max_tokens" else key] = value
+            if key != "tool_choice":
+                kwargs[tokens_key if key == "max_tokens" else key] = value
+        choice = _choice(request, settings)
+        if choice is not None:
+            kwargs["tool_choice"] = choice if choice in _MODES else {
+                "type": "function", "function": {"name": choice}}
+        if request.output is not None and request.output.mode == "native":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": _format(request.output)}
         return kwargs
 
     def responses_kwargs(self, request: ModelRequest, settings: dict[str, Any]) -> dict[str, Any]:
@@ -153,6 +172,11 @@ class OpenAIModel(SDKModel):
             kwargs["instructions"] = request.system
         if request.tools:
             kwargs["tools"] = response_tools(request.tools)
+        choice = _choice(request, settings)
+        if choice is not None:
+            kwargs["tool_choice"] = choice if choice in _MODES else {"type": "function", "name": choice}
+        if request.output is not None and request.output.mode == "native":
+            kwargs["text"] = {"format": {"type": "json_schema", **_format(request.output)}}
         if "max_tokens" in settings:
             kwargs["max_output_tokens"] = settings["max_tokens"]
         for key in ("temperature", "top_p"):
@@ -174,3 +198,17 @@ class OpenAIModel(SDKModel):
             return stream, ChatStreamState()
         stream = await client.responses.create(**self.responses_kwargs(request, settings))
         return stream, ResponsesStreamState()
+
+
+_MODES = ("auto", "required", "none")
+
+
+def _choice(request: ModelRequest, settings: Mapping[str, Any]) -> ToolChoice | None:
+    """The turn's tool choice (the loop's, else the setting); none without tools, which both
+    APIs refuse."""
+    choice = request.tool_choice if request.tool_choice is not None else settings.get("tool_choice")
+    return choice if request.tools else None
+
+
+def _format(output: OutputFormat) -> dict[str, Any]:
+    return {"name": output.name, "schema": output.schema, "strict": output.strict}

@@ -15,6 +15,8 @@ masked on both sides with ``normalize=``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 import threading
@@ -73,6 +75,9 @@ def request_to_dict(request: ModelRequest) -> dict[str, Any]:
         "tools": [{"name": t.name, "description": t.description, "parameters": t.parameters}
                   for t in request.tools],
         "settings": dict(request.settings),
+        # Only when set, so that recordings made before these fields still match.
+        **({"output": dataclasses.asdict(request.output)} if request.output is not None else {}),
+        **({"tool_choice": request.tool_choice} if request.tool_choice is not None else {}),
     }
 
 
@@ -142,6 +147,10 @@ class RecordingModel(Model):
     @property
     def context_window(self) -> int | None:  # type: ignore[override]
         return self.model.context_window
+
+    @property
+    def native_output(self) -> bool:  # type: ignore[override]
+        return self.model.native_output
 
     @property
     def identifier(self) -> str:
@@ -251,6 +260,12 @@ class ReplayModel(Model):
         exchanges = self._exchanges or []
         window = exchanges[0].get("context_window") if exchanges else None
         return window if isinstance(window, int) and window > 0 else None
+
+    @property
+    def native_output(self) -> bool:  # type: ignore[override]
+        """As recorded: a recording made with the output tool replays with it (output_mode=auto)."""
+        return not any((e.get("request") or {}).get("output", {}).get("mode") == "tool"
+                       for e in self._exchanges or [])
 
     @property
     def identifier(self) -> str:

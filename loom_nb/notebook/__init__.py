@@ -43,21 +43,18 @@ def load_ipython_extension(ipython: Any) -> None:
     RunResult and the other kernel objects already render through ``_repr_mimebundle_``
     (plain text and static HTML), so no display formatter needs registering.
     """
-    from .magics import LoomMagics, keep_question_marks
+    from . import questions
+    from .magics import LoomMagics
 
     ipython.register_magics(LoomMagics(ipython))
-    transforms = ipython.input_transformer_manager.line_transforms
-    if keep_question_marks not in transforms:
-        transforms.append(keep_question_marks)
+    questions.install(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
     """Remove ``%loom`` so that ``%reload_ext loom_nb`` registers a fresh one."""
-    from .magics import keep_question_marks
+    from . import questions
 
-    transforms = ipython.input_transformer_manager.line_transforms
-    if keep_question_marks in transforms:
-        transforms.remove(keep_question_marks)
+    questions.uninstall(ipython)
     magics = ipython.magics_manager.magics
     for kind in ("line", "cell"):
         magics[kind].pop("loom", None)

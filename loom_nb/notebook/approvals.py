@@ -23,12 +23,38 @@ from ..session import Session
 from .live import redraw_paused_card
 from .views import View
 
-__all__ = ["ApprovalsView", "waiting_result"]
+__all__ = ["ApprovalsView", "bind_when_resumed", "waiting_result"]
 
 # A session's paused run, kept as one RunResult object, so that decisions made in one place
 # (a button, %loom approve) are seen by the next; RunResult keeps decisions until resume().
 _WAITING: weakref.WeakKeyDictionary[Session, RunResult] = weakref.WeakKeyDictionary()
 _WAITING_LOCK = threading.Lock()
+
+
+# Variables that `%loom run -o NAME` bound to a paused run, by run id: when the notebook resumes
+# the run (a button, %loom approve), NAME is rebound to the resumed run's result, unless the
+# person has since given NAME another value. (From code, resume() returns the new result.)
+_BOUND: dict[str, list[tuple[dict[str, Any], str, RunResult]]] = {}
+_MAX_BOUND = 256
+
+
+def bind_when_resumed(namespace: dict[str, Any], name: str, paused: RunResult) -> None:
+    """Rebind ``namespace[name]`` (now ``paused``) to the result of its resumption."""
+    with _WAITING_LOCK:
+        _BOUND.setdefault(paused.run_id, []).append((namespace, name, paused))
+        while len(_BOUND) > _MAX_BOUND:  # runs never decided: forget the oldest
+            del _BOUND[next(iter(_BOUND))]
+
+
+def _rebind(resumed: RunResult) -> list[str]:
+    with _WAITING_LOCK:
+        bound = _BOUND.pop(resumed.run_id, []) if resumed.status != "needs_approval" else []
+    names = []
+    for namespace, name, paused in bound:
+        if namespace.get(name) is paused:
+            namespace[name] = resumed
+            names.append(name)
+    return names
 
 
 def waiting_result(session: Session) -> RunResult | None:
@@ -108,6 +134,7 @@ class ApprovalsView(View):
             self.refresh()
             return None
         self.note = "Resuming the run…"
+        self.follow_run(result.run_id)  # a view frozen by later cells still shows its own click
         self.future = _bridge.submit(result.resume())
         self.refresh()
         self.future.add_done_callback(self._resumed)
@@ -126,8 +153,11 @@ class ApprovalsView(View):
                 self._add_all(result.events)
             self.resumed = result
             redrawn = redraw_paused_card(result)
+            names = _rebind(result)
             self.note = "Resumed. " + status_sentence(result.status, result.error) + (
-                " The run's card above shows it too." if redrawn else "")
+                " The run's card above shows it too." if redrawn else "") + (
+                f" {', '.join(f'`{n}`' for n in names)} now "
+                f"{'holds' if len(names) == 1 else 'hold'} the resumed run." if names else "")
         self.refresh()
 
     def _click(self, call_id: str, approve: bool) -> None:

@@ -109,7 +109,7 @@ class LiveDisplay:
         """Record one event of the run and redraw when it is time to."""
         if event.type == "model.delta":
             self._live.add(payload(event, ModelDeltaData))
-        else:
+        elif not event.live_only:  # output.partial: the answer's text streams as deltas too
             self.events.append(event)
             if event.type in {"model.response", "tool.call", "model.fallback"}:
                 # The stored event now holds what the deltas spelled out (or, after a

@@ -32,6 +32,7 @@ from ..models import Model
 from ..result import RunResult
 from ..session import Session, SessionConfig
 from .live import LiveDisplay, live_updates_enabled
+from .questions import keep_question_marks
 
 __all__ = ["USAGE", "CommandError", "LoomCommand", "LoomMagics", "RunCancelled", "interpolate",
            "keep_question_marks", "parse_command"]
@@ -219,29 +220,6 @@ def _parse_view(action: str, rest: str, cell: str | None) -> LoomCommand:
         raise CommandError(f"`{usage}` takes {most or 'no'} more word{'s' if most != 1 else ''}; "
                            f"got {' '.join(args)!r}.")
     return LoomCommand(action=action, args=args, **values)
-
-
-_LOOM_LINE = re.compile(r"^(\s*)%loom\s+(.*?)\s*$", re.DOTALL)
-
-
-def keep_question_marks(lines: list[str]) -> list[str]:
-    """An input transform: ``%loom run ... Paris?`` runs the prompt instead of asking for help.
-
-    IPython reads a line that ends in ``?`` as a help request (``obj?``) before any magic sees
-    it, and prompts often end in a question mark. A ``%loom`` line with arguments is therefore
-    turned into the magic call here, first, as IPython itself would do without the ``?``.
-    ``%loom?`` (help on the magic) is left alone.
-    """
-    out = []
-    for line in lines:
-        match = _LOOM_LINE.match(line)
-        if match is None or not match.group(2).endswith("?"):
-            out.append(line)
-            continue
-        newline = "\n" if line.endswith("\n") else ""
-        call = f"get_ipython().run_line_magic('loom', {match.group(2)!r})"
-        out.append(f"{match.group(1)}{call}{newline}")
-    return out
 
 
 def _is_identifier(name: str) -> bool:
@@ -442,8 +420,10 @@ class LoomMagics(Magics):
             if command.out is not None and shown.result is not None:
                 namespace[command.out] = shown.result
         if result is not None and result.status == "needs_approval":
-            from .approvals import ApprovalsView
+            from .approvals import ApprovalsView, bind_when_resumed
 
+            if command.out is not None:
+                bind_when_resumed(namespace, command.out, result)
             # The buttons right under the waiting card: the answer shows up where one clicks.
             display(ApprovalsView(result))
         return result

@@ -48,6 +48,9 @@ class SessionPanel(View):
         if not isinstance(source, Session):
             raise ConfigError(f"SessionPanel takes a Session (or an Agent), not a "
                               f"{type(source).__name__}: e.g. SessionPanel(agent.session()).")
+        # The panel is the session's workspace (Send starts runs from it): it follows the whole
+        # session, unlike a view, which shows the state of its own cell.
+        options.setdefault("follow", "session")
         self.run: Run | None = None
         self.future: concurrent.futures.Future[RunResult] | None = None
         self.note = ""
@@ -147,6 +150,8 @@ class SessionPanel(View):
         run = event.run_id
         if event.type == "model.delta":
             self._live_text.setdefault(run, LiveText()).add(payload(event, ModelDeltaData))
+        elif event.live_only:
+            return
         elif event.type in ("model.response", "tool.call", "run.finished", "model.fallback"):
             self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
 

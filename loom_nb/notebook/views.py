@@ -20,20 +20,21 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import ipywidgets as widgets
 from IPython import get_ipython
 
 from .._compaction import transcript
 from ..display import views as display
-from ..display.common import note_html, printable
+from ..display.common import BORDER, note_html, printable
 from ..display.run import run_status
 from ..errors import ConfigError, LoomError
 from ..events import RunEvent, RunStartedData, SignalData, payload
 from ..feedback import current_ratings
 from ..result import RunResult
 from ..session import Session
+from .cells import adopt
 from .live import live_updates_enabled
 
 __all__ = ["BudgetView", "ContextView", "SignalsView", "TraceView", "View"]
@@ -67,11 +68,19 @@ class View:
     interesting: frozenset[str] | None = None
 
     def __init__(self, source: RunResult | Session, *, live: bool | None = None,
-                 interval: float = VIEW_INTERVAL) -> None:
+                 interval: float = VIEW_INTERVAL,
+                 follow: Literal["cell", "session"] = "cell") -> None:
+        if follow not in ("cell", "session"):
+            raise ConfigError(f"follow={follow!r}: a view follows its 'cell' (it shows the state "
+                              f"of the cell that displayed it) or the whole 'session'.")
         self.result, self.session = _resolve(source)
         self.run_id = self.result.run_id if self.result is not None else None
         self.live = live_updates_enabled(get_ipython()) if live is None else live
         self.interval = interval
+        #: "cell": once a later cell starts, only runs still going then change the view.
+        self.follow = follow
+        #: The runs this view still follows once frozen (None: not frozen, it follows all).
+        self._own: set[str] | None = None
         #: How many times the widgets were redrawn (tests count them).
         self.updates = 0
         self._lock = threading.RLock()
@@ -95,22 +104,29 @@ class View:
 
     def _add(self, event: RunEvent) -> bool:
         key = (event.run_id, event.seq, event.type)
-        if event.type in ("model.delta", "signal.decision") or key in self._seen:
+        if event.live_only or event.type == "signal.decision" or key in self._seen:
             return False
         self._seen.add(key)
         self._events.append(event)
         return True
 
     def _wants(self, event: RunEvent) -> bool:
+        if self._own is not None:  # frozen: only the runs that were going, and their sub-runs
+            if event.run_id in self._own:
+                return self.run_id is None or event.run_id == self.run_id
+            if event.parent_run_id is not None and event.parent_run_id in self._own:
+                self._own.add(event.run_id)
+                return self.run_id is None
+            return False
         if self.run_id is not None and event.type != "signal.decision":
             return event.run_id == self.run_id
         return True
 
     def _on_event(self, event: RunEvent) -> None:
         """Called on loom_nb's thread for each event of the session."""
-        if not self._wants(event):
-            return
         with self._lock:
+            if not self._wants(event):
+                return
             self._add(event)
             self._observe(event)
         if self.interesting is not None and event.type not in self.interesting | _SETTLING:
@@ -145,6 +161,37 @@ class View:
     def events(self) -> list[RunEvent]:
         with self._lock:
             return list(self._events)
+
+    # -- the cell this view belongs to (see loom_nb.notebook.cells) -----------------------------------
+
+    def freeze(self) -> None:
+        """Stop taking in later cells' work: from now on only the runs still going change it.
+
+        A view of one run (a RunResult) is that run's, wherever it goes on (a resumption in a
+        later cell included), like the run's card: freezing leaves it as it is.
+        """
+        if self.follow != "cell" or self.session is None or self.result is not None:
+            return
+        with self._lock:
+            active = self.session.active_run
+            self._own = set(self.session.background) | ({active.run_id} if active else set())
+
+    def follow_run(self, run_id: str) -> None:
+        """Follow ``run_id`` although the view is frozen (a resumption this view started)."""
+        with self._lock:
+            if self._own is not None:
+                self._own.add(run_id)
+
+    def _displayed(self) -> None:
+        """Called on each display: the view becomes the current cell's, up to date."""
+        with self._lock:
+            if self._own is not None:
+                self._own = None
+                self._add_all(self.result.events if self.result is not None
+                              else self.session.events() if self.session is not None else [])
+                self._draw()
+        if self.follow == "cell":
+            adopt(self, get_ipython())
 
     def close(self) -> None:
         """Stop following the session (the widgets stay as they are)."""
@@ -198,6 +245,7 @@ class View:
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None
                           ) -> tuple[dict[str, Any], dict[str, Any]]:
+        self._displayed()
         with self._lock:
             data: dict[str, Any] = {"text/plain": printable(self.to_text()),
                                     "text/html": self.to_html()}
@@ -292,12 +340,24 @@ class SignalsView(View):
 
     kind = "signals"
     interesting = frozenset({"run.started", "run.interrupted", "run.finished"})
+    _signals_seen: int | None = None
+
+    def freeze(self) -> None:
+        super().freeze()
+        if self._own is not None and self.session is not None:
+            self._signals_seen = len(self.session.signals)
+
+    def _displayed(self) -> None:
+        self._signals_seen = None
+        super()._displayed()
 
     def rows(self) -> list[display.SignalRow]:
         session = self.session
         if session is None:
             return []
         records = session.signals
+        if self._signals_seen is not None:  # frozen: later cells' signals are theirs
+            records = records[:self._signals_seen]
         if self.run_id is not None:
             records = [r for r in records if r.run_id == self.run_id]
         runs = {r.run_id: (i, r.status) for i, r in enumerate(session.runs, 1)}
@@ -372,7 +432,9 @@ class TraceView(View):
         rating = widgets.HBox([widgets.HTML(display.RATE_HTML), *self._scores,
                                self._comment])
         top = [self._pick] if self.result is None else []
-        return widgets.VBox([*top, self._html, rating, self._status])
+        # One card holds the picker, the timeline, the rating row and the note.
+        return widgets.VBox([*top, self._html, rating, self._status], layout=widgets.Layout(
+            border=f"1px solid {BORDER}", padding="8px 12px", margin="4px 0", max_width="900px"))
 
     def _picked(self, value: str | None) -> None:
         if not self._syncing and value and value != self.selected_run():
@@ -444,7 +506,7 @@ class TraceView(View):
                 if options and self._pick.value != self.selected_run():
                     self._pick.value = self.selected_run()
         title, rows, ratings = self._state()
-        self._html.value = display.trace_html(title, rows, ratings)
+        self._html.value = display.trace_html(title, rows, ratings, framed=False)
         self._status.value = note_html(self.note)
         chosen = ratings[0].get("score") if ratings else None
         for n, button in enumerate(self._scores, 1):  # the run's rating stays pressed

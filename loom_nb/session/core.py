@@ -126,6 +126,8 @@ class Session(SessionRuns, SessionSignals, SessionFeedback):
              if r.status == "needs_approval"), None)
         #: The run executing now, if any.
         self.active_run: RunLoop | None = None
+        #: Runs started in the background (``session.start``) that have not ended yet.
+        self.background: set[str] = set()
         # Process-wide subscribers and the runtime's tracer (loom_nb.tracing); usually none.
         self._subscribers: list[Callable[[RunEvent], None]] = [*SESSION_SUBSCRIBERS]
         if agent.runtime.tracing is not None and agent.runtime.tracing not in self._subscribers:

@@ -13,16 +13,18 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, Unpack, cast
 
 from .. import _bridge
 from .._recovery import not_resumable, settle, settle_one
 from .._turns import TurnLock
 from ..engine import Decisions, RunLoop
 from ..engine.approval import restore
+from ..engine.structured import check_tool_choice
 from ..engine.tool_call import check_caller
 from ..errors import ConfigError, StoreError
 from ..events import RunEvent
+from ..output import RunOptions, restored_output, run_options
 from ..result import PendingApproval, RunResult
 from ..store import RunRecord, SessionStore
 from ..task import Prompt, RunContext, RuntimeTask, as_task, check_deps
@@ -105,25 +107,30 @@ class SessionRuns:
         events = self.store.events(run_id=run_id)
         finished = next((e for e in reversed(events) if e.type == "run.finished"), None)
         data = finished.data if finished else {}
+        output, output_type = restored_output(self.agent.output, data, record.output)
         return RunResult(
-            output=record.output, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
+            output=output, text=record.output, output_type=output_type, status=record.status, run_id=run_id, session_id=self.id,  # type: ignore[arg-type]
             events=events, usage=record.usage, error=record.error,
             error_type=data.get("error_type"), limit=data.get("limit"), agent=record.agent,
             model=record.model, turns=record.turns, started_at=record.started_at,
             finished_at=record.finished_at, pending=pending, session=self._session)
 
     def _loop_for(self, prompt_or_task: Prompt, context: RunContext | None,
-                  deps: Any = None) -> RunLoop:
+                  options: RunOptions) -> RunLoop:
         if self.closed:
             raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
         if context is not None and not isinstance(context, RunContext):
             raise ConfigError("context= takes a RunContext(inputs=..., metadata=..., budget=...).")
+        spec, tool_choice = run_options(self.agent.output, options)
         context = context or RunContext()
-        if deps is not None:
-            context = context.with_deps(deps)
+        if options.get("deps") is not None:
+            context = context.with_deps(options["deps"])
         check_deps(context.deps, self.agent.deps_type, f"Agent {self.agent.name!r}")
         self._check_not_waiting()
-        return RunLoop(self._session, as_task(prompt_or_task), context)
+        # Known now unless a capability's tools (MCP) join at the first turn, which checks again.
+        check_tool_choice(tool_choice, list(self.agent.tools) if self.agent._resolved else None)
+        return RunLoop(self._session, as_task(prompt_or_task), context,
+                       output=spec, tool_choice=tool_choice)
 
     def _check_not_waiting(self) -> None:
         if self._still_waiting() is not None:
@@ -195,26 +202,30 @@ class SessionRuns:
         loop.seen = dict(seen or {})
         return await self._execute(loop, decisions)
 
-    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-                  deps: Any = None) -> RunResult:
+    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None,
+                  **options: Unpack[RunOptions]) -> RunResult:
         """Run the agent on a prompt (a str, or a list of str, Image and Document) or a task in
-        this session and return the result. ``deps`` go to the tools' RunContext."""
-        return await self._execute(self._loop_for(prompt_or_task, context, deps))
+        this session and return the result.
 
-    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-                 deps: Any = None) -> RunResult:
+        Options (see :class:`~loom_nb.output.RunOptions`): ``output_type``, ``output_mode``,
+        ``output_retries``, ``tool_choice`` (each overrides the agent's for this run), and
+        ``deps`` for the tools' RunContext."""
+        return await self._execute(self._loop_for(prompt_or_task, context, options))
+
+    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None,
+                 **options: Unpack[RunOptions]) -> RunResult:
         """:meth:`run` from sync code, also inside a running event loop (a Jupyter cell)."""
-        return _bridge.run_sync(self.run(prompt_or_task, context, deps=deps))
+        return _bridge.run_sync(self.run(prompt_or_task, context, **options))
 
-    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-               deps: Any = None) -> RunStream:
+    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None,
+               **options: Unpack[RunOptions]) -> RunStream:
         """The run's events as they happen; ``.result`` holds the RunResult once it ends."""
-        return RunStream(self._session, self._loop_for(prompt_or_task, context, deps))
+        return RunStream(self._session, self._loop_for(prompt_or_task, context, options))
 
-    def start(self, prompt_or_task: Prompt, context: RunContext | None = None, *,
-              deps: Any = None) -> Run:
+    def start(self, prompt_or_task: Prompt, context: RunContext | None = None,
+              **options: Unpack[RunOptions]) -> Run:
         """Start a run in the background and return its handle at once."""
-        return Run(self._session, self._loop_for(prompt_or_task, context, deps))
+        return Run(self._session, self._loop_for(prompt_or_task, context, options))
 
 
 class RunStream:
@@ -287,6 +298,8 @@ class Run:
         self._done: concurrent.futures.Future[RunResult] = concurrent.futures.Future()
         self._task: asyncio.Task[None] | None = None
         self._handed_over = threading.Event()
+        session.background.add(self.run_id)
+        self._done.add_done_callback(lambda _: session.background.discard(self.run_id))
         context = contextvars.copy_context()
         loop_ = _bridge.bridge_loop()
         try:

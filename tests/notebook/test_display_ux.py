@@ -158,3 +158,17 @@ def test_control_characters_in_model_output_are_escaped_in_text_forms_only() -> 
     assert "\\x1b[31m" in view["text/plain"] and "\x1b" not in view["text/plain"]
     panel = panel_text([list(result.events)])
     assert "\\x1b[31mALERT" in panel and "\x1b" not in panel
+
+
+def test_the_trace_widget_holds_its_run_picker_and_rating_row_inside_one_card() -> None:
+    session = Agent(Model.scripted(["one", "two"])).session()
+    session.run_sync("first")
+    session.run_sync("second")
+    view = TraceView(session, live=False)
+    box = view.widget
+    assert box.layout.border and "1px solid" in box.layout.border
+    assert [type(c).__name__ for c in box.children][:2] == ["Dropdown", "HTML"]
+    assert "HBox" in [type(c).__name__ for c in box.children]  # the rating row
+    # The timeline inside is drawn without a frame of its own; the static form keeps one.
+    assert "border: none" in view._html.value
+    assert "border: none" not in view.to_html()

@@ -79,6 +79,28 @@ def test_a_prompt_ending_in_a_question_mark_is_run_not_help(ip: InteractiveShell
     assert ip.transform_cell("%loom?\n") == "get_ipython().run_line_magic('pinfo', '%loom')\n"
 
 
+def test_a_question_in_the_cell_that_loads_the_extension_is_run_not_help(
+        ip: InteractiveShell) -> None:
+    # The whole cell is transformed before %load_ext runs: IPython has already made the line a
+    # help request on "blue"; the loaded extension recognises it and runs the line.
+    agent = scripted_agent(ip, ["ok", "again"])
+    ip.extension_manager.unload_extension("loom_nb")
+    with capture_output() as captured:
+        result = ip.run_cell("%load_ext loom_nb\n%loom run -a agent -o r Why is the sky blue?\n"
+                             "%loom run -a agent -o r2 And blue?\n")
+    assert result.success, result.error_in_exec
+    assert [user_texts(r)[-1] for r in agent.model.requests] == ["Why is the sky blue?",
+                                                                 "And blue?"]
+    assert "Object `blue` not found" not in captured.stdout
+    # Help on anything else is still help.
+    with capture_output() as captured:
+        assert ip.run_cell("blue = 3\nblue?\n").success
+    assert "int" in captured.stdout
+    ip.extension_manager.unload_extension("loom_nb")
+    assert not any(type(m).__name__ == "_HelpOrLoom"
+                   for m in ip.magics_manager.magics["line"].values())
+
+
 def test_default_agent_via_loom_agent(ip: InteractiveShell, magics: LoomMagics) -> None:
     scripted_agent(ip, ["from the default"], name="helper")
     with capture_output() as captured:

@@ -144,12 +144,26 @@ def test_a_paused_run_gets_buttons_and_its_card_shows_the_answer_after_a_click(
         _until(lambda: approvals.resumed is not None)
     assert approvals.resumed.output == "Wiped."
     assert "Resumed. The run completed." in approvals.note
+    # `-o r` bound the paused run; the notebook's resumption rebinds it to the resumed run.
+    assert ip.user_ns["r"] is approvals.resumed and ip.user_ns["r"].status == "completed"
+    assert "`r` now holds the resumed run." in approvals.note
     assert "Wiped." in approvals._answer.value and "Wiped." in approvals.to_text()
     # The card of the cell that started the run now shows the resumed run.
     updates = [o for o in captured.outputs if o.update]
     assert updates and "Wiped." in updates[-1].data["text/plain"]
     assert updates[-1].data["text/plain"].startswith("Run completed")
     assert updates[-1].transient["display_id"] == captured.outputs[0].transient["display_id"]
+
+
+def test_a_variable_given_another_value_is_not_rebound(ip: InteractiveShell,
+                                                       agent: Agent) -> None:
+    with capture_output():
+        ip.run_line_magic("loom", "run -o r clean /x")
+        ip.user_ns["r"] = "mine now"
+        ip.run_line_magic("loom", "approve -o v")
+    ip.user_ns["v"].future.result(5)
+    _until(lambda: ip.user_ns["v"].resumed is not None)
+    assert ip.user_ns["r"] == "mine now" and "now holds" not in ip.user_ns["v"].note
 
 
 def test_reject_with_a_quoted_reason(ip: InteractiveShell, agent: Agent) -> None:

@@ -89,6 +89,32 @@ def test_widget_state_is_saved_with_the_expected_models(executed: Any) -> None:
         assert model_id in state
 
 
+def _saved_html(state: dict[str, Any], model_id: str) -> str:
+    """The HTML a saved widget shows: its HTML models' values, through its children."""
+    model = state[model_id]["state"]
+    own = str(model.get("value", "")) if state[model_id]["model_name"] == "HTMLModel" else ""
+    children = [c.removeprefix("IPY_MODEL_") for c in model.get("children", [])]
+    return own + "".join(_saved_html(state, c) for c in children if c in state)
+
+
+def test_each_saved_view_shows_the_state_of_its_own_cell(executed: Any) -> None:
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+
+    def saved(index: int) -> str:
+        view = _display(executed, index)["data"]["application/vnd.jupyter.widget-view+json"]
+        return _saved_html(state, view["model_id"])
+
+    # Cells 3 and 4 ran before the second run (cell 7): their saved views do not show it.
+    assert "Oslo is mild today." in saved(3) and "request 2 of 2" in saved(3)
+    assert saved(4).count("<tr") == 3  # the header and run 1's two requests
+    for index in (3, 4):
+        assert "Clear the cache" not in saved(index) and "The cache is gone." not in saved(index)
+    # The approvals view shows its own click's resumption, made after a later cell started.
+    assert "The cache is gone." in saved(8)
+    # The panel is the session's workspace: it follows the later runs.
+    assert "The cache is gone." in saved(2)
+
+
 def test_outputs_carry_text_and_html_fallbacks(executed: Any) -> None:
     texts = {i: _display(executed, i)["data"]["text/plain"] for i in (2, 3, 4, 6, 8, 10)}
     assert texts[2].splitlines()[:2] == ["Session panel · 1 run",

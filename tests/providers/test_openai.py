@@ -82,8 +82,9 @@ async def test_chat_streams_tool_calls_assembled_by_index(server: FakeServer) ->
 
 async def test_chat_request_json(server: FakeServer) -> None:
     server.add(SSEReply(chat_stream(text=["Rainy."])))
-    m = model(server, max_tokens=256, temperature=0.3, top_p=0.8, stop=["END"], seed=7,
-              reasoning_effort="low")
+    # compatible=False: the loopback server stands for OpenAI's own API (max_completion_tokens)
+    m = model(server, compatible=False, max_tokens=256, temperature=0.3, top_p=0.8, stop=["END"],
+              seed=7, reasoning_effort="low")
     await m.request(request(*HISTORY))
     sent = server.last
     assert sent.path == "/v1/chat/completions"

@@ -48,7 +48,7 @@ from .result import RunResult
 from .runtime import Limits, Runtime
 from .session import Run, RunStream, Session, SessionConfig
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
-from .store import InMemoryStore, SQLiteStore
+from .store import InMemoryStore, PostgresStore, SQLiteStore
 from .task import RunContext, RuntimeTask
 from .tools import Tool, tool
 
@@ -82,6 +82,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotSupportedError",
     "OutputValidationError",
+    "PostgresStore",
     "ProviderError",
     "RecordingNotFoundError",
     "ReplayError",

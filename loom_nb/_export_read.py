@@ -196,7 +196,13 @@ _RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status
 
 
 class _SQLReader:
-    """An SQLite store file, read with SQL (optionally one session's or one run's rows)."""
+    """An SQLite store file, read with SQL (optionally one session's or one run's rows).
+
+    The PostgreSQL reader (:mod:`loom_nb._export_pg`) is this class on another connection: the
+    tables are the same, only the insertion-order column and the placeholder differ."""
+
+    _POS = "rowid"  #: the column that holds insertion order
+    _MARK = "?"  #: the driver's placeholder
 
     def __init__(self, path: str | os.PathLike[str], *, session_id: str | None = None,
                  run_id: str | None = None) -> None:
@@ -222,14 +228,17 @@ class _SQLReader:
 
     def _select(self, sql: str, alias: str = "", extra: str = "",
                 args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-        where = [f"{alias}{c} = ?" for c, _ in self.filters] + ([extra] if extra else [])
+        where = [f"{alias}{c} = {self._MARK}" for c, _ in self.filters] + ([extra] if extra else [])
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         db = self._connect()
         try:
-            # Rows are streamed from the cursor, so a large store is never all in memory at once.
-            yield from db.execute(sql.format(where=clause), (*[v for _, v in self.filters], *args))
+            yield from self._rows(db, sql.format(where=clause), (*[v for _, v in self.filters], *args))
         finally:
             db.close()
+
+    def _rows(self, db: Any, sql: str, args: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        # Rows are streamed from the cursor, so a large store is never all in memory at once.
+        yield from db.execute(sql, args)
 
     def runs(self, problems: Problems) -> Iterator[RunRow]:
         sql = f"SELECT {_RUN_COLUMNS} FROM runs{{where}} ORDER BY started_at, run_id"
@@ -237,8 +246,8 @@ class _SQLReader:
             yield _run_row(row, problems)
 
     def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
-        order = "seq" if any(c == "run_id" for c, _ in self.filters) else "rowid"
-        extra = f"type IN ({', '.join('?' * len(types))})" if types else ""
+        order = "seq" if any(c == "run_id" for c, _ in self.filters) else self._POS
+        extra = f"type IN ({', '.join([self._MARK] * len(types))})" if types else ""
         sql = ("SELECT run_id, seq, session_id, parent_run_id, type, ts, data FROM events"
                f"{{where}} ORDER BY {order}")
         for row in self._select(sql, extra=extra, args=tuple(sorted(types or ()))):
@@ -270,7 +279,8 @@ class _SQLReader:
     def feedback(self, problems: Problems) -> Iterator[FeedbackRow]:
         if not self._has("feedback"):  # a store written before loom_nb kept feedback
             return
-        sql = "SELECT session_id, ts, run_id, kind, data, rowid FROM feedback{where} ORDER BY rowid"
+        sql = (f"SELECT session_id, ts, run_id, kind, data, {self._POS} FROM feedback{{where}} "
+               f"ORDER BY {self._POS}")
         for session_id, ts, run_id, kind, data, rowid in self._select(sql):
             label = f"{session_id}:feedback:{rowid}"
             report = problems.reporter("feedback", label)
@@ -280,7 +290,8 @@ class _SQLReader:
     def signals(self, problems: Problems) -> Iterator[SignalRow]:
         if not self._has("signals"):  # a store written before loom_nb kept signals
             return
-        sql = "SELECT session_id, seq, ts, run_id, action, reason, data FROM signals{where} ORDER BY rowid"
+        sql = ("SELECT session_id, seq, ts, run_id, action, reason, data FROM signals{where} "
+               f"ORDER BY {self._POS}")
         for session_id, seq, ts, run_id, action, reason, data in self._select(sql):
             report = problems.reporter("signals", f"{session_id}:signal:{seq}")
             parsed, _ = _json_object(data, report, "data")
@@ -413,10 +424,13 @@ Reader = _SQLReader | _MemoryReader | _ResultReader
 
 
 def _store_reader(store: Any, **only: str) -> Reader:
-    from .store import SessionStore, SQLiteStore
+    from ._export_pg import postgres_reader
+    from .store import PostgresStore, SessionStore, SQLiteStore
 
     if isinstance(store, SQLiteStore):  # read with SQL: much faster than through the objects
         return _SQLReader(store.path, **only)
+    if isinstance(store, PostgresStore):
+        return postgres_reader(store.dsn, **only)
     if isinstance(store, SessionStore):
         return _MemoryReader(store, **only)
     raise ExportError(f"{type(store).__name__} cannot be exported: it lacks the reading methods "
@@ -428,12 +442,15 @@ def readers(source: Any) -> Iterator[Reader]:
     """A reader for each source in ``source`` (flattening iterables)."""
     from .result import RunResult
     from .session import Session
-    from .store import SessionStore
+    from .store import SessionStore, is_postgres_dsn
 
     if isinstance(source, RunResult):
         yield _ResultReader(source)
     elif isinstance(source, Session):
         yield _store_reader(source.store, session_id=source.id)
+    elif is_postgres_dsn(source):
+        from ._export_pg import postgres_reader
+        yield postgres_reader(source)
     elif isinstance(source, str | os.PathLike):
         yield _SQLReader(source)
     elif isinstance(source, SessionStore):
@@ -444,7 +461,8 @@ def readers(source: Any) -> Iterator[Reader]:
     else:
         raise ExportError(
             f"Cannot export {a_type(source)}. Pass a RunResult, a Session, the path of "
-            f"an SQLite session store, a store object, or a list of these.")
+            f"an SQLite session store, a PostgreSQL store's DSN, a store object, or a list of "
+            f"these.")
 
 
 def _unique(source: Any) -> list[Reader]:

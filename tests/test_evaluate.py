@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 import loom_nb
 from loom_nb import Agent, ConfigError, InMemoryStore, Model, RuntimeTask, tool
 from loom_nb.export import events_df, runs_df
+from tests.backends import Backend
 
 STR = pd.StringDtype(na_value=float("nan"))
 
@@ -124,8 +126,8 @@ def test_resume_skips_finished_tasks_and_reruns_failed_ones() -> None:
     assert sorted(fresh.goals) == ["a", "c", "crash b"]
 
 
-def test_resume_after_the_process_is_killed(tmp_path: Path) -> None:
-    path = tmp_path / "killed.sqlite"
+def test_resume_after_the_process_is_killed(backend: Backend, tmp_path: Path) -> None:
+    path = backend.spec
     log = tmp_path / "goals.log"
     # Tasks 0-4 answer at once; task 5 and later hang, so the process is killed mid-evaluation.
     code = textwrap.dedent(f"""
@@ -224,3 +226,52 @@ def test_package_attribute_stays_the_function() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ})
     assert out.stdout.strip() == "ok"
+
+
+_WORKER = textwrap.dedent("""
+    import json, sys, loom_nb
+    from loom_nb import Agent, Model
+    store, part, parts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    tasks = [{"id": f"t{i}", "goal": f"task {i}"} for i in range(int(sys.argv[4]))][part::parts]
+    import pandas as pd
+    agent = Agent(Model.function(lambda r: "answer " + r.messages[0].text), name="shared")
+    df = loom_nb.evaluate(agent, pd.DataFrame(tasks), store=store, concurrency=3, progress=False)
+    print(json.dumps(df[["task_id", "status", "output", "session_id"]].to_dict("records")))
+""")
+
+
+def test_evaluate_from_three_processes_into_one_postgres_store(postgres_dsn: str,
+                                                               tmp_path: Path) -> None:
+    count = 30
+    workers = [subprocess.Popen([sys.executable, "-c", _WORKER, postgres_dsn, str(part), "3",
+                                 str(count)], stdout=subprocess.PIPE, text=True)
+               for part in range(3)]
+    rows = []
+    for worker in workers:
+        out, _ = worker.communicate(timeout=120)
+        assert worker.returncode == 0
+        rows += json.loads(out)
+    assert sorted(r["task_id"] for r in rows) == sorted(f"t{i}" for i in range(count))
+    assert {r["status"] for r in rows} == {"completed"}
+
+    # Every task is in the shared store: evaluating again here runs none of them.
+    tasks = pd.DataFrame([{"id": f"t{i}", "goal": f"task {i}"} for i in range(count)])
+    never = Tracker(0)
+    df = loom_nb.evaluate(Agent(Model.function(never), name="shared"), tasks, store=postgres_dsn,
+                          progress=False)
+    assert never.goals == [] and df.resumed.all()
+    assert list(df.output) == [f"answer task {i}" for i in range(count)]
+    runs = runs_df(postgres_dsn)
+    assert len(runs) == count and set(runs.status) == {"completed"}
+
+    # The same evaluation in one process on SQLite gives the same frames, ids and times aside.
+    local = str(tmp_path / "local.sqlite")
+    agent = Agent(Model.function(lambda r: "answer " + r.messages[0].text), name="shared")
+    here = loom_nb.evaluate(agent, tasks, store=local, progress=False)
+    varying = ["run_id", "resumed", "latency_ms", "started_at", "finished_at"]
+    pd.testing.assert_frame_equal(df.drop(columns=varying), here.drop(columns=varying))
+    by_run = ["run_id", "started_at", "finished_at", "duration_ms"]
+    shared_runs = runs_df(postgres_dsn).sort_values("session_id").reset_index(drop=True)
+    local_runs = runs_df(local).sort_values("session_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(shared_runs.drop(columns=by_run + ["order"]),
+                                  local_runs.drop(columns=by_run + ["order"]))

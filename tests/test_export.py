@@ -17,6 +17,7 @@ from loom_nb import (Agent, InMemoryStore, Model, RunContext, Runtime, RuntimeSi
 from loom_nb.export import (ExportError, RecordError, events_df, feedback_df, messages_df,
                             read_parquet, runs_df, signals_df, to_parquet, tool_calls_df)
 from loom_nb.governance import GovernancePolicy
+from tests.backends import Backend
 
 STR = pd.StringDtype(na_value=float("nan"))
 UTC = "datetime64[us, UTC]"
@@ -51,7 +52,16 @@ def run_two(store: object, session_id: str = "s1"):
 
 
 @pytest.fixture
-def stored(tmp_path: Path):
+def stored(backend: Backend):
+    """Two runs in a store: an SQLite file, then a PostgreSQL database (its DSN is the source)."""
+    session, first, second = run_two(backend.spec)
+    return backend.spec, session, first, second
+
+
+@pytest.fixture
+def sqlite_stored(tmp_path: Path):
+    # SQLite only, for the tests that damage records: PostgreSQL's typed columns cannot hold a
+    # malformed timestamp or usage; its malformed JSON is test_a_malformed_postgres_record_*.
     path = tmp_path / "store.sqlite"
     session, first, second = run_two(str(path))
     return path, session, first, second
@@ -312,8 +322,8 @@ def corrupt(path: Path, result) -> None:
         db.execute("UPDATE messages SET data = 'oops' WHERE session_id = 's1' AND idx = 3")
 
 
-def test_strict_raises_on_a_malformed_record(stored) -> None:
-    path, session, first, _ = stored
+def test_strict_raises_on_a_malformed_record(sqlite_stored) -> None:
+    path, session, first, _ = sqlite_stored
     corrupt(path, first)
     with pytest.raises(ExportError, match=rf"events record {first.run_id}:0 \(run.started\): ts "
                                           r"'yesterday' is not an ISO 8601 timestamp.*strict=False"):
@@ -322,8 +332,8 @@ def test_strict_raises_on_a_malformed_record(stored) -> None:
         messages_df(path)
 
 
-def test_strict_false_returns_the_frame_and_the_problems(stored) -> None:
-    path, session, first, second = stored
+def test_strict_false_returns_the_frame_and_the_problems(sqlite_stored) -> None:
+    path, session, first, second = sqlite_stored
     corrupt(path, first)
     df, errors = events_df(path, strict=False)
     assert len(df) == len(first.events) + len(second.events)
@@ -368,6 +378,32 @@ def test_parquet_without_pyarrow_says_how_to_install(stored, monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ExportError, match=r"pip install 'loom-nb\[parquet\]'"):
         to_parquet(runs_df(stored[0]), tmp_path / "x.parquet")
+
+
+def test_a_malformed_postgres_record_is_reported_as_from_sqlite(postgres_dsn: str) -> None:
+    import psycopg
+
+    session, first, second = run_two(postgres_dsn)
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("UPDATE messages SET data = 'oops' WHERE session_id = 's1' AND idx = 3")
+        db.execute("UPDATE events SET data = '{not json' WHERE run_id = %s AND seq = %s",
+                   (first.run_id, seq_of(first, "model.response")))
+    with pytest.raises(ExportError, match="messages record s1:3: data is not valid JSON"):
+        messages_df(postgres_dsn)
+    messages, errors = messages_df(postgres_dsn, strict=False)
+    assert list(messages.order.unique()) == [0, 1, 2, 4, 5] and [e.record for e in errors] == ["s1:3"]
+    events, errors = events_df(postgres_dsn, strict=False)
+    assert len(events) == len(first.events) + len(second.events)
+    assert str(errors[0]).startswith(f"events record {first.run_id}:{seq_of(first, 'model.response')} "
+                                     f"(model.response): data is not valid JSON")
+
+
+def test_bad_postgres_sources_get_clear_errors(postgres_dsn: str) -> None:
+    with pytest.raises(ExportError, match="is a PostgreSQL database but not a loom_nb session store"):
+        runs_df(postgres_dsn)  # an empty database: no store was ever opened on it
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    with pytest.raises(ExportError, match="cannot be read .*Check that the server is running"):
+        runs_df(unreachable)
 
 
 def test_bad_sources_get_clear_errors(tmp_path: Path) -> None:

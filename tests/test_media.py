@@ -280,3 +280,33 @@ def test_a_dropped_session_releases_its_blobs_only() -> None:
     with store._lock:
         store._drop("two")
     assert store.blob_count() == 1  # the PNG is still one's
+
+
+def test_store_copy_keeps_images_as_blobs(tmp_path: Path) -> None:
+    from loom_nb import InMemoryStore
+    from loom_nb.runtime import ContextProtocol, Runtime
+    from loom_nb.store import copy
+
+    source = tmp_path / "a.db"
+    # A small window: the second run compacts, so a checkpoint holds the image too.
+    runtime = Runtime.sdk(context=ContextProtocol(window=2_000, output_reserve=200,
+                                                  summarizer="extractive"))
+    agent = Agent(Model.scripted(["word " * 400] * 3 + ["two"]), runtime=runtime)
+    session = agent.session(SessionConfig(id="s", store=str(source)))
+    session.run_sync(["Look", Image(PNG)])
+    session.run_sync("more")
+    session.run_sync("more")
+    session.run_sync(["Again", Image(PNG)])  # compacts first: the checkpoint keeps this turn
+    import sqlite3
+    with sqlite3.connect(source) as db:
+        (checkpoints,) = db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()
+    assert checkpoints >= 1
+    for target in (SQLiteStore(tmp_path / "b.db"), InMemoryStore()):
+        assert copy(str(source), target).copied == ["s"]
+        held = [m for s in target.stored_messages("s") for m in s.message.media]
+        assert [m.data for m in held] == [PNG, PNG]
+        restored = Agent(Model.scripted(["x"])).session(SessionConfig(id="s", store=target))
+        assert [m.data for msg in restored.history for m in msg.media] == [PNG]
+        assert target.blob_count() == 1
+    again = copy(str(source), str(tmp_path / "b.db"))
+    assert again.unchanged == ["s"]

@@ -72,6 +72,8 @@ session of the default agent; -a NAME and -s NAME pick another, -o NAME binds th
 %loom reject [--reason R] [CALL_ID ...]
                                   reject waiting calls (all by default); the model is told R
 
+%loom mcp NAME prompts|resources  what the agent's MCP server NAME offers besides tools
+
 %loom agent [NAME]                set (or show) the default agent
 %loom session [NAME]              set (or show) the default session
 %loom help                        this text"""
@@ -83,7 +85,7 @@ _VALUE_OPTIONS = {"-a": "agent", "--agent": "agent", "-s": "session", "--session
                   "-o": "out", "--out": "out"}
 _FLAG_OPTIONS = {"--no-stream": "stream", "--no-interpolate": "interpolate"}
 VIEWS = ("panel", "context", "budget", "signals", "approvals", "trace")
-ACTIONS = ("run", *VIEWS, "signal", "approve", "reject", "agent", "session", "help")
+ACTIONS = ("run", *VIEWS, "signal", "approve", "reject", "mcp", "agent", "session", "help")
 # Options of each command beyond -a/-s/-o: (value options, flags).
 _OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "run": ({}, _FLAG_OPTIONS),
@@ -214,7 +216,7 @@ def _parse_view(action: str, rest: str, cell: str | None) -> LoomCommand:
                            f'`--reason "too risky"`.') from None
     values, index = _parse_options(action, words)
     args = tuple(words[index:])
-    most = {"trace": 1, "approve": None, "reject": None}.get(action, 0)
+    most = {"trace": 1, "approve": None, "reject": None, "mcp": 2}.get(action, 0)
     if most is not None and len(args) > most:
         usage = "%loom trace [RUN_ID]" if action == "trace" else f"%loom {action} [options]"
         raise CommandError(f"`{usage}` takes {most or 'no'} more word{'s' if most != 1 else ''}; "
@@ -276,7 +278,8 @@ class LoomMagics(Magics):
 
         Commands: ``%loom run``; the views ``%loom panel``, ``context``, ``budget``, ``signals``,
         ``approvals``, ``trace [RUN_ID]``; ``%loom signal SUMMARY``, ``%loom approve``,
-        ``%loom reject``; ``%loom agent NAME``, ``%loom session NAME``, ``%loom help``.
+        ``%loom reject``; ``%loom mcp NAME prompts|resources``; ``%loom agent NAME``,
+        ``%loom session NAME``, ``%loom help``.
         """
         try:
             command = parse_command(line, cell)
@@ -309,6 +312,13 @@ class LoomMagics(Magics):
             self._signal(command)
         elif command.action in ("approve", "reject"):
             self._decide(command)
+        elif command.action == "mcp":
+            from .mcp_view import mcp_listing
+
+            agent = self._agent_variable(command.agent) if command.agent else self._default_agent()
+            listing = mcp_listing(agent, command.args)
+            self._bind(command, listing)
+            display(listing)
         else:
             self._show_view(command)
         return None

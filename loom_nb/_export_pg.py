@@ -62,6 +62,20 @@ class PostgresReader(_SQLReader):
             cursor.execute(sql, args)
             yield from cursor
 
+    def samples(self) -> Iterator[tuple[str, str, str | None, Any]]:
+        """As SQLite's, with the labels read in Python: PostgreSQL 15 has no JSON validity test
+        that would let a damaged row through without failing the whole query."""
+        import json
+
+        sql = ("SELECT run_id, session_id, parent_run_id, data FROM events{where} "
+               f"ORDER BY {self._POS}")
+        for run_id, session_id, parent, data in self._select(sql, extra="type = 'run.started'"):
+            try:
+                labels = json.loads(data).get("context", {}).get("metadata", {}).get("loom_eval")
+            except (ValueError, AttributeError):
+                labels = None
+            yield run_id, session_id, parent, labels
+
     def _has(self, table: str) -> bool:
         db = self._connect()
         try:

@@ -80,6 +80,7 @@ EventType: TypeAlias = Literal[
     "context.compacted",
     "context.renewed",
     "quality.verdict",
+    "quality.judge",
     "harness.attempt",
     "delegation.started",
     "delegation.finished",
@@ -348,6 +349,22 @@ class QualityVerdictData(VerdictData):
     attempt: int
 
 
+class QualityJudgeData(TypedDict):
+    """One judge model call: a quality gate's (``purpose="gate"``) during a run, or a
+    model-graded scorer's (``purpose="score"``) appended to the run it scored."""
+
+    purpose: Literal["gate", "score"]
+    model: str
+    system: str
+    prompt: str
+    reply: str
+    usage: UsageData
+    duration_ms: float
+    attempt: NotRequired[int]  #: for a gate: the harness attempt judged
+    gate: NotRequired[str]  #: for a gate: its name
+    scorer: NotRequired[str]  #: for a scorer: its name
+
+
 class HarnessAttemptData(TypedDict):
     attempt: int
     mode: Literal["in_run", "candidate"]
@@ -421,10 +438,10 @@ class McpLogData(TypedDict):
 EventPayload: TypeAlias = (
     RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
     | ModelDeltaData | ModelResponseData | ModelRetryData | ModelFallbackData | OutputPartialData
-    | ToolCallData | ToolStartedData
-    | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
-    | QualityVerdictData | HarnessAttemptData | DelegationStartedData | DelegationFinishedData
-    | McpSamplingData | McpElicitationData | McpProgressData | McpLogData)
+    | ToolCallData | ToolStartedData | ToolResultData | GovernanceDecisionData | SignalDecisionData
+    | CompactedData | RenewedData | QualityVerdictData | QualityJudgeData | HarnessAttemptData
+    | DelegationStartedData | DelegationFinishedData | McpSamplingData | McpElicitationData
+    | McpProgressData | McpLogData)
 
 
 #: The types given to live subscribers only, never stored (see the module docstring).
@@ -442,7 +459,8 @@ PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
     "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
     "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,
     "context.compacted": CompactedData, "context.renewed": RenewedData,
-    "quality.verdict": QualityVerdictData, "harness.attempt": HarnessAttemptData,
+    "quality.verdict": QualityVerdictData, "quality.judge": QualityJudgeData,
+    "harness.attempt": HarnessAttemptData,
     "delegation.started": DelegationStartedData, "delegation.finished": DelegationFinishedData,
     "mcp.sampling": McpSamplingData, "mcp.elicitation": McpElicitationData,
     "mcp.progress": McpProgressData, "mcp.log": McpLogData,

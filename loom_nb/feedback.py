@@ -27,7 +27,10 @@ from .events import (GovernanceDecisionData, QualityVerdictData, RunEvent, RunFi
 __all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "FeedbackSummary", "JSONLSink",
            "current_ratings", "summarize"]
 
-FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating"]
+#: ``score``: a scorer's score of an evaluation run (loom_nb.scoring), never made by the policy.
+FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating",
+                              "score"]
+#: The kinds a FeedbackPolicy can record.
 KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
 
 

@@ -70,13 +70,14 @@ def sqlite_stored(tmp_path: Path):
 def test_runs_df_columns_dtypes_and_values(stored) -> None:
     path, session, first, second = stored
     df = runs_df(path)
-    assert list(df.columns[:30]) == [
-        "session_id", "run_id", "parent_run_id", "order", "agent", "model", "status", "prompt",
+    assert list(df.columns[:37]) == [
+        "session_id", "run_id", "parent_run_id", "order", "evaluation", "variant", "task_id",
+        "epoch", "attempt", "superseded", "target", "agent", "model", "status", "prompt",
         "output", "error", "error_type", "limit", "started_at", "finished_at", "duration_ms",
         "turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "total_tokens", "model_requests", "tool_calls", "tool_errors", "event_count",
         "quality_verdict", "quality_critique", "task_inputs", "task_criteria", "turn_models"]
-    assert list(df.columns[30:]) == ["metadata_seed", "metadata_suite"]
+    assert list(df.columns[37:]) == ["metadata_seed", "metadata_suite"]
     assert df["status"].dtype == STR and df["order"].dtype == "int64"
     assert str(df["started_at"].dtype) == UTC and df["duration_ms"].dtype == "float64"
     assert df["input_tokens"].dtype == "Int64" and df["metadata_seed"].dtype == "Int64"
@@ -158,9 +159,9 @@ def test_messages_df_one_row_per_part(stored) -> None:
     path, session, first, second = stored
     df = messages_df(path)
     assert list(df.columns) == ["session_id", "run_id", "parent_run_id", "message_id", "order",
-                                "part", "role", "kind", "text", "tool_name", "tool_call_id",
-                                "tool_args", "tool_is_error", "output", "media_type", "media_ref",
-                                "media_size"]
+                                "task_id", "epoch", "variant", "part", "role", "kind", "text",
+                                "tool_name", "tool_call_id", "tool_args", "tool_is_error",
+                                "output", "media_type", "media_ref", "media_size"]
     assert df["order"].dtype == "int64" and df["tool_is_error"].dtype == "boolean"
     rows = [tuple(None if pd.isna(v) else v for v in r) for r in
             df[["order", "part", "role", "kind", "text", "tool_name", "tool_call_id",
@@ -189,7 +190,7 @@ def test_tool_calls_df_joins_result_and_decision(stored) -> None:
     path, session, first, _ = stored
     df = tool_calls_df(path)
     assert list(df.columns) == ["session_id", "run_id", "event_id", "parent_run_id", "order",
-                                "ts", "result_ts", "model_turn", "tool_call_id", "tool_name",
+                                "task_id", "epoch", "variant", "ts", "result_ts", "model_turn", "tool_call_id", "tool_name",
                                 "tool_args", "tool_content", "tool_is_error", "tool_error_type",
                                 "tool_duration_ms", "tool_truncated_from", "policy_action",
                                 "policy_reason", "policy_check", "policy_decisions"]
@@ -224,7 +225,8 @@ def test_signals_and_feedback_frames(tmp_path: Path) -> None:
 
     empty = feedback_df(InMemoryStore())
     assert empty.empty and list(empty.columns) == ["session_id", "run_id", "event_id",
-                                                   "parent_run_id", "order", "ts",
+                                                   "parent_run_id", "order", "task_id",
+                                                   "epoch", "variant", "ts",
                                                    "feedback_kind", "feedback_score",
                                                    "feedback_comment"]
     assert empty["feedback_score"].dtype == "float64" and str(empty["ts"].dtype) == UTC

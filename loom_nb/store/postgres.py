@@ -247,7 +247,11 @@ class PostgresStore:
             if self._version(conn) is None:  # (another process may have made it meanwhile)
                 for statement in _SCHEMA.split(";"):
                     conn.execute(statement)
-                conn.execute("INSERT INTO loom_schema VALUES (%s)", (SCHEMA_VERSION,))
+                # Guarded: to_regclass reads the catalog through a cache that an advisory lock
+                # does not refresh, so a process that waited on the lock can miss the table
+                # another just made; this statement's own snapshot sees that one's row.
+                conn.execute("INSERT INTO loom_schema SELECT %s WHERE NOT EXISTS "
+                             "(SELECT 1 FROM loom_schema)", (SCHEMA_VERSION,))
 
     def _version(self, conn: psycopg.Connection[Any]) -> int | None:
         """The schema version stored, None for a database without loom_nb's tables; a newer one

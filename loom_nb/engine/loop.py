@@ -19,7 +19,6 @@ the :class:`~loom_nb.delegation.SubRunner` methods below (see :mod:`loom_nb.engi
 from __future__ import annotations
 
 import collections
-import math
 import os
 import threading
 import time
@@ -28,16 +27,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
-from ..context import build_request, estimate_tokens, tool_tokens
+from ..context import build_request
+from ..cost import priced
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
-from ..events import GovernanceDecisionData, ModelRequestData, ModelResponseData, ToolResultData
+from ..events import GovernanceDecisionData, ToolResultData
 from ..governance import ToolRequest
-from ..instructions import joined, render_parts
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
-from ..messages import (Message, ToolCall, ToolResult, Usage, message_from_dict, part_from_dict,
-                        part_to_dict)
+from ..messages import Message, ToolCall, ToolResult, Usage, message_from_dict
 from ..models import (FallbackNotice, ModelRequest, ModelResponse, RetryNotice, TextDelta,
                       ToolCallDelta)
 from ..quality import Verdict
@@ -46,8 +44,10 @@ from ..signals import RuntimeSignal
 from ..store import RunRecord
 from ..task import RunContext, RuntimeTask, user_message
 from ..tools import unrunnable
-from . import subruns
+from . import parallel, subruns
 from .approval import claim, recheck, remember_deps, restore
+from .parts import (fallback_data, in_order, prepare_system, request_data, response_data,
+                    result_dict, tool_result_from_dict)
 from .attempts import AttemptControl
 from .record import RunRecorder
 from .structured import TurnSteer
@@ -100,6 +100,10 @@ class RunLoop(RunRecorder):
         self._seq = 0
         self.usage = Usage()
         self.turns = 0
+        #: Tool calls the run has started (or had approved), against Limits(max_tool_calls=).
+        self.tool_calls = 0
+        # A limit a tool call met in the current turn: the run ends at it once the turn is kept.
+        self._stopped_at: LimitName | None = None
         self.output = ""
         self.added: list[Message] = []
         self.result: RunResult | None = None
@@ -119,6 +123,7 @@ class RunLoop(RunRecorder):
         self.window = RunWindow(self)
         #: The system partition's labelled parts for this run (instructions evaluated once).
         self.system_parts: list[tuple[str, str]] | None = None
+        self.joined_system = ""
         #: The signal this run was started for, if any.
         self.started_by: RuntimeSignal | None = None
         #: Observed signals this run shows in its working partition.
@@ -228,6 +233,8 @@ class RunLoop(RunRecorder):
         async def finish_turn_then_continue(started: float) -> Stop:
             if await self._finish_paused_turn(state, decisions):
                 return "needs_approval"  # a resumed sub-agent asks again
+            if self._stopped_at is not None:  # an approved call was over a limit
+                return self._stopped_at
             return await self.run_turns(started)
 
         return await self._drive(finish_turn_then_continue)
@@ -251,7 +258,8 @@ class RunLoop(RunRecorder):
                 error = "The run is waiting for a person to approve or reject tool calls."
             elif stop != "completed":
                 limit = stop
-                status, error = "limit", self.limits.message(stop, self.turns, self.usage, self._elapsed)
+                status, error = "limit", self.limits.message(stop, self.turns, self.usage,
+                                                             self._elapsed, self.tool_calls)
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
             # it, so the session and its stored events stay consistent, then let it propagate.
@@ -273,16 +281,12 @@ class RunLoop(RunRecorder):
     @property
     def system_text(self) -> str:
         """The system partition's text (the agent's static instructions before the first turn)."""
-        return self.agent.system_prompt if self.system_parts is None else self._system_text
+        return self.agent.system_prompt if self.system_parts is None else self.joined_system
 
     async def run_turns(self, started: float) -> Stop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         await self.agent.resolve_tools()
-        if self.system_parts is None:  # callable instructions: once per run, with its context
-            static = self.agent.static_system_parts
-            self.system_parts = static if static is not None else await render_parts(
-                self.agent.instruction_parts, self.context.bind(self))
-            self._system_text = joined(self.system_parts)
+        await prepare_system(self)  # callable instructions: once per run, with its context
         model_id, steer = self.agent.model.identifier, self.steer
         defined = self.agent.tool_definitions
         tools = steer.tools(defined)  # the agent's tools, and the output tool where one is used
@@ -301,13 +305,7 @@ class RunLoop(RunRecorder):
             request = steer.prepare(build_request(rendered=window.rendered(),
                                                   history=context.history, tools=tools))
             total, factor = snapshot.total, context.factor
-            content = window.unrecorded(snapshot)
-            requested: ModelRequestData = {"turn": self.turns + 1, "model": model_id,
-                                           "tools": tool_names.copy(), "context": snapshot.to_dict(),
-                                           "content": content}
-            if "system" in content and self.system_parts:
-                requested["system_parts"] = self._system_parts()
-            self.emit("model.request", requested)
+            self.emit("model.request", request_data(self, model_id, tool_names, snapshot))
             response, text, calls = await self._model_turn(request)
             context.calibrate(response.usage.input_tokens, round(total / factor))
             message = response.message
@@ -335,19 +333,10 @@ class RunLoop(RunRecorder):
             if results is None:
                 return "needs_approval"
             self.commit(message, Message(role="tool", parts=tuple(results)))
+            if self._stopped_at is not None:
+                return self._stopped_at
             if self._interrupts:
                 self._take_interrupts()
-
-    def _system_parts(self) -> list[dict[str, Any]]:
-        """Each part of the system partition: its label and (calibrated) tokens; the tool
-        definitions, which the partition counts too, last."""
-        factor = self.session.context.factor
-        parts = [{"label": label, "tokens": math.ceil(estimate_tokens(text) * factor)}
-                 for label, text in self.system_parts or ()]
-        if self.agent.tool_definitions:
-            parts.append({"label": "tool definitions",
-                          "tokens": math.ceil(tool_tokens(self.agent.tool_definitions) * factor)})
-        return parts
 
     def _final_stop(self, stop_reason: str, text: str) -> Stop:
         """How a final answer's stop reason ends the run; the answer is kept in every case."""
@@ -411,27 +400,18 @@ class RunLoop(RunRecorder):
                                           "error": item.error})
             elif isinstance(item, FallbackNotice):
                 self._streamed = []  # the next model answers the whole turn
-                self.emit("model.fallback", {"failed": item.failed, "next": item.next,
-                                             "error": item.error, "error_type": item.error_type,
-                                             "discarded": item.discarded})
+                self.emit("model.fallback", fallback_data(item))
         if response is None:
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
         self.turns += 1
-        usage = response.usage
+        usage = priced(response.usage, self.agent.model, response.model_name)
         self.usage = self.usage + usage
         # Before anything keys on them (events, governance, history): ids unique in the run.
         response, renamed = own_call_ids(response, self.turns, self.call_ids)
         message = response.message
         text, calls = message.text, message.tool_calls
-        answered: ModelResponseData = {
-            "turn": self.turns, "text": text, "stop_reason": response.stop_reason,
-            "tool_calls": call_data(calls, renamed),
-            "usage": usage.to_dict(), "model": response.model_name or self.agent.model.name,
-        }
-        if response.model_id:  # a fallback: which of its models answered
-            answered["answered_by"] = response.model_id
-        self.emit("model.response", answered)
+        self.emit("model.response", response_data(self, response, usage, call_data(calls, renamed)))
         return response, text, calls
 
     def _partial(self, text: str | None, name: str = "", args: str = "") -> None:
@@ -443,17 +423,19 @@ class RunLoop(RunRecorder):
     # -- tool calls under governance ---------------------------------------------------------------
 
     async def _tool_calls(self, message: Message, calls: tuple[ToolCall, ...]) -> list[ToolResult] | None:
-        """The results of a turn's calls, in order; None when some wait for approval."""
+        """The results of a turn's calls, in order; None when some wait for approval.
+
+        Governance decides every call first, in the model's order; then the allowed calls run,
+        concurrently up to ``Runtime(parallel_tools=...)`` (see :mod:`loom_nb.engine.parallel`).
+        """
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
-        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        allowed: list[ToolCall] = []
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
             if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
-                refusal = self._loop_result(call, "Interrupted",
-                                       "Not run: a signal interrupted the run before this call. "
-                                       "Call it again if it is still needed.")
+                refusal = self._interrupted(call)
             if refusal is not None:
                 results[call.id] = refusal
                 continue
@@ -470,21 +452,59 @@ class RunLoop(RunRecorder):
                 pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
                                                reason=decision.reason))
             else:
-                try:
-                    results[call.id] = await self._run_tool(call)
-                except SubAgentPaused as paused:  # its waiting calls become this run's
-                    shown, nested[call.id] = shown_under(paused, call.id)
-                    pending.extend(shown)
+                over = self._tool_limit(call)
+                if over is not None:
+                    results[call.id] = over
+                else:
+                    allowed.append(call)
+        nested = await self._run_allowed(allowed, results, pending)
         if pending:
-            self._pause_turn(message.to_dict(), pending, results, nested)
+            self._pause_turn(message.to_dict(), in_order(pending, calls), results, nested)
             return None
         return [results[c.id] for c in calls]
+
+    async def _run_allowed(self, allowed: list[ToolCall], results: dict[str, ToolResult],
+                           pending: list[PendingApproval], *, approved: bool = False) -> dict[str, Any]:
+        """Run the allowed calls (``approved``: by a person, at a resume) into ``results``; a
+        paused ``delegate`` call's waiting calls go to ``pending``. Returns the paused sub-runs
+        by delegate call id."""
+        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        width = parallel.width_of(self.agent.runtime.parallel_tools)
+        outcomes: list[parallel.Outcome] = []
+        if width > 1 and len(allowed) > 1:
+            for call in allowed if approved else ():
+                self.emit("tool.started", {"call_id": call.id, "name": call.name})
+            self._flush()  # as _run_tool does: stored before any tool can act
+            outcomes = await parallel.run_concurrently(self, allowed, width)
+        else:
+            for index, call in enumerate(allowed):
+                # A signal came while an earlier call ran; what a person approved still runs.
+                if index and self._interrupts and not approved:
+                    self.tool_calls -= 1  # counted when allowed, but never started
+                    outcomes.append(self._interrupted(call))
+                    continue
+                try:
+                    outcomes.append(await self._run_tool(call, approved=approved))
+                except SubAgentPaused as paused:
+                    outcomes.append(paused)
+        for call, outcome in zip(allowed, outcomes):
+            if isinstance(outcome, SubAgentPaused):  # its waiting calls become this run's
+                shown, nested[call.id] = shown_under(outcome, call.id)
+                pending.extend(shown)
+            else:
+                results[call.id] = outcome
+        return nested
+
+    def _interrupted(self, call: ToolCall) -> ToolResult:
+        return self._loop_result(call, "Interrupted",
+                                 "Not run: a signal interrupted the run before this call. "
+                                 "Call it again if it is still needed.")
 
     def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
                     results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
         remember_deps(self)
         self._pause = {"message": message, "pending": [p.to_dict() for p in pending],
-                       "results": {k: _result_dict(r) for k, r in results.items()}, "nested": nested}
+                       "results": {k: result_dict(r) for k, r in results.items()}, "nested": nested}
 
     async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> bool:
         """Carry out the decisions and commit the turn; True when it waits again instead."""
@@ -492,6 +512,7 @@ class RunLoop(RunRecorder):
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
         results = {k: tool_result_from_dict(v) for k, v in state["results"].items()}
+        approved: list[ToolCall] = []
         for pending in state["pending"]:
             call_id, reason = pending["call_id"], decisions[pending["call_id"]]
             data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
@@ -504,20 +525,38 @@ class RunLoop(RunRecorder):
                 continue
             self.emit("governance.decision", data)
             if reason is None:  # governance again: a deny since the pause wins over the approval
-                refusal = recheck(self, calls[call_id])
-                results[call_id] = refusal if refusal is not None else await self._run_tool(
-                    calls[call_id], approved=True)
+                refusal = recheck(self, calls[call_id]) or self._tool_limit(calls[call_id])
+                if refusal is None:
+                    approved.append(calls[call_id])
+                else:
+                    results[call_id] = refusal
             else:
                 results[call_id] = self._loop_result(calls[call_id], "Rejected",
                                                 f"A person rejected this call: {reason or 'no reason given'}")
-        answers, again, nested = await resume_nested(self, state.get("nested", {}), decisions)
+        # The approved calls run as the turn's allowed calls do (at once, up to parallel_tools).
+        again: list[PendingApproval] = []
+        nested = await self._run_allowed(approved, results, again, approved=True)
+        answers, again_nested, nested_again = await resume_nested(self, state.get("nested", {}),
+                                                                  decisions)
+        again += again_nested
+        nested.update(nested_again)
         for via, (content, is_error) in answers.items():
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
-            self._pause_turn(state["message"], again, results, nested)
+            self._pause_turn(state["message"], in_order(again, message.tool_calls), results, nested)
             return True
         self.commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
+
+    def _tool_limit(self, call: ToolCall) -> ToolResult | None:
+        """Count an allowed call against the limits; a ``LimitReached`` result when it is over."""
+        limit = self.limits.before_tool_call(self.tool_calls, self.usage)
+        if limit is None:
+            self.tool_calls += 1
+            return None
+        self._stopped_at = limit
+        return self._loop_result(call, "LimitReached", "Not run: " + self.limits.message(
+            limit, self.turns, self.usage, self._elapsed, self.tool_calls))
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
         problem = unrunnable(self.agent.tools, call.name, call.invalid_args)
@@ -554,15 +593,3 @@ class RunLoop(RunRecorder):
         """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
         return restore(session, record)
 
-
-def _result_dict(result: ToolResult) -> dict[str, Any]:
-    # Kept with the paused run's state: any image a result holds goes inline (bounded in size).
-    data = part_to_dict(result)
-    data.pop("kind")
-    return data
-
-
-def tool_result_from_dict(data: dict[str, Any]) -> ToolResult:
-    part = part_from_dict({"kind": "tool_result", **data})
-    assert isinstance(part, ToolResult)
-    return part

@@ -42,7 +42,9 @@ TOOL_TURN = (
 
 
 def anthropic(server: FakeServer) -> Model:
-    return Model.anthropic("claude-sonnet-5", api_key="k", base_url=server.url, **FAST)
+    # cache=False: the bodies compared here hold no prompt-caching breakpoints.
+    return Model.anthropic("claude-sonnet-5", api_key="k", base_url=server.url, cache=False,
+                           **FAST)
 
 
 def openai(server: FakeServer, api: str = "chat", **kwargs: Any) -> Model:

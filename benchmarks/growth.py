@@ -65,7 +65,62 @@ def bench_requests() -> None:
     print()
 
 
-WORKLOADS = {"requests": bench_requests}
+def display_run(calls: int, latency: float) -> dict[str, float]:
+    """One ``%loom run`` of ``calls`` tool calls (one a turn) through a counting publisher."""
+    import asyncio
+    import os
+
+    os.environ["LOOM_LIVE"] = "1"
+    from IPython.core.displaypub import DisplayPublisher
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from loom_nb import Runtime
+
+    class Counting(DisplayPublisher):
+        messages = 0
+        bytes = 0
+
+        def publish(self, data, metadata=None, source=None, *, transient=None, update=False,
+                    **kw):  # type: ignore[no-untyped-def]
+            Counting.messages += 1
+            Counting.bytes += sum(len(v) for v in data.values() if isinstance(v, str))
+
+    async def model(request: ModelRequest) -> object:
+        if latency:
+            await asyncio.sleep(latency)
+        done = sum(1 for m in request.messages if m.role == "tool")
+        return {"tool": "note", "args": {"n": done}} if done < calls else "done"
+
+    shell = InteractiveShell.instance()
+    shell.display_pub = Counting(shell=shell, parent=shell)
+    if "loom_nb" not in shell.extension_manager.loaded:
+        shell.run_line_magic("load_ext", "loom_nb")
+    shell.user_ns["agent"] = Agent(Model.function(model), tools=[note],
+                                   runtime=Runtime.sdk(max_turns=None))
+    Counting.messages = Counting.bytes = 0
+    wall, cpu = time.perf_counter(), time.process_time()
+    shell.run_line_magic("loom", "run -a agent go")
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {"messages": Counting.messages, "mib": Counting.bytes / 2**20, "wall": wall,
+            "cpu_ms_per_turn": cpu * 1e3 / (calls + 1),
+            "per_s": max(0, Counting.messages - 2) / wall}  # live updates only
+
+
+def bench_display() -> None:
+    print("## Live display of a run with many tool calls (`%loom run`, LOOM_LIVE=1)")
+    print("Display messages published (first display, live updates, final render), their size,")
+    print("and CPU per model turn; tool `note` is async and returns at once.")
+    print()
+    print("| tool calls | model latency | messages | published MiB | wall s | live updates/s | CPU ms/turn |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for calls, latency in ((50, 0.0), (200, 0.0), (1000, 0.0), (200, 0.01)):
+        r = display_run(calls, latency)
+        print(f"| {calls} | {latency * 1e3:.0f} ms | {r['messages']:.0f} | {r['mib']:.2f} | "
+              f"{r['wall']:.2f} | {r['per_s']:.1f} | {r['cpu_ms_per_turn']:.2f} |")
+    print()
+
+
+WORKLOADS = {"requests": bench_requests, "display": bench_display}
 
 
 def main() -> None:

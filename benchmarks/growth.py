@@ -120,7 +120,58 @@ def bench_display() -> None:
     print()
 
 
-WORKLOADS = {"requests": bench_requests, "display": bench_display}
+_REOPEN = """
+import sys, time
+t0 = time.perf_counter()
+from loom_nb import Agent, Model, SessionConfig
+import loom_nb.session, loom_nb.store.sqlite  # what a reopen imports, outside the timing
+t1 = time.perf_counter()
+session = Agent(Model.scripted([])).session(SessionConfig(id="long", store=sys.argv[1]))
+t2 = time.perf_counter()
+print(f"{(t2 - t1) * 1e3:.2f} {len(session.history)} {(t1 - t0) * 1e3:.1f}")
+"""
+
+
+def build_long_session(path: str, runs: int) -> float:
+    """A session of ``runs`` runs (prompt, one tool call, answer) in an SQLite file; seconds."""
+    from loom_nb import SessionConfig
+
+    session = Agent(Model.function(_tool_then_answer), tools=[note]).session(
+        SessionConfig(id="long", store=path))
+    start = time.perf_counter()
+    for i in range(runs):
+        session.run_sync(f"task {i}")
+    return time.perf_counter() - start
+
+
+def bench_reopen() -> None:
+    import os
+    import statistics
+    import subprocess
+    import tempfile
+
+    print("## Reopening an SQLite session in a fresh process")
+    print("`Agent(...).session(SessionConfig(id=..., store=path))`, median of 5 fresh processes")
+    print("(imports excluded); the history holds every message (no compaction at this size).")
+    print()
+    print("| runs | messages loaded | reopen ms (median) | min | build s |")
+    print("| ---: | ---: | ---: | ---: | ---: |")
+    with tempfile.TemporaryDirectory() as folder:
+        for runs in (200, 1000, 2000):
+            path = os.path.join(folder, f"s{runs}.sqlite")
+            built = build_long_session(path, runs)
+            times, loaded = [], 0
+            for _ in range(5):
+                out = subprocess.run([sys.executable, "-c", _REOPEN, path], check=True,
+                                     capture_output=True, text=True).stdout.split()
+                times.append(float(out[0]))
+                loaded = int(out[1])
+            print(f"| {runs} | {loaded} | {statistics.median(times):.1f} | {min(times):.1f} | "
+                  f"{built:.1f} |")
+    print()
+
+
+WORKLOADS = {"requests": bench_requests, "display": bench_display, "reopen": bench_reopen}
 
 
 def main() -> None:

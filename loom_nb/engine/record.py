@@ -93,9 +93,18 @@ class RunRecorder:
                 raise
 
     def commit(self, *messages: Message) -> None:
-        self.session.commit(self.run_id, list(messages))
+        # The turn's messages and its events so far go to the store together: one transaction
+        # where the store offers one (SQLite), so a kill -9 leaves both or neither.
+        batch, self._unflushed = self._unflushed, []
+        try:
+            together = self.session.commit(self.run_id, list(messages), batch)
+        except BaseException:
+            self._unflushed = batch + self._unflushed  # not stored: kept for the next flush
+            raise
         self.added.extend(messages)
-        self._flush()
+        if not together:
+            self._unflushed = batch + self._unflushed
+            self._flush()
 
     def commit_note(self, note: str) -> None:
         self.commit(Message.user(self.window.fit(note)))

@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS runs (
     prompt TEXT, status TEXT NOT NULL, output TEXT, error TEXT, started_at TEXT NOT NULL,
     finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL, state TEXT, owner TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (session_id, status);
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,
     data TEXT NOT NULL, PRIMARY KEY (session_id, idx)) WITHOUT ROWID;
@@ -145,11 +146,12 @@ class SQLiteStore:
                     self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
                                      (_dumps(meta), session_id))
             history, memory, through = self._latest_checkpoint(session_id, restore)
-            history += [
-                message_from_dict(json.loads(data)) for (data,) in self._db.execute(
-                    "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
-                    (session_id, through))
-            ]
+            rows = self._db.execute(
+                "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
+                (session_id, through)).fetchall()
+            # One JSON document for all of them: one decoder call instead of one per message.
+            history += [message_from_dict(m)
+                        for m in json.loads("[" + ",".join([r[0] for r in rows]) + "]")]
             (count,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
             ).fetchone()
@@ -183,6 +185,13 @@ class SQLiteStore:
                              action=r[2], reason=r[3], run_id=r[4], signal=json.loads(r[5]))
                 for r in rows]
 
+    def signal_count(self, session_id: str) -> int:
+        """How many signal records the session has, counted on the unique index."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM signals WHERE session_id = ?",
+                                        (session_id,)).fetchone()
+        return int(count)
+
     def append_feedback(self, record: FeedbackRecord) -> None:
         row = (record.session_id, record.ts.isoformat(), record.run_id, record.kind, _dumps(record.data))
         with self._lock, self._tx():
@@ -202,25 +211,32 @@ class SQLiteStore:
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", row)
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
-        if not messages:
-            return
-        with self._lock, self._tx():
-            (start,) = self._db.execute(
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            self._db.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
-                 for i, m in enumerate(messages)],
-            )
+        self.append_turn(session_id, run_id, messages, [])
 
     def append_events(self, events: list[RunEvent]) -> None:
-        if not events:
+        if events:
+            self.append_turn("", "", [], events)
+
+    def append_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> None:
+        """A turn's messages and events in one transaction: both are stored, or neither."""
+        if not messages and not events:
             return
+        # Encoded before the lock: JSON is the larger part of the work, and needs no database.
         rows = [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
                  _dumps(e.data)) for e in events]
+        data = [(m.role, _dumps(m.to_dict())) for m in messages]
         with self._lock, self._tx():
-            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            if data:
+                (start,) = self._db.execute(
+                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?",
+                    (session_id,)).fetchone()
+                self._db.executemany(
+                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
+                    [(session_id, start + i, run_id, role, text)
+                     for i, (role, text) in enumerate(data)])
+            if rows:
+                self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
     def save_run(self, record: RunRecord) -> None:
         row = _run_row(record)
@@ -252,6 +268,16 @@ class SQLiteStore:
             rows = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY started_at, rowid",
                 args).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    def runs_with_status(self, session_id: str, statuses: tuple[str, ...]) -> list[RunRecord]:
+        """The session's runs with one of ``statuses``, oldest first (on an index: opening a
+        long session reads its open runs, not all of them)."""
+        marks = ", ".join("?" * len(statuses))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ? AND status IN ({marks}) "
+                f"ORDER BY started_at, rowid", (session_id, *statuses)).fetchall()
         return [_run_from_row(r) for r in rows]
 
     def sessions(self) -> list[str]:

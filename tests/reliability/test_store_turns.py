@@ -1,0 +1,155 @@
+"""SQLite session turns (issues 21 and 25): a turn's messages and events in one transaction, a
+kill -9 between turns leaves whole turns, and reopening a long session reads what the next run
+needs (the history and the open runs), not every run and signal record."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loom_nb import Agent, Model, RuntimeSignal, SessionConfig, StoreError, tool
+from loom_nb.events import RunEvent
+from loom_nb.messages import Message
+from loom_nb.store import SQLiteStore
+
+
+@tool
+def log(line: str) -> str:
+    """Log a line."""
+    return "logged"
+
+
+def _session_of(path: Path, runs: int, sid: str = "long") -> None:
+    turns: list[object] = []
+    for i in range(runs):
+        turns += [{"tool": "log", "args": {"line": f"run {i}"}}, f"Run {i} logged."]
+    session = Agent(Model.scripted(turns), tools=[log]).session(
+        SessionConfig(id=sid, store=SQLiteStore(path)))
+    for i in range(runs):
+        assert session.run_sync(f"task {i}").status == "completed"
+
+
+class _Reads:
+    """Counts the rows an SQLite connection hands back, and the statements it runs."""
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self.rows = 0
+        self.statements: list[str] = []
+        store._db.row_factory = self._row
+        store._db.set_trace_callback(self.statements.append)
+
+    def _row(self, cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        self.rows += 1
+        return row
+
+
+def _reopen(path: Path, sid: str = "long") -> tuple[_Reads, int]:
+    store = SQLiteStore(path)
+    reads = _Reads(store)
+    session = Agent(Model.scripted([])).session(SessionConfig(id=sid, store=store))
+    return reads, len(session.history)
+
+
+def test_reopening_a_long_session_reads_the_history_and_the_open_runs_only(tmp_path: Path) -> None:
+    short, long = tmp_path / "short.sqlite", tmp_path / "long.sqlite"
+    _session_of(short, 10)
+    _session_of(long, 200)
+    short_reads, short_history = _reopen(short)
+    long_reads, long_history = _reopen(long)
+    assert (short_history, long_history) == (40, 800)
+    # Beyond the history (one row per message), a constant: no row per finished run.
+    assert long_reads.rows - long_history == short_reads.rows - short_history <= 8
+    assert len(long_reads.statements) == len(short_reads.statements)
+    run_reads = [s for s in long_reads.statements if "FROM runs" in s]
+    assert run_reads and all("status IN" in s for s in run_reads)
+
+
+def test_a_paused_run_is_still_found_when_a_long_session_reopens(tmp_path: Path) -> None:
+    @tool(requires_approval=True)
+    def deploy(target: str) -> str:
+        """Deploy."""
+        return "deployed"
+
+    path = tmp_path / "s.sqlite"
+    _session_of(path, 30, sid="s")
+    agent = Agent(Model.scripted([{"tool": "deploy", "args": {"target": "prod"}}, "Deployed."]),
+                  tools=[deploy])
+    session = agent.session(SessionConfig(id="s", store=SQLiteStore(path)))
+    assert session.run_sync("deploy").status == "needs_approval"
+    reopened = agent.session(SessionConfig(id="s", store=SQLiteStore(path)))
+    (waiting,) = reopened.waiting
+    assert waiting.approve().resume_sync().output == "Deployed."
+
+
+def test_the_signal_count_continues_the_sequence_after_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    session = Agent(Model.scripted(["ok"] * 4)).session(SessionConfig(id="s", store=path))
+    for i in range(3):
+        session.receive_sync(RuntimeSignal(source="cron", type="tick", summary=f"t{i}", urgency="low"))
+    store = SQLiteStore(path)
+    assert store.signal_count("s") == len(store.signals("s")) == 3
+    reopened = Agent(Model.scripted(["ok"] * 4)).session(SessionConfig(id="s", store=store))
+    reopened.receive_sync(RuntimeSignal(source="cron", type="tick", summary="t3", urgency="low"))
+    assert [r.seq for r in store.signals("s")] == [0, 1, 2, 3]
+
+
+def test_a_turns_messages_and_events_are_stored_together_or_not_at_all(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.open_session("s", {})
+    event = RunEvent(type="run.started", run_id="r", session_id="s", seq=0)
+    store.append_turn("s", "r", [Message.user("one")], [event])
+    with pytest.raises(StoreError):  # the same (run_id, seq) again: the events' insert fails
+        store.append_turn("s", "r", [Message.user("two")], [event])
+    assert [m.message.text for m in store.stored_messages("s")] == ["one"]
+    assert len(store.events(run_id="r")) == 1
+
+
+_KILLED_MID_RUN = textwrap.dedent("""
+    import os, signal, sys
+    from loom_nb import Agent, Model, SessionConfig, tool
+
+    @tool
+    def step(n: int) -> str:
+        \"\"\"A step; the third one kills the process (kill -9) while it runs.\"\"\"
+        if n == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return f"step {n} done"
+
+    turns = [{"tool": "step", "args": {"n": n}} for n in (1, 2, 3)] + ["never"]
+    session = Agent(Model.scripted(turns), tools=[step]).session(
+        SessionConfig(id="k", store=sys.argv[1]))
+    session.run_sync("three steps")
+""")
+
+
+def test_a_kill_during_a_turn_leaves_every_committed_turn_whole(tmp_path: Path) -> None:
+    path = tmp_path / "k.sqlite"
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_RUN, str(path)],
+                           capture_output=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    store = SQLiteStore(path)
+    messages = [m.message for m in store.stored_messages("k")]
+    # The prompt and two whole turns (call + result); nothing of the third, which was running.
+    assert [m.role for m in messages] == ["user", "assistant", "tool", "assistant", "tool"]
+    assert ["step 1 done" in m.tool_results[0].content for m in messages if m.role == "tool"] \
+        == [True, False]
+    (record,) = store.runs("k")
+    events = store.events(run_id=record.run_id)
+    types = [e.type for e in events]
+    # Every committed turn's result event is stored with its messages; the third call's
+    # request was stored before the tool could act, and nothing after it.
+    assert types.count("tool.result") == 2 and types.count("tool.call") == 3
+    assert types[-1] in ("tool.call", "governance.decision", "tool.started")
+    assert [e.seq for e in events] == list(range(len(events)))
+    reopened = Agent(Model.scripted(["fresh"])).session(SessionConfig(id="k", store=path))
+    (run,) = reopened.runs
+    assert run.status == "interrupted" and "'step'" in str(run.error)
+    assert reopened.run_sync("go on").output == "fresh"
+    assert len(reopened.history) == 7

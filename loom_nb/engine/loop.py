@@ -279,14 +279,14 @@ class RunLoop(RunRecorder):
             if text:
                 self.output = text
             if not calls:
-                self.commit(message)
+                await self.commit_turn(message)
                 if self._interrupts and self._take_interrupts():
                     continue  # the answer is kept; the model now also sees the signal
                 return self._final_stop(response.stop_reason, text)
             results = await self._tool_calls(message, calls)
             if results is None:
                 return "needs_approval"
-            self.commit(message, Message(role="tool", parts=tuple(results)))
+            await self.commit_turn(message, Message(role="tool", parts=tuple(results)))
             if self._interrupts:
                 self._take_interrupts()
 
@@ -434,7 +434,7 @@ class RunLoop(RunRecorder):
             self.emit("tool.started", {"call_id": call.id, "name": call.name})
         # Stored before the tool can act: a process killed while it runs leaves events that say
         # the call was allowed (or approved) and started, and the usage of the turn that asked.
-        self._flush()
+        await self.commit_turn()
         return await run_tool_call(self, call)
 
     def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:

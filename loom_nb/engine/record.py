@@ -106,6 +106,29 @@ class RunRecorder:
             self._unflushed = batch + self._unflushed
             self._flush()
 
+    async def commit_turn(self, *messages: Message) -> None:
+        """:meth:`commit` (or, with no messages, the flush of the events so far) through the
+        store's writer thread when it has one: the loop goes on with other runs while SQLite
+        writes, and this run goes on once the write is committed."""
+        submit = getattr(self.session.store, "submit_turn", None)
+        if submit is None or not (messages or self._unflushed):
+            if messages:
+                self.commit(*messages)
+            return
+        from ..store._writer import succeeded, written
+
+        batch, self._unflushed = self._unflushed, []
+        added = list(messages)
+        future = submit(self.session.id, self.run_id, added, batch)
+        try:
+            await written(future)
+        finally:
+            if succeeded(future):  # also when a cancel came while it was being written
+                self.session.context.append(added)
+                self.added.extend(added)
+            else:
+                self._unflushed = batch + self._unflushed  # not stored: kept for the next flush
+
     def commit_note(self, note: str) -> None:
         self.commit(Message.user(self.window.fit(note)))
 

@@ -4,6 +4,7 @@ restart and that other processes can read while a session writes."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -18,10 +19,12 @@ from ..errors import StoreError
 from ..events import RunEvent, utcnow
 from ..feedback import FeedbackRecord
 from ..messages import Message, Usage, message_from_dict
+from ._writer import GroupWriter, Job
 from .protocols import Checkpoint, RunRecord, SignalRecord, StoredMessage, StoredSession
 
 if TYPE_CHECKING:
     import sqlite3
+    from concurrent.futures import Future
 
 __all__ = ["SQLiteStore"]
 
@@ -82,6 +85,7 @@ class SQLiteStore:
             raise StoreError(f"{str(self.path)!r} is a folder; give a file path such as "
                              f"{str(self.path / 'sessions.sqlite')!r}.")
         self._lock = threading.Lock()
+        self._writer = GroupWriter(self._write_batch, name=f"loom-store {self.path.name}")
         try:
             # One connection shared by the caller's thread and the background loop thread;
             # self._lock serializes its use.
@@ -127,6 +131,7 @@ class SQLiteStore:
         return _Transaction(self._db)
 
     def close(self) -> None:
+        self._writer.close()  # what was queued is written first
         with self._lock:
             self._db.close()
 
@@ -220,23 +225,62 @@ class SQLiteStore:
     def append_turn(self, session_id: str, run_id: str, messages: list[Message],
                     events: list[RunEvent]) -> None:
         """A turn's messages and events in one transaction: both are stored, or neither."""
-        if not messages and not events:
+        if messages or events:
+            with self._lock, self._tx():
+                self._insert_turn(session_id, run_id, messages, events)
+
+    def submit_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> Future[None]:
+        """:meth:`append_turn` on the store's writer thread, which writes the turns queued
+        meanwhile (by any session on this file) in one transaction; await it with
+        :func:`loom_nb.store._writer.written`. The future holds the turn's StoreError, if any."""
+        return self._writer.submit(
+            functools.partial(self._insert_turn, session_id, run_id, messages, events))
+
+    def _insert_turn(self, session_id: str, run_id: str, messages: list[Message],
+                     events: list[RunEvent]) -> None:
+        if messages:
+            (start,) = self._db.execute(
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?",
+                (session_id,)).fetchone()
+            self._db.executemany(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
+                [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
+                 for i, m in enumerate(messages)])
+        if events:
+            self._db.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
+                  _dumps(e.data)) for e in events])
+
+    def _write_batch(self, jobs: list[Job]) -> None:
+        """The writer thread's batch: one transaction, a savepoint per job so that one job's
+        failure (its own error) leaves the others; a failure of the transaction fails all."""
+        import sqlite3
+        outcomes: list[StoreError | None] = []
+        try:
+            with self._lock, self._tx():
+                for job, _ in jobs:
+                    self._db.execute("SAVEPOINT turn")
+                    try:
+                        job()
+                    except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+                        self._db.execute("ROLLBACK TO turn")  # raises if SQLite undid it all
+                        outcomes.append(store_error(self.path, exc, "append a turn"))
+                    else:
+                        outcomes.append(None)
+                    self._db.execute("RELEASE turn")
+        except Exception as exc:  # noqa: BLE001 - the futures carry it to the runs that wait
+            error = exc if isinstance(exc, StoreError) else store_error(self.path, exc,
+                                                                        "append a turn")
+            for _, future in jobs:
+                future.set_exception(error)
             return
-        # Encoded before the lock: JSON is the larger part of the work, and needs no database.
-        rows = [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
-                 _dumps(e.data)) for e in events]
-        data = [(m.role, _dumps(m.to_dict())) for m in messages]
-        with self._lock, self._tx():
-            if data:
-                (start,) = self._db.execute(
-                    "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?",
-                    (session_id,)).fetchone()
-                self._db.executemany(
-                    "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                    [(session_id, start + i, run_id, role, text)
-                     for i, (role, text) in enumerate(data)])
-            if rows:
-                self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        for (_, future), outcome in zip(jobs, outcomes, strict=True):
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
 
     def save_run(self, record: RunRecord) -> None:
         row = _run_row(record)

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,47 @@ def test_a_kill_during_a_turn_leaves_every_committed_turn_whole(tmp_path: Path) 
     assert run.status == "interrupted" and "'step'" in str(run.error)
     assert reopened.run_sync("go on").output == "fresh"
     assert len(reopened.history) == 7
+
+
+def test_the_writer_thread_keeps_the_loop_free_while_sqlite_writes(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    called, locked = threading.Event(), threading.Event()
+
+    def answer(request: object) -> str:
+        called.set()
+        assert locked.wait(10)  # the test holds the store's lock from here on: a write "hangs"
+        return "written late"
+
+    slow = Agent(Model.function(answer)).session(SessionConfig(id="slow", store=store))
+    run = slow.start("write")
+    assert called.wait(10)
+    with store._lock:
+        locked.set()
+        # The slow run now waits for its turn's write; the loop goes on with other runs.
+        other = Agent(Model.scripted(["meanwhile"])).session()
+        assert other.run_sync("hi").output == "meanwhile"
+        assert not run.done()
+    result = run.result(10)
+    assert result.output == "written late"
+    assert [m.message.text for m in store.stored_messages("slow")] == ["write", "written late"]
+
+
+def test_turns_queued_together_are_one_transaction_and_fail_alone(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    store.open_session("s", {})
+    begins: list[str] = []
+    store._db.set_trace_callback(
+        lambda s: begins.append(s) if s.startswith("BEGIN") else None)
+    first = RunEvent(type="run.started", run_id="r", session_id="s", seq=0)
+    with store._lock:  # the writer waits: all three queue up into one batch
+        futures = [store.submit_turn("s", "r", [Message.user("a")], [first]),
+                   store.submit_turn("s", "r", [Message.user("b")], [first]),  # seq 0 again
+                   store.submit_turn("s", "r", [Message.user("c")], [])]
+    for future in (futures[0], futures[2]):
+        assert future.result(10) is None
+    with pytest.raises(StoreError, match="could not append a turn"):
+        futures[1].result(10)
+    assert len(begins) == 1
+    assert [m.message.text for m in store.stored_messages("s")] == ["a", "c"]
+    store.close()  # stops the writer after what was queued
+    assert store._writer._thread is None

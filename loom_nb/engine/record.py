@@ -119,11 +119,18 @@ class RunRecorder:
 
         batch, self._unflushed = self._unflushed, []
         added = list(messages)
-        future = submit(self.session.id, self.run_id, added, batch)
+        stored = False
         try:
-            await written(future)
+            future = submit(self.session.id, self.run_id, added, batch)  # None: written already
+            if future is None:
+                stored = True
+            else:
+                try:
+                    await written(future)
+                finally:
+                    stored = succeeded(future)  # also when a cancel came while it was written
         finally:
-            if succeeded(future):  # also when a cancel came while it was being written
+            if stored:
                 self.session.context.append(added)
                 self.added.extend(added)
             else:

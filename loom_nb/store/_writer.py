@@ -40,6 +40,12 @@ class GroupWriter:
         self._jobs: deque[Job | None] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._writing = False
+
+    @property
+    def busy(self) -> bool:
+        """Whether jobs are queued or being written (read without the lock: a hint)."""
+        return self._writing or bool(self._jobs)
 
     def submit(self, job: Callable[[], None]) -> Future[None]:
         from concurrent.futures import Future
@@ -73,9 +79,14 @@ class GroupWriter:
                     return
                 batch = list(self._jobs)
                 self._jobs.clear()
+                self._writing = True  # before the queue looks empty to busy
             jobs = [job for job in batch if job is not None]
             if jobs:
-                self._write_batch(jobs)
+                self._writing = True
+                try:
+                    self._write_batch(jobs)
+                finally:
+                    self._writing = False
             if len(jobs) < len(batch):  # close() was called: what came before it is written
                 with self._wake:
                     self._thread = None

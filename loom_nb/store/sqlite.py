@@ -86,6 +86,7 @@ class SQLiteStore:
                              f"{str(self.path / 'sessions.sqlite')!r}.")
         self._lock = threading.Lock()
         self._writer = GroupWriter(self._write_batch, name=f"loom-store {self.path.name}")
+        self._running: set[str] = set()
         try:
             # One connection shared by the caller's thread and the background loop thread;
             # self._lock serializes its use.
@@ -230,12 +231,28 @@ class SQLiteStore:
                 self._insert_turn(session_id, run_id, messages, events)
 
     def submit_turn(self, session_id: str, run_id: str, messages: list[Message],
-                    events: list[RunEvent]) -> Future[None]:
-        """:meth:`append_turn` on the store's writer thread, which writes the turns queued
-        meanwhile (by any session on this file) in one transaction; await it with
-        :func:`loom_nb.store._writer.written`. The future holds the turn's StoreError, if any."""
+                    events: list[RunEvent]) -> Future[None] | None:
+        """:meth:`append_turn`, on the store's writer thread while several runs use the store.
+
+        With one run at a time the turn is written here and now (None: it is stored; a
+        StoreError if not), which is quickest. While others run, it is queued for the writer
+        thread, which writes the turns queued meanwhile (by any session on this file) in one
+        transaction: the returned future, to await with :func:`loom_nb.store._writer.written`,
+        holds the turn's StoreError, if any.
+        """
+        if len(self._running) <= 1 and not self._writer.busy:
+            self.append_turn(session_id, run_id, messages, events)
+            return None
         return self._writer.submit(
             functools.partial(self._insert_turn, session_id, run_id, messages, events))
+
+    def _track(self, record: RunRecord) -> None:
+        # The runs this process is running on the store: turns go to the writer thread when
+        # there are several (a hint for submit_turn; a run whose end was not stored stays in).
+        if record.status == "running":
+            self._running.add(record.run_id)
+        else:
+            self._running.discard(record.run_id)
 
     def _insert_turn(self, session_id: str, run_id: str, messages: list[Message],
                      events: list[RunEvent]) -> None:
@@ -287,6 +304,7 @@ class SQLiteStore:
         with self._lock, self._tx():
             self._db.execute(f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES "
                              f"({', '.join('?' * len(row))})", row)
+            self._track(record)
 
     def claim_run(self, record: RunRecord, *, expected: str) -> bool:
         # One UPDATE whose WHERE holds the expected status: SQLite runs it under the write lock
@@ -297,7 +315,10 @@ class SQLiteStore:
             cursor = self._db.execute(
                 f"UPDATE runs SET {assignments} WHERE run_id = ? AND status = ?",
                 (*row[1:], record.run_id, expected))
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            self._track(record)
+            return True
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:

@@ -4,6 +4,7 @@ needs (the history and the open runs), not every run and signal record."""
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sqlite3
 import subprocess
@@ -18,7 +19,7 @@ import pytest
 from loom_nb import Agent, Model, RuntimeSignal, SessionConfig, StoreError, tool
 from loom_nb.events import RunEvent
 from loom_nb.messages import Message
-from loom_nb.store import SQLiteStore
+from loom_nb.store import RunRecord, SQLiteStore
 
 
 @tool
@@ -158,30 +159,45 @@ def test_a_kill_during_a_turn_leaves_every_committed_turn_whole(tmp_path: Path) 
 
 def test_the_writer_thread_keeps_the_loop_free_while_sqlite_writes(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite")
-    called, locked = threading.Event(), threading.Event()
+    called, locked, release = threading.Event(), threading.Event(), threading.Event()
+
+    async def waiting(request: object) -> str:  # keeps a second run going on the same store
+        while not release.is_set():
+            await asyncio.sleep(0.01)
+        return "released"
 
     def answer(request: object) -> str:
         called.set()
         assert locked.wait(10)  # the test holds the store's lock from here on: a write "hangs"
         return "written late"
 
+    other_run = Agent(Model.function(waiting)).session(
+        SessionConfig(id="other", store=store)).start("wait")
     slow = Agent(Model.function(answer)).session(SessionConfig(id="slow", store=store))
     run = slow.start("write")
     assert called.wait(10)
+    meanwhile: list[str] = []
     with store._lock:
         locked.set()
-        # The slow run now waits for its turn's write; the loop goes on with other runs.
-        other = Agent(Model.scripted(["meanwhile"])).session()
-        assert other.run_sync("hi").output == "meanwhile"
-        assert not run.done()
-    result = run.result(10)
-    assert result.output == "written late"
+        # The slow run's turn now waits for the writer thread, which waits for the lock; the
+        # loop goes on with other runs (in a helper thread, so a blocked loop fails, not hangs).
+        helper = threading.Thread(target=lambda: meanwhile.append(
+            Agent(Model.scripted(["meanwhile"])).session().run_sync("hi").output))
+        helper.start()
+        helper.join(10)
+        assert meanwhile == ["meanwhile"] and not run.done()
+    assert run.result(10).output == "written late"
+    release.set()
+    assert other_run.result(10).output == "released"
+    helper.join(10)
     assert [m.message.text for m in store.stored_messages("slow")] == ["write", "written late"]
 
 
 def test_turns_queued_together_are_one_transaction_and_fail_alone(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "s.sqlite")
     store.open_session("s", {})
+    for run_id in ("r", "r2"):  # two runs going: turns take the writer thread
+        store.save_run(RunRecord(run_id=run_id, session_id="s", agent="a", model="m", prompt="p"))
     begins: list[str] = []
     store._db.set_trace_callback(
         lambda s: begins.append(s) if s.startswith("BEGIN") else None)
@@ -198,3 +214,12 @@ def test_turns_queued_together_are_one_transaction_and_fail_alone(tmp_path: Path
     assert [m.message.text for m in store.stored_messages("s")] == ["a", "c"]
     store.close()  # stops the writer after what was queued
     assert store._writer._thread is None
+
+
+def test_one_run_at_a_time_writes_inline_without_the_writer_thread(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "s.sqlite")
+    session = Agent(Model.scripted([{"tool": "log", "args": {"line": "x"}}, "ok"]),
+                    tools=[log]).session(SessionConfig(id="s", store=store))
+    assert session.run_sync("go").output == "ok"
+    assert store._writer._thread is None  # the quickest path: no hand-off to a thread
+    assert len(store.stored_messages("s")) == 4

@@ -114,16 +114,32 @@ def test_a_turns_messages_and_events_are_stored_together_or_not_at_all(tmp_path:
 
 
 _KILLED_MID_RUN = textwrap.dedent("""
-    import os, signal, sys
+    import asyncio, os, signal, sys, threading
     from loom_nb import Agent, Model, SessionConfig, tool
+    from loom_nb.store import open_store
+
+    batched = sys.argv[2] == "batched"
 
     @tool
     def step(n: int) -> str:
         \"\"\"A step; the third one kills the process (kill -9) while it runs.\"\"\"
         if n == 3:
+            writer = open_store(sys.argv[1])._writer._thread is not None
+            print(f"writer thread: {writer}", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
         return f"step {n} done"
 
+    going = threading.Event()
+
+    async def waiting(request):
+        going.set()
+        await asyncio.sleep(60)
+        return "never"
+
+    if batched:  # a second run on the same file: turns go through the writer thread
+        other = Agent(Model.function(waiting)).session(
+            SessionConfig(id="other", store=sys.argv[1])).start("wait")
+        assert going.wait(30)
     turns = [{"tool": "step", "args": {"n": n}} for n in (1, 2, 3)] + ["never"]
     session = Agent(Model.scripted(turns), tools=[step]).session(
         SessionConfig(id="k", store=sys.argv[1]))
@@ -131,11 +147,14 @@ _KILLED_MID_RUN = textwrap.dedent("""
 """)
 
 
-def test_a_kill_during_a_turn_leaves_every_committed_turn_whole(tmp_path: Path) -> None:
+@pytest.mark.parametrize("path_taken", ["inline", "batched"])
+def test_a_kill_during_a_turn_leaves_every_committed_turn_whole(tmp_path: Path,
+                                                                path_taken: str) -> None:
     path = tmp_path / "k.sqlite"
-    child = subprocess.run([sys.executable, "-c", _KILLED_MID_RUN, str(path)],
-                           capture_output=True, timeout=60)
+    child = subprocess.run([sys.executable, "-c", _KILLED_MID_RUN, str(path), path_taken],
+                           capture_output=True, timeout=60, text=True)
     assert child.returncode == -signal.SIGKILL, child.stderr
+    assert f"writer thread: {path_taken == 'batched'}" in child.stdout
     store = SQLiteStore(path)
     messages = [m.message for m in store.stored_messages("k")]
     # The prompt and two whole turns (call + result); nothing of the third, which was running.
@@ -143,6 +162,7 @@ def test_a_kill_during_a_turn_leaves_every_committed_turn_whole(tmp_path: Path) 
     assert ["step 1 done" in m.tool_results[0].content for m in messages if m.role == "tool"] \
         == [True, False]
     (record,) = store.runs("k")
+    assert record.status == "running"  # what the killed process left
     events = store.events(run_id=record.run_id)
     types = [e.type for e in events]
     # Every committed turn's result event is stored with its messages; the third call's

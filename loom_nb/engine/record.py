@@ -114,6 +114,8 @@ class RunRecorder:
         if submit is None or not (messages or self._unflushed):
             if messages:
                 self.commit(*messages)
+            else:
+                self._flush()  # stored before a tool can act, whatever the store
             return
         from ..store._writer import succeeded, written
 

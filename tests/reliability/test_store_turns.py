@@ -19,7 +19,7 @@ import pytest
 from loom_nb import Agent, Model, RuntimeSignal, SessionConfig, StoreError, tool
 from loom_nb.events import RunEvent
 from loom_nb.messages import Message
-from loom_nb.store import RunRecord, SQLiteStore
+from loom_nb.store import InMemoryStore, RunRecord, SQLiteStore
 
 
 @tool
@@ -243,3 +243,28 @@ def test_one_run_at_a_time_writes_inline_without_the_writer_thread(tmp_path: Pat
     assert session.run_sync("go").output == "ok"
     assert store._writer._thread is None  # the quickest path: no hand-off to a thread
     assert len(store.stored_messages("s")) == 4
+
+
+class _PlainStore(InMemoryStore):
+    """A store with the protocol's methods only (as a third-party store may be)."""
+
+    append_turn = None  # type: ignore[assignment]
+
+
+def test_a_store_without_turn_writes_still_has_the_call_stored_before_the_tool_acts() -> None:
+    store = _PlainStore()
+    seen: list[list[str]] = []
+
+    @tool
+    def act(what: str) -> str:
+        """Act."""
+        seen.append([e.type for e in store.events(session_id="plain")])
+        return "acted"
+
+    session = Agent(Model.scripted([{"tool": "act", "args": {"what": "x"}}, "done"]),
+                    tools=[act]).session(SessionConfig(id="plain", store=store))
+    assert session.run_sync("go").output == "done"
+    assert seen and seen[0][-2:] == ["tool.call", "governance.decision"]
+    assert [m.role for m in session.history] == ["user", "assistant", "tool", "assistant"]
+    assert [m.message.role for m in store.stored_messages("plain")] == [
+        "user", "assistant", "tool", "assistant"]

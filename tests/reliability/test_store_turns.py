@@ -268,3 +268,48 @@ def test_a_store_without_turn_writes_still_has_the_call_stored_before_the_tool_a
     assert [m.role for m in session.history] == ["user", "assistant", "tool", "assistant"]
     assert [m.message.role for m in store.stored_messages("plain")] == [
         "user", "assistant", "tool", "assistant"]
+
+
+class _SlowWriter(SQLiteStore):
+    """Every turn write takes 0.3 s on a thread of its own before SQLite sees it."""
+
+    def submit_turn(self, *args: Any) -> Any:
+        from concurrent.futures import Future
+
+        delayed: Future[None] = Future()
+
+        def write() -> None:
+            import time
+            time.sleep(0.3)
+            try:
+                inner = super(_SlowWriter, self).submit_turn(*args)
+                if inner is not None:
+                    inner.result(10)
+                delayed.set_result(None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the run
+                delayed.set_exception(exc)
+
+        threading.Thread(target=write, daemon=True).start()
+        return delayed
+
+
+def test_parallel_calls_of_a_turn_act_only_once_the_turns_write_is_committed(
+        tmp_path: Path) -> None:
+    """Calls that run at once all have their tool.call events stored before any of them acts
+    (here with a store whose turn writes are slow), so a kill -9 while they act keeps them."""
+    path = tmp_path / "s.sqlite"
+    stored_when_acting: dict[int, bool] = {}
+
+    @tool
+    async def probe(n: int) -> str:
+        """Look at the store."""
+        with sqlite3.connect(path) as db:
+            calls = db.execute("SELECT data FROM events WHERE type = 'tool.call'").fetchall()
+        stored_when_acting[n] = any(f'"n": {n}' in data for (data,) in calls)
+        return "seen"
+
+    turn = [{"tool": "probe", "args": {"n": n}} for n in (1, 2, 3)]
+    session = Agent(Model.scripted([turn, "done"]), tools=[probe]).session(
+        SessionConfig(id="s", store=_SlowWriter(path)))
+    assert session.run_sync("go").output == "done"
+    assert stored_when_acting == {1: True, 2: True, 3: True}

@@ -310,3 +310,21 @@ def test_store_copy_keeps_images_as_blobs(tmp_path: Path) -> None:
         assert target.blob_count() == 1
     again = copy(str(source), str(tmp_path / "b.db"))
     assert again.unchanged == ["s"]
+
+
+def test_concurrent_runs_on_one_sqlite_file_keep_each_image_once(tmp_path: Path) -> None:
+    import asyncio
+
+    path = tmp_path / "busy.db"
+    store = SQLiteStore(path)  # several runs at once: turns go through the store's writer thread
+
+    async def both() -> None:
+        agents = [Agent(Model.scripted(["ok"] * 3)) for _ in range(3)]
+        sessions = [a.session(SessionConfig(id=f"s{i}", store=store)) for i, a in enumerate(agents)]
+        await asyncio.gather(*[s.run(["Look", Image(PNG)]) for s in sessions])
+
+    asyncio.run(both())
+    assert store.blob_count() == 1
+    for i in range(3):
+        restored = Agent(Model.scripted(["x"])).session(SessionConfig(id=f"s{i}", store=SQLiteStore(path)))
+        assert [m.data for msg in restored.history for m in msg.media] == [PNG]

@@ -10,6 +10,7 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.delta``         streamed text as it arrives (live only, see below)
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
 ``model.retry``         the provider failed in a retryable way; attempt, delay and error
+``model.fallback``      a fallback's model failed; the next one takes the turn (which, and why)
 ``output.partial``      the structured answer parsed so far, as it streams (live only)
 ``tool.call``           the model asks for a tool, with its arguments
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
@@ -68,6 +69,7 @@ EventType: TypeAlias = Literal[
     "model.delta",
     "model.response",
     "model.retry",
+    "model.fallback",
     "output.partial",
     "tool.call",
     "tool.started",
@@ -124,6 +126,9 @@ class TaskData(TypedDict):
     inputs: dict[str, Any]
     criteria: list[str]
     metadata: dict[str, Any]
+    #: References (kind, media_type, sha256, size, url, name, label) of the prompt's images and
+    #: documents; never their bytes.
+    attachments: NotRequired[list[dict[str, Any]]]
 
 
 class RunContextData(TypedDict):
@@ -230,6 +235,8 @@ class ModelRequestData(TypedDict):
     tools: list[str]
     context: ContextData
     content: dict[PartitionName, str]  #: partition texts that changed since the run's previous request
+    #: With the system partition's content: each of its parts (``label``, ``tokens``).
+    system_parts: NotRequired[list[dict[str, Any]]]
 
 
 class ModelDeltaData(TypedDict, total=False):
@@ -248,6 +255,8 @@ class ModelResponseData(TypedDict):
     tool_calls: list[ResponseCallData]
     usage: UsageData
     model: str
+    #: With ``Model.fallback``: the identifier of the model that answered.
+    answered_by: NotRequired[str]
 
 
 class OutputPartialData(TypedDict):
@@ -262,6 +271,14 @@ class ModelRetryData(TypedDict):
     attempt: int
     delay: float
     error: str
+
+
+class ModelFallbackData(TypedDict):
+    failed: str  #: the model that failed (its identifier)
+    next: str  #: the model that takes the turn
+    error: str
+    error_type: str
+    discarded: bool  #: the failed model had streamed text, which is dropped
 
 
 class ToolCallData(TypedDict):
@@ -287,6 +304,8 @@ class ToolResultData(TypedDict):
     cancelled: NotRequired[bool]  #: the run was cancelled while the call ran
     timeout: NotRequired[float | None]  #: the bound a ``ToolTimeout`` hit (seconds)
     limit: NotRequired[str]  #: ``max_seconds`` when the run's time limit was that bound
+    #: References of the images and documents the tool returned (never their bytes).
+    media: NotRequired[list[dict[str, Any]]]
 
 
 class GovernanceDecisionData(TypedDict):
@@ -422,10 +441,11 @@ class McpLogData(TypedDict):
 #: payload the engine writes against one of the TypedDicts above (tests check the type matches).
 EventPayload: TypeAlias = (
     RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
-    | ModelDeltaData | ModelResponseData | ModelRetryData | OutputPartialData | ToolCallData
-    | ToolStartedData    | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
-    | QualityVerdictData | QualityJudgeData | HarnessAttemptData | DelegationStartedData
-    | DelegationFinishedData | McpSamplingData | McpElicitationData | McpProgressData | McpLogData)
+    | ModelDeltaData | ModelResponseData | ModelRetryData | ModelFallbackData | OutputPartialData
+    | ToolCallData | ToolStartedData | ToolResultData | GovernanceDecisionData | SignalDecisionData
+    | CompactedData | RenewedData | QualityVerdictData | QualityJudgeData | HarnessAttemptData
+    | DelegationStartedData | DelegationFinishedData | McpSamplingData | McpElicitationData
+    | McpProgressData | McpLogData)
 
 
 #: The types given to live subscribers only, never stored (see the module docstring).
@@ -438,6 +458,7 @@ PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
     "run.resumed": RunResumedData, "run.interrupted": RunInterruptedData,
     "model.request": ModelRequestData, "model.delta": ModelDeltaData,
     "model.response": ModelResponseData, "model.retry": ModelRetryData,
+    "model.fallback": ModelFallbackData,
     "output.partial": OutputPartialData,
     "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
     "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,

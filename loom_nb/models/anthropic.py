@@ -85,6 +85,19 @@ _SETTINGS: dict[str, Validator] = {
 }
 
 
+def _claude_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The output schema as Claude's structured outputs take it: the SDK's own transform moves the
+    keywords they do not support (``minimum``, ``minLength``, ``pattern``...) into descriptions,
+    so that a constrained field is asked for, not refused with a 400; pydantic still checks the
+    constraint on the answer (and a failure goes back to the model as a retry)."""
+    from anthropic import transform_schema
+
+    try:
+        return transform_schema(schema)
+    except ValueError:  # a schema the transform cannot read: sent as it is (the API says why)
+        return schema
+
+
 class AnthropicModel(SDKModel):
     """A Claude model behind the provider-neutral :class:`Model` protocol."""
 
@@ -150,7 +163,7 @@ class AnthropicModel(SDKModel):
         if request.output is not None and request.output.mode == "native":
             # Structured outputs: the same closed schema OpenAI gets (objects closed, $defs kept).
             kwargs["output_config"] = {"format": {"type": "json_schema",
-                                                  "schema": request.output.schema}}
+                                                  "schema": _claude_schema(request.output.schema)}}
         if "stop_sequences" in settings:
             kwargs["stop_sequences"] = settings["stop_sequences"]
         if "thinking" in settings:

@@ -23,20 +23,18 @@ pandas is imported inside the functions, so ``import loom_nb.export`` stays ligh
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import _export_read as _read
-from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded, of_started
+from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded
 from ._export_checks import CallTracker, check_run
 from ._export_eval import Identities
 from ._export_read import EventRow, ExportError, Problems, RecordError
+from ._export_runs import RunSummary, run_values
 from ._parquet import read_parquet, to_parquet
-from .events import (QualityVerdictData, RunFinishedData, RunStartedData, ToolCallTrace,
-                     ToolResultData, payload, tool_calls)
+from .events import ToolCallTrace, tool_calls
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -94,7 +92,7 @@ RUN_COLUMNS: dict[str, str] = {
     "cache_read_tokens": "Int64", "cache_write_tokens": "Int64", "total_tokens": "Int64",
     "model_requests": "Int64", "cost_usd": "float64", "tool_calls": "Int64",
     "tool_errors": "Int64", "event_count": "Int64", "quality_verdict": "str", "quality_critique": "str",
-    "task_inputs": "json", "task_criteria": "json",
+    "task_inputs": "json", "task_criteria": "json", "turn_models": "json",
 }
 MESSAGE_COLUMNS: dict[str, str] = {
     "session_id": "str", "run_id": "str", "parent_run_id": "str", "message_id": "str",
@@ -102,6 +100,7 @@ MESSAGE_COLUMNS: dict[str, str] = {
     "text": "str",
     "tool_name": "str", "tool_call_id": "str", "tool_args": "json", "tool_is_error": "boolean",
     "output": "json",
+    "media_type": "str", "media_ref": "str", "media_size": "Int64",
 }
 TOOL_CALL_COLUMNS: dict[str, str] = {
     **_IDS, **IDENTITY_COLUMNS, "ts": "datetime", "result_ts": "datetime", "model_turn": "Int64",
@@ -323,15 +322,15 @@ def runs_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> 
 
     problems = Problems(strict)
     tools = fast(source, engine, lambda reader: Columns.read(reader, Columns.tool_counts))
-    wanted = {"run.started", "run.finished", "quality.verdict"}
+    wanted = {"run.started", "run.finished", "quality.verdict", "model.response"}
     wanted |= {"tool.call", "tool.result"} if tools is None else set()
-    summaries: dict[str, _RunSummary] = {}
+    summaries: dict[str, RunSummary] = {}
     runs = list(_read.runs(source, problems))  # before the events: one read at a time per file
     for event in _read.events(source, problems, types=wanted):
-        summaries.setdefault(event.run_id, _RunSummary()).add(event)
+        summaries.setdefault(event.run_id, RunSummary()).add(event)
         _check_required(event, problems)
     for run_id, (calls, errors) in (tools or {}).items():
-        summary = summaries.setdefault(run_id, _RunSummary())
+        summary = summaries.setdefault(run_id, RunSummary())
         summary.tool_calls, summary.tool_errors = calls, errors
     counts = _read.event_counts(source)
     table = Table(RUN_COLUMNS)
@@ -340,36 +339,13 @@ def runs_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> 
     for run in runs:
         order = orders.get(run.session_id, 0)
         orders[run.session_id] = order + 1
-        summary = summaries.get(run.run_id) or _RunSummary()
+        summary = summaries.get(run.run_id) or RunSummary()
         check_run(run.status, run.usage, summary.quality, problems.reporter("runs", run.run_id))
-        rows.append(_run_values(run, order, summary, counts.get(run.run_id)))
+        rows.append(run_values(run, order, summary, counts.get(run.run_id)))
     mark_superseded(rows)
     for run, row in zip(runs, rows, strict=True):
         table.add(row, problems.reporter("runs", run.run_id))
     return problems.result(table.frame())
-
-
-@dataclass
-class _RunSummary:
-    """What runs_df takes from a run's events."""
-
-    started: RunStartedData | None = None
-    finished: RunFinishedData | None = None
-    quality: QualityVerdictData | None = None  #: the last verdict of the run is its verdict
-    tool_calls: int = 0
-    tool_errors: int = 0
-
-    def add(self, event: EventRow) -> None:
-        if event.type == "run.started":
-            self.started = payload(event, RunStartedData)
-        elif event.type == "run.finished":
-            self.finished = payload(event, RunFinishedData)
-        elif event.type == "tool.call":
-            self.tool_calls += 1
-        elif event.type == "tool.result":
-            self.tool_errors += payload(event, ToolResultData).get("is_error") is True
-        elif event.type == "quality.verdict":
-            self.quality = payload(event, QualityVerdictData)
 
 
 def _check_required(event: EventRow, problems: Problems) -> None:
@@ -377,54 +353,6 @@ def _check_required(event: EventRow, problems: Problems) -> None:
     missing = [k for k in REQUIRED.get(event.type, ()) if k not in event.data]
     if missing and event.data_ok:
         problems.report("events", event.label, f"data lacks the key(s) {', '.join(missing)}")
-
-
-def _run_values(run: _read.RunRow, order: int, summary: _RunSummary,
-                count: int | None) -> dict[str, Any]:
-    started: Mapping[str, Any] = summary.started or {}
-    finished: Mapping[str, Any] = summary.finished or {}
-    usage = run.usage
-    duration = ((run.finished_at - run.started_at).total_seconds() * 1000
-                if run.finished_at and run.started_at else None)
-    quality = summary.quality
-    raw_task = started.get("task")
-    task: Mapping[str, Any] = raw_task if isinstance(raw_task, dict) else {}
-    metadata = _metadata(task.get("metadata"), (started.get("context") or {}).get("metadata"))
-    metadata.pop("metadata_loom_eval", None)  # its own columns
-    sample = of_started(started) or {}
-    tokens = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
-                                        "cache_write_tokens")}
-    given, made = tokens["input_tokens"], tokens["output_tokens"]
-    total = given + made if isinstance(given, int) and isinstance(made, int) else None
-    return {
-        "session_id": run.session_id, "run_id": run.run_id, "parent_run_id": run.parent_run_id,
-        "order": order, **{k: sample.get(k) for k in RUN_EVAL_COLUMNS if k != "superseded"},
-        "agent": run.agent, "model": run.model, "status": run.status,
-        "prompt": run.prompt if run.prompt is not None else started.get("prompt"),
-        "output": run.output, "error": run.error, "error_type": finished.get("error_type"),
-        "limit": finished.get("limit"), "started_at": run.started_at,
-        "finished_at": run.finished_at, "duration_ms": duration, "turns": run.turns, **tokens,
-        "total_tokens": total, "model_requests": usage.get("requests"), "cost_usd": usage.get("cost"),
-        "tool_calls": summary.tool_calls, "tool_errors": summary.tool_errors,
-        "event_count": count, "quality_verdict": _verdict(quality),
-        "quality_critique": quality.get("critique") if quality else None,
-        "task_inputs": task.get("inputs"), "task_criteria": task.get("criteria"), **metadata,
-    }
-
-
-def _verdict(quality: Mapping[str, Any] | None) -> str | None:
-    if not quality or not isinstance(quality.get("passed"), bool):
-        return None
-    return "PASS" if quality["passed"] else "FAIL"
-
-
-def _metadata(*sources: Any) -> dict[str, Any]:
-    """``metadata_{key}`` columns; the RunContext's metadata wins over the task's."""
-    merged: dict[str, Any] = {}
-    for source in sources:
-        if isinstance(source, dict):
-            merged.update({f"metadata_{k}": v for k, v in source.items()})
-    return merged
 
 
 def messages_df(source: Source, *, strict: bool = True) -> Result:
@@ -460,9 +388,21 @@ def messages_df(source: Source, *, strict: bool = True) -> Result:
                        "tool_args": part.get("args") if kind == "tool_call" else None,
                        "tool_is_error": part.get("is_error") if kind == "tool_result" else None,
                        "output": outputs.get(message.run_id or "")
-                       if answers.get(message.run_id or "") == message.idx else None},
-                      report)
+                       if answers.get(message.run_id or "") == message.idx else None,
+                       **_media_columns(part)}, report)
     return problems.result(table.frame())
+
+
+def _media_columns(part: dict[str, Any]) -> dict[str, Any]:
+    """An image's or document's type, reference (``sha256:...`` or its URL) and size in bytes;
+    for a tool result, those of the media it returned. Never the bytes."""
+    media = [part] if part.get("kind") in ("image", "document") else part.get("media") or []
+    media = [m for m in media if isinstance(m, dict)]
+    if not media:
+        return {"media_type": None, "media_ref": None, "media_size": None}
+    refs = [m.get("url") or f"sha256:{m.get('sha256', '')}" for m in media]
+    return {"media_type": ", ".join(str(m.get("media_type") or "") for m in media),
+            "media_ref": ", ".join(refs), "media_size": sum(int(m.get("size") or 0) for m in media)}
 
 
 def tool_calls_df(source: Source, *, strict: bool = True) -> Result:

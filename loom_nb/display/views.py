@@ -58,6 +58,8 @@ class RequestContext:
     cache_read_tokens: int = 0  #: the part of input_tokens read from the provider's prompt cache
     cache_write_tokens: int = 0  #: the part of input_tokens written to it
     cost: float | None = None  #: USD, when the model's price is known
+    #: The system partition's parts (label, tokens), as of this request.
+    system_parts: tuple[tuple[str, int], ...] = ()
 
 
 def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
@@ -65,6 +67,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
     requests: list[RequestContext] = []
     runs: dict[str, int] = {}
     content: dict[str, dict[PartitionName, str]] = {}
+    parts: dict[str, tuple[tuple[str, int], ...]] = {}
     marks: dict[str, list[str]] = {}
     for event in events:
         run = runs.setdefault(event.run_id, len(runs) + 1)
@@ -75,6 +78,9 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
             # Events carry only the partitions that changed since the run's previous request.
             seen = content.setdefault(event.run_id, {})
             seen.update(data.get("content") or {})
+            if "system_parts" in data:
+                parts[event.run_id] = tuple((str(p.get("label", "")), int(p.get("tokens", 0)))
+                                            for p in data["system_parts"])
             ctx = data["context"]
             requests.append(RequestContext(
                 number=len(requests) + 1, run=run, run_id=event.run_id, turn=int(data.get("turn", 0)),
@@ -82,7 +88,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
                 budget=int(ctx["budget"]), window=int(ctx["window"]),
                 output_reserve=int(ctx["output_reserve"]), window_source=str(ctx["window_source"]),
                 messages=int(ctx.get("messages", 0)), content=dict(seen),
-                marks=tuple(marks.pop(event.run_id, []))))
+                marks=tuple(marks.pop(event.run_id, [])), system_parts=parts.get(event.run_id, ())))
         elif event.type == "model.response" and requests and requests[-1].run_id == event.run_id:
             usage = payload(event, ModelResponseData).get("usage") or {}
             requests[-1] = replace(requests[-1], input_tokens=usage.get("input_tokens"),
@@ -126,6 +132,9 @@ def context_text(requests: list[RequestContext], selected: int | None = None,
     rows = [[f"history ({plural(request.messages, 'message')})" if r[0] == "history" else r[0], *r[1:]]
             for r in rows]
     lines += text_table(rows, "    ")
+    if len(request.system_parts) > 1:  # one part is the partition itself
+        lines.append("  system parts:")
+        lines += text_table([[label, str(tokens)] for label, tokens in request.system_parts], "    ")
     lines += [f"  before this request: {mark}" for mark in request.marks]
     if compactions is not None:
         lines.append(f"  compactions in the session: {len(compactions) or 'none'}")
@@ -167,6 +176,10 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
                 f"</span>")
         body = (f"<pre style=\"{PRE}\">{html.escape(text)}</pre>" if text.strip() else
                 f"<div style='{MUTED};margin:2px 0 4px 18px'>(empty)</div>")
+        if name == "system" and len(request.system_parts) > 1:  # each part with its tokens
+            body = (f"<ul style='{MUTED};margin:2px 0 4px 0'>" + "".join(
+                f"<li><code>{html.escape(label)}</code>: {tokens} tokens</li>"
+                for label, tokens in request.system_parts) + "</ul>" + body)
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
                      f"{body}</details>")
     for mark in request.marks:
@@ -440,13 +453,20 @@ def _model_request(event: RunEvent) -> Line:
 def _model_response(event: RunEvent) -> Line:
     data = payload(event, ModelResponseData)
     said = f": {short(data['text'], 80)}" if (data.get("text") or "").strip() else ""
-    return (f"response, turn {data.get('turn')} ({data.get('stop_reason')}, "
+    by = f" by {data['answered_by']}" if data.get("answered_by") else ""
+    return (f"response, turn {data.get('turn')}{by} ({data.get('stop_reason')}, "
             f"{_tokens(data.get('usage'))}){said}"), ""
 
 
 def _model_retry(event: RunEvent) -> Line:
     data = payload(event, ModelRetryData)
     return f"retry {data.get('attempt')}: {short(str(data.get('error', '')), 120)}", "bad"
+
+
+def _model_fallback(event: RunEvent) -> Line:
+    data = event.data
+    return (f"fallback: {data.get('failed')} failed ({data.get('error_type')}: "
+            f"{short(str(data.get('error', '')), 100)}); {data.get('next')} takes the turn"), "bad"
 
 
 def _tool_call(event: RunEvent) -> Line:
@@ -525,6 +545,7 @@ def _signal(event: RunEvent) -> Line:
 _LINES: dict[str, Callable[[RunEvent], Line]] = {
     "run.started": _run_started, "model.request": _model_request,
     "model.response": _model_response, "model.retry": _model_retry, "tool.call": _tool_call,
+    "model.fallback": _model_fallback,
     "tool.started": _tool_started, "tool.result": _tool_result, "governance.decision": _governance, "run.resumed": _resumed,
     "run.interrupted": _interrupted, "context.compacted": lambda e: (compaction_text(e), ""),
     "context.renewed": lambda e: (compaction_text(e), ""), "quality.verdict": _verdict,

@@ -16,13 +16,17 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..errors import ConfigError
 from ..messages import Message, Usage
+from ._requests import DEFAULT_KEEP
 
 if TYPE_CHECKING:
+    from ._requests import KeepRequests
+    from .fallback import FallbackModel
     from .function import FunctionModel
     from .replay import RecordingModel, ReplayModel
     from .scripted import ScriptedModel, Turn
 
 __all__ = [
+    "FallbackNotice",
     "Model",
     "ModelRequest",
     "ModelResponse",
@@ -100,6 +104,8 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     stop_reason: StopReason = "end_turn"
     model_name: str = ""
+    #: The identifier of the model that answered, when a fallback chose it among several.
+    model_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +133,19 @@ class RetryNotice:
     error: str
 
 
-StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | ModelResponse
+@dataclass(frozen=True, slots=True)
+class FallbackNotice:
+    """A model of a fallback failed (or could not take the request); the next takes the turn."""
+
+    failed: str  #: the identifier of the model that failed
+    next: str  #: the identifier of the model that takes the turn
+    error: str
+    error_type: str
+    #: Text or tool-call deltas of the failed model were already streamed: they are dropped.
+    discarded: bool = False
+
+
+StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | FallbackNotice | ModelResponse
 
 
 class Model(ABC):
@@ -144,10 +162,25 @@ class Model(ABC):
     #: Whether ``output_mode="auto"`` uses the provider's native structured output (True) or
     #: the output tool (False); see :mod:`loom_nb.output`. Test models see the request as is.
     native_output: bool = True
+    #: Whether the model takes images and PDFs. A request holding one for a model that does not
+    #: fails with a ConfigError before anything is sent (``Model.openai(..., vision=False)``).
+    vision: bool = True
 
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         """Yield deltas, then one final :class:`ModelResponse`."""
+
+    def check_request(self, request: ModelRequest) -> None:
+        """Refuse, before sending, what this model cannot take (images and PDFs without vision)."""
+        if self.vision:
+            return
+        for message in request.messages:
+            for part in message.media:
+                if part.kind == "image" or getattr(part, "is_pdf", False) or part.data is None:
+                    raise ConfigError(
+                        f"The model {self.identifier} does not take images or PDFs (vision=False), "
+                        f"and the conversation holds {part!r}. Use a vision model, or send text: "
+                        f"Document.from_text(...) or a description.")
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The complete response, without the deltas."""
@@ -174,25 +207,30 @@ class Model(ABC):
 
     @staticmethod
     def scripted(
-        turns: list[Turn], *, name: str = "scripted", context_window: int | None = None
+        turns: list[Turn], *, name: str = "scripted", context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> ScriptedModel:
         """An offline, deterministic model that plays ``turns`` in order, across runs.
 
         Each turn is a ``str`` (answer with that text), a dict ``{"tool": NAME, "args": {...}}``
-        (call that tool), or a list of such dicts (several calls in one turn).
+        (call that tool), or a list of such dicts (several calls in one turn). ``model.requests``
+        keeps the first and the last ``keep_requests`` requests (or ``"all"``) and counts all.
         """
         from .scripted import ScriptedModel
 
-        return ScriptedModel(turns, name=name, context_window=context_window)
+        return ScriptedModel(turns, name=name, context_window=context_window,
+                             keep_requests=keep_requests)
 
     @staticmethod
     def function(
-        fn: Callable[..., Any], *, name: str = "function", context_window: int | None = None
+        fn: Callable[..., Any], *, name: str = "function", context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> FunctionModel:
         """A model whose answers come from a Python function of the :class:`ModelRequest`."""
         from .function import FunctionModel
 
-        return FunctionModel(fn, name=name, context_window=context_window)
+        return FunctionModel(fn, name=name, context_window=context_window,
+                             keep_requests=keep_requests)
 
     @staticmethod
     def anthropic(
@@ -229,6 +267,17 @@ class Model(ABC):
             context_window=context_window,
             **settings,
         )
+
+    @staticmethod
+    def fallback(primary: Model | str, *others: Model | str,
+                 on: tuple[type[BaseException], ...] | type[BaseException] | None = None,
+                 ) -> FallbackModel:
+        """``primary``, and the next model of ``others`` whenever one fails with an error of
+        ``on`` after its own retries (default: ModelUnavailableError, ModelRateLimitError,
+        ModelConnectionError)."""
+        from .fallback import DEFAULT_FALLBACK_ON, FallbackModel
+
+        return FallbackModel((primary, *others), DEFAULT_FALLBACK_ON if on is None else on)
 
     @staticmethod
     def from_string(spec: str, **kwargs: Any) -> Model:
@@ -275,6 +324,7 @@ class Model(ABC):
         match: tuple[str, ...] = ("system", "messages", "tools"),
         model: str | None = None,
         context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> ReplayModel:
         """A model that serves the exchanges recorded by :meth:`Model.record`, in order, offline.
 
@@ -284,7 +334,7 @@ class Model(ABC):
         from .replay import ReplayModel
 
         return ReplayModel(path, normalize=normalize, match=match, model=model,
-                           context_window=context_window)
+                           context_window=context_window, keep_requests=keep_requests)
 
 
 _PROVIDERS: dict[str, Callable[..., Model]] = {}

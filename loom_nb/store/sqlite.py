@@ -4,9 +4,12 @@ restart and that other processes can read while a session writes."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +21,12 @@ from ..errors import StoreError
 from ..events import RunEvent, utcnow
 from ..feedback import FeedbackRecord
 from ..messages import Message, Usage, message_from_dict
+from ._writer import GroupWriter, Job
 from .protocols import Checkpoint, RunRecord, SignalRecord, StoredMessage, StoredSession
 
 if TYPE_CHECKING:
     import sqlite3
+    from concurrent.futures import Future
 
 __all__ = ["SQLiteStore"]
 
@@ -33,6 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
     prompt TEXT, status TEXT NOT NULL, output TEXT, error TEXT, started_at TEXT NOT NULL,
     finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL, state TEXT, owner TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (session_id, status);
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,
     data TEXT NOT NULL, PRIMARY KEY (session_id, idx)) WITHOUT ROWID;
@@ -51,10 +57,14 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE TABLE IF NOT EXISTS feedback (
     session_id TEXT NOT NULL, ts TEXT NOT NULL, run_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL
+    ) WITHOUT ROWID;
 """
 #: 2: runs.owner (the process running a run, so that a run its dead process left "running" can
-#: be told from one still going).
-_SCHEMA_VERSION = 2
+#: be told from one still going). 3: blobs (images and documents, each once by sha256; messages
+#: hold references), which an earlier loom_nb could not read.
+_SCHEMA_VERSION = 3
 #: Columns added since version 1, with their type: a file from an earlier version gains them.
 _ADDED_COLUMNS = {"runs": {"owner": "TEXT"}}
 _RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status, output, error, "
@@ -81,6 +91,8 @@ class SQLiteStore:
             raise StoreError(f"{str(self.path)!r} is a folder; give a file path such as "
                              f"{str(self.path / 'sessions.sqlite')!r}.")
         self._lock = threading.Lock()
+        self._writer = GroupWriter(self._write_batch, name=f"loom-store {self.path.name}")
+        self._running: set[str] = set()
         try:
             # One connection shared by the caller's thread and the background loop thread;
             # self._lock serializes its use.
@@ -126,6 +138,7 @@ class SQLiteStore:
         return _Transaction(self._db)
 
     def close(self) -> None:
+        self._writer.close()  # what was queued is written first
         with self._lock:
             self._db.close()
 
@@ -144,20 +157,22 @@ class SQLiteStore:
                 if metadata:
                     self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
                                      (_dumps(meta), session_id))
-            history, memory, through = self._latest_checkpoint(session_id, restore)
-            history += [
-                message_from_dict(json.loads(data)) for (data,) in self._db.execute(
-                    "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
-                    (session_id, through))
-            ]
+            blobs = self._blob_reader()
+            history, memory, through = self._latest_checkpoint(session_id, restore, blobs)
+            rows = self._db.execute(
+                "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
+                (session_id, through)).fetchall()
+            # One JSON document for all of them: one decoder call instead of one per message.
+            history += [message_from_dict(m, blobs)
+                        for m in json.loads("[" + ",".join([r[0] for r in rows]) + "]")]
             (count,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
             ).fetchone()
         return StoredSession(id=session_id, created_at=created, metadata=meta, messages=history,
                              restored=row is not None, memory=memory, message_count=count)
 
-    def _latest_checkpoint(self, session_id: str,
-                           restore: RestoreMode) -> tuple[list[Message], list[str], int]:
+    def _latest_checkpoint(self, session_id: str, restore: RestoreMode,
+                           blobs: Callable[[str], bytes | None]) -> tuple[list[Message], list[str], int]:
         if restore != "checkpoint":
             return [], [], 0
         row = self._db.execute(
@@ -165,7 +180,36 @@ class SQLiteStore:
             "ORDER BY rowid DESC LIMIT 1", (session_id,)).fetchone()
         if row is None:
             return [], [], 0
-        return [message_from_dict(m) for m in json.loads(row[1])], json.loads(row[2]), row[0]
+        return ([message_from_dict(m, blobs) for m in json.loads(row[1])], json.loads(row[2]),
+                row[0])
+
+    def _blob_reader(self) -> Callable[[str], bytes | None]:
+        """For one read (with the lock held): each blob loaded and checked against its sha256
+        once, and the same bytes object shared by every message that references it."""
+        loaded: dict[str, bytes | None] = {}
+
+        def blob(sha256: str) -> bytes | None:
+            if sha256 not in loaded:
+                row = self._db.execute("SELECT data FROM blobs WHERE sha256 = ?",
+                                       (sha256,)).fetchone()
+                data = bytes(row[0]) if row is not None else None
+                if data is not None and hashlib.sha256(data).hexdigest() != sha256:
+                    raise StoreError(f"The blob {sha256[:12]} in {str(self.path)!r} does not "
+                                     f"match its sha256; the store file is damaged.")
+                loaded[sha256] = data
+            return loaded[sha256]
+        return blob
+
+    def _put_blobs(self, messages: list[Message]) -> list[str]:
+        """The messages as JSON text; their binary parts go to the blobs table (each once)."""
+        blobs: dict[str, bytes] = {}
+        texts = [_dumps(m.to_dict(blobs)) for m in messages]
+        if blobs:
+            kinds = {p.sha256: p.media_type for m in messages for p in m.media}
+            self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
+                                 [(sha, kinds.get(sha, ""), len(data), data)
+                                  for sha, data in blobs.items()])
+        return texts
 
     def append_signal(self, record: SignalRecord) -> None:
         sig = record.signal
@@ -183,6 +227,13 @@ class SQLiteStore:
                              action=r[2], reason=r[3], run_id=r[4], signal=json.loads(r[5]))
                 for r in rows]
 
+    def signal_count(self, session_id: str) -> int:
+        """How many signal records the session has, counted on the unique index."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM signals WHERE session_id = ?",
+                                        (session_id,)).fetchone()
+        return int(count)
+
     def append_feedback(self, record: FeedbackRecord) -> None:
         row = (record.session_id, record.ts.isoformat(), record.run_id, record.kind, _dumps(record.data))
         with self._lock, self._tx():
@@ -196,37 +247,102 @@ class SQLiteStore:
                                kind=r[2], data=json.loads(r[3])) for r in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
-               _dumps([m.to_dict() for m in checkpoint.history]), _dumps(checkpoint.memory))
         with self._lock, self._tx():
+            history = "[" + ", ".join(self._put_blobs(checkpoint.history)) + "]"
+            row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
+                   history, _dumps(checkpoint.memory))
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", row)
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
-        if not messages:
-            return
-        with self._lock, self._tx():
-            (start,) = self._db.execute(
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            self._db.executemany(
-                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
-                 for i, m in enumerate(messages)],
-            )
+        self.append_turn(session_id, run_id, messages, [])
 
     def append_events(self, events: list[RunEvent]) -> None:
-        if not events:
+        if events:
+            self.append_turn("", "", [], events)
+
+    def append_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> None:
+        """A turn's messages and events in one transaction: both are stored, or neither."""
+        if messages or events:
+            with self._lock, self._tx():
+                self._insert_turn(session_id, run_id, messages, events)
+
+    def submit_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> Future[None] | None:
+        """:meth:`append_turn`, on the store's writer thread while several runs use the store.
+
+        With one run at a time the turn is written here and now (None: it is stored; a
+        StoreError if not), which is quickest. While others run, it is queued for the writer
+        thread, which writes the turns queued meanwhile (by any session on this file) in one
+        transaction: the returned future, to await with :func:`loom_nb.store._writer.written`,
+        holds the turn's StoreError, if any.
+        """
+        if len(self._running) <= 1 and not self._writer.busy:
+            self.append_turn(session_id, run_id, messages, events)
+            return None
+        return self._writer.submit(
+            functools.partial(self._insert_turn, session_id, run_id, messages, events))
+
+    def _track(self, record: RunRecord) -> None:
+        # The runs this process is running on the store: turns go to the writer thread when
+        # there are several (a hint for submit_turn; a run whose end was not stored stays in).
+        if record.status == "running":
+            self._running.add(record.run_id)
+        else:
+            self._running.discard(record.run_id)
+
+    def _insert_turn(self, session_id: str, run_id: str, messages: list[Message],
+                     events: list[RunEvent]) -> None:
+        if messages:
+            (start,) = self._db.execute(
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?",
+                (session_id,)).fetchone()
+            texts = self._put_blobs(messages)  # images and documents: each once, in the blobs
+            self._db.executemany(
+                "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
+                [(session_id, start + i, run_id, m.role, text)
+                 for i, (m, text) in enumerate(zip(messages, texts, strict=True))])
+        if events:
+            self._db.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
+                  _dumps(e.data)) for e in events])
+
+    def _write_batch(self, jobs: list[Job]) -> None:
+        """The writer thread's batch: one transaction, a savepoint per job so that one job's
+        failure (its own error) leaves the others; a failure of the transaction fails all."""
+        import sqlite3
+        outcomes: list[StoreError | None] = []
+        try:
+            with self._lock, self._tx():
+                for job, _ in jobs:
+                    self._db.execute("SAVEPOINT turn")
+                    try:
+                        job()
+                    except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+                        self._db.execute("ROLLBACK TO turn")  # raises if SQLite undid it all
+                        outcomes.append(store_error(self.path, exc, "append a turn"))
+                    else:
+                        outcomes.append(None)
+                    self._db.execute("RELEASE turn")
+        except Exception as exc:  # noqa: BLE001 - the futures carry it to the runs that wait
+            error = exc if isinstance(exc, StoreError) else store_error(self.path, exc,
+                                                                        "append a turn")
+            for _, future in jobs:
+                future.set_exception(error)
             return
-        rows = [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
-                 _dumps(e.data)) for e in events]
-        with self._lock, self._tx():
-            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        for (_, future), outcome in zip(jobs, outcomes, strict=True):
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
 
     def save_run(self, record: RunRecord) -> None:
         row = _run_row(record)
         with self._lock, self._tx():
             self._db.execute(f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES "
                              f"({', '.join('?' * len(row))})", row)
+            self._track(record)
 
     def claim_run(self, record: RunRecord, *, expected: str) -> bool:
         # One UPDATE whose WHERE holds the expected status: SQLite runs it under the write lock
@@ -237,7 +353,10 @@ class SQLiteStore:
             cursor = self._db.execute(
                 f"UPDATE runs SET {assignments} WHERE run_id = ? AND status = ?",
                 (*row[1:], record.run_id, expected))
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            self._track(record)
+            return True
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
@@ -254,6 +373,21 @@ class SQLiteStore:
                 args).fetchall()
         return [_run_from_row(r) for r in rows]
 
+    def blob_count(self) -> int:
+        """How many distinct images and documents the store holds."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0])
+
+    def runs_with_status(self, session_id: str, statuses: tuple[str, ...]) -> list[RunRecord]:
+        """The session's runs with one of ``statuses``, oldest first (on an index: opening a
+        long session reads its open runs, not all of them)."""
+        marks = ", ".join("?" * len(statuses))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ? AND status IN ({marks}) "
+                f"ORDER BY started_at, rowid", (session_id, *statuses)).fetchall()
+        return [_run_from_row(r) for r in rows]
+
     def sessions(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self._db.execute("SELECT id FROM sessions ORDER BY created_at")]
@@ -262,7 +396,9 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute("SELECT idx, run_id, data FROM messages WHERE session_id = ? "
                                     "ORDER BY idx", (session_id,)).fetchall()
-        return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]))) for r in rows]
+            blobs = self._blob_reader()
+            return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]), blobs))
+                    for r in rows]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         # rowid is insertion order, which is the order the events happened in.

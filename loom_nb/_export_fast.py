@@ -212,6 +212,9 @@ class Columns:
 
     def __init__(self, reader: _SQLReader) -> None:
         self.db: sqlite3.Connection = reader._connect()
+        # One read transaction: every query sees the same snapshot while another process
+        # appends (WAL), so the columns of one frame always agree.
+        self.db.execute("BEGIN")
         self.filters = reader.filters
         self.where = " AND ".join(f"{c} = ?" for c, _ in reader.filters) or "1"
         self.args = tuple(v for _, v in reader.filters)

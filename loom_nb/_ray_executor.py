@@ -1,0 +1,224 @@
+"""``evaluate(..., executor="ray")``: each sample runs as a Ray task (see docs/evaluation.md).
+
+The driver (the notebook) decides what runs, scores and draws the progress; a Ray task runs one
+sample in a worker process and writes its session to the shared store (PostgreSQL, or an SQLite
+file when every node is this machine), and its RunResult comes back through Ray. The store is the
+truth: a worker that dies leaves a ``running`` run, which the driver settles as ``interrupted``
+as soon as Ray reports the worker gone (and resume, on any host, runs it again).
+
+Ray tasks are not retried by Ray (``max_retries=0``): a retry would run the sample again in the
+same session behind the driver's back; resume does it, in a fresh session, by the resume rule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import pickletools
+import socket
+from dataclasses import replace
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from ._eval_tasks import EvalTask
+    from .agent import Agent
+    from .executors import AgentSpec
+    from .result import RunResult
+    from .store import SessionStore
+
+__all__ = ["INSTALL_HINT", "RayExecutor"]
+
+INSTALL_HINT = "pip install 'loom-nb[ray]'"
+#: Seconds a cancelled task gets to record its run as cancelled before its worker is killed.
+CANCEL_GRACE = 10.0
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"evaluate(executor='ray') needs Ray, which is not installed: "
+                          f"{INSTALL_HINT}") from None
+    return ray
+
+
+class RayExecutor:
+    """Run each sample as a Ray task.
+
+    Args:
+        address: the cluster to join (``"ray://head:10001"``, ``"auto"``...), passed to
+            ``ray.init``; None starts a local cluster, unless this process already called
+            ``ray.init`` (then that cluster is used and ``init`` is ignored).
+        init: more ``ray.init`` keyword arguments (``num_cpus=``, ``runtime_env=``,
+            ``include_dashboard=``...).
+        num_cpus: the CPUs each sample's task reserves (Ray's scheduling unit; 1 by default).
+        cancel_grace: seconds a cancelled task has to record its run as cancelled before Ray
+            kills its worker process (the run then reads ``interrupted``).
+
+    The Ray runtime stays up after the evaluation (starting one takes seconds to a minute):
+    ``ray.shutdown()`` stops it.
+    """
+
+    def __init__(self, address: str | None = None, *, init: Mapping[str, Any] | None = None,
+                 num_cpus: float = 1, cancel_grace: float = CANCEL_GRACE) -> None:
+        if not num_cpus > 0 or not cancel_grace >= 0:
+            raise ConfigError(f"RayExecutor(num_cpus=..., cancel_grace=...) must be positive, "
+                              f"not {num_cpus!r}, {cancel_grace!r}.")
+        self.address, self.init = address, dict(init or {})
+        self.num_cpus, self.cancel_grace = num_cpus, cancel_grace
+        self._payloads: dict[str, Any] = {}
+        self._store: SessionStore | None = None
+        self._spec = ""
+        self._task: Any = None
+
+    def __repr__(self) -> str:
+        return f"RayExecutor(address={self.address!r})"
+
+    def open(self, agents: Mapping[str, AgentSpec], store: SessionStore) -> None:
+        ray = _ray()
+        spec, kind = _shared_spec(store)
+        payloads = {variant: _payload(variant, agent) for variant, agent in agents.items()}
+        if not ray.is_initialized():
+            ray.init(address=self.address, **self.init)
+        if kind == "sqlite":
+            _check_one_machine(ray, spec)
+        self._store, self._spec = store, spec
+        self._payloads = {variant: ray.put(p) for variant, p in payloads.items()}
+        self._task = ray.remote(_run_in_worker).options(
+            num_cpus=self.num_cpus, max_retries=0, retry_exceptions=False)
+
+    async def run(self, variant: str, item: EvalTask, session_id: str,
+                  identity: Mapping[str, Any]) -> RunResult:
+        ray = _ray()
+        ref = self._task.remote(self._payloads[variant], self._spec, item, session_id,
+                                dict(identity))
+        try:
+            result: RunResult = await asyncio.wrap_future(ref.future())
+            return result
+        except asyncio.CancelledError:
+            await self._cancel(ray, ref, session_id)
+            raise
+        except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                ray.exceptions.LocalRayletDiedError) as exc:
+            return self._lost(session_id, exc)
+        except ray.exceptions.RayTaskError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None  # the row reads as it would have locally
+            raise
+
+    def close(self) -> None:
+        self._payloads, self._task = {}, None
+
+    async def _cancel(self, ray: Any, ref: Any, session_id: str) -> None:
+        """Ask the task to stop (a KeyboardInterrupt in the worker: the run records itself
+        cancelled), then kill its worker if it has not stopped within ``cancel_grace``."""
+        ray.cancel(ref)
+        done, _ = await asyncio.wait([asyncio.wrap_future(ref.future())],
+                                     timeout=self.cancel_grace)
+        if not done:
+            ray.cancel(ref, force=True)
+            await asyncio.wait([asyncio.wrap_future(ref.future())], timeout=self.cancel_grace)
+            self._lost(session_id, None)
+
+    def _lost(self, session_id: str, exc: BaseException | None) -> RunResult:
+        """Ray says the worker is gone: settle its run (if it had started one) as interrupted,
+        whichever host it ran on, and hand that run back as the sample's result."""
+        from ._recovery import settle_dead
+        from .evaluation import _result_from_store
+
+        assert self._store is not None
+        records = self._store.runs(session_id)
+        if not records:
+            if exc is None:
+                raise ConfigError(f"the Ray task of {session_id!r} was killed before it started "
+                                  f"a run; evaluate again to run it.")
+            raise exc
+        record = settle_dead(self._store, records[-1])
+        return _result_from_store(self._store, record)
+
+
+def _shared_spec(store: SessionStore) -> tuple[str, str]:
+    """How a worker process opens the evaluation's store: a DSN or an SQLite path."""
+    from .store import PostgresStore, SQLiteStore
+
+    if isinstance(store, PostgresStore):
+        return store.dsn, "postgres"
+    if isinstance(store, SQLiteStore):
+        return str(store.path), "sqlite"
+    raise ConfigError(f"evaluate(executor='ray') writes each sample's session from a Ray worker "
+                      f"process, which cannot reach {type(store).__name__}: pass "
+                      f"store='postgresql://...' (any cluster) or an SQLite file path (a "
+                      f"cluster on this machine only).")
+
+
+def _check_one_machine(ray: Any, path: str) -> None:
+    """SQLite is safe across processes of one machine, not over a network file system."""
+    here = socket.gethostname()
+    hosts = sorted({str(n.get("NodeManagerHostname")) for n in ray.nodes() if n.get("Alive")})
+    if hosts != [here]:
+        raise ConfigError(f"evaluate(executor='ray') with the SQLite store {path!r} needs every "
+                          f"Ray node on this machine ({here}); the cluster has {hosts}. Use a "
+                          f"PostgreSQL store (store='postgresql://...') that every node reaches.")
+
+
+def _payload(variant: str, spec: AgentSpec) -> tuple[str, str | bytes]:
+    """What a worker builds the variant's agent from: its factory reference, or its pickle."""
+    if spec.factory is not None:
+        return "factory", spec.factory
+    hint = (f"evaluate(executor='ray') ships agent {variant!r} to worker processes, and it "
+            f"cannot be pickled")
+    fix = ("Pass a factory instead: a top-level function of an importable module that builds "
+           "and returns the Agent, as 'package.module:function'.")
+    try:
+        data = pickle.dumps(spec.agent)
+    except Exception as exc:  # noqa: BLE001 - any pickling failure gets the same advice
+        raise ConfigError(f"{hint} ({type(exc).__name__}: {exc}). {fix}") from None
+    if _refers_to_main(data):
+        raise ConfigError(f"{hint} for a worker: it refers to code defined in __main__ (the "
+                          f"notebook or script), which worker processes do not have. {fix}")
+    return "pickle", data
+
+
+def _refers_to_main(data: bytes) -> bool:
+    """Whether a pickle names a global of ``__main__`` (a notebook's function or class)."""
+    strings = [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
+    return "__main__" in strings or any(s.startswith("__main__ ") for s in strings)
+
+
+# -- in the worker process -----------------------------------------------------------------------
+
+#: The agents this worker process built, by payload: built once and reused by its later tasks,
+#: as the driver's one agent serves every local sample.
+_AGENTS: dict[tuple[str, str | bytes], Agent] = {}
+
+
+def _worker_agent(payload: tuple[str, str | bytes]) -> Agent:
+    from .executors import load_factory
+
+    agent = _AGENTS.get(payload)
+    if agent is None:
+        _, value = payload
+        agent = (load_factory(str(value)) if isinstance(value, str)
+                 else pickle.loads(value))  # noqa: S301 - the driver's own agent
+        _AGENTS[payload] = agent
+    return agent
+
+
+def _run_in_worker(payload: tuple[str, str | bytes], store_spec: str, item: EvalTask,
+                   session_id: str, identity: dict[str, Any]) -> RunResult:
+    """One sample, in a Ray worker: the same :func:`~loom_nb.evaluation.run_sample` as local
+    evaluation, on this process's loom_nb loop, against its own connection to the store."""
+    from . import _bridge
+    from .evaluation import run_sample
+    from .store import open_store
+
+    agent = _worker_agent(payload)
+    store = open_store(store_spec)
+    result = _bridge.run_sync(run_sample(agent, item, store, session_id, identity))
+    # The worker's closed session stays here (it holds locks and the store's connection): a
+    # paused run is approved from the driver by opening its session from the shared store.
+    return replace(result, session=None)

@@ -13,9 +13,11 @@ same session behind the driver's back; resume does it, in a fresh session, by th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import pickletools
 import socket
+import threading
 from dataclasses import replace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,7 @@ __all__ = ["INSTALL_HINT", "RayExecutor"]
 
 INSTALL_HINT = "pip install 'loom-nb[ray]'"
 #: Seconds a cancelled task gets to record its run as cancelled before its worker is killed.
-CANCEL_GRACE = 10.0
+CANCEL_GRACE = 5.0
 
 
 def _ray() -> Any:
@@ -99,7 +101,12 @@ class RayExecutor:
             result: RunResult = await asyncio.wrap_future(ref.future())
             return result
         except asyncio.CancelledError:
-            await self._cancel(ray, ref, session_id)
+            # evaluate cancels each sample more than once (the gather, then each job): the
+            # clean-up runs to its end regardless, bounded by cancel_grace.
+            cleanup = asyncio.ensure_future(self._cancel(ray, ref, session_id))
+            while not cleanup.done():
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.shield(cleanup)
             raise
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
                 ray.exceptions.LocalRayletDiedError) as exc:
@@ -114,15 +121,31 @@ class RayExecutor:
         self._payloads, self._task = {}, None
 
     async def _cancel(self, ray: Any, ref: Any, session_id: str) -> None:
-        """Ask the task to stop (a KeyboardInterrupt in the worker: the run records itself
-        cancelled), then kill its worker if it has not stopped within ``cancel_grace``."""
+        """Ask the task to stop (the worker's run then records itself cancelled); if its run
+        still goes after ``cancel_grace`` (Ray can take seconds to deliver a cancel to a busy
+        worker), kill the worker and settle the run as interrupted. Either is resumable."""
         ray.cancel(ref)
-        done, _ = await asyncio.wait([asyncio.wrap_future(ref.future())],
-                                     timeout=self.cancel_grace)
-        if not done:
-            ray.cancel(ref, force=True)
-            await asyncio.wait([asyncio.wrap_future(ref.future())], timeout=self.cancel_grace)
+        if await self._stopped(ray, ref, session_id, self.cancel_grace):
+            return
+        ray.cancel(ref, force=True)
+        await _wait_ref(ray, ref, 2.0)
+        with contextlib.suppress(Exception):  # nothing recorded: nothing to settle
             self._lost(session_id, None)
+
+    async def _stopped(self, ray: Any, ref: Any, session_id: str, timeout: float) -> bool:
+        """Whether the sample's run has stopped, or its task ended before starting one, within
+        ``timeout`` seconds."""
+        assert self._store is not None
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            records = self._store.runs(session_id)
+            if records and records[-1].status != "running":
+                return True
+            if not records and await _wait_ref(ray, ref, 0):
+                return True
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.1)
 
     def _lost(self, session_id: str, exc: BaseException | None) -> RunResult:
         """Ray says the worker is gone: settle its run (if it had started one) as interrupted,
@@ -139,6 +162,17 @@ class RayExecutor:
             raise exc
         record = settle_dead(self._store, records[-1])
         return _result_from_store(self._store, record)
+
+
+async def _wait_ref(ray: Any, ref: Any, timeout: float) -> bool:
+    """Wait up to ``timeout`` s for a task to end, however it ends (the store says how). Polled:
+    a second ``ref.future()`` after the first was cancelled is not reliably resolved."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        ready, _ = ray.wait([ref], timeout=0)
+        if ready or asyncio.get_running_loop().time() >= deadline:
+            return bool(ready)
+        await asyncio.sleep(0.05)
 
 
 def _shared_spec(store: SessionStore) -> tuple[str, str]:
@@ -218,7 +252,17 @@ def _run_in_worker(payload: tuple[str, str | bytes], store_spec: str, item: Eval
 
     agent = _worker_agent(payload)
     store = open_store(store_spec)
-    result = _bridge.run_sync(run_sample(agent, item, store, session_id, identity))
+    done = threading.Event()
+    future = _bridge.submit(_bridge._signal_when_done(
+        run_sample(agent, item, store, session_id, identity), done))
+    try:
+        result = _bridge._wait(future)
+    except BaseException:
+        # ray.cancel raises TaskCancelledError (not a KeyboardInterrupt, which is all run_sync
+        # handles) in this thread: cancel the run and let it record that before the task ends.
+        future.cancel()
+        done.wait(_bridge.CANCEL_GRACE_SECONDS)
+        raise
     # The worker's closed session stays here (it holds locks and the store's connection): a
     # paused run is approved from the driver by opening its session from the shared store.
     return replace(result, session=None)

@@ -102,12 +102,14 @@ def test_200_tasks_on_ray_give_the_frames_of_the_same_evaluation_run_locally(
 
 
 def test_a_killed_worker_leaves_an_interrupted_run_that_resume_runs_again(
-        watchdog: None, tmp_path: Path) -> None:
+        watchdog: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     marker, store = tmp_path / "died", str(tmp_path / "eval.sqlite")  # SQLite: one machine
     tasks = [{"id": "a", "input": "first"}, {"id": "kill", "input": f"die {marker}"},
              {"id": "b", "input": "last"}]
     df = loom_nb.evaluate("tests.ray_agents:make_dying_agent", tasks, store=store,
-                          executor="ray", concurrency=3, progress=False).set_index("task_id")
+                          executor="ray", concurrency=3, progress=True).set_index("task_id")
+    # The progress display of local evaluation, fed by the rows as Ray tasks end.
+    assert "evaluate: 3/3 samples done (0 from the store, 1 not completed)" in capsys.readouterr().err
     assert marker.exists() and int(marker.read_text()) != os.getpid()
     assert df.loc["kill", "outcome"] == "interrupted" and df.loc["kill", "status"] == "interrupted"
     assert "ended before the run did" in df.loc["kill", "error"]

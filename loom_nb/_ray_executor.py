@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .agent import Agent
     from .executors import AgentSpec
     from .result import RunResult
-    from .store import SessionStore
+    from .store import RunRecord, SessionStore
 
 __all__ = ["INSTALL_HINT", "RayExecutor"]
 
@@ -109,7 +109,7 @@ class RayExecutor:
                     await asyncio.shield(cleanup)
             raise
         except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                ray.exceptions.LocalRayletDiedError) as exc:
+                ray.exceptions.LocalRayletDiedError, ray.exceptions.OutOfMemoryError) as exc:
             return self._lost(session_id, exc)
         except ray.exceptions.RayTaskError as exc:
             cause = getattr(exc, "cause", None)
@@ -129,8 +129,7 @@ class RayExecutor:
             return
         ray.cancel(ref, force=True)
         await _wait_ref(ray, ref, 2.0)
-        with contextlib.suppress(Exception):  # nothing recorded: nothing to settle
-            self._lost(session_id, None)
+        self._settle_lost(session_id)
 
     async def _stopped(self, ray: Any, ref: Any, session_id: str, timeout: float) -> bool:
         """Whether the sample's run has stopped, or its task ended before starting one, within
@@ -147,21 +146,26 @@ class RayExecutor:
                 return False
             await asyncio.sleep(0.1)
 
-    def _lost(self, session_id: str, exc: BaseException | None) -> RunResult:
-        """Ray says the worker is gone: settle its run (if it had started one) as interrupted,
-        whichever host it ran on, and hand that run back as the sample's result."""
-        from ._recovery import settle_dead
+    def _lost(self, session_id: str, exc: Exception) -> RunResult:
+        """Ray says the worker is gone: its run (if it had started one), settled as
+        interrupted, is the sample's result; else the sample fails with Ray's error."""
         from .evaluation import _result_from_store
+
+        record = self._settle_lost(session_id)
+        if record is None:
+            raise exc
+        assert self._store is not None
+        return _result_from_store(self._store, record)
+
+    def _settle_lost(self, session_id: str) -> RunRecord | None:
+        """Settle the session's latest run as ``interrupted`` when it is still ``running``:
+        its worker is known to be dead (Ray said so, or killed it), on whichever host it ran,
+        where :func:`~loom_nb._recovery.settle` could only tell for this host."""
+        from ._recovery import settle_dead
 
         assert self._store is not None
         records = self._store.runs(session_id)
-        if not records:
-            if exc is None:
-                raise ConfigError(f"the Ray task of {session_id!r} was killed before it started "
-                                  f"a run; evaluate again to run it.")
-            raise exc
-        record = settle_dead(self._store, records[-1])
-        return _result_from_store(self._store, record)
+        return settle_dead(self._store, records[-1]) if records else None
 
 
 async def _wait_ref(ray: Any, ref: Any, timeout: float) -> bool:
@@ -219,8 +223,12 @@ def _payload(variant: str, spec: AgentSpec) -> tuple[str, str | bytes]:
 
 def _refers_to_main(data: bytes) -> bool:
     """Whether a pickle names a global of ``__main__`` (a notebook's function or class)."""
-    strings = [arg for op, arg, _ in pickletools.genops(data) if isinstance(arg, str)]
-    return "__main__" in strings or any(s.startswith("__main__ ") for s in strings)
+    for op, arg, _ in pickletools.genops(data):
+        if op.name in ("GLOBAL", "INST") and str(arg).startswith("__main__ "):
+            return True  # protocols 0-2: "module name" in one argument
+        if arg == "__main__":
+            return True  # protocol 4: the module name a STACK_GLOBAL takes off the stack
+    return False
 
 
 # -- in the worker process -----------------------------------------------------------------------

@@ -214,3 +214,37 @@ def test_a_custom_executor_gets_every_sample(tmp_path: Path) -> None:
     df = loom_nb.evaluate({"A": "tests.ray_agents:make_agent"}, ["x", "y"], executor=runner,
                           progress=False)
     assert sorted(runner.seen) == sorted(df.session_id) and runner.closed
+
+
+def test_code_from_main_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pickle
+    import sys
+
+    from loom_nb._ray_executor import _refers_to_main
+
+    def helper() -> Agent:
+        return Agent(Model.function(lambda request: "hi"))
+
+    helper.__module__, helper.__qualname__ = "__main__", "helper"
+    monkeypatch.setattr(sys.modules["__main__"], "helper", helper, raising=False)
+    with pytest.raises(ConfigError, match="defined in __main__.*'package.module:helper'"):
+        loom_nb.evaluate(helper, ["x"], executor="ray", progress=False)
+    assert _refers_to_main(pickle.dumps(helper))
+    assert not _refers_to_main(pickle.dumps(("__main__ is a word", exact)))
+
+
+def test_sqlite_is_refused_when_a_ray_node_is_another_machine() -> None:
+    import socket
+
+    from loom_nb._ray_executor import _check_one_machine
+
+    class Cluster:  # what ray.nodes() says about a cluster of this host and another
+        def __init__(self, hosts: list[str]) -> None:
+            self.hosts = hosts
+
+        def nodes(self) -> list[dict[str, Any]]:
+            return [{"NodeManagerHostname": h, "Alive": True} for h in self.hosts]
+
+    _check_one_machine(Cluster([socket.gethostname()] * 2), "/tmp/e.sqlite")
+    with pytest.raises(ConfigError, match="every Ray node on this machine.*postgresql://"):
+        _check_one_machine(Cluster([socket.gethostname(), "gpu-node-7"]), "/tmp/e.sqlite")

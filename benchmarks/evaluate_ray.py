@@ -53,9 +53,9 @@ def main() -> None:
                          concurrency=8)
         rows.append((name, "local, concurrency=8", seconds))
 
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no report over the internet
     started = time.perf_counter()
-    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
+    ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
     start_s = time.perf_counter() - started
     ray_exec = RayExecutor()
     warm_s = _timed("_eval_agents:io_agent", [f"warm {i}" for i in range(args.workers)],

@@ -3,7 +3,9 @@ tasks on a local cluster of 2 workers, sessions in the shared store, the same fr
 
 Starting Ray takes 20-40 s on a loaded 2-core machine, so the cluster is started once for this
 module; every test that uses it runs under a watchdog, so a hang fails the test instead of the
-suite. The cluster listens on loopback only and starts no dashboard.
+suite. The cluster starts no dashboard and reports no usage statistics; its processes talk to
+each other only. (Ray binds its servers to this host's own address, not to 127.0.0.1: ray.init
+turns a loopback node address into the host's address on purpose.)
 """
 
 from __future__ import annotations
@@ -38,10 +40,12 @@ BY_RUN = ["run_id", "started_at", "finished_at", "duration_ms", "order"]
 def cluster() -> Iterator[None]:
     if ray.is_initialized():
         ray.shutdown()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _node_ip_address="127.0.0.1")
-    yield
-    ray.shutdown()
+    with pytest.MonkeyPatch.context() as env:
+        # Ray's usage statistics would be reported over the internet: off, before Ray starts.
+        env.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield
+        ray.shutdown()
 
 
 @pytest.fixture

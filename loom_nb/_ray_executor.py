@@ -84,7 +84,7 @@ class RayExecutor:
         spec, kind = _shared_spec(store)
         payloads = {variant: _payload(variant, agent) for variant, agent in agents.items()}
         if not ray.is_initialized():
-            ray.init(address=self.address, **self.init)
+            ray.init(**{"address": self.address, **self.init})
         if kind == "sqlite":
             _check_one_machine(ray, spec)
         self._store, self._spec = store, spec

@@ -19,6 +19,10 @@ Resume (the rule, by outcome rather than by status alone):
 * ``running``: another live process runs it now; it is reported as such, not started twice.
 
 The rows join the other frames on ``run_id`` / ``session_id`` (``runs_df(store)`` etc.).
+
+What runs a sample is the executor (:mod:`loom_nb.executors`): this process by default, or Ray
+tasks writing to the shared store (``executor="ray"``). Resume, scoring, progress and the frame
+stay here, on the driver, whatever runs the samples.
 """
 
 from __future__ import annotations
@@ -202,8 +206,9 @@ def _variants(agent: Any, name: str | None) -> dict[str, tuple[str, AgentSpec]]:
         for key, value in agent.items():
             if not isinstance(key, str) or not key or not (isinstance(value, Agent | str)
                                                            or callable(value)):
-                raise ConfigError(f"evaluate() takes a dict of {{'variant name': Agent}}; "
-                                  f"{key!r} maps to {type(value).__name__}.")
+                raise ConfigError(f"evaluate() takes a dict of {{'variant name': Agent or "
+                                  f"'module:function'}}; {key!r} maps to "
+                                  f"{type(value).__name__}.")
             out[key] = (f"{name or 'eval'}-{key}", agent_spec(value, f"variant {key!r}"))
         return out
     raise ConfigError(f"evaluate() takes an Agent or a non-empty dict of variant name -> Agent "

@@ -113,7 +113,8 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_resume_runs_again(
     df = loom_nb.evaluate("tests.ray_agents:make_dying_agent", tasks, store=store,
                           executor="ray", concurrency=3, progress=True).set_index("task_id")
     # The progress display of local evaluation, fed by the rows as Ray tasks end.
-    assert "evaluate: 3/3 samples done (0 from the store, 1 not completed)" in capsys.readouterr().err
+    progress = capsys.readouterr().err
+    assert "evaluate: 3/3 samples done (0 from the store, 1 not completed)" in progress
     assert marker.exists() and int(marker.read_text()) != os.getpid()
     assert df.loc["kill", "outcome"] == "interrupted" and df.loc["kill", "status"] == "interrupted"
     assert "ended before the run did" in df.loc["kill", "error"]

@@ -61,3 +61,11 @@ def make_hanging_agent() -> Agent:
 
 def not_an_agent() -> str:
     return "not an agent"
+
+
+def make_agent_only_on_the_driver() -> Agent:
+    """Builds on the driver (whose pid the test puts in LOOM_TEST_DRIVER_PID) and fails in any
+    other process, as a factory whose secret or file is missing on the workers would."""
+    if os.environ.get("LOOM_TEST_DRIVER_PID") != str(os.getpid()):
+        raise RuntimeError("the model key is not set on this worker")
+    return make_agent()

@@ -131,6 +131,20 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_resume_runs_again(
     assert frame.loc["kill", "output"] == f"answer: die {marker}"
 
 
+def test_variants_on_ray_and_a_factory_that_fails_in_the_workers_only(
+        watchdog: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOOM_TEST_DRIVER_PID", str(os.getpid()))  # the workers started earlier
+    variants = {"ok": "tests.ray_agents:make_agent",
+                "broken": "tests.ray_agents:make_agent_only_on_the_driver"}
+    df = loom_nb.evaluate(variants, ["q1", "q2 tool"], store=str(tmp_path / "e.sqlite"),
+                          executor="ray", progress=False)
+    ok, broken = df[df.variant == "ok"], df[df.variant == "broken"]
+    assert list(ok.output) == ["answer: q1", "done: Q2 TOOL"]
+    assert set(broken.outcome) == {"error"} and set(broken.error_type) == {"RuntimeError"}
+    assert broken.error.str.contains("the model key is not set on this worker").all()
+    assert list(broken.session_id) == ["eval-broken-" + t for t in broken.task_id]
+
+
 def test_an_interrupt_in_the_driver_cancels_the_ray_tasks_and_resume_goes_on(
         watchdog: None, tmp_path: Path) -> None:
     store = str(tmp_path / "eval.sqlite")

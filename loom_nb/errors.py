@@ -46,7 +46,8 @@ pause::
 ``ExportError`` sits under ``LoomError`` (and ``ValueError``), ``CommandError`` (a mistyped
 ``%loom`` command) under ``ConfigError``. A few private exceptions carry a state from one
 function to its handler inside one module (the MCP connection's ``ServerGone``, the tools'
-``_TimedOut``, the worker pool's ``Escaped``) and never leave it.
+``_TimedOut``, the worker pool's ``Escaped``) and never leave it; the export column path's
+``_NotFast`` sends a frame it cannot render exactly to the row path, inside loom_nb.export.
 
 Errors inside a run do not escape ``agent.run``: they end the run with ``status="failed"``,
 ``RunResult.error`` holds the message and ``RunResult.error_type`` the class name, so nothing the

@@ -39,8 +39,9 @@ from ._eval_tasks import EvalTask, normalize_tasks
 from ._recovery import settle
 from .errors import ConfigError
 from .events import QualityVerdictData, RunFinishedData, payload
+from ._export_runs import _verdict
 from .executors import AgentSpec, Executor, ExecutorName, agent_spec, resolve_executor
-from .export import Table, _verdict
+from .export import Table
 from .scoring import SCORER_TIMEOUT, Scorer, named_scorers, score_sample, stored_scores
 from .store import InMemoryStore, RunRecord, SessionStore, open_store
 from .task import RunContext

@@ -23,20 +23,18 @@ pandas is imported inside the functions, so ``import loom_nb.export`` stays ligh
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Literal
 
 from . import _export_read as _read
-from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded, of_started
+from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded
 from ._export_checks import CallTracker, check_run
 from ._export_eval import Identities
 from ._export_read import EventRow, ExportError, Problems, RecordError
+from ._export_runs import RunSummary, run_values
 from ._parquet import read_parquet, to_parquet
-from .events import (QualityVerdictData, RunFinishedData, RunStartedData, ToolCallTrace,
-                     ToolResultData, payload, tool_calls)
+from .events import ToolCallTrace, tool_calls
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,6 +42,9 @@ if TYPE_CHECKING:
 __all__ = ["ExportError", "RecordError", "events_df", "feedback_df", "messages_df", "read_parquet",
            "runs_df", "signals_df", "to_parquet", "tool_calls_df"]
 
+#: How a frame is built: "auto" column by column with SQL where the source allows (an SQLite
+#: store or session), else from rows; "rows" always from rows (the reference path).
+Engine = Literal["auto", "rows"]
 Source = Any  # RunResult | Session | str | os.PathLike | SessionStore | Iterable of these
 Result = Any  # pd.DataFrame, or (pd.DataFrame, list[RecordError]) with strict=False
 
@@ -276,9 +277,17 @@ def _array(values: list[Any], kind: str) -> Any:
 
 # -- public frames ---------------------------------------------------------------------------------
 
-def events_df(source: Source, *, strict: bool = True) -> Result:
+def events_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> Result:
     """One row per stored event: ids, ``type``, ``seq``, ``ts``, the full ``data`` as JSON, and
-    its fields as typed, prefixed columns (see docs/dataframes.md)."""
+    its fields as typed, prefixed columns (see docs/dataframes.md). ``engine="auto"`` builds it
+    column by column with SQL from one SQLite store or session where the rows allow (the same
+    frame, faster); ``engine="rows"`` always from rows, the reference."""
+    from ._export_columns import events_frame
+    from ._export_fast import fast as _fast
+
+    fast = _fast(source, engine, events_frame)
+    if fast is not None:
+        return fast if strict else (fast, [])
     problems = Problems(strict)
     table = Table(EVENT_COLUMNS)
     orders: dict[str, int] = {}
@@ -305,17 +314,24 @@ def event_row(event: EventRow, orders: dict[str, int], problems: Problems) -> di
             "type": event.type, "ts": event.ts, "data": event.data_json}
 
 
-def runs_df(source: Source, *, strict: bool = True) -> Result:
+def runs_df(source: Source, *, strict: bool = True, engine: Engine = "auto") -> Result:
     """One row per run: status, prompt, output, times, usage, tool call counts, quality verdict,
-    and ``metadata_*`` from the task's and the RunContext's metadata."""
+    and ``metadata_*`` from the task's and the RunContext's metadata. ``engine="auto"`` counts
+    the tool calls with SQL on one SQLite store or session where the rows allow."""
+    from ._export_fast import Columns, fast
+
     problems = Problems(strict)
-    wanted = {"run.started", "run.finished", "tool.call", "tool.result", "quality.verdict",
-              "model.response"}
-    summaries: dict[str, _RunSummary] = {}
+    tools = fast(source, engine, lambda reader: Columns.read(reader, Columns.tool_counts))
+    wanted = {"run.started", "run.finished", "quality.verdict", "model.response"}
+    wanted |= {"tool.call", "tool.result"} if tools is None else set()
+    summaries: dict[str, RunSummary] = {}
     runs = list(_read.runs(source, problems))  # before the events: one read at a time per file
     for event in _read.events(source, problems, types=wanted):
-        summaries.setdefault(event.run_id, _RunSummary()).add(event)
+        summaries.setdefault(event.run_id, RunSummary()).add(event)
         _check_required(event, problems)
+    for run_id, (calls, errors) in (tools or {}).items():
+        summary = summaries.setdefault(run_id, RunSummary())
+        summary.tool_calls, summary.tool_errors = calls, errors
     counts = _read.event_counts(source)
     table = Table(RUN_COLUMNS)
     orders: dict[str, int] = {}
@@ -323,40 +339,13 @@ def runs_df(source: Source, *, strict: bool = True) -> Result:
     for run in runs:
         order = orders.get(run.session_id, 0)
         orders[run.session_id] = order + 1
-        summary = summaries.get(run.run_id) or _RunSummary()
+        summary = summaries.get(run.run_id) or RunSummary()
         check_run(run.status, run.usage, summary.quality, problems.reporter("runs", run.run_id))
-        rows.append(_run_values(run, order, summary, counts.get(run.run_id)))
+        rows.append(run_values(run, order, summary, counts.get(run.run_id)))
     mark_superseded(rows)
     for run, row in zip(runs, rows, strict=True):
         table.add(row, problems.reporter("runs", run.run_id))
     return problems.result(table.frame())
-
-
-@dataclass
-class _RunSummary:
-    """What runs_df takes from a run's events."""
-
-    started: RunStartedData | None = None
-    finished: RunFinishedData | None = None
-    quality: QualityVerdictData | None = None  #: the last verdict of the run is its verdict
-    tool_calls: int = 0
-    tool_errors: int = 0
-    #: The model that answered each turn (a fallback's chosen model, else the reported name).
-    turn_models: list[str] = field(default_factory=list)
-
-    def add(self, event: EventRow) -> None:
-        if event.type == "model.response":
-            self.turn_models.append(str(event.data.get("answered_by") or event.data.get("model", "")))
-        elif event.type == "run.started":
-            self.started = payload(event, RunStartedData)
-        elif event.type == "run.finished":
-            self.finished = payload(event, RunFinishedData)
-        elif event.type == "tool.call":
-            self.tool_calls += 1
-        elif event.type == "tool.result":
-            self.tool_errors += payload(event, ToolResultData).get("is_error") is True
-        elif event.type == "quality.verdict":
-            self.quality = payload(event, QualityVerdictData)
 
 
 def _check_required(event: EventRow, problems: Problems) -> None:
@@ -364,55 +353,6 @@ def _check_required(event: EventRow, problems: Problems) -> None:
     missing = [k for k in REQUIRED.get(event.type, ()) if k not in event.data]
     if missing and event.data_ok:
         problems.report("events", event.label, f"data lacks the key(s) {', '.join(missing)}")
-
-
-def _run_values(run: _read.RunRow, order: int, summary: _RunSummary,
-                count: int | None) -> dict[str, Any]:
-    started: Mapping[str, Any] = summary.started or {}
-    finished: Mapping[str, Any] = summary.finished or {}
-    usage = run.usage
-    duration = ((run.finished_at - run.started_at).total_seconds() * 1000
-                if run.finished_at and run.started_at else None)
-    quality = summary.quality
-    raw_task = started.get("task")
-    task: Mapping[str, Any] = raw_task if isinstance(raw_task, dict) else {}
-    metadata = _metadata(task.get("metadata"), (started.get("context") or {}).get("metadata"))
-    metadata.pop("metadata_loom_eval", None)  # its own columns
-    sample = of_started(started) or {}
-    tokens = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
-                                        "cache_write_tokens")}
-    given, made = tokens["input_tokens"], tokens["output_tokens"]
-    total = given + made if isinstance(given, int) and isinstance(made, int) else None
-    return {
-        "session_id": run.session_id, "run_id": run.run_id, "parent_run_id": run.parent_run_id,
-        "order": order, **{k: sample.get(k) for k in RUN_EVAL_COLUMNS if k != "superseded"},
-        "agent": run.agent, "model": run.model, "status": run.status,
-        "prompt": run.prompt if run.prompt is not None else started.get("prompt"),
-        "output": run.output, "error": run.error, "error_type": finished.get("error_type"),
-        "limit": finished.get("limit"), "started_at": run.started_at,
-        "finished_at": run.finished_at, "duration_ms": duration, "turns": run.turns, **tokens,
-        "total_tokens": total, "model_requests": usage.get("requests"), "cost_usd": usage.get("cost"),
-        "tool_calls": summary.tool_calls, "tool_errors": summary.tool_errors,
-        "event_count": count, "quality_verdict": _verdict(quality),
-        "quality_critique": quality.get("critique") if quality else None,
-        "task_inputs": task.get("inputs"), "task_criteria": task.get("criteria"),
-        "turn_models": summary.turn_models, **metadata,
-    }
-
-
-def _verdict(quality: Mapping[str, Any] | None) -> str | None:
-    if not quality or not isinstance(quality.get("passed"), bool):
-        return None
-    return "PASS" if quality["passed"] else "FAIL"
-
-
-def _metadata(*sources: Any) -> dict[str, Any]:
-    """``metadata_{key}`` columns; the RunContext's metadata wins over the task's."""
-    merged: dict[str, Any] = {}
-    for source in sources:
-        if isinstance(source, dict):
-            merged.update({f"metadata_{k}": v for k, v in source.items()})
-    return merged
 
 
 def messages_df(source: Source, *, strict: bool = True) -> Result:

@@ -27,7 +27,10 @@ from .events import (GovernanceDecisionData, QualityVerdictData, RunEvent, RunFi
 __all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "FeedbackSummary", "JSONLSink",
            "current_ratings", "summarize"]
 
-FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating"]
+#: ``approval`` records are a person's standing decisions (``approve(..., remember=True)`` and
+#: ``session.forget_approval``): always kept, like ratings, and not a kind a policy selects.
+FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run",
+                                  "rating", "approval"]
 KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
 
 

@@ -334,6 +334,9 @@ class McpTool(Tool):
     def __post_init__(self) -> None:
         self._validator = _validator(self.parameters)
 
+    def argument_problems(self, args: dict[str, Any]) -> list[str]:
+        return _schema_problems(self._validator, args)
+
     async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
                      on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
         problems = _schema_problems(self._validator, args)

@@ -30,14 +30,14 @@ from .._owner import current_owner
 from ..context import build_request
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
-from ..events import GovernanceDecisionData, ToolResultData
+from ..events import ToolResultData
 from ..governance import ToolRequest
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
 from ..messages import Message, ToolCall, ToolResult, Usage, message_from_dict
 from ..models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
 from ..quality import Verdict
-from ..result import PendingApproval, RunResult, RunStatus
+from ..result import Decision, PendingApproval, RunResult, RunStatus, is_approved
 from ..signals import RuntimeSignal
 from ..store import RunRecord
 from ..task import RunContext, RuntimeTask
@@ -45,6 +45,7 @@ from ..tools import unrunnable
 from . import subruns
 from .approval import claim, recheck, restore
 from .attempts import AttemptControl
+from .edits import carry_out, check_edits, decision_data, edited_message
 from .record import RunRecorder
 from .structured import TurnSteer
 from .subruns import resume_nested, shown_under
@@ -60,8 +61,9 @@ if TYPE_CHECKING:
 __all__ = ["Decisions", "RunLoop", "Stop", "new_run_id"]
 
 Subscriber: TypeAlias = Callable[["RunEvent"], None]
-#: A person's decisions on paused calls: call id -> None (approved) or the rejection reason.
-Decisions: TypeAlias = dict[str, str | None]
+#: A person's decisions on paused calls: call id -> None (approved), an Approved (with edited
+#: arguments, remembered, or a question's answer) or the rejection reason.
+Decisions: TypeAlias = dict[str, Decision]
 
 
 def new_run_id() -> str:
@@ -204,7 +206,7 @@ class RunLoop(RunRecorder):
         return await subruns.sub_run(self, name, agent, task, depth=depth, budget=budget)
 
     async def resume_sub_run(self, name: str, agent: SubAgent, paused: Mapping[str, Any],
-                             decisions: Mapping[str, str | None],
+                             decisions: Mapping[str, Decision],
                              seen: Mapping[str, PendingApproval]) -> str:
         return await subruns.resume_sub_run(self, name, agent, paused, decisions, seen)
 
@@ -213,11 +215,16 @@ class RunLoop(RunRecorder):
     async def resume(self, decisions: Decisions) -> RunResult:
         """Continue a run paused for approval, with a decision for every waiting call."""
         # The claim comes first: of two resumes at once (a double click, two processes), exactly
-        # one finds the run still paused; the other raises before it has done anything.
+        # one finds the run still paused; the other raises before it has done anything. Edited
+        # arguments are checked before it, against the tools as they are now: a bad edit leaves
+        # the run waiting.
+        if any(getattr(d, "args", None) is not None for d in decisions.values()):
+            await self.agent.resolve_tools()
+        check_edits(self, self.record.state or {}, decisions)
         state = claim(self, decisions)
         waiting = [p["call_id"] for p in state.get("pending", [])]
-        self.emit("run.resumed", {"approved": [c for c in waiting if decisions[c] is None],
-                                  "rejected": {c: r for c, r in decisions.items() if r is not None}})
+        self.emit("run.resumed", {"approved": [c for c in waiting if is_approved(decisions[c])],
+                                  "rejected": {c: r for c, r in decisions.items() if isinstance(r, str)}})
 
         async def finish_turn_then_continue(started: float) -> Stop:
             if await self._finish_paused_turn(state, decisions):
@@ -401,6 +408,7 @@ class RunLoop(RunRecorder):
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
         nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        remembered = self.session.remembered  # tools a person allowed for the session
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
@@ -413,7 +421,8 @@ class RunLoop(RunRecorder):
                 continue
             decision = self.agent.runtime.governance.decide(ToolRequest(
                 name=call.name, args=call.args, call_id=call.id, tool=self.agent.tools[call.name],
-                run_id=self.run_id, session_id=self.session.id, agent=self.agent.name))
+                run_id=self.run_id, session_id=self.session.id, agent=self.agent.name,
+                remembered=call.name in remembered))
             self.emit("governance.decision", {"call_id": call.id, "name": call.name,
                                               "action": decision.action, "reason": decision.reason,
                                               "check": decision.check})
@@ -421,8 +430,9 @@ class RunLoop(RunRecorder):
                 results[call.id] = self._loop_result(call, "Denied",
                                                 f"Denied by the governance policy: {decision.reason}")
             elif decision.action == "ask":
-                pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
-                                               reason=decision.reason))
+                pending.append(PendingApproval(
+                    call_id=call.id, name=call.name, args=call.args, reason=decision.reason,
+                    kind="question" if decision.check == "question" else "approval"))
             else:
                 try:
                     results[call.id] = await self._run_tool(call)
@@ -445,31 +455,20 @@ class RunLoop(RunRecorder):
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
+        ran: dict[str, ToolCall] = {}  # the calls as they ran: a person may have edited them
         for pending in state["pending"]:
-            call_id, reason = pending["call_id"], decisions[pending["call_id"]]
-            data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
-                    "action": "allow" if reason is None else "deny",
-                    "reason": "approved by a person" if reason is None else f"rejected by a person: {reason}",
-                    "check": "approval"}
-            if pending.get("via") is not None:  # a sub-agent's call: its sub-run carries it out
-                data["via"], data["args"] = pending["via"], pending["args"]
-                self.emit("governance.decision", data)
-                continue
-            self.emit("governance.decision", data)
-            if reason is None:  # governance again: a deny since the pause wins over the approval
-                refusal = recheck(self, calls[call_id])
-                results[call_id] = refusal if refusal is not None else await self._run_tool(
-                    calls[call_id], approved=True)
-            else:
-                results[call_id] = self._loop_result(calls[call_id], "Rejected",
-                                                f"A person rejected this call: {reason or 'no reason given'}")
+            call_id, decision = pending["call_id"], decisions[pending["call_id"]]
+            self.emit("governance.decision", decision_data(pending, decision))
+            if pending.get("via") is None:  # a sub-agent's call: its sub-run carries it out
+                results[call_id], ran[call_id] = await carry_out(self, calls[call_id], decision)
         answers, again, nested = await resume_nested(self, state.get("nested", {}), decisions)
         for via, (content, is_error) in answers.items():
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
-            self._pause_turn(state["message"], again, results, nested)
+            self._pause_turn(edited_message(message, ran).to_dict(), again, results, nested)
             return True
-        self.commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
+        self.commit(edited_message(message, ran),
+                    Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:

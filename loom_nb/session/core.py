@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections.abc
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from ..events import SESSION_SUBSCRIBERS, RunEvent
 from ..messages import Message
 from ..sources import SourceHandle
 from ..store import Checkpoint, ProcessStore, SessionStore, open_store
+from .approvals import SessionApprovals
 from .feedback import SessionFeedback
 from .runs import SessionRuns
 from .signals import Inbox, SessionSignals
@@ -32,6 +34,7 @@ from .signals import Inbox, SessionSignals
 if TYPE_CHECKING:
     from ..agent import Agent
     from ..engine import RunLoop
+    from ..result import RunResult
 
 __all__ = ["Session", "SessionConfig", "new_session_id"]
 
@@ -94,7 +97,7 @@ def new_session_id() -> str:
     return f"ses_{os.urandom(8).hex()}"
 
 
-class Session(SessionRuns, SessionSignals, SessionFeedback):
+class Session(SessionRuns, SessionSignals, SessionFeedback, SessionApprovals):
     """Many runs of one agent, with a shared history. Get one with ``agent.session(...)``."""
 
     def __init__(self, agent: Agent, config: SessionConfig | None = None) -> None:
@@ -138,6 +141,9 @@ class Session(SessionRuns, SessionSignals, SessionFeedback):
         self.notes: list[str] = []
         # Writes that failed at a run's end (disk full): retried, in order, before the next run.
         self._unsaved: list[Callable[[], None]] = []
+        # The waiting run as one RunResult that collects decisions (see session/approvals.py).
+        self._shared: RunResult | None = None
+        self._shared_lock = threading.Lock()
         if agent.runtime.feedback.kinds - {"rating"}:
             self._subscribers.append(self._record_feedback)
 

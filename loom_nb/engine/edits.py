@@ -1,0 +1,104 @@
+"""What a person adds to a decision on a paused call: edited arguments, a remembered approval,
+an answer to the model's question (see :class:`~loom_nb.result.Approved`).
+
+Edited arguments are checked twice: when they are given (``result.approve(id, args=...)``, with
+the tools the session knows) and again before the paused run is claimed (:func:`check_edits`,
+with the tools resolved), so a bad edit is a :class:`~loom_nb.errors.ConfigError` and the run
+still waits. The edited call is decided by governance again (a deny on the new arguments wins)
+and runs with those arguments; the turn goes into history with the call as edited, as
+LangGraph's human-in-the-loop middleware does, and its result starts with a note that a person
+changed the arguments, so that the model neither mistakes the edit for its own call nor tries
+its original call again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..decisions import check_rememberable, check_schema, edited_args
+from ..errors import ConfigError
+from ..events import GovernanceDecisionData
+from ..messages import Message, ToolCall, ToolResult
+from ..result import Approved, Decision, PendingApproval, is_approved
+from .approval import recheck
+
+if TYPE_CHECKING:
+    from .loop import RunLoop
+
+__all__ = ["carry_out", "check_edits", "decision_data", "edited_message"]
+
+def check_edits(loop: RunLoop, state: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
+    """Before the claim: each decision fits its call (answers for questions only, a question
+    answered or rejected), and each edit is valid for the tool as resolved now."""
+    for raw in state.get("pending", []):
+        pending = PendingApproval(**raw)
+        decision = decisions.get(pending.call_id, "")
+        answer = decision.answer if isinstance(decision, Approved) else None
+        if pending.kind == "question" and is_approved(decision) and answer is None:
+            raise ConfigError(f"{pending.call_id!r} in run {loop.run_id} is a question of the "
+                              f"model: answer it (answer(call_id, text)) or reject it.")
+        if pending.kind != "question" and answer is not None:
+            raise ConfigError(f"{pending.call_id!r} in run {loop.run_id} is not a question; "
+                              f"approve or reject it.")
+        if isinstance(decision, Approved) and decision.args is not None:
+            args = edited_args(None, pending, decision.args, loop.run_id)
+            if pending.via is None:  # a sub-agent's own run checks against its own tools
+                check_schema(loop.agent.tools.get(pending.name), pending, args, loop.run_id)
+        if isinstance(decision, Approved) and decision.remember:
+            check_rememberable(pending, loop.run_id)
+
+
+def decision_data(pending: Mapping[str, Any], decision: Decision) -> GovernanceDecisionData:
+    """The ``governance.decision`` event of a person's decision on a waiting call."""
+    approved = is_approved(decision)
+    data: GovernanceDecisionData = {
+        "call_id": pending["call_id"], "name": pending["name"],
+        "action": "allow" if approved else "deny",
+        "reason": "approved by a person" if approved else f"rejected by a person: {decision}",
+        "check": "approval"}
+    if isinstance(decision, Approved):
+        if decision.answer is not None:
+            data["reason"], data["answered"] = "answered by a person", True
+        if decision.args is not None:
+            data["reason"] = "approved by a person with edited arguments"
+            data["args"], data["original_args"] = decision.args, pending["args"]
+        if decision.remember:
+            data["remember"] = True
+            data["reason"] += f"; {pending['name']} is allowed for the rest of the session"
+    if pending.get("via") is not None:
+        data["via"] = pending["via"]
+        data.setdefault("args", pending["args"])
+    return data
+
+
+async def carry_out(loop: RunLoop, call: ToolCall, decision: Decision) -> tuple[ToolResult, ToolCall]:
+    """The result of a decided call of the paused turn, and the call as history keeps it."""
+    if not is_approved(decision):
+        return loop._loop_result(call, "Rejected", f"A person rejected this call: {decision or 'no reason given'}"), call
+    extra = decision if isinstance(decision, Approved) else Approved()
+    if extra.remember:
+        loop.session.remember_approval(call.name, run_id=loop.run_id, call_id=call.id)
+    if extra.answer is not None:  # the question's answer is its result (governance allowed it)
+        refusal = recheck(loop, call)
+        return (refusal if refusal is not None else loop._loop_result(call, None, extra.answer)), call
+    original = call
+    if extra.args is not None:
+        call = dataclasses.replace(call, args=extra.args, invalid_args=None)
+    refusal = recheck(loop, call)  # governance again, on the call as it will run
+    if refusal is not None:
+        return refusal, call
+    result = await loop._run_tool(call, approved=True)
+    if call is not original:
+        note = (f"[A person edited the arguments of this call before it ran; it ran with the "
+                f"arguments shown. You had asked for {json.dumps(original.args, ensure_ascii=False)[:2000]}.]\n")
+        result = dataclasses.replace(result, content=note + result.content)
+    return result, call
+
+
+def edited_message(message: Message, calls: Mapping[str, ToolCall]) -> Message:
+    """``message`` with its tool calls replaced by the calls as they ran (edited arguments)."""
+    parts = tuple(calls.get(p.id, p) if isinstance(p, ToolCall) else p for p in message.parts)
+    return message if parts == message.parts else dataclasses.replace(message, parts=parts)

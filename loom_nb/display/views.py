@@ -29,7 +29,8 @@ from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS,
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
            "approvals_html", "approvals_text",
            "budget_html", "budget_text", "compaction_text", "context_html", "context_requests",
-           "context_text", "governance_rows", "pending_call_html", "signal_decision_card",
+           "context_text", "governance_rows", "pending_call_html", "pending_line", "question_html",
+           "remembered_text", "signal_decision_card",
            "signals_html", "signals_text", "trace_html", "trace_rows", "trace_text"]
 
 # -- context partitions ----------------------------------------------------------------------------
@@ -305,23 +306,43 @@ def pending_call_html(name: str, args: dict[str, Any], reason: str) -> str:
             f"{html.escape(reason)}</span>")
 
 
+def question_html(question: str) -> str:
+    """A question of the model beside its Answer / Decline buttons."""
+    return f"<b>The model asks:</b> {html.escape(question)}"
+
+
+def pending_line(p: Any) -> str:
+    """A waiting call or question (a PendingApproval) as one line of text."""
+    if p.kind == "question":
+        return f"{p.call_id}: the model asks: {p.question}"
+    return f"{call_text(p.name, p.args)}: {p.reason}"
+
+
+def remembered_text(remembered: Iterable[str]) -> str:
+    tools = sorted(remembered)
+    return f"allowed for this session (remember=True): {', '.join(tools)}" if tools else ""
+
+
 WAITING_HTML = f"<b style='color:{ACCENT}'>Waiting for a decision</b>"
 
 
-def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
+def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "",
+                   remembered: Iterable[str] = ()) -> str:
     lines = [f"Approvals · {len(rows)} decision{'s' if len(rows) != 1 else ''} · {len(pending)} waiting"]
     lines += [f"  {r['call']} → {r['action']}: {r['reason']}" + (f" [{r['check']}]" if r["check"] else "")
               for r in rows]
     if pending:
         lines.append("  waiting for a decision:")
-        lines += [f"    {call_text(p.name, p.args)}: {p.reason}" for p in pending]
+        lines += [f"    {pending_line(p)}" for p in pending]
+    if remembered_text(remembered):
+        lines.append(f"  {remembered_text(remembered)}")
     if note:
         lines.append(f"  {note}")
     return "\n".join(lines)
 
 
 def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "", *,
-                   list_pending: bool = True) -> str:
+                   list_pending: bool = True, remembered: Iterable[str] = ()) -> str:
     """``list_pending=False``: count the waiting calls but leave listing them to the caller
     (the widget draws each with its buttons)."""
     body = (table_html(["tool call", "decision", "reason", "check"], [
@@ -329,12 +350,13 @@ def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = ""
          html.escape(r["check"])] for r in rows]) if rows else
         f"<div style='{MUTED}'>No governance decision yet.</div>")
     if pending and list_pending:
-        items = "".join(f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
+        items = "".join(f"<li>{html.escape(pending_line(p))}</li>" if p.kind == "question" else
+                        f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
                         f"{html.escape(p.reason)}</li>" for p in pending)
         body += (f"<div style='margin-top:6px;color:{ACCENT}'><b>Waiting for a decision</b>"
                  f"<ul style='margin:2px 0'>{items}</ul></div>")
-    if note:
-        body += f"<div style='{MUTED};margin-top:4px'>{html.escape(note)}</div>"
+    for line in filter(None, (remembered_text(remembered), note)):
+        body += f"<div style='{MUTED};margin-top:4px'>{html.escape(line)}</div>"
     return view_card("approvals", f"Governance · {plural(len(rows), 'decision')} · "
                                   f"{len(pending)} waiting", body)
 

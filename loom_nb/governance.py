@@ -182,9 +182,12 @@ class GovernancePolicy:
                                       reason=f"Read-only mode: tool {name!r} may change things.")
         for veto in self.vetoes:
             verdict = _veto_decision(veto, request)
+            # An ask is satisfied by the person's approval (or remembered allow); for a question
+            # it is the question's own ask (check 6), which a person answers, never remembers.
+            asks_person = request.tool is not None and request.tool.asks_person
             if verdict is not None and verdict.action != "allow" and not (
-                    verdict.action == "ask" and (request.approved or request.remembered)
-                    and not (request.tool is not None and request.tool.asks_person)):
+                    verdict.action == "ask" and (request.approved or asks_person
+                                                 or request.remembered)):
                 return verdict
         return None
 

@@ -261,3 +261,17 @@ def test_a_question_cannot_be_remembered_or_allowed_by_governance() -> None:
         from loom_nb.decisions import check_rememberable
         from loom_nb.result import PendingApproval
         check_rememberable(PendingApproval(call_id="d/c", name="t", args={}, reason="", via="d"), "r")
+
+
+def test_profiles_treat_a_question_as_a_question() -> None:
+    ask = {"tool": "ask_user", "id": "q1", "args": {"question": "Which city?"}}
+    supervised = Agent(Model.scripted([ask, "Rome then."]), capabilities=[Capability.ask_user()],
+                       runtime=Runtime.supervised())
+    paused = supervised.run_sync("go")  # the profile's ask-everything veto: still a question
+    assert paused.pending[0].kind == "question"
+    assert paused.answer(None, "Rome").resume_sync().output == "Rome then."
+    autonomous = Agent(Model.scripted([ask, "No one to ask."]), capabilities=[Capability.ask_user()],
+                       runtime=Runtime.autonomous())
+    done = autonomous.run_sync("go")  # no one to ask: the model is told so
+    assert done.status == "completed"
+    assert next(e for e in done.events if e.type == "tool.result").data["error_type"] == "Denied"

@@ -58,7 +58,8 @@ def ask_user_capability(name: str = "ask_user", *, description: str | None = Non
     # Real objects, not strings: the bound comes from this call (the module defers annotations).
     ask_user.__annotations__ = {"question": Annotated[str, Field(min_length=1, max_length=max_chars)],
                                 "return": str}
-    made = tool(name=name, description=description)(ask_user)
+    # requires_approval: a profile with no one to ask (Runtime.autonomous) denies it by that mark.
+    made = tool(name=name, description=description, requires_approval=True)(ask_user)
     question_tool = QuestionTool(**{f.name: getattr(made, f.name) for f in fields(made)})
     return Capability(name=name, toolset=(question_tool,), kind="ask_user",
                       instructions=INSTRUCTIONS.format(name=name))

@@ -30,9 +30,10 @@ if TYPE_CHECKING:
 
 __all__ = ["carry_out", "check_edits", "decision_data", "edited_message"]
 
-def check_edits(loop: RunLoop, state: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
+async def check_edits(loop: RunLoop, state: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
     """Before the claim: each decision fits its call (answers for questions only, a question
-    answered or rejected), and each edit is valid for the tool as resolved now."""
+    answered or rejected), and each edit is valid for the tool as resolved now (a sub-agent's
+    call: for that sub-agent's tool, so that a bad edit leaves the calling run waiting too)."""
     for raw in state.get("pending", []):
         pending = PendingApproval(**raw)
         decision = decisions.get(pending.call_id, "")
@@ -43,12 +44,26 @@ def check_edits(loop: RunLoop, state: Mapping[str, Any], decisions: Mapping[str,
         if pending.kind != "question" and answer is not None:
             raise ConfigError(f"{pending.call_id!r} in run {loop.run_id} is not a question; "
                               f"approve or reject it.")
-        if isinstance(decision, Approved) and decision.args is not None:
-            args = edited_args(None, pending, decision.args, loop.run_id)
-            if pending.via is None:  # a sub-agent's own run checks against its own tools
-                check_schema(loop.agent.tools.get(pending.name), pending, args, loop.run_id)
         if isinstance(decision, Approved) and decision.remember:
             check_rememberable(pending, loop.run_id)
+        if isinstance(decision, Approved) and decision.args is not None:
+            args = edited_args(None, pending, decision.args, loop.run_id)
+            tools = await _tools_for(loop, state, pending)
+            if tools is not None:
+                check_schema(tools.get(pending.name), pending, args, loop.run_id)
+
+
+async def _tools_for(loop: RunLoop, state: Mapping[str, Any],
+                     pending: PendingApproval) -> Mapping[str, Any] | None:
+    """The tools that run ``pending``: the agent's, or the sub-agent's for a call under a
+    ``delegate`` call (None when that sub-agent is unknown: its own resume reports it)."""
+    if pending.via is None:
+        return await loop.agent.resolve_tools()
+    if "/" in pending.call_id.removeprefix(f"{pending.via}/"):
+        return None  # a call two delegations down: the sub-run in between checks it
+    name = state.get("nested", {}).get(pending.via, {}).get("agent")
+    agent = getattr(loop.agent.runtime.delegation, "agents", {}).get(name)
+    return None if agent is None else await agent.resolve_tools()
 
 
 def decision_data(pending: Mapping[str, Any], decision: Decision) -> GovernanceDecisionData:

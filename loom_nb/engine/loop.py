@@ -218,9 +218,7 @@ class RunLoop(RunRecorder):
         # one finds the run still paused; the other raises before it has done anything. Edited
         # arguments are checked before it, against the tools as they are now: a bad edit leaves
         # the run waiting.
-        if any(getattr(d, "args", None) is not None for d in decisions.values()):
-            await self.agent.resolve_tools()
-        check_edits(self, self.record.state or {}, decisions)
+        await check_edits(self, self.record.state or {}, decisions)
         state = claim(self, decisions)
         waiting = [p["call_id"] for p in state.get("pending", [])]
         self.emit("run.resumed", {"approved": [c for c in waiting if is_approved(decisions[c])],

@@ -135,7 +135,8 @@ def test_edit_keeps_binding_and_claim(tmp_path: Path) -> None:
 
 def test_remember_allows_the_tool_for_the_session_and_survives_a_reopen(tmp_path: Path) -> None:
     store = tmp_path / "s.sqlite"
-    agent = _agent([_mail(), "Done.", _mail("cy@example.org", "c2"), "Done again."])
+    agent = _agent([_mail(), "Done.", _mail("cy@example.org", "c2"), "Done again.",
+                    _mail("di@example.org", "c3"), "Sent to Di."])
     session = agent.session(SessionConfig(id="mail", store=store))
     resumed = session.run_sync("Email Ana").approve("c1", remember=True).resume_sync()
     assert resumed.status == "completed" and session.remembered == {"send_email"}
@@ -151,6 +152,9 @@ def test_remember_allows_the_tool_for_the_session_and_survives_a_reopen(tmp_path
     assert agent.session(SessionConfig(id="mail", store=store)).remembered == frozenset()
     with pytest.raises(ConfigError, match="remembers no approval"):
         reopened.forget_approval("send_email")
+    # the first session object's next run reads the store again: send_email asks again
+    third = session.run_sync("Email Di")
+    assert third.status == "needs_approval" and SENT == ["ana@example.org:hi", "cy@example.org:hi"]
 
 
 def test_deny_rule_wins_over_a_remembered_allow() -> None:

@@ -406,7 +406,7 @@ class RunLoop(RunRecorder):
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
         nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
-        remembered = self.session.remembered  # tools a person allowed for the session
+        remembered = self.session.remembered_in(self.run_id)  # tools allowed for the session
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)

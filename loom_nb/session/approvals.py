@@ -13,6 +13,7 @@ process too) keeps them, and :meth:`SessionApprovals.forget_approval` undoes one
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Literal
@@ -42,6 +43,20 @@ def remembered_tools(records: Iterable[FeedbackRecord]) -> set[str]:
     return tools
 
 
+_KINDED: dict[type, bool] = {}  # store class -> whether its feedback() takes kind=
+
+
+def _approval_records(store: SessionStore, session_id: str) -> list[FeedbackRecord]:
+    """The session's ``approval`` records: a query of that kind where the store has one (the
+    built-in stores), so that a session with many feedback records pays nothing per turn."""
+    kinded = _KINDED.get(type(store))
+    if kinded is None:
+        kinded = _KINDED[type(store)] = "kind" in inspect.signature(store.feedback).parameters
+    if kinded:
+        return store.feedback(session_id, kind="approval")  # type: ignore[call-arg]
+    return [r for r in store.feedback(session_id) if r.kind == "approval"]
+
+
 class SessionApprovals:
     """Decisions and remembered approvals of a session (mixed into Session)."""
 
@@ -49,6 +64,7 @@ class SessionApprovals:
     id: str
     store: SessionStore
     _shared: RunResult | None
+    _remembered_cache: tuple[str, frozenset[str]] | None
     _shared_lock: threading.Lock
 
     if TYPE_CHECKING:
@@ -62,7 +78,15 @@ class SessionApprovals:
         """The tools a person allowed for the rest of this session (``approve(remember=True)``):
         their calls run without asking, unless a governance rule denies them. Read from the
         store, so a decision made through another session object or process counts too."""
-        return frozenset(remembered_tools(self.store.feedback(self.id)))
+        return frozenset(remembered_tools(_approval_records(self.store, self.id)))
+
+    def remembered_in(self, run_id: str) -> frozenset[str]:
+        """:attr:`remembered` as run ``run_id`` sees it: read from the store once per run (a
+        turn's calls must not pay a store read each), and again after a change made here."""
+        cached = self._remembered_cache
+        if cached is None or cached[0] != run_id:
+            cached = self._remembered_cache = (run_id, self.remembered)
+        return cached[1]
 
     def remember_approval(self, tool: str, *, run_id: str | None = None,
                           call_id: str | None = None) -> None:
@@ -83,6 +107,7 @@ class SessionApprovals:
         self.store.append_feedback(FeedbackRecord(
             session_id=self.id, run_id=run_id, kind="approval",
             data={"tool": tool, "action": action, "call_id": call_id}))
+        self._remembered_cache = None
 
     # -- deciding the waiting run ------------------------------------------------------------------
 

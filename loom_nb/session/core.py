@@ -144,6 +144,8 @@ class Session(SessionRuns, SessionSignals, SessionFeedback, SessionApprovals):
         # The waiting run as one RunResult that collects decisions (see session/approvals.py).
         self._shared: RunResult | None = None
         self._shared_lock = threading.Lock()
+        # (run id, the tools remembered as that run first saw them): one store read per run.
+        self._remembered_cache: tuple[str, frozenset[str]] | None = None
         if agent.runtime.feedback.kinds - {"rating"}:
             self._subscribers.append(self._record_feedback)
 

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import loom_nb  # noqa: E402
 from loom_nb import Agent, Model, SessionConfig, tool  # noqa: E402
 from loom_nb.export import events_df, runs_df, tool_calls_df  # noqa: E402
+from loom_nb.scoring import exact  # noqa: E402
 
 RUNS_PER_SESSION = 10
 
@@ -104,6 +105,15 @@ def main() -> None:
             Agent(Model.scripted([])), tasks, store=resume_store, progress=False, name="bench0"))
         assert frame.resumed.all()
         rows.append(("evaluate, resume all from SQLite", f"{len(frame):,} tasks", t, mib))
+        # Scored: each score is also kept in the store (a feedback record), for resume.
+        scored = [{"input": task, "target": "done"} for task in tasks]
+        counter = iter(range(10**9))
+        t, mib, frame = measure(lambda: loom_nb.evaluate(
+            Agent(Model.scripted(["done"] * args.tasks)), scored, store=resume_store,
+            concurrency=8, progress=False, scorers=[exact()], name=f"scored{next(counter)}"))
+        assert (frame.score_exact == 1).all()
+        rows.append(("evaluate + exact(), SQLite store", f"{len(frame):,} tasks, concurrency 8", t,
+                     mib))
 
     print(f"\n{'what':36} {'size':32} {'seconds':>8} {'peak MiB':>9}")
     for name, size_text, t, mib in rows:

@@ -45,9 +45,10 @@ from .messages import Message, TextPart, ThinkingPart, ToolCall, ToolResult, Usa
 from .models import Model, ModelRequest, ModelResponse
 from .result import RunResult
 from .runtime import Limits, Runtime
+from .scoring import Score
 from .session import Run, RunStream, Session, SessionConfig
 from .signals import RuntimeSignal, SignalAdapter, SignalDecision
-from .store import InMemoryStore, SQLiteStore
+from .store import InMemoryStore, PostgresStore, SQLiteStore
 from .task import RunContext, RuntimeTask
 from .tools import Tool, tool
 
@@ -79,6 +80,7 @@ __all__ = [
     "ModelUnavailableError",
     "NotSupportedError",
     "OutputValidationError",
+    "PostgresStore",
     "ProviderError",
     "RecordingNotFoundError",
     "ReplayError",
@@ -96,6 +98,7 @@ __all__ = [
     "RuntimeSignal",
     "RuntimeTask",
     "SQLiteStore",
+    "Score",
     "ScriptExhaustedError",
     "Session",
     "SessionConfig",
@@ -112,6 +115,8 @@ __all__ = [
     "__version__",
     "aevaluate",
     "evaluate",
+    "report",
+    "rescore",
     "tool",
 ]
 
@@ -132,6 +137,22 @@ async def aevaluate(agent: Any, tasks: Any, **options: Any) -> Any:
     from .evaluation import aevaluate as run
 
     return await run(agent, tasks, **options)
+
+
+def rescore(source: Any, scorers: Any, **options: Any) -> Any:
+    """Score an evaluation (its frame or its store) again without calling the agent; see
+    :func:`loom_nb._rescore.rescore`."""
+    from ._rescore import rescore as run
+
+    return run(source, scorers, **options)
+
+
+def report(evaluation: Any, score: str | None = None, **options: Any) -> Any:
+    """The HTML report of an evaluation (its frame or its store); see
+    :func:`loom_nb.eval_report.report`."""
+    from .eval_report import report as build
+
+    return build(evaluation, score, **options)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -69,6 +69,8 @@ class EventRow:
     data: dict[str, Any]
     raw: str | None  # the data's JSON text as stored, when read from SQLite
     data_ok: bool = True
+    #: Its position in its session, when a reader of part of a session knows it (else counted).
+    position: int | None = None
 
     @property
     def event_id(self) -> str:
@@ -138,6 +140,7 @@ class FeedbackRow:
     kind: str | None
     data: dict[str, Any]
     label: str
+    position: int  #: in its session, as stored: the same whichever way the rows are read
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -196,13 +199,20 @@ _RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status
 
 
 class _SQLReader:
-    """An SQLite store file, read with SQL (optionally one session's or one run's rows)."""
+    """An SQLite store file, read with SQL (optionally one session's or one run's rows).
+
+    The PostgreSQL reader (:mod:`loom_nb._export_pg`) is this class on another connection: the
+    tables are the same, only the insertion-order column and the placeholder differ."""
+
+    _POS = "rowid"  #: the column that holds insertion order
+    _MARK = "?"  #: the driver's placeholder
 
     def __init__(self, path: str | os.PathLike[str], *, session_id: str | None = None,
                  run_id: str | None = None) -> None:
         self.path = Path(path).expanduser().absolute()
         self.key = ("sql", str(self.path), session_id, run_id)
         self.filters = [(c, v) for c, v in (("session_id", session_id), ("run_id", run_id)) if v]
+        self.run_id = run_id
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -222,14 +232,17 @@ class _SQLReader:
 
     def _select(self, sql: str, alias: str = "", extra: str = "",
                 args: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
-        where = [f"{alias}{c} = ?" for c, _ in self.filters] + ([extra] if extra else [])
+        where = [f"{alias}{c} = {self._MARK}" for c, _ in self.filters] + ([extra] if extra else [])
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         db = self._connect()
         try:
-            # Rows are streamed from the cursor, so a large store is never all in memory at once.
-            yield from db.execute(sql.format(where=clause), (*[v for _, v in self.filters], *args))
+            yield from self._rows(db, sql.format(where=clause), (*[v for _, v in self.filters], *args))
         finally:
             db.close()
+
+    def _rows(self, db: Any, sql: str, args: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        # Rows are streamed from the cursor, so a large store is never all in memory at once.
+        yield from db.execute(sql, args)
 
     def runs(self, problems: Problems) -> Iterator[RunRow]:
         sql = f"SELECT {_RUN_COLUMNS} FROM runs{{where}} ORDER BY started_at, run_id"
@@ -237,14 +250,36 @@ class _SQLReader:
             yield _run_row(row, problems)
 
     def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
-        order = "seq" if any(c == "run_id" for c, _ in self.filters) else "rowid"
-        extra = f"type IN ({', '.join('?' * len(types))})" if types else ""
+        if self.run_id is not None and types is None:
+            yield from self._run_events(problems)
+            return
+        order = "seq" if any(c == "run_id" for c, _ in self.filters) else self._POS
+        extra = f"type IN ({', '.join([self._MARK] * len(types))})" if types else ""
         sql = ("SELECT run_id, seq, session_id, parent_run_id, type, ts, data FROM events"
                f"{{where}} ORDER BY {order}")
         for row in self._select(sql, extra=extra, args=tuple(sorted(types or ()))):
             event = make_event(row, problems)
             if event is not None:
                 yield event
+
+    def _run_events(self, problems: Problems) -> Iterator[EventRow]:
+        """One run's events with their positions in the session, so that ``order`` is the same
+        as when the whole session or store is read."""
+        pos, mark = self._POS, self._MARK
+        sql = ("SELECT run_id, seq, session_id, parent_run_id, type, ts, data, n FROM ("
+               f"SELECT run_id, seq, session_id, parent_run_id, type, ts, data, {pos} AS rid, "
+               f"ROW_NUMBER() OVER (ORDER BY {pos}) - 1 AS n FROM events WHERE session_id = "
+               f"(SELECT session_id FROM events WHERE run_id = {mark} LIMIT 1)) AS t "
+               f"WHERE run_id = {mark} ORDER BY rid")
+        db = self._connect()
+        try:
+            for row in self._rows(db, sql, (self.run_id, self.run_id)):
+                event = make_event(row[:7], problems)
+                if event is not None:
+                    event.position = row[7]
+                    yield event
+        finally:
+            db.close()
 
     def messages(self, problems: Problems) -> Iterator[MessageRow]:
         sql = ("SELECT m.session_id, m.idx, m.run_id, r.parent_run_id, m.data FROM messages m "
@@ -259,6 +294,19 @@ class _SQLReader:
     def event_counts(self) -> dict[str, int]:
         return dict(self._select("SELECT run_id, COUNT(*) FROM events{where} GROUP BY run_id"))
 
+    def samples(self) -> Iterator[tuple[str, str, str | None, Any]]:
+        """(run_id, session_id, parent_run_id, loom_eval labels) of each run.started, the labels
+        picked out by SQLite's JSON functions: the rest of the data is never parsed here."""
+        sql = ("SELECT run_id, session_id, parent_run_id, CASE WHEN json_valid(data) THEN "
+               "json_extract(data, '$.context.metadata.loom_eval') END FROM events{where} "
+               f"ORDER BY {self._POS}")
+        for run_id, session_id, parent, labels in self._select(sql, extra="type = 'run.started'"):
+            try:
+                found = json.loads(labels) if isinstance(labels, str) else None
+            except ValueError:
+                found = None
+            yield run_id, session_id, parent, found
+
     def _has(self, table: str) -> bool:
         db = self._connect()
         try:
@@ -270,17 +318,23 @@ class _SQLReader:
     def feedback(self, problems: Problems) -> Iterator[FeedbackRow]:
         if not self._has("feedback"):  # a store written before loom_nb kept feedback
             return
-        sql = "SELECT session_id, ts, run_id, kind, data, rowid FROM feedback{where} ORDER BY rowid"
-        for session_id, ts, run_id, kind, data, rowid in self._select(sql):
+        # The position counts the session's rows before any filter, so a run's feedback has the
+        # same id whether the run, its session or the whole store is read.
+        sql = (f"SELECT session_id, ts, run_id, kind, data, rid, n FROM (SELECT session_id, ts, "
+               f"run_id, kind, data, {self._POS} AS rid, ROW_NUMBER() OVER (PARTITION BY "
+               f"session_id ORDER BY {self._POS}) - 1 AS n FROM feedback) AS t{{where}} "
+               f"ORDER BY rid")
+        for session_id, ts, run_id, kind, data, rowid, pos in self._select(sql):
             label = f"{session_id}:feedback:{rowid}"
             report = problems.reporter("feedback", label)
             parsed, _ = _json_object(data, report, "data")
-            yield FeedbackRow(session_id, _time(ts, report, "ts"), run_id, kind, parsed, label)
+            yield FeedbackRow(session_id, _time(ts, report, "ts"), run_id, kind, parsed, label, pos)
 
     def signals(self, problems: Problems) -> Iterator[SignalRow]:
         if not self._has("signals"):  # a store written before loom_nb kept signals
             return
-        sql = "SELECT session_id, seq, ts, run_id, action, reason, data FROM signals{where} ORDER BY rowid"
+        sql = ("SELECT session_id, seq, ts, run_id, action, reason, data FROM signals{where} "
+               f"ORDER BY {self._POS}")
         for session_id, seq, ts, run_id, action, reason, data in self._select(sql):
             report = problems.reporter("signals", f"{session_id}:signal:{seq}")
             parsed, _ = _json_object(data, report, "data")
@@ -323,8 +377,17 @@ class _MemoryReader:
                          r.usage.to_dict(), r.turns)
 
     def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
-        found = self.store.events(session_id=self.session_id, run_id=self.run_id)
-        yield from _object_events(found, problems, types, self._wanted)
+        if self.run_id is None:
+            found = self.store.events(session_id=self.session_id, run_id=None)
+            yield from _object_events(found, problems, types, self._wanted)
+            return
+        mine = self.store.events(run_id=self.run_id)
+        session = self.session_id or (mine[0].session_id if mine else None)
+        everything = self.store.events(session_id=session) if session is not None else []
+        positions = {(e.run_id, e.seq): n for n, e in enumerate(everything)}
+        for row in _object_events(mine, problems, types, self._wanted):
+            row.position = positions.get((row.run_id, row.seq))
+            yield row
 
     def messages(self, problems: Problems) -> Iterator[MessageRow]:
         sessions = [self.session_id] if self.session_id is not None else self.store.sessions()
@@ -349,7 +412,7 @@ class _MemoryReader:
             for n, r in enumerate(self.store.feedback(session_id)):
                 if self.run_id in (None, r.run_id):
                     yield FeedbackRow(r.session_id, r.ts, r.run_id, r.kind, dict(r.data),
-                                      f"{r.session_id}:feedback:{n}")
+                                      f"{r.session_id}:feedback:{n}", n)
 
     def event_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -384,6 +447,13 @@ class _ResultReader:
                      r.error, r.started_at, r.finished_at, r.usage.to_dict(), r.turns)
 
     def events(self, problems: Problems, types: set[str] | None) -> Iterator[EventRow]:
+        session = self.result.session
+        if session is not None and types is None:  # the store knows the session-wide positions
+            only = {"session_id": self.result.session_id, "run_id": self.result.run_id}
+            stored = list(_store_reader(session.store, **only).events(problems, None))
+            if len(stored) >= len(self.result.events):
+                yield from stored
+                return
         yield from _object_events(self.result.events, problems, types, lambda s, r: True)
 
     def messages(self, problems: Problems) -> Iterator[MessageRow]:
@@ -413,10 +483,13 @@ Reader = _SQLReader | _MemoryReader | _ResultReader
 
 
 def _store_reader(store: Any, **only: str) -> Reader:
-    from .store import SessionStore, SQLiteStore
+    from ._export_pg import postgres_reader
+    from .store import PostgresStore, SessionStore, SQLiteStore
 
     if isinstance(store, SQLiteStore):  # read with SQL: much faster than through the objects
         return _SQLReader(store.path, **only)
+    if isinstance(store, PostgresStore):
+        return postgres_reader(store.dsn, **only)
     if isinstance(store, SessionStore):
         return _MemoryReader(store, **only)
     raise ExportError(f"{type(store).__name__} cannot be exported: it lacks the reading methods "
@@ -428,12 +501,15 @@ def readers(source: Any) -> Iterator[Reader]:
     """A reader for each source in ``source`` (flattening iterables)."""
     from .result import RunResult
     from .session import Session
-    from .store import SessionStore
+    from .store import SessionStore, is_postgres_dsn
 
     if isinstance(source, RunResult):
         yield _ResultReader(source)
     elif isinstance(source, Session):
         yield _store_reader(source.store, session_id=source.id)
+    elif is_postgres_dsn(source):
+        from ._export_pg import postgres_reader
+        yield postgres_reader(source)
     elif isinstance(source, str | os.PathLike):
         yield _SQLReader(source)
     elif isinstance(source, SessionStore):
@@ -444,7 +520,8 @@ def readers(source: Any) -> Iterator[Reader]:
     else:
         raise ExportError(
             f"Cannot export {a_type(source)}. Pass a RunResult, a Session, the path of "
-            f"an SQLite session store, a store object, or a list of these.")
+            f"an SQLite session store, a PostgreSQL store's DSN, a store object, or a list of "
+            f"these.")
 
 
 def _unique(source: Any) -> list[Reader]:
@@ -502,6 +579,19 @@ def feedback(source: Any, problems: Problems) -> Iterator[FeedbackRow]:
     return _once(source, lambda r: r.feedback(problems),
                  lambda row: (row.session_id, row.run_id, row.kind, row.ts,
                               json.dumps(row.data, default=str)))
+
+
+def samples(source: Any) -> Iterator[tuple[str, str, str | None, Any]]:
+    """(run_id, session_id, parent_run_id, loom_eval labels or None) of every run in ``source``."""
+    for reader in _unique(source):
+        if isinstance(reader, _SQLReader):
+            yield from reader.samples()
+            continue
+        for event in reader.events(Problems(strict=False), {"run.started"}):
+            context = event.data.get("context")
+            metadata = context.get("metadata") if isinstance(context, dict) else None
+            yield (event.run_id, event.session_id, event.parent_run_id,
+                   metadata.get("loom_eval") if isinstance(metadata, dict) else None)
 
 
 def event_counts(source: Any) -> dict[str, int]:

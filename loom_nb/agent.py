@@ -96,8 +96,10 @@ class Agent:
                 f"tools={list(self.tools)})")
 
     async def resolve_tools(self) -> dict[str, Tool]:
-        """All tools, after asking each capability's source (once) for its tools."""
-        if not self._resolved:
+        """All tools, after asking each capability's source for its tools: once, and again when
+        a source says its tools changed (an MCP server's ``tools/list_changed``)."""
+        if not self._resolved or any(getattr(c.source, "tools_changed", False)
+                                     for c in self.capabilities):
             entries = list(self._static)
             for cap in self.capabilities:
                 if cap.source is not None:

@@ -23,6 +23,12 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``delegation.finished`` it ended: status, output, usage
 ``run.interrupted``     the run stopped at a safe point: cancelled, or a signal interrupted it
 ``run.resumed``         a run paused for approval continues: which calls were approved/rejected
+``mcp.sampling``        an MCP server asked the run's model for a completion (sampling/createMessage):
+                        allowed or denied, by which check, the model, its usage and answer
+``mcp.elicitation``     an MCP server asked the person for input (elicitation/create): accept,
+                        decline or cancel, and who answered (the callback, or nobody)
+``mcp.progress``        a progress notification of an MCP tool call in flight
+``mcp.log``             an MCP server's log message at warning level or above
 ``run.finished``        a run ends, whatever its status: output, usage, error, turns, verdict
                         (a run paused for approval finishes with ``needs_approval``; a run
                         whose process died gets one with ``interrupted`` when it is found)
@@ -72,9 +78,14 @@ EventType: TypeAlias = Literal[
     "context.compacted",
     "context.renewed",
     "quality.verdict",
+    "quality.judge",
     "harness.attempt",
     "delegation.started",
     "delegation.finished",
+    "mcp.sampling",
+    "mcp.elicitation",
+    "mcp.progress",
+    "mcp.log",
 ]
 
 
@@ -323,6 +334,22 @@ class QualityVerdictData(VerdictData):
     attempt: int
 
 
+class QualityJudgeData(TypedDict):
+    """One judge model call: a quality gate's (``purpose="gate"``) during a run, or a
+    model-graded scorer's (``purpose="score"``) appended to the run it scored."""
+
+    purpose: Literal["gate", "score"]
+    model: str
+    system: str
+    prompt: str
+    reply: str
+    usage: UsageData
+    duration_ms: float
+    attempt: NotRequired[int]  #: for a gate: the harness attempt judged
+    gate: NotRequired[str]  #: for a gate: its name
+    scorer: NotRequired[str]  #: for a scorer: its name
+
+
 class HarnessAttemptData(TypedDict):
     attempt: int
     mode: Literal["in_run", "candidate"]
@@ -348,13 +375,57 @@ class DelegationFinishedData(TypedDict):
     error: str | None
 
 
+class McpSamplingData(TypedDict):
+    """A server's ``sampling/createMessage`` request during an MCP tool call, and its answer."""
+
+    server: str  #: the Capability.mcp name
+    tool: str  #: the tool call (``{server}__{tool}``) during which the server asked
+    action: str  #: ``allow`` (answered) / ``deny`` / ``error`` (the model failed)
+    reason: str
+    check: str  #: the governance check that decided (or ``approval`` / ``sampling``)
+    messages: int  #: how many messages the server sent
+    max_tokens: int
+    model: NotRequired[str]
+    usage: NotRequired[UsageData]
+    text: NotRequired[str]  #: the answer's text (cut to 2000 characters)
+
+
+class McpElicitationData(TypedDict):
+    """A server's ``elicitation/create`` request, and what was answered."""
+
+    server: str
+    tool: str
+    mode: str  #: ``form`` or ``url``
+    message: str
+    action: str  #: ``accept`` / ``decline`` / ``cancel``
+    answered_by: str  #: ``callback``, or ``nobody`` (no elicitation= callback: declined)
+    fields: list[str]  #: the requested schema's property names (values are not recorded)
+    reason: NotRequired[str]
+
+
+class McpProgressData(TypedDict):
+    server: str
+    tool: str
+    progress: float
+    total: float | None
+    message: str | None
+
+
+class McpLogData(TypedDict):
+    server: str
+    level: str  #: warning, error, critical, alert or emergency
+    logger: str | None
+    message: str
+
+
 #: The payload of any event: what the recorder (``RunLoop.emit``) takes, so that mypy checks every
 #: payload the engine writes against one of the TypedDicts above (tests check the type matches).
 EventPayload: TypeAlias = (
     RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
-    | ModelDeltaData | ModelResponseData | ModelRetryData | OutputPartialData | ToolCallData | ToolStartedData
-    | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
-    | QualityVerdictData | HarnessAttemptData | DelegationStartedData | DelegationFinishedData)
+    | ModelDeltaData | ModelResponseData | ModelRetryData | OutputPartialData | ToolCallData
+    | ToolStartedData    | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
+    | QualityVerdictData | QualityJudgeData | HarnessAttemptData | DelegationStartedData
+    | DelegationFinishedData | McpSamplingData | McpElicitationData | McpProgressData | McpLogData)
 
 
 #: The types given to live subscribers only, never stored (see the module docstring).
@@ -371,8 +442,11 @@ PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
     "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
     "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,
     "context.compacted": CompactedData, "context.renewed": RenewedData,
-    "quality.verdict": QualityVerdictData, "harness.attempt": HarnessAttemptData,
+    "quality.verdict": QualityVerdictData, "quality.judge": QualityJudgeData,
+    "harness.attempt": HarnessAttemptData,
     "delegation.started": DelegationStartedData, "delegation.finished": DelegationFinishedData,
+    "mcp.sampling": McpSamplingData, "mcp.elicitation": McpElicitationData,
+    "mcp.progress": McpProgressData, "mcp.log": McpLogData,
 }
 
 

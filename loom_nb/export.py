@@ -30,7 +30,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import _export_read as _read
+from ._export_eval import IDENTITY_COLUMNS, RUN_EVAL_COLUMNS, identities, mark_superseded, of_started
+from ._export_checks import CallTracker, check_run
+from ._export_eval import Identities
 from ._export_read import EventRow, ExportError, Problems, RecordError
+from ._parquet import read_parquet, to_parquet
 from .events import (QualityVerdictData, RunFinishedData, RunStartedData, ToolCallTrace,
                      ToolResultData, payload, tool_calls)
 
@@ -58,7 +62,7 @@ _INT_COLUMNS = ("run_turns run_input_tokens run_output_tokens run_cache_read_tok
                 "context_output_reserve context_messages context_before_tokens "
                 "context_after_tokens tool_truncated_from").split()
 EVENT_COLUMNS: dict[str, str] = {
-    **_IDS, "seq": "int64", "type": "str", "ts": "datetime", "data": "str",  # JSON text
+    **_IDS, **IDENTITY_COLUMNS, "seq": "int64", "type": "str", "ts": "datetime", "data": "str",  # JSON text
     "run_prompt": "str", "run_agent": "str", "run_status": "str", "run_output": "str",
     "run_error": "str", "run_error_type": "str", "run_limit": "str", "run_traceback": "str",
     "run_max_seconds": "float64", "run_tool_seconds": "float64", "run_context": "json", "run_pending": "json",
@@ -78,7 +82,7 @@ EVENT_COLUMNS: dict[str, str] = {
     **{name: "Int64" for name in _INT_COLUMNS},
 }
 RUN_COLUMNS: dict[str, str] = {
-    **{k: v for k, v in _IDS.items() if k != "event_id"}, "agent": "str", "model": "str",
+    **{k: v for k, v in _IDS.items() if k != "event_id"}, **RUN_EVAL_COLUMNS, "agent": "str", "model": "str",
     "status": "str", "prompt": "str", "output": "str", "error": "str", "error_type": "str",
     "limit": "str", "started_at": "datetime", "finished_at": "datetime", "duration_ms": "float64",
     "turns": "Int64", "input_tokens": "Int64", "output_tokens": "Int64",
@@ -89,12 +93,13 @@ RUN_COLUMNS: dict[str, str] = {
 }
 MESSAGE_COLUMNS: dict[str, str] = {
     "session_id": "str", "run_id": "str", "parent_run_id": "str", "message_id": "str",
-    "order": "int64", "part": "int64", "role": "str", "kind": "str", "text": "str",
+    "order": "int64", **IDENTITY_COLUMNS, "part": "int64", "role": "str", "kind": "str",
+    "text": "str",
     "tool_name": "str", "tool_call_id": "str", "tool_args": "json", "tool_is_error": "boolean",
     "output": "json",
 }
 TOOL_CALL_COLUMNS: dict[str, str] = {
-    **_IDS, "ts": "datetime", "result_ts": "datetime", "model_turn": "Int64",
+    **_IDS, **IDENTITY_COLUMNS, "ts": "datetime", "result_ts": "datetime", "model_turn": "Int64",
     "tool_call_id": "str", "tool_name": "str", "tool_args": "json", "tool_content": "str",
     "tool_is_error": "boolean", "tool_error_type": "str", "tool_duration_ms": "float64",
     "tool_truncated_from": "Int64", "policy_action": "str", "policy_reason": "str",
@@ -106,7 +111,7 @@ SIGNAL_COLUMNS: dict[str, str] = {
     "signal_observed_at": "datetime",
 }
 FEEDBACK_COLUMNS: dict[str, str] = {
-    **_IDS, "ts": "datetime", "feedback_kind": "str", "feedback_score": "float64",
+    **_IDS, **IDENTITY_COLUMNS, "ts": "datetime", "feedback_kind": "str", "feedback_score": "float64",
     "feedback_comment": "str",
 }
 FEEDBACK_EVENT = "feedback.recorded"
@@ -272,16 +277,22 @@ def events_df(source: Source, *, strict: bool = True) -> Result:
     problems = Problems(strict)
     table = Table(EVENT_COLUMNS)
     orders: dict[str, int] = {}
+    samples = Identities()  # a run's run.started comes before its other events
+    calls = CallTracker()
     for event in _read.events(source, problems):
         row = event_row(event, orders, problems)
-        table.add({**row, **flatten(event.type, event.data)},
+        if event.type == "run.started":
+            samples.add(event)
+        calls.see(event, problems.reporter("events", event.label))
+        table.add({**row, **samples.of(event.run_id, event.session_id),
+                   **flatten(event.type, event.data)},
                   problems.reporter("events", event.label))
     return problems.result(table.frame())
 
 
 def event_row(event: EventRow, orders: dict[str, int], problems: Problems) -> dict[str, Any]:
     """The id columns of an event, with ``order`` counted per session, after checking its keys."""
-    order = orders.get(event.session_id, 0)
+    order = orders.get(event.session_id, 0) if event.position is None else event.position
     orders[event.session_id] = order + 1
     _check_required(event, problems)
     return {"session_id": event.session_id, "run_id": event.run_id, "event_id": event.event_id,
@@ -302,12 +313,16 @@ def runs_df(source: Source, *, strict: bool = True) -> Result:
     counts = _read.event_counts(source)
     table = Table(RUN_COLUMNS)
     orders: dict[str, int] = {}
+    rows = []
     for run in runs:
         order = orders.get(run.session_id, 0)
         orders[run.session_id] = order + 1
         summary = summaries.get(run.run_id) or _RunSummary()
-        table.add(_run_values(run, order, summary, counts.get(run.run_id)),
-                  problems.reporter("runs", run.run_id))
+        check_run(run.status, run.usage, summary.quality, problems.reporter("runs", run.run_id))
+        rows.append(_run_values(run, order, summary, counts.get(run.run_id)))
+    mark_superseded(rows)
+    for run, row in zip(runs, rows, strict=True):
+        table.add(row, problems.reporter("runs", run.run_id))
     return problems.result(table.frame())
 
 
@@ -352,13 +367,16 @@ def _run_values(run: _read.RunRow, order: int, summary: _RunSummary,
     raw_task = started.get("task")
     task: Mapping[str, Any] = raw_task if isinstance(raw_task, dict) else {}
     metadata = _metadata(task.get("metadata"), (started.get("context") or {}).get("metadata"))
+    metadata.pop("metadata_loom_eval", None)  # its own columns
+    sample = of_started(started) or {}
     tokens = {k: usage.get(k) for k in ("input_tokens", "output_tokens", "cache_read_tokens",
                                         "cache_write_tokens")}
     given, made = tokens["input_tokens"], tokens["output_tokens"]
     total = given + made if isinstance(given, int) and isinstance(made, int) else None
     return {
         "session_id": run.session_id, "run_id": run.run_id, "parent_run_id": run.parent_run_id,
-        "order": order, "agent": run.agent, "model": run.model, "status": run.status,
+        "order": order, **{k: sample.get(k) for k in RUN_EVAL_COLUMNS if k != "superseded"},
+        "agent": run.agent, "model": run.model, "status": run.status,
         "prompt": run.prompt if run.prompt is not None else started.get("prompt"),
         "output": run.output, "error": run.error, "error_type": finished.get("error_type"),
         "limit": finished.get("limit"), "started_at": run.started_at,
@@ -393,6 +411,7 @@ def messages_df(source: Source, *, strict: bool = True) -> Result:
     problems = Problems(strict)
     table = Table(MESSAGE_COLUMNS)
     outputs = _read.structured_outputs(source, problems)
+    samples = identities(source)
     stored = list(_read.messages(source, problems))
     answers: dict[str, int] = {m.run_id: m.idx for m in stored if m.run_id in outputs
                                and m.data.get("role") == "assistant"}  # each run's last one wins
@@ -411,7 +430,8 @@ def messages_df(source: Source, *, strict: bool = True) -> Result:
             table.add({"session_id": message.session_id, "run_id": message.run_id,
                        "parent_run_id": message.parent_run_id,
                        "message_id": f"{message.session_id}:{message.idx}",
-                       "order": message.idx, "part": index, "role": message.data["role"],
+                       "order": message.idx, **samples.of(message.run_id, message.session_id),
+                       "part": index, "role": message.data["role"],
                        "kind": kind, "text": text, "tool_name": part.get("name"),
                        "tool_call_id": part.get("id") if kind == "tool_call" else part.get("call_id"),
                        "tool_args": part.get("args") if kind == "tool_call" else None,
@@ -441,6 +461,7 @@ def tool_calls_df(source: Source, *, strict: bool = True) -> Result:
 
     table = Table(TOOL_CALL_COLUMNS)
     orders: dict[str, int] = {}
+    samples = identities(source)
     traces = tool_calls(checked(_read.events(source, problems, types=types)))
     traces.reverse()
     while traces:  # each trace goes once its row is in the table: the peak is one or the other
@@ -449,7 +470,8 @@ def tool_calls_df(source: Source, *, strict: bool = True) -> Result:
         assert call is not None  # every trace starts from its call
         order = orders.get(call.session_id, 0)
         orders[call.session_id] = order + 1
-        table.add(_tool_call_values(trace, call, order), problems.reporter("events", call.label))
+        table.add({**_tool_call_values(trace, call, order), **samples.of(call.run_id, call.session_id)},
+                  problems.reporter("events", call.label))
     return problems.result(table.frame())
 
 
@@ -518,13 +540,19 @@ def feedback_df(source: Source, *, strict: bool = True) -> Result:
     problems = Problems(strict)
     table = Table(dict(FEEDBACK_COLUMNS))
     orders: dict[str, int] = {}
+    samples = identities(source)
+    known = {run.run_id for run in _read.runs(source, Problems(strict=False))}
     for row in _read.feedback(source, problems):
-        order = orders.get(row.session_id, 0)
-        orders[row.session_id] = order + 1
+        if row.run_id is not None and row.run_id not in known:
+            problems.report("feedback", row.label, f"it is about run {row.run_id!r}, which is "
+                            f"not in the store")
+        order = row.position
+        orders[row.session_id] = max(orders.get(row.session_id, 0), order + 1)
         flat = flatten(FEEDBACK_EVENT, {"kind": row.kind, **row.data})
         table.add({"session_id": row.session_id, "run_id": row.run_id,
                    "event_id": f"{row.session_id}:feedback:{order}", "parent_run_id": None,
-                   "order": order, "ts": row.ts, **flat}, problems.reporter("feedback", row.label))
+                   "order": order, **samples.of(row.run_id, row.session_id), "ts": row.ts,
+                   **flat}, problems.reporter("feedback", row.label))
     for event in _read.events(source, problems, types={FEEDBACK_EVENT}):
         order = orders.get(event.session_id, 0)
         orders[event.session_id] = order + 1
@@ -533,41 +561,3 @@ def feedback_df(source: Source, *, strict: bool = True) -> Result:
                    "event_id": event.event_id, "parent_run_id": event.parent_run_id,
                    "order": order, "ts": event.ts, **flat}, problems.reporter("events", event.label))
     return problems.result(table.frame())
-
-
-# -- Parquet ---------------------------------------------------------------------------------------
-
-def _need_pyarrow() -> None:
-    try:
-        import pyarrow  # noqa: F401
-    except ImportError:
-        raise ExportError(
-            "Parquet needs pyarrow, which is not installed. Install it with "
-            "`pip install 'loom-nb[parquet]'` (or `pip install pyarrow`)."
-        ) from None
-
-
-def to_parquet(frames: pd.DataFrame | dict[str, pd.DataFrame], path: str | os.PathLike[str]) -> None:
-    """Write a frame to a Parquet file, or a dict of frames to a folder of ``{name}.parquet``.
-
-    ``read_parquet`` gives back identical frames (dtypes, time zones and missing values).
-    """
-    _need_pyarrow()
-    if isinstance(frames, dict):
-        os.makedirs(path, exist_ok=True)
-        for name, frame in frames.items():
-            frame.to_parquet(os.path.join(path, f"{name}.parquet"), engine="pyarrow")
-        return
-    frames.to_parquet(path, engine="pyarrow")
-
-
-def read_parquet(path: str | os.PathLike[str]) -> pd.DataFrame | dict[str, pd.DataFrame]:
-    """A frame written by :func:`to_parquet` (a dict of frames for a folder)."""
-    _need_pyarrow()
-    import pandas as pd
-
-    if os.path.isdir(path):
-        names = sorted(n for n in os.listdir(path) if n.endswith(".parquet"))
-        return {n[: -len(".parquet")]: pd.read_parquet(os.path.join(path, n), engine="pyarrow")
-                for n in names}
-    return pd.read_parquet(path, engine="pyarrow")

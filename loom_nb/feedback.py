@@ -27,10 +27,12 @@ from .events import (GovernanceDecisionData, QualityVerdictData, RunEvent, RunFi
 __all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "FeedbackSummary", "JSONLSink",
            "current_ratings", "summarize"]
 
-#: ``approval`` records are a person's standing decisions (``approve(..., remember=True)`` and
-#: ``session.forget_approval``): always kept, like ratings, and not a kind a policy selects.
-FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run",
-                                  "rating", "approval"]
+#: ``score``: a scorer's score of an evaluation run (loom_nb.scoring), never made by the policy.
+#: ``approval``: a person's standing decisions (``approve(..., remember=True)`` and
+#: ``session.forget_approval``), always kept, never made by the policy.
+FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating",
+                              "score", "approval"]
+#: The kinds a FeedbackPolicy can record.
 KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
 
 

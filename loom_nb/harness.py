@@ -25,7 +25,7 @@ from .limits import LimitName, Stop
 from .quality import Verdict
 
 if TYPE_CHECKING:
-    from .events import HarnessAttemptData, QualityVerdictData
+    from .events import HarnessAttemptData, QualityJudgeData, QualityVerdictData
     from .messages import Usage
     from .models import Model
     from .quality import QualityGate
@@ -61,8 +61,8 @@ class RunControl(Protocol):
     def gate(self) -> QualityGate | None: ...
     @property
     def judge_model(self) -> Model: ...
-    def record(self, type: Literal["harness.attempt", "quality.verdict"],
-               data: HarnessAttemptData | QualityVerdictData) -> None: ...
+    def record(self, type: Literal["harness.attempt", "quality.verdict", "quality.judge"],
+               data: HarnessAttemptData | QualityVerdictData | QualityJudgeData) -> None: ...
     def count(self, usage: Usage) -> None:
         """Count what a judge used as the run's cost."""
     async def attempt(self, note: str | None) -> tuple[str, Stop]:
@@ -134,6 +134,9 @@ class HarnessRequest:
             attempt.verdict = await gate.evaluate(attempt.output, self.task,
                                                   self.control.judge_model)
             self.control.count(attempt.verdict.usage)
+            for call in attempt.verdict.all_calls():  # the calls the usage above counts
+                self.control.record("quality.judge", {"attempt": attempt.index, "purpose": "gate",
+                                                      "gate": gate.name, **call.to_dict()})  # type: ignore[arg-type]
         self.control.record("quality.verdict",
                             {"attempt": attempt.index, **attempt.verdict.to_dict()})
         return attempt.verdict

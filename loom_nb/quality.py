@@ -17,6 +17,7 @@ The harness runs the gate; each verdict is a ``quality.verdict`` event and part 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
     from .events import VerdictData
 
-__all__ = ["QualityGate", "Verdict"]
+__all__ = ["JudgeCall", "QualityGate", "Verdict", "judge_call"]
 
 JUDGE_INSTRUCTIONS = (
     "You are a strict reviewer. Judge whether the ANSWER satisfies every CRITERION for the TASK. "
@@ -39,6 +40,33 @@ JUDGE_INSTRUCTIONS = (
     "critique: what is wrong or missing (for FAIL) or why it passes."
 )
 _VERDICT = re.compile(r"^\s*\**\s*(PASS|FAIL)\s*\**\s*[.!:]?\s*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeCall:
+    """One model call made to judge an answer (a gate's or a scorer's): recorded as a
+    ``quality.judge`` event, so the calls that a run's (or a score's) usage counts are visible."""
+
+    model: str
+    system: str
+    prompt: str
+    reply: str
+    usage: Usage
+    duration_ms: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "system": self.system, "prompt": self.prompt,
+                "reply": self.reply, "usage": self.usage.to_dict(),
+                "duration_ms": self.duration_ms}
+
+
+async def judge_call(model: Model, system: str, prompt: str) -> JudgeCall:
+    """Ask ``model`` once, timing the call; the reply and usage come back as a JudgeCall."""
+    started = time.perf_counter()
+    response = await model.request(ModelRequest(system=system, messages=(Message.user(prompt),)))
+    return JudgeCall(model=model.identifier, system=system, prompt=prompt,
+                     reply=response.message.text, usage=response.usage,
+                     duration_ms=(time.perf_counter() - started) * 1000)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +78,11 @@ class Verdict:
     gate: str
     parts: tuple[Verdict, ...] = ()
     usage: Usage = field(default_factory=Usage)
+    #: The judge model calls behind this verdict (its parts' too), in order.
+    calls: tuple[JudgeCall, ...] = ()
+
+    def all_calls(self) -> tuple[JudgeCall, ...]:
+        return self.calls + tuple(c for p in self.parts for c in p.all_calls())
 
     def to_dict(self) -> VerdictData:
         data: VerdictData = {"passed": self.passed, "critique": self.critique, "gate": self.gate}
@@ -167,10 +200,10 @@ async def judge(model: Model, output: str, task: RuntimeTask, criteria: Sequence
     """Ask ``model`` for a strict PASS/FAIL verdict on ``output``."""
     prompt = (f"TASK:\n{task.goal}\n\nCRITERIA:\n" + "\n".join(f"- {c}" for c in criteria)
               + f"\n\nANSWER:\n{output}")
-    response = await model.request(ModelRequest(system=JUDGE_INSTRUCTIONS, messages=(Message.user(prompt),)))
-    passed, critique = parse_verdict(response.message.text)
+    call = await judge_call(model, JUDGE_INSTRUCTIONS, prompt)
+    passed, critique = parse_verdict(call.reply)
     return Verdict(passed=passed, critique=critique, gate=f"criteria judge ({model.identifier})",
-                   usage=response.usage)
+                   usage=call.usage, calls=(call,))
 
 
 def parse_verdict(text: str) -> tuple[bool, str]:

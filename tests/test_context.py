@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -15,6 +14,7 @@ from loom_nb import (Agent, Capability, ConfigError, Message, Model, ModelReques
                      RunContext, RuntimeTask, SessionConfig, TextPart, Usage, tool)
 from loom_nb.context import estimate_tokens, message_tokens
 from loom_nb.runtime import ContextProtocol, ContinuityPolicy, Runtime
+from tests.backends import Backend
 
 
 def _summarize(messages: Sequence[Message], instructions: str) -> str:
@@ -248,8 +248,8 @@ def test_calibration_follows_the_reported_input_tokens() -> None:
     assert request["total_tokens"] >= 1.9 * _request_tokens(session.agent.model.requests[-1])
 
 
-def test_a_restored_session_resumes_with_the_carried_over_context(tmp_path: Path) -> None:
-    path = tmp_path / "long.sqlite"
+def test_a_restored_session_resumes_with_the_carried_over_context(backend: Backend) -> None:
+    path = backend.spec
     session, _, _ = _long_session(path, runs=40, sid="report")
     memory, kept = list(session.memory), [m.to_dict() for m in session.messages]
     assert memory

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from loom_nb import Agent, Model, SessionConfig, tool
 from loom_nb.runtime import DelegationPolicy, Runtime
+from tests.backends import Backend
 
 RAN: list[str] = []
 
@@ -95,9 +96,9 @@ def test_two_levels_down_the_ids_nest_and_one_approval_resumes_both() -> None:
     assert next(c.content for c in done.tool_calls if c.name == "delegate") == "mid done"
 
 
-def test_the_paused_pair_resumes_in_another_process(tmp_path: Path) -> None:
+def test_the_paused_pair_resumes_in_another_process(backend: Backend) -> None:
     RAN.clear()
-    store = tmp_path / "team.sqlite"
+    store = backend.spec
     lead = team([{"tool": "wipe", "args": {"path": "/x"}}, "Wiped /x."])
     paused = lead.session(SessionConfig(id="team", store=str(store))).run_sync("Clean up.")
     assert paused.status == "needs_approval"

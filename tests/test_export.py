@@ -17,6 +17,7 @@ from loom_nb import (Agent, InMemoryStore, Model, RunContext, Runtime, RuntimeSi
 from loom_nb.export import (ExportError, RecordError, events_df, feedback_df, messages_df,
                             read_parquet, runs_df, signals_df, to_parquet, tool_calls_df)
 from loom_nb.governance import GovernancePolicy
+from tests.backends import Backend
 
 STR = pd.StringDtype(na_value=float("nan"))
 UTC = "datetime64[us, UTC]"
@@ -51,7 +52,16 @@ def run_two(store: object, session_id: str = "s1"):
 
 
 @pytest.fixture
-def stored(tmp_path: Path):
+def stored(backend: Backend):
+    """Two runs in a store: an SQLite file, then a PostgreSQL database (its DSN is the source)."""
+    session, first, second = run_two(backend.spec)
+    return backend.spec, session, first, second
+
+
+@pytest.fixture
+def sqlite_stored(tmp_path: Path):
+    # SQLite only, for the tests that damage records: PostgreSQL's typed columns cannot hold a
+    # malformed timestamp or usage; its malformed JSON is test_a_malformed_postgres_record_*.
     path = tmp_path / "store.sqlite"
     session, first, second = run_two(str(path))
     return path, session, first, second
@@ -60,13 +70,14 @@ def stored(tmp_path: Path):
 def test_runs_df_columns_dtypes_and_values(stored) -> None:
     path, session, first, second = stored
     df = runs_df(path)
-    assert list(df.columns[:29]) == [
-        "session_id", "run_id", "parent_run_id", "order", "agent", "model", "status", "prompt",
+    assert list(df.columns[:36]) == [
+        "session_id", "run_id", "parent_run_id", "order", "evaluation", "variant", "task_id",
+        "epoch", "attempt", "superseded", "target", "agent", "model", "status", "prompt",
         "output", "error", "error_type", "limit", "started_at", "finished_at", "duration_ms",
         "turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "total_tokens", "model_requests", "tool_calls", "tool_errors", "event_count",
         "quality_verdict", "quality_critique", "task_inputs", "task_criteria"]
-    assert list(df.columns[29:]) == ["metadata_seed", "metadata_suite"]
+    assert list(df.columns[36:]) == ["metadata_seed", "metadata_suite"]
     assert df["status"].dtype == STR and df["order"].dtype == "int64"
     assert str(df["started_at"].dtype) == UTC and df["duration_ms"].dtype == "float64"
     assert df["input_tokens"].dtype == "Int64" and df["metadata_seed"].dtype == "Int64"
@@ -148,8 +159,9 @@ def test_messages_df_one_row_per_part(stored) -> None:
     path, session, first, second = stored
     df = messages_df(path)
     assert list(df.columns) == ["session_id", "run_id", "parent_run_id", "message_id", "order",
-                                "part", "role", "kind", "text", "tool_name", "tool_call_id",
-                                "tool_args", "tool_is_error", "output"]
+                                "task_id", "epoch", "variant", "part", "role", "kind", "text",
+                                "tool_name", "tool_call_id", "tool_args", "tool_is_error",
+                                "output"]
     assert df["order"].dtype == "int64" and df["tool_is_error"].dtype == "boolean"
     rows = [tuple(None if pd.isna(v) else v for v in r) for r in
             df[["order", "part", "role", "kind", "text", "tool_name", "tool_call_id",
@@ -178,7 +190,7 @@ def test_tool_calls_df_joins_result_and_decision(stored) -> None:
     path, session, first, _ = stored
     df = tool_calls_df(path)
     assert list(df.columns) == ["session_id", "run_id", "event_id", "parent_run_id", "order",
-                                "ts", "result_ts", "model_turn", "tool_call_id", "tool_name",
+                                "task_id", "epoch", "variant", "ts", "result_ts", "model_turn", "tool_call_id", "tool_name",
                                 "tool_args", "tool_content", "tool_is_error", "tool_error_type",
                                 "tool_duration_ms", "tool_truncated_from", "policy_action",
                                 "policy_reason", "policy_check", "policy_decisions"]
@@ -213,7 +225,8 @@ def test_signals_and_feedback_frames(tmp_path: Path) -> None:
 
     empty = feedback_df(InMemoryStore())
     assert empty.empty and list(empty.columns) == ["session_id", "run_id", "event_id",
-                                                   "parent_run_id", "order", "ts",
+                                                   "parent_run_id", "order", "task_id",
+                                                   "epoch", "variant", "ts",
                                                    "feedback_kind", "feedback_score",
                                                    "feedback_comment"]
     assert empty["feedback_score"].dtype == "float64" and str(empty["ts"].dtype) == UTC
@@ -311,8 +324,8 @@ def corrupt(path: Path, result) -> None:
         db.execute("UPDATE messages SET data = 'oops' WHERE session_id = 's1' AND idx = 3")
 
 
-def test_strict_raises_on_a_malformed_record(stored) -> None:
-    path, session, first, _ = stored
+def test_strict_raises_on_a_malformed_record(sqlite_stored) -> None:
+    path, session, first, _ = sqlite_stored
     corrupt(path, first)
     with pytest.raises(ExportError, match=rf"events record {first.run_id}:0 \(run.started\): ts "
                                           r"'yesterday' is not an ISO 8601 timestamp.*strict=False"):
@@ -321,8 +334,8 @@ def test_strict_raises_on_a_malformed_record(stored) -> None:
         messages_df(path)
 
 
-def test_strict_false_returns_the_frame_and_the_problems(stored) -> None:
-    path, session, first, second = stored
+def test_strict_false_returns_the_frame_and_the_problems(sqlite_stored) -> None:
+    path, session, first, second = sqlite_stored
     corrupt(path, first)
     df, errors = events_df(path, strict=False)
     assert len(df) == len(first.events) + len(second.events)
@@ -367,6 +380,32 @@ def test_parquet_without_pyarrow_says_how_to_install(stored, monkeypatch, tmp_pa
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ExportError, match=r"pip install 'loom-nb\[parquet\]'"):
         to_parquet(runs_df(stored[0]), tmp_path / "x.parquet")
+
+
+def test_a_malformed_postgres_record_is_reported_as_from_sqlite(postgres_dsn: str) -> None:
+    import psycopg
+
+    session, first, second = run_two(postgres_dsn)
+    with psycopg.connect(postgres_dsn, autocommit=True) as db:
+        db.execute("UPDATE messages SET data = 'oops' WHERE session_id = 's1' AND idx = 3")
+        db.execute("UPDATE events SET data = '{not json' WHERE run_id = %s AND seq = %s",
+                   (first.run_id, seq_of(first, "model.response")))
+    with pytest.raises(ExportError, match="messages record s1:3: data is not valid JSON"):
+        messages_df(postgres_dsn)
+    messages, errors = messages_df(postgres_dsn, strict=False)
+    assert list(messages.order.unique()) == [0, 1, 2, 4, 5] and [e.record for e in errors] == ["s1:3"]
+    events, errors = events_df(postgres_dsn, strict=False)
+    assert len(events) == len(first.events) + len(second.events)
+    assert str(errors[0]).startswith(f"events record {first.run_id}:{seq_of(first, 'model.response')} "
+                                     f"(model.response): data is not valid JSON")
+
+
+def test_bad_postgres_sources_get_clear_errors(postgres_dsn: str) -> None:
+    with pytest.raises(ExportError, match="is a PostgreSQL database but not a loom_nb session store"):
+        runs_df(postgres_dsn)  # an empty database: no store was ever opened on it
+    unreachable = "postgresql://nobody@127.0.0.1:1/none"
+    with pytest.raises(ExportError, match="cannot be read .*Check that the server is running"):
+        runs_df(unreachable)
 
 
 def test_bad_sources_get_clear_errors(tmp_path: Path) -> None:

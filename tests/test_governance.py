@@ -6,12 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from loom_nb import Agent, ConfigError, Model, Runtime, SessionConfig, tool
 from loom_nb.runtime import GovernanceDecision, GovernancePolicy, RateLimit, ToolRequest
+from tests.backends import Backend
 
 
 @tool(read_only=True)
@@ -190,8 +190,8 @@ def test_reject_tells_the_model_why() -> None:
         _approval_agent()[0].session().run_sync("x").approve("call_99")
 
 
-def test_paused_run_survives_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
+def test_paused_run_survives_a_restart(backend: Backend) -> None:
+    path = backend.spec
     agent, sent = _approval_agent()
     paused = agent.session(SessionConfig(id="mail", store=path)).run_sync("Email Ana")
     assert paused.status == "needs_approval"

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -69,7 +68,11 @@ def test_stdio_tools_schemas_results_and_errors() -> None:
     assert result.status == "completed", result.error
     sent = {t.name: t for t in model.requests[0].tools}
     assert list(sent) == ["box__add", "box__echo", "box__point", "box__refuse", "box__slow",
-                          "box__crash", "box__pid", "box__header", "box__peek", "box__wipe"]
+                          "box__crash", "box__pid", "box__header", "box__peek", "box__wipe",
+                          # the tools of test_mcp_features, then the server's resource tools
+                          "box__ask_model", "box__ask_person", "box__warn", "box__steps",
+                          "box__grow", "box__where", "box__bad_where",
+                          "box__list_resources", "box__read_resource"]
     add = sent["box__add"]
     assert add.description == "Add two integers."
     assert add.parameters["type"] == "object" and add.parameters["required"] == ["a", "b"]
@@ -241,24 +244,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def http_server() -> Iterator[tuple[str, subprocess.Popen]]:
-    port = _free_port()
-    process = subprocess.Popen([sys.executable, TOOLBOX, "--http", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("the HTTP MCP test server did not start") from None
-                time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}/mcp", process
-    finally:
-        process.kill()
-        process.wait()
+def http_server(http_process) -> tuple[str, subprocess.Popen]:
+    port, process = http_process([sys.executable, TOOLBOX, "--http", "{port}"])
+    return f"http://127.0.0.1:{port}/mcp", process
 
 
 def test_streamable_http_calls_errors_and_a_server_that_dies(http_server) -> None:
@@ -304,6 +292,7 @@ def test_mcp_server_time_from_pypi() -> None:
     assert result.status == "completed", result.error
     names = [t.name for t in model.requests[0].tools]
     assert "time__get_current_time" in names and "time__convert_time" in names
+    assert len(names) == 2  # no resources to read: no resource tools
     assert agent.tools == {}  # closed
     schema = next(t for t in model.requests[0].tools if t.name == "time__get_current_time").parameters
     assert schema["properties"]["timezone"]["type"] == "string"

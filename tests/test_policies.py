@@ -304,7 +304,8 @@ def test_the_feedback_summary_is_a_dict_that_reads_as_a_table() -> None:
     assert "  quality pass rate    -" in lines and "  tool errors by tool  none" in lines
     assert "  mean rating          3" in lines
     markup = summary._repr_html_()
-    assert markup.startswith("<b>Feedback summary</b><table") and ">completed rate</td>" in markup
+    assert markup.startswith("<b>Feedback summary</b><div") and "<table" in markup
+    assert ">completed rate</td>" in markup
 
 
 def test_default_feedback_keeps_only_ratings() -> None:

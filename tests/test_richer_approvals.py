@@ -279,3 +279,21 @@ def test_profiles_treat_a_question_as_a_question() -> None:
     done = autonomous.run_sync("go")  # no one to ask: the model is told so
     assert done.status == "completed"
     assert next(e for e in done.events if e.type == "tool.result").data["error_type"] == "Denied"
+
+
+def test_remembered_approvals_and_questions_on_each_store(backend: Any) -> None:
+    """SQLite and PostgreSQL: a remembered tool and a waiting question survive a new store
+    object (another kernel); the approval records are queried by kind."""
+    agent = _agent([_mail(), "Done.", {"tool": "ask_user", "id": "q1", "args": {"question": "Cc?"}}],
+                   capabilities=[Capability.ask_user()])
+    session = agent.session(SessionConfig(id="s", store=backend.open()))
+    session.run_sync("Email Ana").approve(remember=True).resume_sync()
+    assert session.run_sync("ask").status == "needs_approval"
+    other = Agent(Model.scripted(["No cc then."]), tools=[send_email],
+                  capabilities=[Capability.ask_user()])
+    reopened = other.session(SessionConfig(id="s", store=backend.open()))
+    assert reopened.remembered == {"send_email"}
+    assert reopened.waiting[0].pending[0].question == "Cc?"
+    assert reopened.answer_sync("q1", "no").output == "No cc then."
+    reopened.forget_approval("send_email")
+    assert agent.session(SessionConfig(id="s", store=backend.open())).remembered == frozenset()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -15,6 +14,7 @@ import pytest
 from loom_nb import (Agent, InMemoryStore, Model, ModelRequest, SessionConfig, SQLiteStore,
                      StoreError, tool)
 from loom_nb.store import open_store
+from tests.backends import Backend
 
 
 @tool
@@ -55,8 +55,8 @@ def test_same_id_same_store_restores() -> None:
     assert not agent.session(SessionConfig(id="s2", store=store)).restored
 
 
-def test_sqlite_session_restored_by_a_second_process(tmp_path: Path) -> None:
-    path = tmp_path / "sessions.sqlite"
+def test_session_restored_by_a_second_process(backend: Backend) -> None:
+    path = backend.spec
     agent = Agent(Model.scripted([{"tool": "add", "args": {"a": 2, "b": 3}}, "It is 5."]),
                   tools=[add])
     session = agent.session(SessionConfig(id="math", store=path))
@@ -67,7 +67,7 @@ def test_sqlite_session_restored_by_a_second_process(tmp_path: Path) -> None:
         import json
         from loom_nb import Agent, Model, SessionConfig
         model = Model.scripted(["Still 5."])
-        session = Agent(model).session(SessionConfig(id="math", store={str(path)!r}))
+        session = Agent(model).session(SessionConfig(id="math", store={path!r}))
         result = session.run_sync("And again?")
         print(json.dumps({{
             "restored": session.restored,
@@ -87,23 +87,25 @@ def test_sqlite_session_restored_by_a_second_process(tmp_path: Path) -> None:
     assert len(session.events()) == len(result.events) + 4
 
 
-def test_stored_events_and_messages_match_the_run(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.sqlite")
+def test_stored_events_and_messages_match_the_run(backend: Backend) -> None:
+    store = backend.open()
     session = Agent(Model.scripted([{"tool": "add", "args": {"a": 1, "b": 1}}, "2"]),
                     tools=[add]).session(SessionConfig(store=store))
     result = session.run_sync("1+1?")
     stored = session.events(result.run_id)
     assert [(e.type, e.seq, e.data) for e in stored] == [(e.type, e.seq, e.data) for e in result.events]
     assert "model.delta" not in {e.type for e in stored}
-    with sqlite3.connect(store.path) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        roles = [r[0] for r in db.execute("SELECT role FROM messages ORDER BY idx")]
+    if backend.kind == "sqlite":
+        assert backend.query("PRAGMA journal_mode")[0][0] == "wal"
+    roles = [r[0] for r in backend.query("SELECT role FROM messages ORDER BY idx")]
     assert roles == ["user", "assistant", "tool", "assistant"]
     (record,) = session.runs
     assert (record.status, record.turns, record.usage) == ("completed", 2, result.usage)
     assert record.finished_at is not None and record.prompt == "1+1?"
 
 
+# SQLite only: it counts the statements with sqlite3's trace callback, which psycopg has no
+# equivalent of; PostgresStore's writes are the same appends (one INSERT each, see postgres.py).
 def test_run_cost_does_not_grow_with_the_session(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "long.sqlite")
     agent = Agent(Model.scripted([{"tool": "add", "args": {"a": 1, "b": 2}}, "3"] * 40), tools=[add])
@@ -142,6 +144,17 @@ def test_one_store_object_per_file(tmp_path: Path) -> None:
     path = tmp_path / "x.sqlite"
     assert open_store(path) is open_store(str(path))
     assert isinstance(open_store(":memory:"), InMemoryStore)
+
+
+def test_one_store_object_per_dsn(postgres_dsn: str) -> None:
+    from loom_nb import PostgresStore
+
+    store = open_store(postgres_dsn)
+    assert isinstance(store, PostgresStore) and open_store(postgres_dsn) is store
+    session = Agent(Model.scripted(["ok"])).session(SessionConfig(id="dsn", store=postgres_dsn))
+    assert session.store is store and "t_" in repr(store) and "@127.0.0.1" in repr(store)
+    store.close()  # a closed store is not handed out again
+    assert open_store(postgres_dsn) is not store and not open_store(postgres_dsn).closed
 
 
 def test_failed_run_leaves_history_consistent() -> None:

@@ -13,6 +13,7 @@ from loom_nb import (Agent, ConfigError, Model, ModelRequest, RuntimeSignal, Ses
                      SignalAdapter, tool)
 from loom_nb.runtime import AttentionPolicy, AttentionRule, AttentionState, Runtime
 from loom_nb.sources import Cron
+from tests.backends import Backend
 
 
 def sig(summary: str, urgency: str = "normal", source: str = "app", **kw) -> RuntimeSignal:
@@ -283,8 +284,8 @@ def test_adapters_agent_inbox_and_decision_events() -> None:
     assert event.data["signal"]["summary"] == "Fix the bug" and event.data["action"] == "observe"
 
 
-def test_signals_are_stored_with_the_session(tmp_path) -> None:
-    path = tmp_path / "s.sqlite"
+def test_signals_are_stored_with_the_session(backend: Backend) -> None:
+    path = backend.spec
     agent = Agent(echo_model())
     session = agent.session(SessionConfig(id="ops", store=path))
     session.receive_sync(sig("one", urgency="low"))

@@ -85,6 +85,32 @@ class Capability:
 
         return mcp_capability(name, command=command, url=url, **options)
 
+    # -- an MCP server's resources and prompts (Capability.mcp only) --------------------------------
+
+    def resources(self) -> list[Any]:
+        """An MCP server's resources and URI templates (``McpResource``; starts the server)."""
+        return self._mcp("resources").resources()
+
+    def read(self, uri: str) -> list[Any]:
+        """Read an MCP resource: its contents (``McpResourceContent``: ``text`` or ``data``)."""
+        return self._mcp("read").read(uri)
+
+    def prompts(self) -> list[Any]:
+        """An MCP server's prompts (``McpPrompt``: name, description, arguments)."""
+        return self._mcp("prompts").prompts()
+
+    def prompt(self, name: str, args: dict[str, Any] | None = None) -> Any:
+        """Render an MCP prompt: ``McpPromptMessages``, whose ``.text`` is a run's prompt."""
+        return self._mcp("prompt").prompt(name, args)
+
+    def _mcp(self, method: str) -> Any:
+        if self.kind != "mcp" or self.source is None:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"capability.{method}() is for MCP servers (Capability.mcp(...)); "
+                              f"{self.name!r} is a {self.kind!r} capability.")
+        return self.source
+
     @staticmethod
     def ask_user(name: str = "ask_user", **options: Any) -> Capability:
         """A tool through which the model asks the person a question: the run pauses (like an

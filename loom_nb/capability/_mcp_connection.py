@@ -22,7 +22,7 @@ import contextlib
 import os
 import shlex
 import tempfile
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -87,9 +87,15 @@ class ServerSpec:
 class McpConnection:
     """A live connection: start it, call tools on it, stop it. Use only on the background loop."""
 
-    def __init__(self, label: str, spec: ServerSpec) -> None:
+    def __init__(self, label: str, spec: ServerSpec,
+                 client_options: dict[str, Any] | None = None,
+                 on_tools_changed: Callable[[], None] | None = None) -> None:
         self.label = label
         self.spec = spec
+        #: Callbacks for mcp.Client (sampling, elicitation, roots, logging, notifications).
+        self.client_options = dict(client_options or {})
+        self.on_tools_changed = on_tools_changed
+        self._listener: asyncio.Task[None] | None = None
         self.client: Client | None = None
         self.failure: BaseException | None = None
         self._closing = asyncio.Event()
@@ -114,7 +120,7 @@ class McpConnection:
         try:
             async with asyncio.timeout(timeout):
                 self.client = await asyncio.shield(ready)
-                return await self._list_all_tools()
+                return await self.list_tools()
         except TimeoutError:
             tail = self.stderr_tail()
             await self.stop()
@@ -132,12 +138,13 @@ class McpConnection:
             raise ConnectFailed(problem + ("" if problem.endswith((".", "?", "!")) else ".")
                                 + tail) from None
 
-    async def _list_all_tools(self) -> list[McpToolSpec]:
+    async def list_tools(self) -> list[McpToolSpec]:
         assert self.client is not None
         tools: list[McpToolSpec] = []
         cursor: str | None = None
         for _ in range(100):  # a server that keeps returning cursors must not loop us forever
-            page = await self.client.list_tools(cursor=cursor)
+            # "refresh": the server says what it has now, not the SDK's cache of an older list.
+            page = await self.client.list_tools(cursor=cursor, cache_mode="refresh")
             tools.extend(page.tools)
             cursor = page.next_cursor
             if not cursor:
@@ -150,9 +157,11 @@ class McpConnection:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 transport = await self._transport(stack)
-                client = await stack.enter_async_context(_new_client(transport))
+                client = await stack.enter_async_context(
+                    _new_client(transport, self.client_options))
                 if not ready.done():
                     ready.set_result(client)
+                self._listen_for_changes(client)
                 await self._closing.wait()
         except asyncio.CancelledError:
             if not ready.done():
@@ -162,6 +171,25 @@ class McpConnection:
             self.failure = exc
             if not ready.done():
                 ready.set_exception(exc)
+
+    def _listen_for_changes(self, client: Client) -> None:
+        """From protocol 2026-07-28 on, list changes come on a ``subscriptions/listen`` stream
+        rather than as notifications (which the message handler sees on older versions)."""
+        from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+        tools = getattr(client.server_capabilities, "tools", None)
+        if (self.on_tools_changed is None or client.protocol_version not in
+                MODERN_PROTOCOL_VERSIONS or not getattr(tools, "list_changed", False)):
+            return
+        changed = self.on_tools_changed
+
+        async def listen() -> None:
+            with contextlib.suppress(Exception):  # no stream: changes are seen at reconnection
+                async with client.listen(tools_list_changed=True) as subscription:
+                    async for _event in subscription:
+                        changed()
+
+        self._listener = asyncio.create_task(listen(), name=f"mcp-{self.label}-listen")
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> Transport:
         spec = self.spec
@@ -184,6 +212,11 @@ class McpConnection:
         """Leave the client and the transport (a stdio server process is ended by the SDK)."""
         task, connected = self._task, self.client is not None
         self._task, self.client = None, None
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.done():
+            listener.cancel()
+            with contextlib.suppress(BaseException):
+                await asyncio.wait({listener}, timeout=CLOSE_TIMEOUT)
         if task is not None and not task.done():
             # A connected client closes in order (the SDK ends a stdio process gracefully); one
             # still connecting is cancelled, which the SDK's shutdown handles just as well.
@@ -201,12 +234,29 @@ class McpConnection:
 
     # -- calls -------------------------------------------------------------------------------------
 
-    async def call(self, tool: str, args: dict[str, Any], timeout: float) -> CallToolResult:
+    async def call(self, tool: str, args: dict[str, Any], timeout: float,
+                   progress: Callable[[float, float | None, str | None], Awaitable[None]]
+                   | None = None) -> CallToolResult:
         """Call one tool; raise :class:`ServerGone` or :class:`CallTimeout` for those faults."""
         if not self.alive:
             raise ServerGone(self._why_gone(), self.stderr_tail())
-        assert self.client is not None and self._task is not None
-        call = asyncio.create_task(self.client.call_tool(tool, args))
+        assert self.client is not None
+        client = self.client
+        return await self.request(lambda: client.call_tool(
+            tool, args, progress_callback=progress),  # type: ignore[arg-type]
+            timeout)
+
+    async def request(self, make: Callable[[], Awaitable[T]], timeout: float) -> T:
+        """Any request of the client (a tool call, a resource read, ...), raced against the
+        connection's end and ``timeout``: raise :class:`ServerGone` or :class:`CallTimeout`."""
+        if not self.alive:
+            raise ServerGone(self._why_gone(), self.stderr_tail())
+        assert self._task is not None
+
+        async def run() -> T:
+            return await make()
+
+        call = asyncio.create_task(run())
         try:
             done, _ = await asyncio.wait({call, self._task}, timeout=timeout,
                                          return_when=asyncio.FIRST_COMPLETED)
@@ -254,13 +304,14 @@ class McpConnection:
         return f"\n\nThe server's stderr ends with:\n{text}" if text else ""
 
 
-def _new_client(transport: Transport) -> Client:
+def _new_client(transport: Transport, options: dict[str, Any]) -> Client:
     from mcp import Client
     from mcp_types import Implementation
 
     from .. import __version__
 
-    return Client(transport, client_info=Implementation(name="loom-nb", version=__version__))
+    return Client(transport, client_info=Implementation(name="loom-nb", version=__version__),
+                  **options)
 
 
 def _leaves(exc: BaseException | None) -> list[BaseException]:

@@ -20,6 +20,7 @@ from ..messages import Usage
 from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text,
                      printable, short, theme)
 from .markdown import markdown_html
+from .mcp_notes import MCP_NOTES, mcp_note
 
 __all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "live_card",
            "APPROVAL_HINT", "cut_text", "error_html", "note_card", "panel_header_html", "panel_html", "panel_text",
@@ -207,9 +208,11 @@ def events_html(events: Iterable[RunEvent], live_text: str = "", *, ending: bool
     """
     events = list(events)
     steps: list[tuple[bool, str]] = []  # (part of a tool step, markup)
-    for event in events:
+    for index, event in enumerate(events):
         if event.type == "run.started":
             steps.append((False, prompt_html(payload(event, RunStartedData)["prompt"])))
+        elif event.type in MCP_NOTES and (note := mcp_note(events, index)):
+            steps.append((True, note))
         elif event.type == "tool.call":
             call = payload(event, ToolCallData)
             steps.append((True, f"<div style='margin-top:6px'>→ <code style='overflow-wrap:"

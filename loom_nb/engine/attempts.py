@@ -15,7 +15,7 @@ from ..harness import CandidateRun
 from ..limits import Stop
 
 if TYPE_CHECKING:
-    from ..events import HarnessAttemptData, QualityVerdictData
+    from ..events import HarnessAttemptData, QualityJudgeData, QualityVerdictData
     from ..messages import Usage
     from ..models import Model
     from ..quality import QualityGate
@@ -44,8 +44,8 @@ class AttemptControl:
     def judge_model(self) -> Model:
         return self.loop.agent.model
 
-    def record(self, type: Literal["harness.attempt", "quality.verdict"],
-               data: HarnessAttemptData | QualityVerdictData) -> None:
+    def record(self, type: Literal["harness.attempt", "quality.verdict", "quality.judge"],
+               data: HarnessAttemptData | QualityVerdictData | QualityJudgeData) -> None:
         self.loop.emit(type, data)
 
     def count(self, usage: Usage) -> None:

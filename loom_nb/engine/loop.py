@@ -273,10 +273,16 @@ class RunLoop(RunRecorder):
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         await self.agent.resolve_tools()
         model_id, steer = self.agent.model.identifier, self.steer
-        tools = steer.tools(self.agent.tool_definitions)
+        defined = self.agent.tool_definitions
+        tools = steer.tools(defined)  # the agent's tools, and the output tool where one is used
         tool_names = [t.name for t in tools]
         context, window = self.session.context, self.window
         while True:
+            await self.agent.resolve_tools()  # each turn: an MCP server's tools may have changed
+            if self.agent.tool_definitions is not defined:
+                defined = self.agent.tool_definitions
+                tools = steer.tools(defined)
+                tool_names = [t.name for t in tools]
             limit = self._limit_reached(started)
             if limit is not None:
                 return limit

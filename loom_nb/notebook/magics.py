@@ -63,6 +63,7 @@ session of the default agent; -a NAME and -s NAME pick another, -o NAME binds th
 %loom signals                     signals received, their decisions and what became of them
 %loom approvals                   governance decisions; Approve / Reject for waiting calls
 %loom trace [RUN_ID]              the timeline of a run (default: the latest) and a rating
+%loom report NAME                 the report of an evaluation (a frame from loom_nb.evaluate)
 
 %loom signal [--urgency U] [--source S] [--type T] SUMMARY
                                   send the session a signal and show the decision
@@ -73,6 +74,8 @@ session of the default agent; -a NAME and -s NAME pick another, -o NAME binds th
                                   reject waiting calls (all by default); the model is told R
 %loom answer [QUESTION_ID] TEXT   answer the model's question (ask_user); the run resumes
                                   (%%loom answer takes the text as the cell body)
+
+%loom mcp NAME prompts|resources  what the agent's MCP server NAME offers besides tools
 
 %loom agent [NAME]                set (or show) the default agent
 %loom session [NAME]              set (or show) the default session
@@ -85,7 +88,8 @@ _VALUE_OPTIONS = {"-a": "agent", "--agent": "agent", "-s": "session", "--session
                   "-o": "out", "--out": "out"}
 _FLAG_OPTIONS = {"--no-stream": "stream", "--no-interpolate": "interpolate"}
 VIEWS = ("panel", "context", "budget", "signals", "approvals", "trace")
-ACTIONS = ("run", *VIEWS, "signal", "approve", "reject", "answer", "agent", "session", "help")
+ACTIONS = ("run", *VIEWS, "report", "signal", "approve", "reject", "answer", "mcp", "agent",
+           "session", "help")
 # Options of each command beyond -a/-s/-o: (value options, flags).
 _OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "run": ({}, _FLAG_OPTIONS),
@@ -216,7 +220,7 @@ def _parse_view(action: str, rest: str, cell: str | None) -> LoomCommand:
                            f'`--reason "too risky"`.') from None
     values, index = _parse_options(action, words)
     args = tuple(words[index:])
-    most = {"trace": 1, "approve": None, "reject": None}.get(action, 0)
+    most = {"trace": 1, "report": 1, "approve": None, "reject": None, "mcp": 2}.get(action, 0)
     if most is not None and len(args) > most:
         usage = "%loom trace [RUN_ID]" if action == "trace" else f"%loom {action} [options]"
         raise CommandError(f"`{usage}` takes {most or 'no'} more word{'s' if most != 1 else ''}; "
@@ -278,7 +282,8 @@ class LoomMagics(Magics):
 
         Commands: ``%loom run``; the views ``%loom panel``, ``context``, ``budget``, ``signals``,
         ``approvals``, ``trace [RUN_ID]``; ``%loom signal SUMMARY``, ``%loom approve``,
-        ``%loom reject``; ``%loom agent NAME``, ``%loom session NAME``, ``%loom help``.
+        ``%loom reject``; ``%loom mcp NAME prompts|resources``; ``%loom agent NAME``,
+        ``%loom session NAME``, ``%loom help``.
         """
         try:
             command = parse_command(line, cell)
@@ -313,6 +318,15 @@ class LoomMagics(Magics):
             self._decide(command)
         elif command.action == "answer":
             self._answer(command)
+        elif command.action == "mcp":
+            from .mcp_view import mcp_listing
+
+            agent = self._agent_variable(command.agent) if command.agent else self._default_agent()
+            listing = mcp_listing(agent, command.args)
+            self._bind(command, listing)
+            display(listing)
+        elif command.action == "report":
+            self._report(command)
         else:
             self._show_view(command)
         return None
@@ -344,6 +358,22 @@ class LoomMagics(Magics):
             view = TraceView(session, run_id=command.args[0] if command.args else None)
         else:
             view = kinds[command.action](session)
+        self._bind(command, view)
+        display(view)
+
+    def _report(self, command: LoomCommand) -> None:
+        """``%loom report NAME``: the report of the evaluation frame (or store path) in NAME."""
+        from ..eval_report import report
+
+        if not command.args:
+            raise CommandError("Write `%loom report NAME`, NAME being the variable that holds "
+                               "the frame loom_nb.evaluate() returned (or a store path).")
+        name = command.args[0]
+        value = self._namespace.get(name, name if name.endswith((".sqlite", ".db")) else None)
+        if value is None:
+            raise CommandError(f"%loom report: there is no variable {name!r}; pass the name of "
+                               f"the variable that holds an evaluation frame.")
+        view = report(value)
         self._bind(command, view)
         display(view)
 

@@ -72,7 +72,8 @@ class SessionConfig:
         if not (store is None or isinstance(store, str | os.PathLike) or isinstance(store, SessionStore)):
             raise ConfigError(
                 f"SessionConfig(store=...) takes an SQLite file path such as 'sessions.sqlite', a "
-                f"store object (SQLiteStore, InMemoryStore), or None for the in-memory store; "
+                f"PostgreSQL DSN such as 'postgresql://user@host/db', a store object "
+                f"(SQLiteStore, PostgresStore, InMemoryStore), or None for the in-memory store; "
                 f"not {_shown(store)}.")
         metadata = self.metadata
         if not isinstance(metadata, collections.abc.Mapping):

@@ -1,9 +1,10 @@
 """Session stores: where a session's messages, runs, events, signals and feedback live.
 
-Two stores come with loom_nb: :class:`InMemoryStore` (for one process) and :class:`SQLiteStore`,
-an embedded SQLite file that survives a kernel restart. Both implement :class:`SessionStore`,
-the union of the small protocols in :mod:`loom_nb.store.protocols`; a third store (a server
-database) implements those. Everything is appended, never rewritten: the cost of a run does not
+Three stores come with loom_nb: :class:`InMemoryStore` (for one process), :class:`SQLiteStore`,
+an embedded SQLite file that survives a kernel restart, and :class:`PostgresStore`, a PostgreSQL
+database that many processes on many machines share. Each implements :class:`SessionStore`, the
+union of the small protocols in :mod:`loom_nb.store.protocols`; :func:`copy` moves sessions
+from one to another. Everything is appended, never rewritten: the cost of a run does not
 grow with the length of the session.
 """
 
@@ -18,17 +19,20 @@ from .memory import InMemoryStore, ProcessStore
 from .protocols import (Checkpoint, EventLog, FeedbackLog, HistoryStore, RestoreMode, RunRecord,
                         RunStore, SessionStore, SignalLog, SignalRecord, StoredMessage,
                         StoredSession)
+from .postgres import PostgresStore, is_postgres_dsn
 from .sqlite import SQLiteStore
+from .transfer import CopyResult, copy
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["Checkpoint", "EventLog", "FeedbackLog", "HistoryStore", "InMemoryStore", "RestoreMode",
-           "RunRecord", "RunStore", "SQLiteStore", "SessionStore", "SignalLog", "SignalRecord",
-           "StoredMessage", "StoredSession", "open_store"]
+__all__ = ["Checkpoint", "CopyResult", "EventLog", "FeedbackLog", "HistoryStore", "InMemoryStore", "RestoreMode",
+           "PostgresStore", "RunRecord", "RunStore", "SQLiteStore", "SessionStore", "SignalLog", "SignalRecord",
+           "StoredMessage", "StoredSession", "copy", "open_store"]
 
 _DEFAULT_MEMORY_STORE = ProcessStore()
 _SQLITE_STORES: dict[Path, SQLiteStore] = {}
+_POSTGRES_STORES: dict[str, PostgresStore] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
@@ -36,11 +40,20 @@ def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionSto
     """The store for ``SessionConfig.store``.
 
     ``None`` is the process-wide in-memory store (which forgets the oldest gone sessions, see
-    :mod:`loom_nb.store.memory`); a path is an SQLite file (one store object per
-    file per process, so two sessions on one file share a connection); a store object is itself.
+    :mod:`loom_nb.store.memory`); a ``postgresql://`` DSN is a PostgreSQL database (one store
+    object, with its pool of connections, per DSN per process); a path is an SQLite file (one
+    store object per file per process, so two sessions on one file share a connection); a store
+    object is itself.
     """
     if spec is None:
         return _DEFAULT_MEMORY_STORE
+    if is_postgres_dsn(spec):
+        assert isinstance(spec, str)
+        with _REGISTRY_LOCK:
+            found = _POSTGRES_STORES.get(spec)
+            if found is None or found.closed:  # a closed one is replaced, not handed out
+                found = _POSTGRES_STORES[spec] = PostgresStore(spec)
+            return found
     if isinstance(spec, str | os.PathLike):
         if str(spec) == ":memory:":
             return InMemoryStore()
@@ -52,9 +65,9 @@ def open_store(spec: SessionStore | str | os.PathLike[str] | None) -> SessionSto
             if store is None:
                 store = _SQLITE_STORES[path] = SQLiteStore(path)
             return store
-    if isinstance(spec, (InMemoryStore, SQLiteStore, SessionStore)):
+    if isinstance(spec, (InMemoryStore, SQLiteStore, PostgresStore, SessionStore)):
         return spec  # the built-in stores first: a protocol check inspects every method
     raise StoreError(
-        f"SessionConfig(store=...) takes a file path (an SQLite store), None (in memory) or a "
-        f"store object, not {type(spec).__name__}."
+        f"SessionConfig(store=...) takes a file path (an SQLite store), a 'postgresql://...' DSN, "
+        f"None (in memory) or a store object, not {type(spec).__name__}."
     )

@@ -500,3 +500,23 @@ def test_the_sanitize_file_installs_with_the_package() -> None:
     for regex, replace in pairs:
         text = re.sub(regex, replace, text)
     assert text == "run_ID in ses_ID at TIMESTAMP took DURATION"
+
+
+def test_loom_report_shows_the_report_of_an_evaluation_frame(ip: InteractiveShell) -> None:
+    import loom_nb
+    from loom_nb.scoring import exact
+
+    agent = Agent(Model.function(lambda request: "4"))
+    ip.user_ns["df"] = loom_nb.evaluate(agent, [{"input": "2+2", "target": "4"},
+                                                {"input": "2+3", "target": "5"}],
+                                        scorers=[exact()], progress=False)
+    with capture_output() as captured:
+        ip.run_line_magic("loom", "report -o rep df")
+    shown = displays(captured)
+    assert len(shown) == 1 and "<svg" in shown[0]["data"]["text/html"]
+    assert "Failing samples (1 of 2)" in shown[0]["data"]["text/html"]
+    assert ip.user_ns["rep"].summary["mean"].tolist() == [0.5]
+    with pytest.raises(UsageError, match="no variable 'nothing'"):
+        ip.run_line_magic("loom", "report nothing")
+    with pytest.raises(UsageError, match="report NAME"):
+        ip.run_line_magic("loom", "report")

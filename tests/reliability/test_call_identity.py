@@ -16,6 +16,7 @@ import pytest
 
 from loom_nb import Agent, Message, Model, ModelResponse, Runtime, ToolCall, tool
 from loom_nb.runtime import GovernancePolicy
+from tests.backends import Backend
 from providers.conftest import FAST  # tests/ is on sys.path: the reliability package's root
 from providers.fake_servers import (
     FakeServer,
@@ -189,11 +190,11 @@ def test_scripted_duplicates_empties_and_slashes() -> None:
     assert [r.call_id for r in sent[-1].tool_results] == first
 
 
-def test_ids_stay_unique_across_a_pause_and_a_restore(tmp_path: Any) -> None:
+def test_ids_stay_unique_across_a_pause_and_a_restore(backend: Backend) -> None:
     from loom_nb import SessionConfig
 
     RAN.clear()
-    store = tmp_path / "s.sqlite"
+    store = backend.spec
     model = Model.scripted([[{"tool": "send_email", "id": "c", "args": {"to": "a"}}]])
     agent = Agent(model, tools=[send_email, lookup])
     paused = agent.session(SessionConfig(id="s", store=store)).run_sync("mail")

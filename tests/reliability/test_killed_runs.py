@@ -26,7 +26,8 @@ from loom_nb import Agent, Model, SessionConfig
 from loom_nb._owner import RunOwner, _start_time, current_owner, liveness
 from loom_nb.events import RunEvent
 from loom_nb.messages import Usage
-from loom_nb.store import RunRecord, SQLiteStore
+from loom_nb.store import RunRecord, SessionStore, SQLiteStore
+from tests.backends import Backend
 
 _CHILD = textwrap.dedent("""
     import os, sys, time
@@ -51,9 +52,10 @@ _CHILD = textwrap.dedent("""
 """)
 
 
-def test_a_run_killed_during_an_approved_call_reopens_interrupted(tmp_path: Path) -> None:
-    path, marker = tmp_path / "s.sqlite", tmp_path / "started"
-    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(path), str(marker)],
+def test_a_run_killed_during_an_approved_call_reopens_interrupted(backend: Backend,
+                                                                 tmp_path: Path) -> None:
+    path, marker = backend.spec, tmp_path / "started"
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, path, str(marker)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 30
@@ -64,7 +66,7 @@ def test_a_run_killed_during_an_approved_call_reopens_interrupted(tmp_path: Path
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(10)
-    (record,) = SQLiteStore(path).runs("killed")
+    (record,) = backend.open().runs("killed")
     assert record.status == "running"  # what the dead process left
     assert record.owner is not None and record.owner.pid == child.pid
 
@@ -90,12 +92,12 @@ def test_a_run_killed_during_an_approved_call_reopens_interrupted(tmp_path: Path
     fresh = session.run_sync("What now?")
     assert (fresh.status, fresh.output) == ("completed", "A fresh answer.")
     reopened = Agent(Model.scripted([])).session(
-        SessionConfig(id="killed", store=SQLiteStore(path)))
+        SessionConfig(id="killed", store=backend.open()))
     assert [r.status for r in reopened.runs] == ["interrupted", "completed"]
     assert [e.type for e in reopened.events(run.run_id)].count("run.finished") == 2  # pause + end
 
 
-def _left_running(store: SQLiteStore, session_id: str, owner: RunOwner | None) -> RunRecord:
+def _left_running(store: SessionStore, session_id: str, owner: RunOwner | None) -> RunRecord:
     """A run as a process would leave it mid-turn: a record "running" and one stored turn."""
     record = RunRecord(run_id=f"run_{session_id}", session_id=session_id, agent="a",
                        model="scripted:x", prompt="p", owner=owner)
@@ -123,7 +125,7 @@ def live_child() -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_only_runs_whose_owner_is_certainly_dead_become_interrupted(
-        tmp_path: Path, live_child: subprocess.Popen[bytes]) -> None:
+        backend: Backend, live_child: subprocess.Popen[bytes]) -> None:
     me = current_owner()
     child = replace(me, pid=live_child.pid, start=_start_time(live_child.pid))
     owners = {
@@ -138,7 +140,7 @@ def test_only_runs_whose_owner_is_certainly_dead_become_interrupted(
     }
     assert liveness(child) == "alive"
     assert liveness(replace(child, start="proc:1")) == "dead"
-    store = SQLiteStore(tmp_path / "s.sqlite")
+    store = backend.open()
     for name, owner in owners.items():
         _left_running(store, name, owner)
     statuses = {}
@@ -153,27 +155,29 @@ def test_only_runs_whose_owner_is_certainly_dead_become_interrupted(
                         "rebooted": "interrupted"}
 
 
-def test_sessions_opening_at_once_settle_a_dead_run_once(tmp_path: Path) -> None:
+def test_sessions_opening_at_once_settle_a_dead_run_once(backend: Backend) -> None:
     import threading
 
-    path = tmp_path / "s.sqlite"
     dead = replace(current_owner(), pid=_dead_pid())
     for trial in range(20):
-        _left_running(SQLiteStore(path), f"s{trial}", dead)
+        _left_running(backend.open(), f"s{trial}", dead)
         barrier = threading.Barrier(4)
 
         def open_it(session_id: str = f"s{trial}") -> None:
             barrier.wait()
-            Agent(Model.scripted([])).session(SessionConfig(id=session_id, store=SQLiteStore(path)))
+            store = backend.open()  # four store objects: four connections, as four kernels
+            Agent(Model.scripted([])).session(SessionConfig(id=session_id, store=store))
+            store.close()
 
         threads = [threading.Thread(target=open_it) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(30)
-        events = SQLiteStore(path).events(run_id=f"run_s{trial}")
+        check = backend.open()
+        events = check.events(run_id=f"run_s{trial}")
         assert [e.type for e in events] == ["run.started", "model.response", "run.finished"]
-        record = SQLiteStore(path).get_run(f"run_s{trial}")
+        record = check.get_run(f"run_s{trial}")
         assert record is not None and record.status == "interrupted"
 
 
@@ -194,6 +198,8 @@ PRAGMA user_version = 1;
 """
 
 
+# SQLite only: version 1 was never written to PostgreSQL (its schema starts at version 2); the
+# newer-schema refusal on PostgreSQL is in test_postgres_store.py.
 def test_a_version_1_store_file_gains_the_owner_column(tmp_path: Path) -> None:
     path = tmp_path / "v1.sqlite"
     db = sqlite3.connect(path)

@@ -10,10 +10,12 @@ two worker processes released together by a multiprocessing barrier.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import sqlite3
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,9 @@ import pytest
 
 from loom_nb import (Agent, ConfigError, InMemoryStore, Model, RunAlreadyResumedError, RunResult,
                      SessionConfig, StoreError, tool)
-from loom_nb.store import SessionStore, SQLiteStore
+from loom_nb.store import SessionStore
+
+from tests.backends import Backend
 
 from ._claim_worker import serve
 
@@ -39,7 +43,7 @@ def _agent(sent: list[str], turns: list[Any]) -> Agent:
     return Agent(Model.scripted(turns), tools=[send_email])
 
 
-def _pause(store: SessionStore | Path, session_id: str) -> RunResult:
+def _pause(store: SessionStore | Path | str, session_id: str) -> RunResult:
     agent = _agent([], [{"tool": "send_email", "args": {"to": "ana@example.org"}}])
     paused = agent.session(SessionConfig(id=session_id, store=store)).run_sync("Email Ana")
     assert paused.status == "needs_approval"
@@ -83,21 +87,20 @@ def _race(resumers: list[Any]) -> list[Any]:
     return outcomes
 
 
-def _resumer(agent: Agent, store: SessionStore | Path, session_id: str) -> Any:
+def _resumer(agent: Agent, store: SessionStore | Path | str, session_id: str) -> Any:
     # Opened before the race, as two notebooks would have it open: each sees the run waiting.
     session = agent.session(SessionConfig(id=session_id, store=store))
     (waiting,) = session.waiting
     return lambda: asyncio.run(waiting.approve().resume())  # its own event loop: a real race
 
 
-def test_two_threads_resuming_one_run_from_two_sessions_resume_it_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    shared = SQLiteStore(path)
+def test_two_threads_resuming_one_run_from_two_sessions_resume_it_once(backend: Backend) -> None:
+    shared = backend.open()
     for trial in range(THREAD_TRIALS):
-        # Even trials share one connection (two sessions of one process); odd ones each have
-        # their own, as two processes do: SQLite itself then has to keep the claim atomic.
+        # Even trials share one store object (two sessions of one process); odd ones each have
+        # their own, as two processes do: the database itself then has to keep the claim atomic.
         own = trial % 2 == 1
-        stores = [SQLiteStore(path), SQLiteStore(path)] if own else [shared, shared]
+        stores = [backend.open(), backend.open()] if own else [shared, shared]
         session_id = f"t{trial}"
         paused = _pause(shared, session_id)
         sent: list[str] = []
@@ -118,8 +121,8 @@ def test_two_threads_resuming_one_run_in_an_in_memory_store_resume_it_once() -> 
         _check_once(store, paused, outcomes, sent)
 
 
-def test_a_double_click_resumes_once(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "s.sqlite")
+def test_a_double_click_resumes_once(backend: Backend) -> None:
+    store = backend.open()
     for trial in range(50):
         sent: list[str] = []
         agent = _agent(sent, [{"tool": "send_email", "args": {"to": "ana@example.org"}}, "Sent."])
@@ -134,8 +137,8 @@ def test_a_double_click_resumes_once(tmp_path: Path) -> None:
         assert sent == ["ana@example.org"]
 
 
-def test_two_processes_resuming_one_run_resume_it_once(tmp_path: Path) -> None:
-    path, log = tmp_path / "s.sqlite", tmp_path / "calls.log"
+def test_two_processes_resuming_one_run_resume_it_once(backend: Backend, tmp_path: Path) -> None:
+    path, log = backend.spec, tmp_path / "calls.log"
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(2)
     pipes = [context.Pipe() for _ in range(2)]
@@ -143,7 +146,7 @@ def test_two_processes_resuming_one_run_resume_it_once(tmp_path: Path) -> None:
                for _, child in pipes]
     for worker in workers:
         worker.start()
-    store = SQLiteStore(path)
+    store = backend.open()
     try:
         for trial in range(PROCESS_TRIALS):
             paused = _pause(store, f"p{trial}")
@@ -166,13 +169,13 @@ def test_two_processes_resuming_one_run_resume_it_once(tmp_path: Path) -> None:
                 worker.kill()
 
 
-def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
+def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(backend: Backend) -> None:
+    path = backend.spec
     paused = _pause(path, "stale")
     sent: list[str] = []
     here = _agent(sent, ["Sent."]).session(SessionConfig(id="stale", store=path))
     there = _agent(sent, ["Next answer."]).session(
-        SessionConfig(id="stale", store=SQLiteStore(path)))
+        SessionConfig(id="stale", store=backend.open()))
     assert there.waiting[0].run_id == paused.run_id
     stale = there.waiting[0].approve()
     assert here.waiting[0].approve().resume_sync().status == "completed"
@@ -186,21 +189,37 @@ def test_a_session_with_a_stale_waiting_run_neither_blocks_nor_resumes_it(tmp_pa
     assert sent == ["ana@example.org"]
 
 
-def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(tmp_path: Path) -> None:
-    path = tmp_path / "s.sqlite"
-    paused = _pause(path, "locked")
+@contextlib.contextmanager
+def _lock_held_elsewhere(backend: Backend, run_id: str) -> Iterator[str]:
+    """Another process holds the lock a claim needs (SQLite: the file's write lock; PostgreSQL:
+    the run's row, in a transaction left open); what the StoreError then says."""
+    if backend.kind == "sqlite":
+        blocker = sqlite3.connect(backend.spec, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield "locked"
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    import psycopg
+    with psycopg.connect(backend.spec) as held:
+        held.execute("SELECT 1 FROM runs WHERE run_id = %s FOR UPDATE", (run_id,))
+        yield r"held a lock for more than 0.05 s.*idle in transaction"
+        held.rollback()
+
+
+def test_a_store_failure_in_the_claim_raises_and_leaves_the_run_waiting(backend: Backend) -> None:
+    paused = _pause(backend.spec, "locked")
     sent: list[str] = []
-    store = SQLiteStore(path)
+    if backend.kind == "sqlite":
+        store = backend.open()
+        store._db.execute("PRAGMA busy_timeout = 50")
+    else:
+        store = backend.open(lock_timeout=0.05)
     session = _agent(sent, ["Sent."]).session(SessionConfig(id="locked", store=store))
-    store._db.execute("PRAGMA busy_timeout = 50")
-    blocker = sqlite3.connect(path, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
-        with pytest.raises(StoreError, match="locked"):
-            session.waiting[0].approve().resume_sync()
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
+    with _lock_held_elsewhere(backend, paused.run_id) as says, pytest.raises(StoreError, match=says):
+        session.waiting[0].approve().resume_sync()
     assert sent == []
     record = store.get_run(paused.run_id)
     assert record is not None and record.status == "needs_approval" and record.state

@@ -4,13 +4,25 @@ before it claims, runs or stores anything."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
 from loom_nb import Agent, ConfigError, InMemoryStore, Model, SessionConfig, tool
+from tests.backends import Backend
 
 
-def test_a_paused_state_of_another_version_is_refused_and_the_run_still_waits() -> None:
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> object:
+    """An in-memory store, then each database store (the state goes through its JSON column)."""
+    if request.param == "memory":
+        return InMemoryStore()
+    if request.param == "sqlite":
+        return Backend("sqlite", str(tmp_path / "s.sqlite")).open()
+    return Backend("postgres", request.getfixturevalue("postgres_dsn")).open()
+
+
+def test_a_paused_state_of_another_version_is_refused_and_the_run_still_waits(store: object) -> None:
     sent: list[str] = []
 
     @tool(requires_approval=True)
@@ -19,7 +31,6 @@ def test_a_paused_state_of_another_version_is_refused_and_the_run_still_waits() 
         sent.append(to)
         return f"sent to {to}"
 
-    store = InMemoryStore()
     agent = Agent(Model.scripted([{"tool": "send_email", "args": {"to": "ana@example.org"}},
                                   "Sent."]), tools=[send_email])
     session = agent.session(SessionConfig(id="versioned", store=store))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .context import ContextProtocol, estimate_tokens, message_tokens
 from .continuity import ContinuityPolicy, safe_cut
+from .cost import priced
 from .messages import Message, TextPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest
 
@@ -105,7 +106,8 @@ async def summarize(summarizer: Any, model: Model, messages: Sequence[Message],
             response = await chosen.request(request)
             if not response.message.text.strip():
                 raise ValueError("the summarizer returned no text")
-            return Summary(response.message.text.strip(), f"model {chosen.identifier}", response.usage)
+            return Summary(response.message.text.strip(), f"model {chosen.identifier}",
+                           priced(response.usage, chosen, response.model_name))
         text = chosen(messages, instructions)
         if inspect.isawaitable(text):
             text = await text

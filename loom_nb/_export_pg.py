@@ -34,6 +34,7 @@ class PostgresReader(_SQLReader):
         self.dsn, self.where = dsn, _safe_dsn(dsn)
         self.key = ("postgres", dsn, session_id, run_id)
         self.filters = [(c, v) for c, v in (("session_id", session_id), ("run_id", run_id)) if v]
+        self.run_id = run_id
 
     def _connect(self) -> Any:
         import psycopg  # present: postgres_reader checked

@@ -27,6 +27,8 @@ from .errors import ConfigError, SubAgentPaused, ToolError
 from .tools import Tool, tool
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .limits import Limits
     from .result import Decision, PendingApproval
 
@@ -141,10 +143,20 @@ class DelegationPolicy:
         because sub-runs may come from several event loops."""
         import asyncio
 
-        await asyncio.to_thread(self._slots.acquire)
+        if not self._slots.acquire(blocking=False):  # every slot busy: wait off the loop
+            acquiring = asyncio.ensure_future(asyncio.to_thread(self._slots.acquire))
+            try:
+                await asyncio.shield(acquiring)
+            except BaseException:  # cancelled while waiting: the thread may still get the slot
+                acquiring.add_done_callback(self._release_if_acquired)
+                raise
         try:
             yield
         finally:
+            self._slots.release()
+
+    def _release_if_acquired(self, acquiring: asyncio.Future[bool]) -> None:
+        if not acquiring.cancelled() and acquiring.exception() is None:
             self._slots.release()
 
 

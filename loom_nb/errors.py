@@ -11,8 +11,9 @@ pause::
     ├── ConfigError          the agent, tool, model or session was set up wrongly (fix the code)
     │   ├── NotSupportedError   a documented feature that this version does not do yet
     │   ├── ApprovalMismatchError  an approved call is not (any more) the call a person saw
-    │   └── RunAlreadyResumedError  a paused run was resumed elsewhere first (two clicks, two
-    │                               processes): it is not resumed twice
+    │   ├── RunAlreadyResumedError  a paused run was resumed elsewhere first (two clicks, two
+    │   │                           processes): it is not resumed twice
+    │   └── CostUnknownError  Limits(max_cost_usd=) on a model genai-prices has no price for
     │ run errors
     ├── ModelError           the model could not answer (provider failure, script exhausted)
     │   ├── ScriptExhaustedError
@@ -67,6 +68,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "ControlFlow",
+    "CostUnknownError",
     "ContextWindowExceededError",
     "ExportError",
     "IncompleteStreamError",
@@ -126,6 +128,12 @@ class RunAlreadyResumedError(ConfigError):
         self.run_id = run_id
         #: The run's status when the resume was refused ("running" while the other side goes on).
         self.status = status
+
+
+class CostUnknownError(ConfigError):
+    """``Limits(max_cost_usd=...)`` is set, but a model response of the run has no known price
+    (the model is not in ``genai-prices``, or the package is not installed): the run cannot
+    keep to a cost it cannot count, so it fails instead of running unbounded."""
 
 
 class ModelError(LoomError):

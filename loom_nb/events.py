@@ -103,6 +103,7 @@ class UsageData(TypedDict):
     cache_read_tokens: int
     cache_write_tokens: int
     requests: int
+    cost: NotRequired[float | None]  #: USD; None when the model or its price is unknown
 
 
 class SignalData(TypedDict):
@@ -132,7 +133,10 @@ class RunContextData(TypedDict):
 
 class LimitsData(TypedDict):
     max_turns: int | None
+    max_requests: NotRequired[int | None]
     max_tokens: int | None
+    max_cost_usd: NotRequired[float | None]
+    max_tool_calls: NotRequired[int | None]
     max_seconds: float | None
     tool_seconds: float | None
 

@@ -54,7 +54,8 @@ Result = Any  # pd.DataFrame, or (pd.DataFrame, list[RecordError]) with strict=F
 _IDS = {"session_id": "str", "run_id": "str", "event_id": "str", "parent_run_id": "str",
         "order": "int64"}
 _INT_COLUMNS = ("run_turns run_input_tokens run_output_tokens run_cache_read_tokens "
-                "run_cache_write_tokens run_requests run_max_turns run_max_tokens model_turn "
+                "run_cache_write_tokens run_requests run_max_turns run_max_tokens run_max_requests "
+                "run_max_tool_calls model_turn "
                 "model_input_tokens model_output_tokens model_cache_read_tokens "
                 "model_cache_write_tokens model_requests model_attempt context_system_tokens "
                 "context_skill_tokens context_memory_tokens context_working_tokens "
@@ -65,7 +66,8 @@ EVENT_COLUMNS: dict[str, str] = {
     **_IDS, **IDENTITY_COLUMNS, "seq": "int64", "type": "str", "ts": "datetime", "data": "str",  # JSON text
     "run_prompt": "str", "run_agent": "str", "run_status": "str", "run_output": "str",
     "run_error": "str", "run_error_type": "str", "run_limit": "str", "run_traceback": "str",
-    "run_max_seconds": "float64", "run_tool_seconds": "float64", "run_context": "json", "run_pending": "json",
+    "run_max_seconds": "float64", "run_tool_seconds": "float64", "run_max_cost_usd": "float64",
+    "cost_usd": "float64", "run_cost_usd": "float64", "run_context": "json", "run_pending": "json",
     "run_approved": "json", "run_rejected": "json", "run_reason": "str", "run_by": "str",
     "run_signal": "json", "run_observed_signals": "json", "run_partial_text": "boolean",
     "task_goal": "str", "task_inputs": "json", "task_criteria": "json", "task_metadata": "json",
@@ -87,8 +89,8 @@ RUN_COLUMNS: dict[str, str] = {
     "limit": "str", "started_at": "datetime", "finished_at": "datetime", "duration_ms": "float64",
     "turns": "Int64", "input_tokens": "Int64", "output_tokens": "Int64",
     "cache_read_tokens": "Int64", "cache_write_tokens": "Int64", "total_tokens": "Int64",
-    "model_requests": "Int64", "tool_calls": "Int64", "tool_errors": "Int64",
-    "event_count": "Int64", "quality_verdict": "str", "quality_critique": "str",
+    "model_requests": "Int64", "cost_usd": "float64", "tool_calls": "Int64",
+    "tool_errors": "Int64", "event_count": "Int64", "quality_verdict": "str", "quality_critique": "str",
     "task_inputs": "json", "task_criteria": "json",
 }
 MESSAGE_COLUMNS: dict[str, str] = {
@@ -159,6 +161,8 @@ def flatten(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
             for sub, item in value.items():
                 if sub == "partitions" and isinstance(item, dict):
                     out.update({f"context_{p}_tokens": n for p, n in item.items()})
+                elif sub == "cost":  # USD: a model response's own, or a run's total
+                    out["cost_usd" if inner == "model" else f"{inner}_cost_usd"] = item
                 elif not (inner == "task" and sub == "goal" and "prompt" in data):
                     out[f"{inner}_{sub}"] = item
             continue
@@ -381,7 +385,7 @@ def _run_values(run: _read.RunRow, order: int, summary: _RunSummary,
         "output": run.output, "error": run.error, "error_type": finished.get("error_type"),
         "limit": finished.get("limit"), "started_at": run.started_at,
         "finished_at": run.finished_at, "duration_ms": duration, "turns": run.turns, **tokens,
-        "total_tokens": total, "model_requests": usage.get("requests"),
+        "total_tokens": total, "model_requests": usage.get("requests"), "cost_usd": usage.get("cost"),
         "tool_calls": summary.tool_calls, "tool_errors": summary.tool_errors,
         "event_count": count, "quality_verdict": _verdict(quality),
         "quality_critique": quality.get("critique") if quality else None,

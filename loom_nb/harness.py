@@ -5,7 +5,8 @@
   the same run with the critique in context, until an attempt passes or attempts run out.
 * ``Harness.best_of(n)``: n candidates, each a nested sub-run in its own copy of the session's
   context (they do not see each other); the first that passes the gate wins (else the first),
-  and only the winner's messages join the session. Tools run in every candidate.
+  and only the winner's messages join the session. Tools run in every candidate. The candidates
+  run at once (``best_of(n, parallel=False)``: one after another); a cancel reaches all of them.
 * ``Harness.custom(fn)``: ``await fn(request)`` with a :class:`HarnessRequest`, returning the
   :class:`Attempt` to keep (or its text).
 
@@ -20,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias
 
+from ._tasks import all_settled
 from .errors import ConfigError
 from .limits import LimitName, Stop
 from .quality import Verdict
@@ -112,7 +114,19 @@ class HarnessRequest:
 
     async def candidate(self) -> Attempt:
         """Run one candidate as a nested sub-run in a copy of this run's context."""
-        index = len(self.attempts) + 1
+        attempt = await self._candidate(len(self.attempts) + 1)
+        self.attempts.append(attempt)
+        return attempt
+
+    async def candidates(self, n: int) -> list[Attempt]:
+        """Run ``n`` candidates at once, each a nested sub-run in its own copy of this run's
+        context; they are numbered (and kept in ``attempts``) in the order they were started."""
+        first = len(self.attempts) + 1
+        attempts = await all_settled(self._candidate(first + i) for i in range(n))
+        self.attempts.extend(attempts)
+        return attempts
+
+    async def _candidate(self, index: int) -> Attempt:
         run = await self.control.candidate(index)
         # A candidate that failed (or was cancelled) ends "completed" with the failing verdict
         # below, so the run reports its error rather than a limit it never reached.
@@ -122,7 +136,6 @@ class HarnessRequest:
         if run.status not in ("completed", "limit"):
             attempt.verdict = Verdict(passed=False, gate="run",
                                       critique=f"The candidate run {run.status}: {run.error}")
-        self.attempts.append(attempt)
         return attempt
 
     async def judge(self, attempt: Attempt) -> Verdict | None:
@@ -195,19 +208,24 @@ class Harness:
         return Harness("retry", strategy, max_attempts=max_attempts)
 
     @staticmethod
-    def best_of(n: int = 3) -> Harness:
+    def best_of(n: int = 3, *, parallel: bool = True) -> Harness:
+        """``n`` candidates, at once (``parallel=False``: one after another); the first that
+        passes the gate is kept."""
         if n < 1:
             raise ConfigError("Harness.best_of(n) needs n >= 1.")
 
         async def strategy(request: HarnessRequest) -> Attempt:
-            candidates = [await request.candidate() for _ in range(n)]
+            if parallel:
+                candidates = await request.candidates(n)
+            else:
+                candidates = [await request.candidate() for _ in range(n)]
             for candidate in candidates:
                 await request.judge(candidate)
             winner = next((c for c in candidates if c.verdict is None or c.verdict.passed), candidates[0])
             request.adopt(winner)
             return winner
 
-        return Harness("best_of", strategy, n=n)
+        return Harness("best_of", strategy, n=n, **({} if parallel else {"parallel": False}))
 
     @staticmethod
     def custom(fn: Callable[[HarnessRequest], Any]) -> Harness:

@@ -134,13 +134,21 @@ def message_from_dict(data: dict[str, Any]) -> Message:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Usage:
-    """Token counts of one model response, or summed over a run."""
+    """Token counts of one model response, or summed over a run, and what they cost.
+
+    ``input_tokens`` is everything the model read, cached or not; ``cache_read_tokens`` and
+    ``cache_write_tokens`` are the parts of it read from or written to the provider's prompt
+    cache. ``cost`` is in USD, from the ``genai-prices`` package (``loom_nb.cost``): None when
+    the model or its price is unknown (or the package is missing), never a made-up 0. A sum is
+    None as soon as one priced part is unknown.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     cache_read_tokens: int = 0
     cache_write_tokens: int = 0
     requests: int = 0
+    cost: float | None = None
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
@@ -149,7 +157,13 @@ class Usage:
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_write_tokens=self.cache_write_tokens + other.cache_write_tokens,
             requests=self.requests + other.requests,
+            cost=_sum_cost(self, other),
         )
+
+    @property
+    def empty(self) -> bool:
+        """Nothing used: the identity of ``+`` (its unknown cost does not make a sum unknown)."""
+        return not (self.requests or self.input_tokens or self.output_tokens)
 
     @property
     def total_tokens(self) -> int:
@@ -158,8 +172,26 @@ class Usage:
     def to_dict(self) -> UsageData:
         return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens,
                 "cache_read_tokens": self.cache_read_tokens,
-                "cache_write_tokens": self.cache_write_tokens, "requests": self.requests}
+                "cache_write_tokens": self.cache_write_tokens, "requests": self.requests,
+                "cost": self.cost}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Usage:
-        return cls(**{k: int(v) for k, v in (data or {}).items() if k in cls.__slots__})
+        data = data or {}
+        cost = data.get("cost")
+        return cls(cost=None if cost is None else float(cost),
+                   **{k: int(v) for k, v in data.items() if k in _COUNTS})
+
+
+_COUNTS = frozenset({"input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
+                     "requests"})
+
+
+def _sum_cost(a: Usage, b: Usage) -> float | None:
+    if b.empty:
+        return a.cost
+    if a.empty:
+        return b.cost
+    if a.cost is None or b.cost is None:
+        return None
+    return a.cost + b.cost

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .cost import priced
 from .errors import ConfigError
 from .messages import Message, Usage
 from .models import Model, ModelRequest, resolve_model
@@ -65,7 +66,8 @@ async def judge_call(model: Model, system: str, prompt: str) -> JudgeCall:
     started = time.perf_counter()
     response = await model.request(ModelRequest(system=system, messages=(Message.user(prompt),)))
     return JudgeCall(model=model.identifier, system=system, prompt=prompt,
-                     reply=response.message.text, usage=response.usage,
+                     reply=response.message.text,
+                     usage=priced(response.usage, model, response.model_name),
                      duration_ms=(time.perf_counter() - started) * 1000)
 
 

@@ -139,6 +139,11 @@ class RunResult:
         return self.status == "completed"
 
     @property
+    def cost(self) -> float | None:
+        """What the run cost in USD (``usage.cost``): None when a model's price is unknown."""
+        return self.usage.cost
+
+    @property
     def duration_ms(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None

@@ -64,6 +64,9 @@ class Runtime:
         feedback: which feedback records are kept and where they go.
         tracing: OpenTelemetry spans of this runtime's runs (``loom_nb.tracing.Tracing``, or True
             for one on the global tracer provider); None: only what ``instrument()`` set up.
+        parallel_tools: whether the allowed tool calls of one model turn run concurrently: True
+            (at most 8 at once), a positive int (at most that many), or False (one after
+            another). Governance decides every call first either way.
     """
 
     profile: str = "sdk"
@@ -77,8 +80,13 @@ class Runtime:
     delegation: DelegationPolicy = field(default_factory=DelegationPolicy.none)
     feedback: FeedbackPolicy = field(default_factory=FeedbackPolicy.none)
     tracing: Tracing | None = None
+    parallel_tools: bool | int = True
 
     def __post_init__(self) -> None:
+        width = self.parallel_tools
+        if not isinstance(width, int) or (not isinstance(width, bool) and width < 1):
+            raise ConfigError(f"Runtime(parallel_tools={width!r}): use True, False, or the most "
+                              f"tool calls of one turn to run at once (a positive int).")
         tracing: Any = self.tracing  # True is accepted too, and replaced here
         if tracing is not None:
             from .tracing import Tracing
@@ -132,7 +140,7 @@ class Runtime:
 
     @classmethod
     def _build(cls, profile: str, limits: Limits, base: dict[str, Any], policies: dict[str, Any]) -> Runtime:
-        unknown = set(policies) - set(_POLICY_TYPES) - {"tracing"}
+        unknown = set(policies) - set(_POLICY_TYPES) - {"tracing", "parallel_tools"}
         if unknown:
             raise ConfigError(f"Runtime.{profile}() got unknown option(s) {sorted(unknown)}; the policies "
                               f"are {', '.join(_POLICY_TYPES)}.")
@@ -151,7 +159,7 @@ class Runtime:
         """The profile and each policy, as text (for displays and traces)."""
         return {"profile": self.profile, "limits": repr(self.limits),
                 **{name: repr(getattr(self, name)) for name in _POLICY_TYPES},
-                "tracing": repr(self.tracing)}
+                "tracing": repr(self.tracing), "parallel_tools": repr(self.parallel_tools)}
 
 
 _POLICY_TYPES: dict[str, type] = {

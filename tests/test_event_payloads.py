@@ -141,7 +141,9 @@ def test_tool_calls_pairs_calls_with_results_and_decisions_in_call_order() -> No
     assert (unknown.name, unknown.is_error, unknown.decisions, unknown.turn) == ("nope", True, (), 2)
     assert first.call is not None and first.result is not None
     assert (first.call_seq, first.result_seq) == (first.call.seq, first.result.seq)
-    assert first.call_seq < first.result_seq < second.call_seq
+    # Governance decides every call of the turn first (the denied one's result comes with its
+    # decision); the allowed calls run after that.
+    assert first.call_seq < second.call_seq < second.result_seq < first.result_seq
     assert result.tool_calls == [first, second, unknown]
 
 

@@ -70,14 +70,15 @@ def sqlite_stored(tmp_path: Path):
 def test_runs_df_columns_dtypes_and_values(stored) -> None:
     path, session, first, second = stored
     df = runs_df(path)
-    assert list(df.columns[:36]) == [
+    assert list(df.columns[:37]) == [
         "session_id", "run_id", "parent_run_id", "order", "evaluation", "variant", "task_id",
         "epoch", "attempt", "superseded", "target", "agent", "model", "status", "prompt",
         "output", "error", "error_type", "limit", "started_at", "finished_at", "duration_ms",
         "turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
-        "total_tokens", "model_requests", "tool_calls", "tool_errors", "event_count",
+        "total_tokens", "model_requests", "cost_usd", "tool_calls", "tool_errors", "event_count",
         "quality_verdict", "quality_critique", "task_inputs", "task_criteria"]
-    assert list(df.columns[36:]) == ["metadata_seed", "metadata_suite"]
+    assert list(df.columns[37:]) == ["metadata_seed", "metadata_suite"]
+    assert df["cost_usd"].dtype == "float64" and df["cost_usd"].isna().all()  # scripted: unknown
     assert df["status"].dtype == STR and df["order"].dtype == "int64"
     assert str(df["started_at"].dtype) == UTC and df["duration_ms"].dtype == "float64"
     assert df["input_tokens"].dtype == "Int64" and df["metadata_seed"].dtype == "Int64"
@@ -109,7 +110,7 @@ def test_events_df_flattens_every_event(stored) -> None:
     assert list(mine.type) == [e.type for e in first.events]
     core = [t for t in mine.type if t.split(".")[0] in ("run", "model", "tool", "governance")]
     assert core == ["run.started", "model.request", "model.response", "tool.call",
-                    "governance.decision", "tool.result", "tool.call", "governance.decision",
+                    "governance.decision", "tool.call", "governance.decision", "tool.result",
                     "tool.result", "model.request", "model.response", "run.finished"]
     assert list(mine.event_id) == [e.event_id for e in first.events]
     assert list(mine.seq) == list(range(len(first.events)))
@@ -144,9 +145,10 @@ def test_events_df_flattens_every_event(stored) -> None:
     decision, _ = nth("governance.decision")
     assert (decision.tool_call_id, decision.tool_name, decision.policy_action,
             decision.policy_check) == ("c1", "add", "allow", "default")
-    result, _ = nth("tool.result")
+    # The denied call's result comes with its decision, before the allowed call runs.
+    result, _ = nth("tool.result", 1)
     assert (result.tool_content, result.tool_is_error) == ("3", False)
-    denied, _ = nth("tool.result", 1)
+    denied, _ = nth("tool.result")
     assert (denied.tool_call_id, denied.tool_is_error, denied.tool_error_type) == ("c2", True,
                                                                                   "Denied")
     finished, _ = nth("run.finished")

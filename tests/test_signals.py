@@ -108,7 +108,8 @@ def test_interrupt_skips_the_rest_of_a_turns_tool_calls() -> None:
         raise AssertionError("must not run")
 
     model = Model.scripted([[{"tool": "step", "args": {}}, {"tool": "later", "args": {}}], "handled"])
-    session = Agent(model, tools=[gate.tool, later]).session()
+    # One call after the other: parallel calls all start before a signal could come between them.
+    session = Agent(model, tools=[gate.tool, later], runtime=Runtime(parallel_tools=False)).session()
     run = session.start("go")
     assert gate.entered.wait(10)
     session.receive_sync(sig("stop that", urgency="high"))

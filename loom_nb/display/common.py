@@ -172,3 +172,12 @@ def badge(text: str, color: str | None = None) -> str:
     return (f"<span style='background:{color};color:white;border-radius:8px;padding:0 6px;"
             f"font-size:11px;font-weight:600'>{html.escape(text)}</span>")
 
+
+
+def usd(cost: float) -> str:
+    """A cost in US dollars as a person reads it: cents for dollars, three figures below a cent."""
+    if cost >= 1:
+        return f"${cost:,.2f}"
+    if cost >= 0.01:
+        return f"${cost:.4f}"
+    return f"${cost:.3g}" if cost else "$0"

@@ -18,7 +18,7 @@ from ..events import (ModelDeltaData, ModelResponseData, RunEvent, RunFinishedDa
                       RunStartedData, ToolCallData, ToolResultData, payload)
 from ..messages import Usage
 from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text,
-                     printable, short, theme)
+                     printable, short, theme, usd)
 from .markdown import markdown_html
 from .mcp_notes import MCP_NOTES, mcp_note
 
@@ -79,8 +79,12 @@ class LiveText:
 
 def _summary(status: str, turns: int, tool_calls: int, usage: Usage, model: str) -> str:
     calls = f"{tool_calls} tool call{'s' if tool_calls != 1 else ''}"
+    cached = (f", {usage.cache_read_tokens} cache read, {usage.cache_write_tokens} cache write"
+              if usage.cache_read_tokens or usage.cache_write_tokens else "")
     tokens = (f"{usage.input_tokens + usage.output_tokens} tokens "
-              f"({usage.input_tokens} in, {usage.output_tokens} out)")
+              f"({usage.input_tokens} in, {usage.output_tokens} out{cached})")
+    if usage.cost is not None:  # unknown prices show nothing rather than a made-up $0
+        tokens += f" · {usd(usage.cost)}"
     return f"{status} · {turns} turn{'s' if turns != 1 else ''} · {calls} · {tokens} · {model}"
 
 

@@ -23,8 +23,9 @@ from ..events import (CompactedData, PartitionName, DelegationFinishedData, Dele
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
                       payload,
                       tool_calls)
-from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html, call_text, plural, printable,
-                     share, short, signal_label, table_html, text_table, view_card)
+from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html,
+                     call_text, plural, printable, share, short, signal_label, table_html,
+                     text_table, usd, view_card)
 
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
            "approvals_html", "approvals_text",
@@ -55,6 +56,9 @@ class RequestContext:
     marks: tuple[str, ...]  #: compactions and renewals just before this request
     input_tokens: int | None = None  #: as the provider reported for this request
     output_tokens: int | None = None
+    cache_read_tokens: int = 0  #: the part of input_tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  #: the part of input_tokens written to it
+    cost: float | None = None  #: USD, when the model's price is known
 
 
 def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
@@ -83,7 +87,10 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
         elif event.type == "model.response" and requests and requests[-1].run_id == event.run_id:
             usage = payload(event, ModelResponseData).get("usage") or {}
             requests[-1] = replace(requests[-1], input_tokens=usage.get("input_tokens"),
-                                   output_tokens=usage.get("output_tokens"))
+                                   output_tokens=usage.get("output_tokens"),
+                                   cache_read_tokens=usage.get("cache_read_tokens") or 0,
+                                   cache_write_tokens=usage.get("cache_write_tokens") or 0,
+                                   cost=usage.get("cost"))
     return requests
 
 
@@ -185,15 +192,40 @@ def budget_text(requests: list[RequestContext], compact_at: float | None = None)
             f"({share(last.total, last.budget)})")
     if compact_at is not None:
         head += f" · compaction at {compact_at:.0%}"
-    rows = [["#", "run", "turn", "context", "share", "in", "out"]]
+    extra, extras = _usage_columns(requests)
+    rows = [["#", "run", "turn", "context", "share", "in", "out", *extra]]
     rows += [[str(r.number), str(r.run), str(r.turn), str(r.total), share(r.total, r.budget),
-              _opt(r.input_tokens), _opt(r.output_tokens)] for r in requests]
+              _opt(r.input_tokens), _opt(r.output_tokens), *extras(r)] for r in requests]
+    lines = [head, *text_table(rows), "  usage: " + _usage_total(requests)]
+    return "\n".join(lines)
+
+
+def _usage_columns(requests: list[RequestContext]) -> tuple[list[str], Callable[[RequestContext], list[str]]]:
+    """The cache and cost columns, shown only when some request has them (a cache or a price)."""
+    cached = any(r.cache_read_tokens or r.cache_write_tokens for r in requests)
+    priced = any(r.cost is not None for r in requests)
+
+    def cells(r: RequestContext) -> list[str]:
+        return ([str(r.cache_read_tokens), str(r.cache_write_tokens)] if cached else []) + (
+            ["-" if r.cost is None else usd(r.cost)] if priced else [])
+
+    return (["cache read", "cache write"] if cached else []) + (["cost"] if priced else []), cells
+
+
+def _usage_total(requests: list[RequestContext]) -> str:
     total_in = sum(r.input_tokens or 0 for r in requests)
     total_out = sum(r.output_tokens or 0 for r in requests)
-    lines = [head, *text_table(rows),
-             f"  usage: {total_in} in, {total_out} out over {len(requests)} request"
-             f"{'s' if len(requests) != 1 else ''}"]
-    return "\n".join(lines)
+    text = f"{total_in} in, {total_out} out"
+    read, write = (sum(r.cache_read_tokens for r in requests), sum(r.cache_write_tokens for r in requests))
+    if read or write:
+        text += f" ({read} read from the prompt cache, {write} written to it)"
+    text += f" over {len(requests)} request{'s' if len(requests) != 1 else ''}"
+    costs = [r.cost for r in requests]
+    if any(c is not None for c in costs):  # a partial sum would understate: say so
+        known = sum(c for c in costs if c is not None)
+        text += f" · {usd(known)}" + ("" if None not in costs else
+                                      f" (+ {costs.count(None)} request(s) of unknown price)")
+    return text
 
 
 def _opt(value: int | None) -> str:
@@ -218,9 +250,12 @@ def budget_html(requests: list[RequestContext], compact_at: float | None = None)
              # even far below the budget; the share column gives the absolute figure.
              bar_html([(r.total / peak, "#0969da", f"{r.total} tokens")], 160, 8),
              _opt(r.input_tokens), _opt(r.output_tokens)] for r in requests]
-    table = table_html(["#", "run", "turn", "context", "of budget", "(vs largest)", "in", "out"],
-                       rows, align_right=(0, 1, 2, 3, 4, 6, 7))
-    return view_card("budget", "Token budget", top + table)
+    extra, extras_of = _usage_columns(requests)
+    rows = [row + extras_of(r) for row, r in zip(rows, requests)]
+    headers = ["#", "run", "turn", "context", "of budget", "(vs largest)", "in", "out", *extra]
+    table = table_html(headers, rows, align_right=tuple(i for i in range(len(headers)) if i != 5))
+    total = f"<div style='{MUTED};margin-top:4px'>usage: {html.escape(_usage_total(requests))}</div>"
+    return view_card("budget", "Token budget", top + table + (total if extra else ""))
 
 
 # -- signals ---------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ def pause_state(loop: RunRecorder, next_seq: int) -> dict[str, Any]:
     """Everything :func:`restore` needs, as JSON-ready data (``next_seq``: where it goes on)."""
     assert loop._pause is not None
     return {**loop._pause, "version": STATE_VERSION, "seq": next_seq, "turns": loop.turns,
+            "tool_calls": loop.tool_calls,
             "usage": loop.usage.to_dict(), "output": loop.output, "task": loop.task.to_dict(),
             "context": {"inputs": loop.context.inputs, "metadata": loop.context.metadata},
             "limits": loop.limits.to_dict()}
@@ -70,6 +71,7 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
     loop.steer = PAUSED.get(record.run_id, loop.steer)
     loop._seq, loop.turns, loop.output = state["seq"], state["turns"], state["output"]
     loop.usage = Usage.from_dict(state["usage"])
+    loop.tool_calls = state.get("tool_calls", 0)  # absent from states paused before the limit
     loop.events = session.store.events(run_id=record.run_id)
     loop.call_ids = {e.data["call_id"] for e in loop.events if e.type == "tool.call"}
     return loop

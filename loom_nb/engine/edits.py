@@ -28,7 +28,7 @@ from .approval import recheck
 if TYPE_CHECKING:
     from .loop import RunLoop
 
-__all__ = ["carry_out", "check_edits", "decision_data", "edited_message"]
+__all__ = ["carry_out", "check_edits", "decision_data", "edited_message", "note_edits"]
 
 async def check_edits(loop: RunLoop, state: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
     """Before the claim: each decision fits its call (answers for questions only, a question
@@ -89,8 +89,10 @@ def decision_data(pending: Mapping[str, Any], decision: Decision) -> GovernanceD
     return data
 
 
-async def carry_out(loop: RunLoop, call: ToolCall, decision: Decision) -> tuple[ToolResult, ToolCall]:
-    """The result of a decided call of the paused turn, and the call as history keeps it."""
+def carry_out(loop: RunLoop, call: ToolCall, decision: Decision) -> tuple[ToolResult | None, ToolCall]:
+    """A decided call of the paused turn: its result when the decision makes it (a rejection,
+    an answer, governance refusing the call again), else None: the call (as edited) runs with
+    the turn's other approved calls. Also the call as history keeps it."""
     if not is_approved(decision):
         return loop._loop_result(call, "Rejected", f"A person rejected this call: {decision or 'no reason given'}"), call
     extra = decision if isinstance(decision, Approved) else Approved()
@@ -99,18 +101,23 @@ async def carry_out(loop: RunLoop, call: ToolCall, decision: Decision) -> tuple[
     if extra.answer is not None:  # the question's answer is its result (governance allowed it)
         refusal = recheck(loop, call)
         return (refusal if refusal is not None else loop._loop_result(call, None, extra.answer)), call
-    original = call
     if extra.args is not None:
         call = dataclasses.replace(call, args=extra.args, invalid_args=None)
-    refusal = recheck(loop, call)  # governance again, on the call as it will run
-    if refusal is not None:
-        return refusal, call
-    result = await loop._run_tool(call, approved=True)
-    if call is not original:
-        note = (f"[A person edited the arguments of this call before it ran; it ran with the "
-                f"arguments shown. You had asked for {json.dumps(original.args, ensure_ascii=False)[:2000]}.]\n")
-        result = dataclasses.replace(result, content=note + result.content)
-    return result, call
+    return recheck(loop, call), call  # governance again, on the call as it will run
+
+
+def note_edits(results: dict[str, ToolResult], ran: Mapping[str, ToolCall],
+               calls: Mapping[str, ToolCall]) -> None:
+    """Start the result of each call a person edited with a note saying so (see the module
+    docstring), for the model; the ``tool.result`` event keeps the tool's own content."""
+    for call_id, call in ran.items():
+        original = calls[call_id]
+        if call.args != original.args and call_id in results:
+            asked = json.dumps(original.args, ensure_ascii=False)[:2000]
+            note = (f"[A person edited the arguments of this call before it ran; it ran with the "
+                    f"arguments shown. You had asked for {asked}.]\n")
+            result = results[call_id]
+            results[call_id] = dataclasses.replace(result, content=note + result.content)
 
 
 def edited_message(message: Message, calls: Mapping[str, ToolCall]) -> Message:

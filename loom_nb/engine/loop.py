@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from .._call_ids import call_data, own_call_ids
 from .._owner import current_owner
 from ..context import build_request
+from ..cost import priced
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
 from ..events import ToolResultData
@@ -42,10 +43,10 @@ from ..signals import RuntimeSignal
 from ..store import RunRecord
 from ..task import RunContext, RuntimeTask
 from ..tools import unrunnable
-from . import subruns
+from . import parallel, subruns
 from .approval import claim, recheck, restore
 from .attempts import AttemptControl
-from .edits import carry_out, check_edits, decision_data, edited_message
+from .edits import carry_out, check_edits, decision_data, edited_message, note_edits
 from .record import RunRecorder
 from .structured import TurnSteer
 from .subruns import resume_nested, shown_under
@@ -61,8 +62,7 @@ if TYPE_CHECKING:
 __all__ = ["Decisions", "RunLoop", "Stop", "new_run_id"]
 
 Subscriber: TypeAlias = Callable[["RunEvent"], None]
-#: A person's decisions on paused calls: call id -> None (approved), an Approved (with edited
-#: arguments, remembered, or a question's answer) or the rejection reason.
+#: A person's decisions on paused calls, by call id (see loom_nb.result.Decision).
 Decisions: TypeAlias = dict[str, Decision]
 
 
@@ -98,6 +98,10 @@ class RunLoop(RunRecorder):
         self._seq = 0
         self.usage = Usage()
         self.turns = 0
+        #: Tool calls the run has started (or had approved), against Limits(max_tool_calls=).
+        self.tool_calls = 0
+        # A limit a tool call met in the current turn: the run ends at it once the turn is kept.
+        self._stopped_at: LimitName | None = None
         self.output = ""
         self.added: list[Message] = []
         self.result: RunResult | None = None
@@ -215,9 +219,8 @@ class RunLoop(RunRecorder):
     async def resume(self, decisions: Decisions) -> RunResult:
         """Continue a run paused for approval, with a decision for every waiting call."""
         # The claim comes first: of two resumes at once (a double click, two processes), exactly
-        # one finds the run still paused; the other raises before it has done anything. Edited
-        # arguments are checked before it, against the tools as they are now: a bad edit leaves
-        # the run waiting.
+        # one finds the run still paused; the other raises before it has done anything (as a
+        # bad edit does, checked first).
         await check_edits(self, self.record.state or {}, decisions)
         state = claim(self, decisions)
         waiting = [p["call_id"] for p in state.get("pending", [])]
@@ -227,6 +230,8 @@ class RunLoop(RunRecorder):
         async def finish_turn_then_continue(started: float) -> Stop:
             if await self._finish_paused_turn(state, decisions):
                 return "needs_approval"  # a resumed sub-agent asks again
+            if self._stopped_at is not None:  # an approved call was over a limit
+                return self._stopped_at
             return await self.run_turns(started)
 
         return await self._drive(finish_turn_then_continue)
@@ -250,7 +255,8 @@ class RunLoop(RunRecorder):
                 error = "The run is waiting for a person to approve or reject tool calls."
             elif stop != "completed":
                 limit = stop
-                status, error = "limit", self.limits.message(stop, self.turns, self.usage, self._elapsed)
+                status, error = "limit", self.limits.message(stop, self.turns, self.usage,
+                                                             self._elapsed, self.tool_calls)
         except (asyncio.CancelledError, KeyboardInterrupt) as exc:
             # A cancel (or an interrupt landing inside a blocking tool) stops the run here: record
             # it, so the session and its stored events stay consistent, then let it propagate.
@@ -320,6 +326,8 @@ class RunLoop(RunRecorder):
             if results is None:
                 return "needs_approval"
             self.commit(message, Message(role="tool", parts=tuple(results)))
+            if self._stopped_at is not None:
+                return self._stopped_at
             if self._interrupts:
                 self._take_interrupts()
 
@@ -386,7 +394,7 @@ class RunLoop(RunRecorder):
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
         self.turns += 1
-        usage = response.usage
+        usage = priced(response.usage, self.agent.model, response.model_name)
         self.usage = self.usage + usage
         # Before anything keys on them (events, governance, history): ids unique in the run.
         response, renamed = own_call_ids(response, self.turns, self.call_ids)
@@ -408,18 +416,20 @@ class RunLoop(RunRecorder):
     # -- tool calls under governance ---------------------------------------------------------------
 
     async def _tool_calls(self, message: Message, calls: tuple[ToolCall, ...]) -> list[ToolResult] | None:
-        """The results of a turn's calls, in order; None when some wait for approval."""
+        """The results of a turn's calls, in order; None when some wait for approval.
+
+        Governance decides every call first, in the model's order; then the allowed calls run,
+        concurrently up to ``Runtime(parallel_tools=...)`` (see :mod:`loom_nb.engine.parallel`).
+        """
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
-        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        allowed: list[ToolCall] = []
         remembered = self.session.remembered_in(self.run_id)  # tools allowed for the session
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
             if refusal is None and self._interrupts:  # a safe point: the rest of the turn waits
-                refusal = self._loop_result(call, "Interrupted",
-                                       "Not run: a signal interrupted the run before this call. "
-                                       "Call it again if it is still needed.")
+                refusal = self._interrupted(call)
             if refusal is not None:
                 results[call.id] = refusal
                 continue
@@ -438,15 +448,53 @@ class RunLoop(RunRecorder):
                     call_id=call.id, name=call.name, args=call.args, reason=decision.reason,
                     kind="question" if decision.check == "question" else "approval"))
             else:
-                try:
-                    results[call.id] = await self._run_tool(call)
-                except SubAgentPaused as paused:  # its waiting calls become this run's
-                    shown, nested[call.id] = shown_under(paused, call.id)
-                    pending.extend(shown)
+                over = self._tool_limit(call)
+                if over is not None:
+                    results[call.id] = over
+                else:
+                    allowed.append(call)
+        nested = await self._run_allowed(allowed, results, pending)
         if pending:
-            self._pause_turn(message.to_dict(), pending, results, nested)
+            self._pause_turn(message.to_dict(), _in_order(pending, calls), results, nested)
             return None
         return [results[c.id] for c in calls]
+
+    async def _run_allowed(self, allowed: list[ToolCall], results: dict[str, ToolResult],
+                           pending: list[PendingApproval], *, approved: bool = False) -> dict[str, Any]:
+        """Run the allowed calls (``approved``: by a person, at a resume) into ``results``; a
+        paused ``delegate`` call's waiting calls go to ``pending``. Returns the paused sub-runs
+        by delegate call id."""
+        nested: dict[str, Any] = {}  # delegate call id -> its paused sub-run
+        width = parallel.width_of(self.agent.runtime.parallel_tools)
+        outcomes: list[parallel.Outcome] = []
+        if width > 1 and len(allowed) > 1:
+            for call in allowed if approved else ():
+                self.emit("tool.started", {"call_id": call.id, "name": call.name})
+            self._flush()  # as _run_tool does: stored before any tool can act
+            outcomes = await parallel.run_concurrently(self, allowed, width)
+        else:
+            for index, call in enumerate(allowed):
+                # A signal came while an earlier call ran; what a person approved still runs.
+                if index and self._interrupts and not approved:
+                    self.tool_calls -= 1  # counted when allowed, but never started
+                    outcomes.append(self._interrupted(call))
+                    continue
+                try:
+                    outcomes.append(await self._run_tool(call, approved=approved))
+                except SubAgentPaused as paused:
+                    outcomes.append(paused)
+        for call, outcome in zip(allowed, outcomes):
+            if isinstance(outcome, SubAgentPaused):  # its waiting calls become this run's
+                shown, nested[call.id] = shown_under(outcome, call.id)
+                pending.extend(shown)
+            else:
+                results[call.id] = outcome
+        return nested
+
+    def _interrupted(self, call: ToolCall) -> ToolResult:
+        return self._loop_result(call, "Interrupted",
+                                 "Not run: a signal interrupted the run before this call. "
+                                 "Call it again if it is still needed.")
 
     def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
                     results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
@@ -459,21 +507,48 @@ class RunLoop(RunRecorder):
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
         results = {k: ToolResult(**v) for k, v in state["results"].items()}
-        ran: dict[str, ToolCall] = {}  # the calls as they ran: a person may have edited them
+        ran: dict[str, ToolCall] = {}  # the calls as they run: a person may have edited them
+        approved: list[ToolCall] = []
         for pending in state["pending"]:
             call_id, decision = pending["call_id"], decisions[pending["call_id"]]
             self.emit("governance.decision", decision_data(pending, decision))
-            if pending.get("via") is None:  # a sub-agent's call: its sub-run carries it out
-                results[call_id], ran[call_id] = await carry_out(self, calls[call_id], decision)
-        answers, again, nested = await resume_nested(self, state.get("nested", {}), decisions)
+            if pending.get("via") is not None:  # a sub-agent's call: its sub-run carries it out
+                continue
+            # A result now when rejected, answered or denied on re-check (edited args too).
+            result, ran[call_id] = carry_out(self, calls[call_id], decision)
+            if result is None:  # approved: it counts against the limits like any allowed call
+                result = self._tool_limit(ran[call_id])
+                if result is None:
+                    approved.append(ran[call_id])
+            if result is not None:
+                results[call_id] = result
+        # The approved calls run as the turn's allowed calls do (at once, up to parallel_tools).
+        again: list[PendingApproval] = []
+        nested = await self._run_allowed(approved, results, again, approved=True)
+        note_edits(results, {c.id: c for c in approved}, calls)  # the edited calls that ran
+        answers, again_nested, nested_again = await resume_nested(self, state.get("nested", {}),
+                                                                  decisions)
+        again += again_nested
+        nested.update(nested_again)
         for via, (content, is_error) in answers.items():
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
-            self._pause_turn(edited_message(message, ran).to_dict(), again, results, nested)
+            self._pause_turn(edited_message(message, ran).to_dict(),
+                             _in_order(again, message.tool_calls), results, nested)
             return True
         self.commit(edited_message(message, ran),
                     Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
+
+    def _tool_limit(self, call: ToolCall) -> ToolResult | None:
+        """Count an allowed call against the limits; a ``LimitReached`` result when it is over."""
+        limit = self.limits.before_tool_call(self.tool_calls, self.usage)
+        if limit is None:
+            self.tool_calls += 1
+            return None
+        self._stopped_at = limit
+        return self._loop_result(call, "LimitReached", "Not run: " + self.limits.message(
+            limit, self.turns, self.usage, self._elapsed, self.tool_calls))
 
     def _check_call(self, call: ToolCall) -> ToolResult | None:
         problem = unrunnable(self.agent.tools, call.name, call.invalid_args)
@@ -509,6 +584,12 @@ class RunLoop(RunRecorder):
     def restore(cls, session: Session, record: RunRecord) -> RunLoop:
         """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
         return restore(session, record)
+
+
+def _in_order(pending: list[PendingApproval], calls: tuple[ToolCall, ...]) -> list[PendingApproval]:
+    """The waiting calls in the model's order, a sub-agent's under its ``delegate`` call."""
+    order = {c.id: i for i, c in enumerate(calls)}
+    return sorted(pending, key=lambda p: order[p.via or p.call_id])
 
 
 def _result_dict(result: ToolResult) -> dict[str, Any]:

@@ -52,6 +52,7 @@ class RunRecorder:
     _seq: int
     usage: Usage
     turns: int
+    tool_calls: int
     output: str
     added: list[Message]
     result: RunResult | None

@@ -96,7 +96,7 @@ def _answer(parent: RunLoop, name: str, session: Session, result: RunResult,
     """What a finished (or paused) sub-run gives the ``delegate`` call. ``counted``: the usage
     of the sub-run already counted towards the caller (before it paused), counted once only."""
     used = cast(dict[str, int], result.usage.to_dict())
-    parent.absorb_usage(Usage(**{k: n - (counted or {}).get(k, 0) for k, n in used.items()}), 0)
+    parent.absorb_usage(_not_counted(result.usage, Usage.from_dict(counted)), 0)
     parent.emit("delegation.finished", {"agent": name, "run_id": result.run_id,
                                         "status": result.status, "output": result.text,
                                         "usage": result.usage.to_dict(), "error": result.error})
@@ -105,3 +105,15 @@ def _answer(parent: RunLoop, name: str, session: Session, result: RunResult,
     if result.status != "completed":
         raise ToolError(f"Sub-agent {name!r} ended with status {result.status!r}: {result.error}")
     return result.text
+
+
+def _not_counted(used: Usage, counted: Usage) -> Usage:
+    """What of ``used`` is not in ``counted`` yet (a resumed sub-run's usage before its pause)."""
+    if counted.empty:
+        return used
+    cost = None if used.cost is None or counted.cost is None else used.cost - counted.cost
+    return Usage(input_tokens=used.input_tokens - counted.input_tokens,
+                 output_tokens=used.output_tokens - counted.output_tokens,
+                 cache_read_tokens=used.cache_read_tokens - counted.cache_read_tokens,
+                 cache_write_tokens=used.cache_write_tokens - counted.cache_write_tokens,
+                 requests=used.requests - counted.requests, cost=cost)

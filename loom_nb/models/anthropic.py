@@ -3,7 +3,8 @@
 ``Model.anthropic("claude-sonnet-5", api_key=None, base_url=None, context_window=None,
 **settings)``. The key comes from ``api_key=`` or ``ANTHROPIC_API_KEY``, the endpoint from
 ``base_url=`` or ``ANTHROPIC_BASE_URL``. Settings: ``max_tokens`` (default 4096), ``temperature``,
-``top_p``, ``top_k``, ``stop_sequences``, ``thinking``, ``tool_choice``; client options: ``max_retries``,
+``top_p``, ``top_k``, ``stop_sequences``, ``thinking``, ``tool_choice``, ``cache`` (prompt caching:
+True by default, False, or the places; see ``_anthropic_cache``); client options: ``max_retries``,
 ``timeout``, ``retry_base_delay``, ``retry_max_delay``, ``max_retry_after``.
 
 With ``thinking=``, Claude's thinking blocks (text and signature) and redacted_thinking blocks
@@ -24,6 +25,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..messages import Message, Part, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from . import ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta
+from ._anthropic_cache import add_breakpoints, cache_places
 from ._errors import IncompleteStreamError, ProviderError, classify_sdk_error
 from ._sdk import (
     SDKModel,
@@ -78,6 +80,7 @@ _SETTINGS: dict[str, Validator] = {
     "stop_sequences": strings,
     "thinking": _thinking,
     "tool_choice": string,
+    "cache": cache_places,
 }
 
 
@@ -154,6 +157,7 @@ class AnthropicModel(SDKModel):
         body = {key: settings[key] for key in _BODY_SETTINGS if key in settings}
         if body:
             kwargs["extra_body"] = body
+        add_breakpoints(kwargs, settings.get("cache", cache_places("cache", True)))
         return kwargs
 
     async def _open_stream(

@@ -14,8 +14,8 @@ from typing import Any
 #: nbval sanitize file for notebooks that run loom_nb: ids, timestamps, durations, temp paths.
 SANITIZE_FILE = Path(__file__).with_name("sanitize.cfg")
 
-__all__ = ["ApprovalsView", "BudgetView", "ContextView", "SessionPanel", "SignalsView",
-           "TraceView", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["ApprovalsView", "BudgetView", "ContextView", "ReportView", "SessionPanel",
+           "SignalsView", "TraceView", "load_ipython_extension", "unload_ipython_extension"]
 
 _VIEWS = {"ApprovalsView", "BudgetView", "ContextView", "SignalsView", "TraceView"}
 
@@ -34,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from .panel import SessionPanel
 
         return SessionPanel
+    if name == "ReportView":
+        from .report_view import ReportView
+
+        return ReportView
     raise AttributeError(f"module 'loom_nb.notebook' has no attribute {name!r}")
 
 

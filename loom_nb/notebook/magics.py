@@ -362,8 +362,9 @@ class LoomMagics(Magics):
         display(view)
 
     def _report(self, command: LoomCommand) -> None:
-        """``%loom report NAME``: the report of the evaluation frame (or store path) in NAME."""
-        from ..eval_report import report
+        """``%loom report NAME``: the report of the evaluation frame (or store path) in NAME,
+        with controls for the score, the grouping and the epoch reducer."""
+        from .report_view import ReportView
 
         if not command.args:
             raise CommandError("Write `%loom report NAME`, NAME being the variable that holds "
@@ -373,7 +374,7 @@ class LoomMagics(Magics):
         if value is None:
             raise CommandError(f"%loom report: there is no variable {name!r}; pass the name of "
                                f"the variable that holds an evaluation frame.")
-        view = report(value)
+        view = ReportView(value)
         self._bind(command, view)
         display(view)
 

@@ -391,7 +391,13 @@ class SignalsView(View):
         return f"ran as run {number} ({status})" if own else f"interrupted run {number} ({status})"
 
     def _queued(self) -> list[SignalData]:
-        return [s.to_dict() for s in self.session.inbox.queued] if self.session else []
+        if self.session is None:
+            return []
+        queued = self.session.inbox.queued
+        if self._signals_seen is not None:  # frozen: only the signals its cell had received
+            known = {r.signal.get("id") for r in self.session.signals[:self._signals_seen]}
+            queued = [s for s in queued if s.id in known]
+        return [s.to_dict() for s in queued]
 
     def to_text(self) -> str:
         return display.signals_text(self.rows(), self._queued())

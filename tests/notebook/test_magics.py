@@ -17,6 +17,7 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import CapturedIO, capture_output
 
+from loom_nb.errors import ConfigError
 from loom_nb import Agent, Model, ModelRequest, RunResult, SessionConfig
 from loom_nb.notebook.magics import CommandError, LoomMagics, interpolate, parse_command
 
@@ -502,6 +503,32 @@ def test_the_sanitize_file_installs_with_the_package() -> None:
     assert text == "run_ID in ses_ID at TIMESTAMP took DURATION"
 
 
+def test_the_report_widget_redraws_for_the_score_grouping_and_reducer_chosen() -> None:
+    import loom_nb
+    from loom_nb.notebook import ReportView
+    from loom_nb.scoring import exact, includes
+
+    answers = iter(["4", "five", "4", "5", "four", "5"] * 2)
+    agent = Agent(Model.function(lambda request: next(answers)))
+    tasks = [{"id": "a", "input": "2+2", "target": "4", "level": "easy"},
+             {"id": "b", "input": "2+3", "target": "5", "level": "hard"}]
+    df = loom_nb.evaluate(agent, tasks, scorers=[exact(), includes()], epochs=3, progress=False,
+                          concurrency=1)
+    view = ReportView(df)
+    assert [o for o in view._score.options] == ["exact", "includes"]
+    assert view._by.options == ("(none)", "metadata_level")
+    assert "pass@2" in view._reducer.options and "pass@4" not in view._reducer.options
+    first = view._html.value
+    view._by.value = "metadata_level"
+    assert "By metadata_level" in view._html.value and view._html.value != first
+    view._reducer.value = "pass@2"
+    assert view.report.summary["mean"].tolist() != [] and view.note == ""
+    data, _ = view._repr_mimebundle_()
+    assert data["text/html"] == view.report.html and data["text/plain"].startswith("Report(")
+    with pytest.raises(ConfigError, match="reducer='best'"):
+        ReportView(df, reducer="best")
+
+
 def test_loom_report_shows_the_report_of_an_evaluation_frame(ip: InteractiveShell) -> None:
     import loom_nb
     from loom_nb.scoring import exact
@@ -515,7 +542,8 @@ def test_loom_report_shows_the_report_of_an_evaluation_frame(ip: InteractiveShel
     shown = displays(captured)
     assert len(shown) == 1 and "<svg" in shown[0]["data"]["text/html"]
     assert "Failing samples (1 of 2)" in shown[0]["data"]["text/html"]
-    assert ip.user_ns["rep"].summary["mean"].tolist() == [0.5]
+    assert ip.user_ns["rep"].report.summary["mean"].tolist() == [0.5]
+    assert "application/vnd.jupyter.widget-view+json" in shown[0]["data"]
     with pytest.raises(UsageError, match="no variable 'nothing'"):
         ip.run_line_magic("loom", "report nothing")
     with pytest.raises(UsageError, match="report NAME"):

@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Callable, TypeAlias
 
 __all__ = [
     "FakeServer",
@@ -56,6 +56,10 @@ class SSEReply:
     delay: float = 0.0
 
 
+#: A reply made from the request's JSON body when it arrives (e.g. a server that tracks a cache).
+Dynamic: TypeAlias = Callable[[Any], "JSONReply | SSEReply"]
+
+
 @dataclass
 class Recorded:
     method: str
@@ -69,7 +73,7 @@ class FakeServer:
     """A threaded HTTP/1.1 server on 127.0.0.1 with a random port, scripted per test."""
 
     def __init__(self) -> None:
-        self.replies: deque[JSONReply | SSEReply] = deque()
+        self.replies: deque[JSONReply | SSEReply | Dynamic] = deque()
         self.requests: list[Recorded] = []
         self.closing = threading.Event()
         self._lock = threading.Lock()
@@ -84,12 +88,12 @@ class FakeServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def add(self, *replies: JSONReply | SSEReply) -> FakeServer:
+    def add(self, *replies: JSONReply | SSEReply | Dynamic) -> FakeServer:
         with self._lock:
             self.replies.extend(replies)
         return self
 
-    def next_reply(self) -> JSONReply | SSEReply:
+    def next_reply(self) -> JSONReply | SSEReply | Dynamic:
         with self._lock:
             if self.replies:
                 return self.replies.popleft()
@@ -131,6 +135,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.fake.requests.append(Recorded(self.command, self.path, headers, body,
                                            time.monotonic()))
         reply = self.fake.next_reply()
+        if callable(reply):
+            reply = reply(body)
         if reply.delay:
             self.fake.closing.wait(reply.delay)  # a slow server; closing the fake ends the wait
         try:

@@ -99,7 +99,7 @@ async def test_request_json_merges_tool_results_with_the_next_prompt(server: Fak
                                                content="sunny"),)),
         Message.user("And in Rome?"),
     )
-    m = model(server, temperature=0.2, top_p=0.9, top_k=40, stop_sequences=["END"],
+    m = model(server, cache=False, temperature=0.2, top_p=0.9, top_k=40, stop_sequences=["END"],
               thinking={"type": "enabled", "budget_tokens": 1024})
     await m.request(request(*history))
     sent = server.last
@@ -137,7 +137,7 @@ async def test_error_results_are_flagged_and_request_settings_override(server: F
         Message(role="tool", parts=(ToolResult(call_id="t1", name="get_weather",
                                                content="boom", is_error=True),)),
     )
-    await model(server, max_tokens=100).request(request(*history, max_tokens=50))
+    await model(server, max_tokens=100, cache=False).request(request(*history, max_tokens=50))
     body = server.last.body
     assert body["max_tokens"] == 50
     assert body["messages"][-1] == {"role": "user", "content": [
@@ -402,7 +402,7 @@ async def test_agent_tool_round_trip(server: FakeServer) -> None:
             input_tokens=50, output_tokens=10)),
         SSEReply(anthropic_stream(text=["It is ", "sunny."], input_tokens=80, output_tokens=4)),
     )
-    agent = Agent(Model.anthropic("claude-sonnet-5", api_key="k", base_url=server.url),
+    agent = Agent(Model.anthropic("claude-sonnet-5", api_key="k", base_url=server.url, cache=False),
                   "You report weather.", tools=[get_weather])
     result = await agent.run("Weather in Paris?")
     assert result.status == "completed", result.error
@@ -534,7 +534,7 @@ async def test_thinking_goes_back_unchanged_before_the_tool_use_of_a_tool_loop(
                                   text=["Sunny in Paris."])),
     )
     thinking = {"type": "enabled", "budget_tokens": 2048}
-    agent = Agent(model(server, thinking=thinking), tools=[get_weather])
+    agent = Agent(model(server, thinking=thinking, cache=False), tools=[get_weather])
     session = agent.session(SessionConfig())
     result = await session.run("Weather in Paris?")
     assert result.status == "completed", result.error

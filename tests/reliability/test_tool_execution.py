@@ -110,7 +110,9 @@ def test_max_seconds_bounds_a_run_while_a_tool_runs() -> None:
 
     agent = Agent(call_then_answer({"tool": "slow", "args": {}}, {"tool": "after", "args": {}}),
                   tools=[slow, after],
-                  runtime=Runtime.sdk(limits=Limits(max_seconds=0.4, tool_seconds=None)))
+                  # One call after the other (parallel calls: tests/reliability/test_parallel_tools.py).
+                  runtime=Runtime.sdk(limits=Limits(max_seconds=0.4, tool_seconds=None),
+                                      parallel_tools=False))
     session = agent.session()
     started = time.monotonic()
     result = in_thread(lambda: session.run_sync("go"), 10)

@@ -297,3 +297,20 @@ def test_remembered_approvals_and_questions_on_each_store(backend: Any) -> None:
     assert reopened.answer_sync("q1", "no").output == "No cc then."
     reopened.forget_approval("send_email")
     assert agent.session(SessionConfig(id="s", store=backend.open())).remembered == frozenset()
+
+
+def test_an_edited_call_runs_beside_the_turns_other_approved_calls() -> None:
+    """With parallel tool calls (the default), the approved calls of a paused turn run together;
+    the edited one with its new arguments, and history keeps the model's order."""
+    agent = _agent([[_mail("a@x.org", "c1"), _mail("b@x.org", "c2"), _mail("c@x.org", "c3")], "ok"])
+    session = agent.session()
+    paused = session.run_sync("Three emails")
+    done = (paused.approve("c1").approve("c2", args={"to": "b2@x.org"}).reject("c3", reason="no")
+            .resume_sync())
+    assert done.status == "completed" and sorted(SENT) == ["a@x.org:hi", "b2@x.org:hi"]
+    turn = next(m for m in session.history if m.tool_calls)
+    assert [c.args["to"] for c in turn.tool_calls] == ["a@x.org", "b2@x.org", "c@x.org"]
+    results = session.history[session.history.index(turn) + 1].tool_results
+    assert [r.call_id for r in results] == ["c1", "c2", "c3"]
+    assert results[1].content.startswith("[A person edited") and "b2@x.org" in results[1].content
+    assert not results[0].content.startswith("[") and results[2].is_error

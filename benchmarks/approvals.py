@@ -5,9 +5,10 @@ Prints (does not assert), on the scripted model and a sync tool:
 - pause -> decide -> resume: one run that pauses on a call, approved (plain, with edited
   arguments, remembered) or a question answered, with the in-memory store and with SQLite;
 - a 50-turn tool run's time per turn with a tool the session remembers (no pause: the remembered
-  allow is read once per run) beside the same run where governance allows the tool outright;
+  allow is read once per run, when governance first asks) beside the same run where governance
+  allows the tool outright;
 - the read of ``session.remembered`` against the size of the session's feedback log (the
-  engine reads it once per run; the built-in stores query the ``approval`` kind only).
+  engine reads it at most once per run; the built-in stores query the ``approval`` kind only).
 
     python3 benchmarks/approvals.py
 """

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..decisions import check_rememberable, check_schema, edited_args
 from ..errors import ConfigError
 from ..events import GovernanceDecisionData
+from ..governance import GovernanceDecision, ToolRequest
 from ..messages import Message, ToolCall, ToolResult
 from ..result import Approved, Decision, PendingApproval, is_approved
 from .approval import recheck
@@ -28,7 +29,8 @@ from .approval import recheck
 if TYPE_CHECKING:
     from .loop import RunLoop
 
-__all__ = ["carry_out", "check_edits", "decision_data", "edited_message", "note_edits"]
+__all__ = ["carry_out", "check_edits", "decide_remembering", "decision_data", "edited_message",
+           "note_edits"]
 
 async def check_edits(loop: RunLoop, state: Mapping[str, Any], decisions: Mapping[str, Decision]) -> None:
     """Before the claim: each decision fits its call (answers for questions only, a question
@@ -87,6 +89,18 @@ def decision_data(pending: Mapping[str, Any], decision: Decision) -> GovernanceD
         data["via"] = pending["via"]
         data.setdefault("args", pending["args"])
     return data
+
+
+def decide_remembering(loop: RunLoop, request: ToolRequest) -> GovernanceDecision:
+    """Governance's decision on a call, with the tools the session remembers: asked only when
+    the policy would ask (so a turn that asks nothing reads nothing), the call is decided again
+    as remembered when its tool is (an ask alone never counts against a rate limit)."""
+    decision = loop.agent.runtime.governance.decide(request)
+    if (decision.action == "ask" and decision.check != "question"
+            and request.name in loop.session.remembered_in(loop.run_id)):
+        request.remembered = True
+        decision = loop.agent.runtime.governance.decide(request)
+    return decision
 
 
 def carry_out(loop: RunLoop, call: ToolCall, decision: Decision) -> tuple[ToolResult | None, ToolCall]:

@@ -46,7 +46,8 @@ from ..tools import unrunnable
 from . import parallel, subruns
 from .approval import claim, recheck, restore
 from .attempts import AttemptControl
-from .edits import carry_out, check_edits, decision_data, edited_message, note_edits
+from .edits import (carry_out, check_edits, decide_remembering, decision_data, edited_message,
+                    note_edits)
 from .record import RunRecorder
 from .structured import TurnSteer
 from .subruns import resume_nested, shown_under
@@ -424,7 +425,6 @@ class RunLoop(RunRecorder):
         results: dict[str, ToolResult] = {}
         pending: list[PendingApproval] = []
         allowed: list[ToolCall] = []
-        remembered = self.session.remembered_in(self.run_id)  # tools allowed for the session
         for call in calls:
             self.emit("tool.call", {"call_id": call.id, "name": call.name, "args": call.args})
             refusal = self._check_call(call)
@@ -433,10 +433,9 @@ class RunLoop(RunRecorder):
             if refusal is not None:
                 results[call.id] = refusal
                 continue
-            decision = self.agent.runtime.governance.decide(ToolRequest(
+            decision = decide_remembering(self, ToolRequest(
                 name=call.name, args=call.args, call_id=call.id, tool=self.agent.tools[call.name],
-                run_id=self.run_id, session_id=self.session.id, agent=self.agent.name,
-                remembered=call.name in remembered))
+                run_id=self.run_id, session_id=self.session.id, agent=self.agent.name))
             self.emit("governance.decision", {"call_id": call.id, "name": call.name,
                                               "action": decision.action, "reason": decision.reason,
                                               "check": decision.check})

@@ -81,8 +81,9 @@ class SessionApprovals:
         return frozenset(remembered_tools(_approval_records(self.store, self.id)))
 
     def remembered_in(self, run_id: str) -> frozenset[str]:
-        """:attr:`remembered` as run ``run_id`` sees it: read from the store once per run (a
-        turn's calls must not pay a store read each), and again after a change made here."""
+        """:attr:`remembered` as run ``run_id`` sees it: read from the store once per run, and
+        again after a change made here. The engine asks only when governance would ask for a
+        call, so a run that asks nothing reads nothing."""
         cached = self._remembered_cache
         if cached is None or cached[0] != run_id:
             cached = self._remembered_cache = (run_id, self.remembered)

@@ -62,6 +62,7 @@ notebooks: $(STAMP)
 # Benchmarks beside the peer frameworks (each in its own venv); writes benchmarks/RESULTS.md.
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+	$(VPY) benchmarks/growth.py
 
 # Re-pin after changing dependencies in pyproject.toml.
 lock:

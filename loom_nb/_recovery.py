@@ -20,7 +20,30 @@ from .events import RunEvent, make_event
 from .messages import Usage
 from .store import RunRecord, SessionStore
 
-__all__ = ["not_resumable", "settle", "settle_one"]
+__all__ = ["not_resumable", "open_runs", "settle", "settle_one", "signal_count"]
+
+#: The statuses a session has to look at when it opens: a run left running, a run paused.
+OPEN_STATUSES = ("running", "needs_approval")
+
+
+def open_runs(store: SessionStore, session_id: str) -> list[RunRecord]:
+    """The session's runs that are running or paused for approval, oldest first, settled.
+
+    What opening a session needs, read without parsing every finished run when the store can
+    select by status (``SQLiteStore.runs_with_status``, on an index); other stores are filtered.
+    """
+    select = getattr(store, "runs_with_status", None)
+    if select is not None:
+        records = select(session_id, OPEN_STATUSES)
+    else:
+        records = [r for r in store.runs(session_id) if r.status in OPEN_STATUSES]
+    return settle(store, records)
+
+
+def signal_count(store: SessionStore, session_id: str) -> int:
+    """How many signal records the session has (a COUNT when the store offers one)."""
+    count = getattr(store, "signal_count", None)
+    return int(count(session_id)) if count is not None else len(store.signals(session_id))
 
 
 def settle(store: SessionStore, records: list[RunRecord]) -> list[RunRecord]:

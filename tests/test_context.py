@@ -74,7 +74,8 @@ def _long_session(store=None, *, window: int = 6_000, runs: int = 150, sid: str 
             return {"tool": "fetch", "args": {"page": counter["n"]}}
         return f"Page read ({counter['n']})."
 
-    model = Model.function(model_fn, context_window=window)
+    # Every request is checked below: the opt-in that keeps all of them.
+    model = Model.function(model_fn, context_window=window, keep_requests="all")
     runtime = Runtime.sdk(context=ContextProtocol(output_reserve=1_000, summarizer=_summarize),
                           continuity=ContinuityPolicy(keep_recent=4))
     session = Agent(model, "You read reports.", tools=[fetch], runtime=runtime).session(

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import html
 import json
+import re
+from collections import deque
 from collections.abc import Iterable, Sequence, Sized
 from typing import Any, Protocol
 
-from ..events import (ModelDeltaData, ModelResponseData, RunEvent, RunFinishedData,
+from ..events import (ModelDeltaData, ModelResponseData, ModelRetryData, RunEvent, RunFinishedData,
                       RunStartedData, ToolCallData, ToolResultData, payload)
 from ..messages import Usage
 from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text,
@@ -22,7 +24,9 @@ from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, 
 from .markdown import markdown_html
 from .mcp_notes import MCP_NOTES, mcp_note
 
-__all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "live_card",
+_TAGS = re.compile(r"<[^>]+>")
+
+__all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "LiveCard",
            "APPROVAL_HINT", "cut_text", "error_html", "note_card", "panel_header_html", "panel_html", "panel_text",
            "prompt_html", "result_html", "result_text", "run_status", "status_sentence",
            "structured_output"]
@@ -218,10 +222,7 @@ def events_html(events: Iterable[RunEvent], live_text: str = "", *, ending: bool
         elif event.type in MCP_NOTES and (note := mcp_note(events, index)):
             steps.append((True, note))
         elif event.type == "tool.call":
-            call = payload(event, ToolCallData)
-            steps.append((True, f"<div style='margin-top:6px'>→ <code style='overflow-wrap:"
-                                f"anywhere'>{html.escape(call_text(call['name'], call['args']))}"
-                                f"</code></div>"))
+            steps.append((True, _tool_call_html(payload(event, ToolCallData))))
         elif event.type == "tool.result":
             steps.append((True, _tool_result_html(payload(event, ToolResultData))))
         elif event.type == "model.response" and (text := _answer(event)):
@@ -257,6 +258,11 @@ def _fold_calls(steps: list[tuple[bool, str]], calls: int) -> list[str]:
             continue
         parts.append(markup)
     return parts
+
+
+def _tool_call_html(call: ToolCallData) -> str:
+    return (f"<div style='margin-top:6px'>→ <code style='overflow-wrap:anywhere'>"
+            f"{html.escape(call_text(call['name'], call['args']))}</code></div>")
 
 
 def _answer_html(text: str, cursor: bool = False) -> str:
@@ -324,19 +330,91 @@ def result_html(result: RunLike) -> str:
 # -- a run that is still going (the cell's live display) and the session panel ---------------------
 
 
-def live_card(events: Sequence[RunEvent], live_text: str, *, prompt: str, agent: str,
-              model: str) -> MimeBundle:
-    """The live display of a running run: the transcript so far and the text streaming in."""
-    turn = max(1, sum(1 for e in events if e.type == "model.request"))
-    calls = sum(1 for e in events if e.type == "tool.call")
-    summary = f"turn {turn} · {calls} tool call{'s' if calls != 1 else ''} · {agent} · {model}"
-    body = events_text(events, live_text)
-    text = f"Run running · {summary}" + (f"\n{body}" if body else f"\n{prompt}")
-    shown_prompt = "" if events else prompt_html(prompt)
-    markup = (f"<div class='loom-run loom-live' style=\"{CARD}\">"
-              f"{header_html('running', summary)}{shown_prompt}"
-              f"{events_html(events, live_text or '…')}</div>")
-    return {"text/plain": printable(text), "text/html": markup}
+#: How many of a running run's latest steps (a tool call, a result, an answer) its live card
+#: shows; the earlier ones are counted in one line, and the final render lists them all.
+LIVE_STEPS = 8
+
+
+class LiveCard:
+    """The live display of a running run, built one event at a time.
+
+    Each finished step is rendered once, when its event arrives, and only the latest
+    :data:`LIVE_STEPS` are kept, so drawing the card costs the same at the 500th tool call as at
+    the first (issue 25: re-rendering every event made one update's cost grow with the run).
+    """
+
+    def __init__(self, prompt: str, *, agent: str, model: str, shown: int = LIVE_STEPS) -> None:
+        self.prompt = prompt
+        self.agent = agent
+        self.model = model
+        self.turns = 0
+        self.calls = 0
+        #: Steps folded away: counted, not kept.
+        self.hidden = 0
+        self._steps: deque[tuple[str, str]] = deque(maxlen=shown)  # (plain line, markup)
+        self._prompt_html = prompt_html(prompt)
+        #: "retrying in N s" while the provider's request is retried (a connection, a 429).
+        self.retrying = ""
+
+    def add(self, event: RunEvent) -> None:
+        """Take one (non-delta) event of the run into the card."""
+        kind = event.type
+        if kind == "model.request":
+            self.turns += 1
+        elif kind == "run.started":
+            self._prompt_html = prompt_html(payload(event, RunStartedData)["prompt"])
+        elif kind == "tool.call":
+            self.calls += 1
+            call = payload(event, ToolCallData)
+            self._push(f"→ {call_text(call['name'], call['args'])}", _tool_call_html(call))
+        elif kind == "tool.result":
+            result = payload(event, ToolResultData)
+            mark = "✗" if result["is_error"] else "←"
+            self._push(f"  {mark} {short(result['content'], 200)}", _tool_result_html(result))
+        elif kind == "model.response" and (text := _answer(event)):
+            self._push(text, _answer_html(text))
+        elif kind in MCP_NOTES and (note := mcp_note([event], 0)):
+            line = html.unescape(_TAGS.sub("", note))
+            if kind == "mcp.progress" and self._steps and self._steps[-1][0].startswith("⏳"):
+                self._steps[-1] = (line, note)  # the latest progress replaces the one before
+            else:
+                self._push(line, note)
+        if kind == "model.retry":
+            retry = payload(event, ModelRetryData)
+            self.retrying = (f"⟳ retrying in {retry['delay']:.1f} s (retry {retry['attempt']}): "
+                             f"{short(retry['error'], 200)}")
+        elif kind in ("model.response", "model.request", "tool.call"):
+            self.retrying = ""
+
+    def _push(self, line: str, markup: str) -> None:
+        if len(self._steps) == self._steps.maxlen:
+            self.hidden += 1
+        self._steps.append((line, markup))
+
+    def bundle(self, live_text: str) -> MimeBundle:
+        """The card now: the latest steps and the text streaming in."""
+        calls = self.calls
+        summary = (f"turn {max(1, self.turns)} · {calls} tool call{'s' if calls != 1 else ''} · "
+                   f"{self.agent} · {self.model}")
+        lines = [line for line, _ in self._steps]
+        parts = [markup for _, markup in self._steps]
+        if self.hidden:
+            more = f"{self.hidden} earlier step{'s' if self.hidden != 1 else ''}"
+            lines.insert(0, f"… {more} (all of them in the final render)")
+            parts.insert(0, f"<div style='margin-top:6px;{MUTED}'>… {more}; the final render "
+                            f"lists them all</div>")
+        if live_text:
+            self.retrying = ""  # the answer is coming through
+            lines.append(live_text)
+        if self.retrying:
+            lines.append(self.retrying)
+            parts.append(f"<div style='color:{WARN};margin-top:6px'>{html.escape(self.retrying)}"
+                         f"</div>")
+        text = f"Run running · {summary}\n" + ("\n".join(lines) or self.prompt)
+        parts.append(_answer_html(live_text or "…", cursor=True))
+        markup = (f"<div class='loom-run loom-live' style=\"{CARD}\">"
+                  f"{header_html('running', summary)}{self._prompt_html}{''.join(parts)}</div>")
+        return {"text/plain": printable(text), "text/html": markup}
 
 
 def note_card(prompt: str, note: str) -> MimeBundle:

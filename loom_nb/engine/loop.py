@@ -96,6 +96,7 @@ class RunLoop(RunRecorder):
         self.subscribers: list[Subscriber] = []
         self.events: list[RunEvent] = []
         self._unflushed: list[RunEvent] = []
+        self._writing: set[Any] = set()
         self._seq = 0
         self.usage = Usage()
         self.turns = 0
@@ -311,7 +312,7 @@ class RunLoop(RunRecorder):
                     return "completed"
                 continue
             if not calls:
-                self.commit(message)
+                await self.commit_turn(message)
                 if self._interrupts and self._take_interrupts():
                     continue  # the answer is kept; the model now also sees the signal
                 stop = self._final_stop(response.stop_reason, text)
@@ -326,7 +327,7 @@ class RunLoop(RunRecorder):
             results = await self._tool_calls(message, calls)
             if results is None:
                 return "needs_approval"
-            self.commit(message, Message(role="tool", parts=tuple(results)))
+            await self.commit_turn(message, Message(role="tool", parts=tuple(results)))
             if self._stopped_at is not None:
                 return self._stopped_at
             if self._interrupts:
@@ -558,7 +559,7 @@ class RunLoop(RunRecorder):
             self.emit("tool.started", {"call_id": call.id, "name": call.name})
         # Stored before the tool can act: a process killed while it runs leaves events that say
         # the call was allowed (or approved) and started, and the usage of the turn that asked.
-        self._flush()
+        await self.commit_turn()
         return await run_tool_call(self, call)
 
     def _loop_result(self, call: ToolCall, error_type: str | None, message: str) -> ToolResult:

@@ -49,6 +49,8 @@ class RunRecorder:
     subscribers: list[Callable[[RunEvent], None]]
     events: list[RunEvent]
     _unflushed: list[RunEvent]
+    #: Turn writes on the store's writer thread not yet committed (several with parallel tools).
+    _writing: set[Any]
     _seq: int
     usage: Usage
     turns: int
@@ -97,9 +99,70 @@ class RunRecorder:
                 raise
 
     def commit(self, *messages: Message) -> None:
-        self.session.commit(self.run_id, list(messages))
+        # The turn's messages and its events so far go to the store together: one transaction
+        # where the store offers one (SQLite), so a kill -9 leaves both or neither.
+        batch, self._unflushed = self._unflushed, []
+        try:
+            together = self.session.commit(self.run_id, list(messages), batch)
+        except BaseException:
+            self._unflushed = batch + self._unflushed  # not stored: kept for the next flush
+            raise
         self.added.extend(messages)
-        self._flush()
+        if not together:
+            self._unflushed = batch + self._unflushed
+            self._flush()
+
+    async def commit_turn(self, *messages: Message) -> None:
+        """:meth:`commit` (or, with no messages, the flush of the events so far) through the
+        store's writer thread when it has one: the loop goes on with other runs while SQLite
+        writes, and this run goes on once the write is committed."""
+        submit = getattr(self.session.store, "submit_turn", None)
+        if submit is None or not (messages or self._unflushed):
+            if messages:
+                self.commit(*messages)
+            elif self._writing:
+                await self._await_writes()  # another call of this turn is writing what we need
+            else:
+                self._flush()  # stored before a tool can act, whatever the store
+            return
+        from ..store._writer import succeeded, written
+
+        batch, self._unflushed = self._unflushed, []
+        added = list(messages)
+        stored = False
+        future = None
+        try:
+            future = submit(self.session.id, self.run_id, added, batch)  # None: written already
+            if future is None:
+                stored = True
+            else:
+                self._writing.add(future)
+                try:
+                    await written(future)
+                finally:
+                    self._writing.discard(future)
+                    stored = succeeded(future)  # also when a cancel came while it was written
+        finally:
+            if stored:
+                self.session.context.append(added)
+                self.added.extend(added)
+            else:
+                self._unflushed = batch + self._unflushed  # not stored: kept for the next flush
+
+    async def _await_writes(self) -> None:
+        """Wait for the turn writes in flight. Parallel tool calls share one batch: the call whose
+        flush took it writes it, and the others must not act before it is committed (nor at all
+        when it failed: their events may be in it)."""
+        from ..store._writer import succeeded, written
+
+        for future in list(self._writing):
+            try:
+                await written(future)
+            except Exception:  # noqa: BLE001 - the call that wrote it reports the error
+                pass
+            if not succeeded(future):
+                raise StoreError("The store could not save this turn's events, so the tool "
+                                 "call was not run; the run stops here with what is stored.")
 
     def commit_note(self, note: str) -> None:
         self.commit(Message.user(self.window.fit(note)))

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 from ..errors import ConfigError
 from ..messages import Message, Usage
+from ._requests import DEFAULT_KEEP
 
 if TYPE_CHECKING:
+    from ._requests import KeepRequests
     from .function import FunctionModel
     from .replay import RecordingModel, ReplayModel
     from .scripted import ScriptedModel, Turn
@@ -174,25 +176,30 @@ class Model(ABC):
 
     @staticmethod
     def scripted(
-        turns: list[Turn], *, name: str = "scripted", context_window: int | None = None
+        turns: list[Turn], *, name: str = "scripted", context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> ScriptedModel:
         """An offline, deterministic model that plays ``turns`` in order, across runs.
 
         Each turn is a ``str`` (answer with that text), a dict ``{"tool": NAME, "args": {...}}``
-        (call that tool), or a list of such dicts (several calls in one turn).
+        (call that tool), or a list of such dicts (several calls in one turn). ``model.requests``
+        keeps the first and the last ``keep_requests`` requests (or ``"all"``) and counts all.
         """
         from .scripted import ScriptedModel
 
-        return ScriptedModel(turns, name=name, context_window=context_window)
+        return ScriptedModel(turns, name=name, context_window=context_window,
+                             keep_requests=keep_requests)
 
     @staticmethod
     def function(
-        fn: Callable[..., Any], *, name: str = "function", context_window: int | None = None
+        fn: Callable[..., Any], *, name: str = "function", context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> FunctionModel:
         """A model whose answers come from a Python function of the :class:`ModelRequest`."""
         from .function import FunctionModel
 
-        return FunctionModel(fn, name=name, context_window=context_window)
+        return FunctionModel(fn, name=name, context_window=context_window,
+                             keep_requests=keep_requests)
 
     @staticmethod
     def anthropic(
@@ -275,6 +282,7 @@ class Model(ABC):
         match: tuple[str, ...] = ("system", "messages", "tools"),
         model: str | None = None,
         context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> ReplayModel:
         """A model that serves the exchanges recorded by :meth:`Model.record`, in order, offline.
 
@@ -284,7 +292,7 @@ class Model(ABC):
         from .replay import ReplayModel
 
         return ReplayModel(path, normalize=normalize, match=match, model=model,
-                           context_window=context_window)
+                           context_window=context_window, keep_requests=keep_requests)
 
 
 _PROVIDERS: dict[str, Callable[..., Model]] = {}

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import Model, ModelRequest, ModelResponse, StreamItem, TextDelta
+from ._requests import DEFAULT_KEEP, KeepRequests, RequestLog
 from .scripted import check_turn, response_from_turn, stream_response
 
 __all__ = ["FunctionModel"]
@@ -19,13 +20,14 @@ class FunctionModel(Model):
     ``fn`` may be sync or async and returns a turn in the form :meth:`Model.scripted` takes (text,
     a tool-call dict, a list of them, or a :class:`ModelResponse`). An async generator function
     streams: each ``str`` it yields is a text delta, and the text together is the answer.
+    ``requests`` keeps the first and the last ``keep_requests`` requests and counts all.
     """
 
     provider = "function"
 
     def __init__(
         self, fn: Callable[[ModelRequest], Any], *, name: str = "function",
-        context_window: int | None = None,
+        context_window: int | None = None, keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> None:
         import inspect
         if not callable(fn):
@@ -33,7 +35,7 @@ class FunctionModel(Model):
         self.fn = fn
         self.name = name
         self.context_window = context_window
-        self.requests: list[ModelRequest] = []
+        self.requests = RequestLog(keep_requests)
         self._call_ids = itertools.count(1)
         self._streams = inspect.isasyncgenfunction(fn)
 

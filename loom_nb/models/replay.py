@@ -42,6 +42,7 @@ from . import (
     TextDelta,
     ToolCallDelta,
 )
+from ._requests import DEFAULT_KEEP, KeepRequests, RequestLog
 from .windows import known_window
 
 __all__ = [
@@ -207,6 +208,7 @@ class ReplayModel(Model):
         model: serve only the exchanges recorded from this model identifier (for a file that
             several models were recorded into).
         context_window: overrides the recorded model's window.
+        keep_requests: ``requests`` keeps the first and the last this many requests (or "all").
     """
 
     provider = "replay"
@@ -219,6 +221,7 @@ class ReplayModel(Model):
         match: Iterable[str] = DEFAULT_MATCH,
         model: str | None = None,
         context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> None:
         self.path = Path(path).expanduser()
         self.match = tuple(match)
@@ -234,7 +237,7 @@ class ReplayModel(Model):
         self._exchanges: list[dict[str, Any]] | None = None
         self._served: set[int] = set()
         self._lock = threading.Lock()
-        self.requests: list[ModelRequest] = []
+        self.requests = RequestLog(keep_requests)
         # Loaded now when the file is there; a missing file fails at the first request, so that
         # Model.from_env(default=Model.replay(...)) works with LOOM_MODEL set and no recording.
         if self.path.exists():

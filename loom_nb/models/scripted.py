@@ -11,6 +11,7 @@ from .._tokens import estimate_tokens, message_tokens, tool_tokens
 from ..errors import ConfigError, ScriptExhaustedError
 from ..messages import Message, TextPart, ToolCall, Usage
 from . import Model, ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta
+from ._requests import DEFAULT_KEEP, KeepRequests, RequestLog
 
 __all__ = ["ScriptedModel", "Turn", "estimate_tokens", "response_from_turn"]
 
@@ -116,13 +117,15 @@ async def stream_response(response: ModelResponse) -> AsyncIterator[StreamItem]:
 class ScriptedModel(Model):
     """Plays a fixed list of turns, in order, across every run that uses it.
 
-    ``requests`` keeps every request it received, so tests can check what the model was shown.
+    ``requests`` (a :class:`RequestLog`) keeps the first and the last ``keep_requests`` requests
+    it received, so tests can check what the model was shown, and counts all of them.
     """
 
     provider = "scripted"
 
     def __init__(
-        self, turns: list[Turn], *, name: str = "scripted", context_window: int | None = None
+        self, turns: list[Turn], *, name: str = "scripted", context_window: int | None = None,
+        keep_requests: KeepRequests = DEFAULT_KEEP,
     ) -> None:
         if isinstance(turns, str | dict) or not hasattr(turns, "__iter__"):
             raise ConfigError("Model.scripted takes a list of turns, e.g. ['Hello!'].")
@@ -131,7 +134,7 @@ class ScriptedModel(Model):
             check_turn(turn, f"Turn {i} of Model.scripted")
         self.name = name
         self.context_window = context_window
-        self.requests: list[ModelRequest] = []
+        self.requests = RequestLog(keep_requests)
         self._next = 0
         self._call_ids = itertools.count(1)
 

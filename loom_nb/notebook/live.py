@@ -1,8 +1,11 @@
 """The live display of a run in a cell: one display, updated as the run goes, then the final render.
 
 A run started from a cell gets one ``display(..., display_id=True)`` output. While the run goes,
-the bridge thread redraws it from the run's events (throttled: at most every ``interval`` seconds,
-and at once when a tool is called or answers). When the run ends, the same output is replaced by
+the bridge thread redraws it from the run's events, throttled: at most once every ``interval``
+seconds, a tool step as much as streamed text. An event inside the interval is drawn by one
+redraw at the interval's end, so the display is never left behind a step while a tool works.
+The card keeps only its latest steps rendered (:class:`~loom_nb.display.run.LiveCard`), so a
+redraw costs the same at the 500th tool call as at the first. When the run ends, the same output is replaced by
 the RunResult's own mimebundle, whose ``text/plain`` is deterministic and whose metadata carries
 the run's provenance; a saved notebook therefore holds exactly one output per run, the final one.
 
@@ -15,6 +18,7 @@ terminal IPython, which would print every update.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -22,18 +26,15 @@ from typing import Any
 
 from IPython.display import DisplayHandle, display
 
-from ..display.run import LiveText, MimeBundle, live_card, note_card
+from ..display.run import LiveCard, LiveText, MimeBundle, note_card
 from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
 
 __all__ = ["LiveDisplay", "live_updates_enabled", "redraw_paused_card"]
 
-#: Seconds between two redraws caused by streamed text.
+#: Seconds between two redraws, whatever caused them (streamed text or a tool step): at most
+#: ~6.7 updates a second however fast the run goes.
 UPDATE_INTERVAL = 0.15
-
-# Tool steps are drawn at once: they are what a reader watches for. run.finished is not drawn,
-# because the final render replaces the display right after it.
-_URGENT = frozenset({"tool.call", "tool.result"})
 
 
 def live_updates_enabled(shell: Any, requested: bool = True) -> bool:
@@ -66,13 +67,14 @@ class LiveDisplay:
         self.model = model
         self.live = live
         self.interval = interval
-        self.events: list[RunEvent] = []
         self.updates = 0
         #: The RunResult drawn last (a cancelled run's too, so ``-o`` can bind it).
         self.result: RunResult | None = None
         self._live = LiveText()
+        self._card = LiveCard(prompt, agent=agent, model=model)
         self._handle: DisplayHandle | None = None
         self._last_draw = 0.0
+        self._pending = False  # a redraw is scheduled at the end of the current interval
         self._lock = threading.Lock()
         self._closed = False
 
@@ -110,31 +112,41 @@ class LiveDisplay:
         if event.type == "model.delta":
             self._live.add(payload(event, ModelDeltaData))
         elif not event.live_only:  # output.partial: the answer's text streams as deltas too
-            self.events.append(event)
+            self._card.add(event)
             if event.type in {"model.response", "tool.call"}:
                 # The stored event now holds what the deltas spelled out.
                 self._live = LiveText()
-        if not self.live:
+        # run.finished is not drawn: the final render replaces the display right after it.
+        if not self.live or self._pending or event.type == "run.finished":
             return
         now = time.monotonic()
-        if event.type == "run.finished":
+        wait = self._last_draw + self.interval - now
+        if wait <= 0:
+            self._redraw()
             return
-        if event.type in _URGENT or now - self._last_draw >= self.interval:
-            self._redraw(now)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the run's loop: the next event or the final render draws
+            return
+        self._pending = True
+        loop.call_later(wait, self._trailing)
 
-    def _redraw(self, now: float) -> None:
+    def _trailing(self) -> None:
+        self._pending = False
+        self._redraw()
+
+    def _redraw(self) -> None:
         with self._lock:
             if self._closed or self._handle is None:
                 return
             self._handle.update(self._live_bundle(), raw=True)
-            self._last_draw = now
+            self._last_draw = time.monotonic()
             self.updates += 1
 
     # -- renderings --------------------------------------------------------------------------------
 
     def _live_bundle(self) -> MimeBundle:
-        return live_card(self.events, self._live.text, prompt=self.prompt, agent=self.agent,
-                         model=self.model)
+        return self._card.bundle(self._live.text)
 
     def _note_bundle(self, note: str) -> MimeBundle:
         return note_card(self.prompt, note)

@@ -19,13 +19,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._compaction import ContextState
-from .._recovery import settle
+from .._recovery import open_runs
 from .._turns import TurnLock
 from ..errors import ConfigError
 from ..events import SESSION_SUBSCRIBERS, RunEvent
 from ..messages import Message
 from ..sources import SourceHandle
-from ..store import Checkpoint, ProcessStore, SessionStore, open_store
+from ..store import (Checkpoint, InMemoryStore, ProcessStore, SessionStore, SQLiteStore,
+                     open_store)
 from .approvals import SessionApprovals
 from .feedback import SessionFeedback
 from .runs import SessionRuns
@@ -69,7 +70,9 @@ class SessionConfig:
         if isinstance(store, str) and not store.strip():
             raise ConfigError("SessionConfig(store='') names no file: give a path such as "
                               "'sessions.sqlite', or None for the in-memory store.")
-        if not (store is None or isinstance(store, str | os.PathLike) or isinstance(store, SessionStore)):
+        # The built-in stores first: a protocol check inspects every method (~100 µs a session).
+        if not (store is None or isinstance(store, str | os.PathLike | InMemoryStore | SQLiteStore)
+                or isinstance(store, SessionStore)):
             raise ConfigError(
                 f"SessionConfig(store=...) takes an SQLite file path such as 'sessions.sqlite', a "
                 f"PostgreSQL DSN such as 'postgresql://user@host/db', a store object "
@@ -126,8 +129,8 @@ class Session(SessionRuns, SessionSignals, SessionFeedback, SessionApprovals):
         # between the messages already in history and whatever a new run would add. Runs a dead
         # process left "running" become "interrupted" here, so they do not look alive forever.
         self._waiting_run: str | None = next(
-            (r.run_id for r in settle(self.store, self.store.runs(self.id))
-             if r.status == "needs_approval"), None)
+            (r.run_id for r in open_runs(self.store, self.id) if r.status == "needs_approval"),
+            None)
         #: The run executing now, if any.
         self.active_run: RunLoop | None = None
         #: Runs started in the background (``session.start``) that have not ended yet.
@@ -203,10 +206,21 @@ class Session(SessionRuns, SessionSignals, SessionFeedback, SessionApprovals):
             return self.store.events(run_id=run_id)
         return self.store.events(session_id=self.id)
 
-    def commit(self, run_id: str, messages: list[Message]) -> None:
-        """Append messages to the history; the store first, so a failed write changes nothing."""
-        self.store.append_messages(self.id, run_id, messages)
+    def commit(self, run_id: str, messages: list[Message],
+               events: list[RunEvent] | None = None) -> bool:
+        """Append messages to the history; the store first, so a failed write changes nothing.
+
+        With ``events``, a store that has ``append_turn`` writes them in the same transaction
+        and this returns True; otherwise only the messages are written (False): the caller
+        stores the events itself.
+        """
+        turn = getattr(self.store, "append_turn", None) if events else None
+        if turn is not None:
+            turn(self.id, run_id, messages, events)
+        else:
+            self.store.append_messages(self.id, run_id, messages)
         self.context.append(messages)
+        return turn is not None
 
     # -- subscribers -------------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from .. import _bridge
+from .._recovery import signal_count
 from ..attention import AttentionState
 from ..errors import ConfigError, StoreError
 from ..events import RunEvent
@@ -147,7 +148,7 @@ class Inbox:
             decision = session.agent.runtime.attention.evaluate(signal, state)
             run_id = self._apply(decision, active)
             if self._seq is None:
-                self._seq = itertools.count(len(session.store.signals(session.id)))
+                self._seq = itertools.count(signal_count(session.store, session.id))
             record = SignalRecord(session_id=session.id, seq=next(self._seq), signal=signal.to_dict(),
                                   action=decision.action, reason=decision.reason, run_id=run_id)
             try:

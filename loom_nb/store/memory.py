@@ -88,6 +88,14 @@ class InMemoryStore:
         with self._lock:
             self._messages[session_id].extend([(run_id, m) for m in messages])
 
+    def append_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> None:
+        """A turn's messages and events under one lock: one call a turn instead of two."""
+        with self._lock:
+            if messages:
+                self._messages[session_id].extend([(run_id, m) for m in messages])
+            self._keep_events(events)
+
     def sessions(self) -> list[str]:
         with self._lock:
             return list(self._sessions)
@@ -99,12 +107,15 @@ class InMemoryStore:
 
     def append_events(self, events: list[RunEvent]) -> None:
         with self._lock:
-            by_run = self._events
-            for event in events:
-                kept = by_run.get(event.run_id)
-                if kept is None:
-                    kept = by_run[event.run_id] = []
-                kept.append(event)
+            self._keep_events(events)
+
+    def _keep_events(self, events: list[RunEvent]) -> None:
+        by_run = self._events  # the caller holds the lock
+        for event in events:
+            kept = by_run.get(event.run_id)
+            if kept is None:
+                kept = by_run[event.run_id] = []
+            kept.append(event)
 
     def save_run(self, record: RunRecord) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ restart and that other processes can read while a session writes."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -18,10 +19,12 @@ from ..errors import StoreError
 from ..events import RunEvent, utcnow
 from ..feedback import FeedbackRecord
 from ..messages import Message, Usage, message_from_dict
+from ._writer import GroupWriter, Job
 from .protocols import Checkpoint, RunRecord, SignalRecord, StoredMessage, StoredSession
 
 if TYPE_CHECKING:
     import sqlite3
+    from concurrent.futures import Future
 
 __all__ = ["SQLiteStore"]
 
@@ -33,6 +36,7 @@ CREATE TABLE IF NOT EXISTS runs (
     prompt TEXT, status TEXT NOT NULL, output TEXT, error TEXT, started_at TEXT NOT NULL,
     finished_at TEXT, usage TEXT NOT NULL, turns INTEGER NOT NULL, state TEXT, owner TEXT);
 CREATE INDEX IF NOT EXISTS runs_by_session ON runs (session_id, started_at);
+CREATE INDEX IF NOT EXISTS runs_by_status ON runs (session_id, status);
 CREATE TABLE IF NOT EXISTS messages (
     session_id TEXT NOT NULL, idx INTEGER NOT NULL, run_id TEXT NOT NULL, role TEXT NOT NULL,
     data TEXT NOT NULL, PRIMARY KEY (session_id, idx)) WITHOUT ROWID;
@@ -81,6 +85,8 @@ class SQLiteStore:
             raise StoreError(f"{str(self.path)!r} is a folder; give a file path such as "
                              f"{str(self.path / 'sessions.sqlite')!r}.")
         self._lock = threading.Lock()
+        self._writer = GroupWriter(self._write_batch, name=f"loom-store {self.path.name}")
+        self._running: set[str] = set()
         try:
             # One connection shared by the caller's thread and the background loop thread;
             # self._lock serializes its use.
@@ -126,6 +132,7 @@ class SQLiteStore:
         return _Transaction(self._db)
 
     def close(self) -> None:
+        self._writer.close()  # what was queued is written first
         with self._lock:
             self._db.close()
 
@@ -145,11 +152,12 @@ class SQLiteStore:
                     self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
                                      (_dumps(meta), session_id))
             history, memory, through = self._latest_checkpoint(session_id, restore)
-            history += [
-                message_from_dict(json.loads(data)) for (data,) in self._db.execute(
-                    "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
-                    (session_id, through))
-            ]
+            rows = self._db.execute(
+                "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
+                (session_id, through)).fetchall()
+            # One JSON document for all of them: one decoder call instead of one per message.
+            history += [message_from_dict(m)
+                        for m in json.loads("[" + ",".join([r[0] for r in rows]) + "]")]
             (count,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
             ).fetchone()
@@ -183,6 +191,13 @@ class SQLiteStore:
                              action=r[2], reason=r[3], run_id=r[4], signal=json.loads(r[5]))
                 for r in rows]
 
+    def signal_count(self, session_id: str) -> int:
+        """How many signal records the session has, counted on the unique index."""
+        with self._lock:
+            (count,) = self._db.execute("SELECT COUNT(*) FROM signals WHERE session_id = ?",
+                                        (session_id,)).fetchone()
+        return int(count)
+
     def append_feedback(self, record: FeedbackRecord) -> None:
         row = (record.session_id, record.ts.isoformat(), record.run_id, record.kind, _dumps(record.data))
         with self._lock, self._tx():
@@ -205,31 +220,94 @@ class SQLiteStore:
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", row)
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
-        if not messages:
-            return
-        with self._lock, self._tx():
+        self.append_turn(session_id, run_id, messages, [])
+
+    def append_events(self, events: list[RunEvent]) -> None:
+        if events:
+            self.append_turn("", "", [], events)
+
+    def append_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> None:
+        """A turn's messages and events in one transaction: both are stored, or neither."""
+        if messages or events:
+            with self._lock, self._tx():
+                self._insert_turn(session_id, run_id, messages, events)
+
+    def submit_turn(self, session_id: str, run_id: str, messages: list[Message],
+                    events: list[RunEvent]) -> Future[None] | None:
+        """:meth:`append_turn`, on the store's writer thread while several runs use the store.
+
+        With one run at a time the turn is written here and now (None: it is stored; a
+        StoreError if not), which is quickest. While others run, it is queued for the writer
+        thread, which writes the turns queued meanwhile (by any session on this file) in one
+        transaction: the returned future, to await with :func:`loom_nb.store._writer.written`,
+        holds the turn's StoreError, if any.
+        """
+        if len(self._running) <= 1 and not self._writer.busy:
+            self.append_turn(session_id, run_id, messages, events)
+            return None
+        return self._writer.submit(
+            functools.partial(self._insert_turn, session_id, run_id, messages, events))
+
+    def _track(self, record: RunRecord) -> None:
+        # The runs this process is running on the store: turns go to the writer thread when
+        # there are several (a hint for submit_turn; a run whose end was not stored stays in).
+        if record.status == "running":
+            self._running.add(record.run_id)
+        else:
+            self._running.discard(record.run_id)
+
+    def _insert_turn(self, session_id: str, run_id: str, messages: list[Message],
+                     events: list[RunEvent]) -> None:
+        if messages:
             (start,) = self._db.execute(
-                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
-            ).fetchone()
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?",
+                (session_id,)).fetchone()
             self._db.executemany(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
                 [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
-                 for i, m in enumerate(messages)],
-            )
+                 for i, m in enumerate(messages)])
+        if events:
+            self._db.executemany(
+                "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
+                  _dumps(e.data)) for e in events])
 
-    def append_events(self, events: list[RunEvent]) -> None:
-        if not events:
+    def _write_batch(self, jobs: list[Job]) -> None:
+        """The writer thread's batch: one transaction, a savepoint per job so that one job's
+        failure (its own error) leaves the others; a failure of the transaction fails all."""
+        import sqlite3
+        outcomes: list[StoreError | None] = []
+        try:
+            with self._lock, self._tx():
+                for job, _ in jobs:
+                    self._db.execute("SAVEPOINT turn")
+                    try:
+                        job()
+                    except (sqlite3.Error, ValueError, KeyError, TypeError) as exc:
+                        self._db.execute("ROLLBACK TO turn")  # raises if SQLite undid it all
+                        outcomes.append(store_error(self.path, exc, "append a turn"))
+                    else:
+                        outcomes.append(None)
+                    self._db.execute("RELEASE turn")
+        except Exception as exc:  # noqa: BLE001 - the futures carry it to the runs that wait
+            error = exc if isinstance(exc, StoreError) else store_error(self.path, exc,
+                                                                        "append a turn")
+            for _, future in jobs:
+                future.set_exception(error)
             return
-        rows = [(e.run_id, e.seq, e.session_id, e.parent_run_id, e.type, e.ts.isoformat(),
-                 _dumps(e.data)) for e in events]
-        with self._lock, self._tx():
-            self._db.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        for (_, future), outcome in zip(jobs, outcomes, strict=True):
+            if outcome is None:
+                future.set_result(None)
+            else:
+                future.set_exception(outcome)
 
     def save_run(self, record: RunRecord) -> None:
         row = _run_row(record)
         with self._lock, self._tx():
             self._db.execute(f"INSERT OR REPLACE INTO runs ({_RUN_COLUMNS}) VALUES "
                              f"({', '.join('?' * len(row))})", row)
+            self._track(record)
 
     def claim_run(self, record: RunRecord, *, expected: str) -> bool:
         # One UPDATE whose WHERE holds the expected status: SQLite runs it under the write lock
@@ -240,7 +318,10 @@ class SQLiteStore:
             cursor = self._db.execute(
                 f"UPDATE runs SET {assignments} WHERE run_id = ? AND status = ?",
                 (*row[1:], record.run_id, expected))
-            return cursor.rowcount == 1
+            if cursor.rowcount != 1:
+                return False
+            self._track(record)
+            return True
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._lock:
@@ -255,6 +336,16 @@ class SQLiteStore:
             rows = self._db.execute(
                 f"SELECT {_RUN_COLUMNS} FROM runs WHERE {where} ORDER BY started_at, rowid",
                 args).fetchall()
+        return [_run_from_row(r) for r in rows]
+
+    def runs_with_status(self, session_id: str, statuses: tuple[str, ...]) -> list[RunRecord]:
+        """The session's runs with one of ``statuses``, oldest first (on an index: opening a
+        long session reads its open runs, not all of them)."""
+        marks = ", ".join("?" * len(statuses))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE session_id = ? AND status IN ({marks}) "
+                f"ORDER BY started_at, rowid", (session_id, *statuses)).fetchall()
         return [_run_from_row(r) for r in rows]
 
     def sessions(self) -> list[str]:

@@ -20,16 +20,19 @@ from nbclient import NotebookClient
 SETUP = '''\
 %load_ext loom_nb
 import asyncio
+import time
 from loom_nb import Agent, Model
 
+# Each tool works longer than the display's throttle interval (0.15 s), so each step is redrawn.
 def shout(word: str) -> str:
     """Shout a word (a sync tool: runs in a worker thread)."""
+    time.sleep(0.3)
     print("sync tool says", word)
     return word.upper()
 
 async def whisper(word: str) -> str:
     """Whisper a word (an async tool: runs on the loop thread)."""
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.3)
     print("async tool says", word)
     return word.lower()
 
@@ -113,7 +116,8 @@ def test_live_updates_from_the_loop_thread_belong_to_the_run_cell(
         executed: tuple[Any, RecordingClient]) -> None:
     _, client = executed
     updates = [cell for cell, kind in client.seen if kind == "update_display_data"]
-    # At least the two tool calls and two tool results redraw from the loop thread, plus the
-    # final render from the cell's thread; every one is attributed to the run's cell.
-    assert len(updates) >= 5
+    # At least one redraw from the loop thread while each tool works (they outlast the
+    # throttle's interval), plus the final render from the cell's thread; every one is
+    # attributed to the run's cell.
+    assert len(updates) >= 3
     assert set(updates) == {1}

@@ -351,9 +351,12 @@ def test_live_display_updates_and_ends_in_the_final_render(ip: InteractiveShell,
                         updates[-1]["data"]["text/plain"])
 
 
-def test_tool_steps_are_drawn_at_once(ip: InteractiveShell, live: None) -> None:
+def test_tool_steps_are_drawn_while_the_tool_works(ip: InteractiveShell, live: None) -> None:
+    # A step inside the throttle's interval is drawn at the interval's end: the call shows
+    # while the (slow) tool works, before its result.
     def lookup(city: str) -> str:
         """Look a city up."""
+        threading.Event().wait(0.5)
         return f"{city}: 21 C"
 
     scripted_agent(ip, [{"tool": "lookup", "args": {"city": "Oslo"}}, "Done."], tools=[lookup])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from typing import Any
@@ -214,6 +215,25 @@ async def test_429_then_500_then_success(server: FakeServer) -> None:
     assert (await model(server).request(request())).message.text == "ok"
     first, second, _ = server.requests
     assert second.at - first.at >= 0.3
+
+
+async def test_the_live_card_says_a_request_is_being_retried_and_for_how_long(
+        server: FakeServer) -> None:
+    from loom_nb.display.run import LiveCard
+
+    server.add(openai_error(429, "Rate limit", kind="rate_limit_error", code="rate_limit_exceeded",
+                            headers={"retry-after-ms": "300"}),
+               SSEReply(chat_stream(text=["ok"])))
+    card = LiveCard("Hi", agent="agent", model="openai:gpt-5.4")
+    during: list[str] = []
+    async with Agent(model(server)).stream("Hi") as stream:
+        async for event in stream:
+            card.add(event)
+            if event.type == "model.retry":
+                during.append(card.bundle("")["text/plain"])
+    [shown] = during
+    assert re.search(r"⟳ retrying in 0\.\d s \(retry 1\): .*[Rr]ate limit", shown), shown
+    assert "retrying" not in card.bundle("")["text/plain"]  # the answer came: the line is gone
 
 
 async def test_401_404_and_context_length(server: FakeServer) -> None:

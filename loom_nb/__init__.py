@@ -42,6 +42,7 @@ from .errors import (
     ToolError,
 )
 from .events import RunEvent
+from .media import Document, Image
 from .messages import Message, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest, ModelResponse
 from .result import RunResult
@@ -63,7 +64,9 @@ __all__ = [
     "ConfigError",
     "ContextWindowExceededError",
     "CostUnknownError",
+    "Document",
     "ExportError",
+    "Image",
     "InMemoryStore",
     "IncompleteStreamError",
     "Limits",

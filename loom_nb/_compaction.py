@@ -15,6 +15,7 @@ from typing import Any
 from .context import ContextProtocol, estimate_tokens, message_tokens
 from .continuity import ContinuityPolicy, safe_cut
 from .cost import priced
+from .media import Document, Image, media_label
 from .messages import Message, TextPart, ToolCall, ToolResult, Usage
 from .models import Model, ModelRequest
 
@@ -80,6 +81,8 @@ def transcript(messages: Sequence[Message], limit: int = 2_000) -> str:
                 lines.append(f"Tool {part.name} {'failed' if part.is_error else 'returned'}: {text}")
             elif isinstance(part, TextPart) and part.text.strip():
                 lines.append(f"{message.role.capitalize()}: {part.text.strip()}")
+            elif isinstance(part, (Image, Document)):
+                lines.append(f"{message.role.capitalize()} attached {media_label(part)}")
     return "\n".join(lines)
 
 
@@ -126,7 +129,7 @@ def _shrink(message: Message, over: int) -> tuple[Message, int]:
             cut = len(part.content) - len(keep)
             removed += cut
             part = ToolResult(call_id=part.call_id, name=part.name, is_error=part.is_error,
-                              content=f"{keep}\n{SHRINK_MARK.format(n=cut)}")
+                              content=f"{keep}\n{SHRINK_MARK.format(n=cut)}", media=part.media)
         parts.append(part)
     return Message(role=message.role, parts=tuple(parts)), removed
 

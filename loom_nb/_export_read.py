@@ -396,7 +396,7 @@ class _MemoryReader:
             for stored in self.store.stored_messages(session_id):
                 if self.run_id is None or stored.run_id == self.run_id:
                     yield MessageRow(session_id, stored.idx, stored.run_id,
-                                     parents.get(stored.run_id), stored.message.to_dict())
+                                     parents.get(stored.run_id), stored.message.to_dict({}))
 
     def signals(self, problems: Problems) -> Iterator[SignalRow]:
         sessions = [self.session_id] if self.session_id is not None else self.store.sessions()
@@ -463,7 +463,7 @@ class _ResultReader:
             yield from _store_reader(session.store, **only).messages(problems)
             return
         for idx, message in enumerate(self.result.messages):  # no session: positions in the run
-            yield MessageRow(self.result.session_id, idx, self.result.run_id, None, message.to_dict())
+            yield MessageRow(self.result.session_id, idx, self.result.run_id, None, message.to_dict({}))
 
     def event_counts(self) -> dict[str, int]:
         return {self.result.run_id: len(self.result.events)}

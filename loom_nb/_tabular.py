@@ -33,7 +33,8 @@ def _family(value: Any) -> str:
 def tabular(value: Any, tool_name: str) -> str | None:
     """The text for a pandas/numpy value (None for any other value).
 
-    A matplotlib figure or axes is a :class:`ToolError` that says images are not supported yet.
+    A matplotlib figure or axes never gets here (it is sent as an image, see
+    ``loom_nb.tools.split_media``); a SubFigure is a :class:`ToolError` that says what to return.
     """
     family = _family(value)
     if family == "pandas":
@@ -42,9 +43,9 @@ def tabular(value: Any, tool_name: str) -> str | None:
         return _numpy(value)
     if family == "matplotlib" and any(c.__name__ in _FIGURES for c in type(value).__mro__):
         raise ToolError(
-            f"Tool {tool_name!r} returned a matplotlib {type(value).__name__}: images are not "
-            f"supported as tool results yet (issue 18). Return what the figure shows as data "
-            f"instead (for example the plotted values as a DataFrame, or a short description)."
+            f"Tool {tool_name!r} returned a matplotlib {type(value).__name__}, which cannot be "
+            f"drawn on its own. Return its parent Figure (sent to the model as an image), or "
+            f"loom_nb.Image(figure)."
         )
     return None
 

@@ -10,6 +10,7 @@ from . import _bridge
 from .capability import Capability
 from .context import render_system
 from .errors import ConfigError
+from .instructions import Instructions, instruction_parts, joined
 from .models import Model, ToolDefinition, resolve_model
 from .output import OutputMode, OutputSpec, RunOptions, output_spec
 from .result import RunResult
@@ -17,7 +18,7 @@ from .runtime import Runtime
 from .session import RunStream, Session, SessionConfig
 from .signals import SignalAdapter, SignalDecision
 from .store import InMemoryStore
-from .task import RunContext, RuntimeTask
+from .task import Prompt, RunContext
 from .tools import Tool, as_tool
 
 __all__ = ["Agent"]
@@ -29,11 +30,14 @@ class Agent:
     Args:
         model: a :class:`Model`, or a ``"provider:name"`` string such as
             ``"anthropic:claude-sonnet-5"``.
-        instructions: the system instructions.
+        instructions: the system instructions: a str, a function (sync or async) of the run's
+            RunContext evaluated once per run, or a list of these.
         capabilities: bundles of tools (``Capability.tools(...)``).
         tools: functions or ``@tool``s, added to the capabilities' tools.
         runtime: limits and policies; ``Runtime.sdk()`` when not given.
         name: a label for displays, traces and DataFrames.
+        deps_type: the type every run's ``deps=`` must have (checked with isinstance when the
+            run starts; None: any).
         output_type: the type every run's answer must validate as (``result.output`` is then a
             ``T``); a pydantic model, dataclass, TypedDict, scalar, ``list[...]`` or union.
         output_mode: ``"auto"`` (native structured output where the model has it, else an
@@ -48,12 +52,13 @@ class Agent:
     def __init__(
         self,
         model: Model | str,
-        instructions: str = "",
+        instructions: Instructions = "",
         *,
         capabilities: Iterable[Capability] = (),
         tools: Iterable[Tool | Callable[..., Any]] = (),
         runtime: Runtime | None = None,
         name: str = "agent",
+        deps_type: Any = None,
         output_type: Any = None,
         output_mode: OutputMode = "auto",
         output_retries: int | None = None,
@@ -61,8 +66,6 @@ class Agent:
         self.model: Model = resolve_model(model)
         #: The structured output every run asks for (None: a text answer).
         self.output: OutputSpec | None = output_spec(output_type, output_mode, output_retries)
-        if not isinstance(instructions, str):
-            raise ConfigError("Agent(instructions=...) takes a str.")
         self.instructions = instructions
         self.capabilities: tuple[Capability, ...] = tuple(capabilities)
         for cap in self.capabilities:
@@ -77,14 +80,23 @@ class Agent:
         if not isinstance(self.runtime, Runtime):
             raise ConfigError("Agent(runtime=...) takes a Runtime, e.g. Runtime.sdk(max_turns=20).")
         self.name = name
+        self.deps_type = deps_type
         self._static: list[tuple[Tool, str]] = _tool_entries(
             self.capabilities, tools, self.runtime.delegation.tools)
         #: The tools by name. Tools from a capability's source (an MCP server) join on first run.
         self.tools: dict[str, Tool] = _by_name(self._static)
         self._resolved = not any(c.source for c in self.capabilities)
+        #: The labelled parts of the system partition (instructions, then capabilities').
+        self.instruction_parts = instruction_parts(
+            instructions, [(c.name, c.instructions) for c in self.capabilities if c.kind != "skills"])
+        #: The static parts, rendered: what a run sends when no part is a function.
+        self.static_system_parts: list[tuple[str, str]] | None = (
+            None if any(p.dynamic for p in self.instruction_parts)
+            else [(p.label, str(p.source)) for p in self.instruction_parts])
         # Skill capabilities' instructions (the skill index) form their own partition.
-        self.system_prompt = render_system(
-            instructions, [c.instructions for c in self.capabilities if c.kind != "skills"])
+        #: The system partition's text without the parts made per run by functions.
+        self.system_prompt = joined([(p.label, str(p.source)) for p in self.instruction_parts
+                                     if not p.dynamic])
         self.skill_prompt = render_system(
             "", [c.instructions for c in self.capabilities if c.kind == "skills"])
         self.tool_definitions: tuple[ToolDefinition, ...] = tuple(t.definition for t in self.tools.values())
@@ -135,20 +147,22 @@ class Agent:
         # and nothing accumulates in the process-wide store.
         return Session(self, SessionConfig(store=InMemoryStore()))
 
-    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None,
                   **options: Unpack[RunOptions]) -> RunResult:
-        """Run once on a prompt or a :class:`RuntimeTask` and return the :class:`RunResult`.
+        """Run once on a prompt (a str, or a list of str, Image and Document) or a
+        :class:`RuntimeTask` and return the :class:`RunResult`.
 
         Options: ``output_type``, ``output_mode``, ``output_retries`` (override the agent's for
-        this run) and ``tool_choice`` (``"auto"``, ``"required"``, ``"none"`` or a tool name)."""
+        this run), ``tool_choice`` (``"auto"``, ``"required"``, ``"none"`` or a tool name) and
+        ``deps`` (for the tools' and instruction functions' RunContext)."""
         return await self._one_off().run(prompt_or_task, context, **options)
 
-    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None,
                  **options: Unpack[RunOptions]) -> RunResult:
         """:meth:`run` from sync code; works inside a running event loop such as a Jupyter cell."""
         return _bridge.run_sync(self.run(prompt_or_task, context, **options))
 
-    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None,
                **options: Unpack[RunOptions]) -> RunStream:
         """Run once and yield its :class:`RunEvent` s as they happen (``async for``)."""
         return self._one_off().stream(prompt_or_task, context, **options)

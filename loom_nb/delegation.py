@@ -38,7 +38,9 @@ __all__ = ["CURRENT_RUN", "DelegationPolicy", "SubAgent", "SubAgentPaused", "Sub
 class SubAgent(Protocol):
     """What the policy reads of a sub-agent (an :class:`~loom_nb.Agent`)."""
 
-    instructions: str
+    #: A str, a function, or a list of these (see ``Agent(instructions=...)``).
+    @property
+    def instructions(self) -> object: ...
 
 
 class SubRunner(Protocol):
@@ -161,6 +163,11 @@ class DelegationPolicy:
 
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
+    # Callable instructions have no text before a run: the roster says "a sub-agent".
+    if isinstance(text, (list, tuple)):
+        text = next((t for t in text if isinstance(t, str) and t.strip()), "")
+    if not isinstance(text, str):
+        return ""
     return text.strip().splitlines()[0][:200] if text.strip() else ""
 

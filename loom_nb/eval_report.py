@@ -108,7 +108,10 @@ def _header(frame: pd.DataFrame, column: str, overall: pd.DataFrame) -> str:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return "–" if math.isnan(value) else f"{value:.3f}"
+        if math.isnan(value):
+            return "–"
+        # Three decimals, or three significant digits for a small value such as a run's cost.
+        return f"{value:.3g}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
     return html.escape(str(value))
 
 
@@ -162,13 +165,16 @@ def _distributions(frame: pd.DataFrame) -> str:
     for column, label in (("total_tokens", "tokens"), ("cost_usd", "cost (USD)"),
                           ("latency_ms", "latency (ms)")):
         for variant, part in frame.groupby("variant", sort=True):
-            values = pd.to_numeric(part[column], errors="coerce").dropna()
+            every = pd.to_numeric(part[column], errors="coerce")
+            values = every.dropna()
             if values.empty:
                 continue
+            # A total over runs of which some have no known price would understate it: missing.
+            total = float(values.sum()) if len(values) == len(every) else math.nan
             rows.append({"metric": label, "variant": variant, "n": len(values),
                          "mean": float(values.mean()), "p50": float(values.quantile(0.5)),
                          "p90": float(values.quantile(0.9)), "max": float(values.max()),
-                         "sum": float(values.sum())})
+                         "sum": total})
     if not rows:
         return "<p>No usage recorded.</p>"
     return _table(pd.DataFrame(rows)) + _outcomes(frame)

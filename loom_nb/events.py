@@ -10,6 +10,7 @@ the loop. The vocabulary of ``type`` (documented in docs/events.md):
 ``model.delta``         streamed text as it arrives (live only, see below)
 ``model.response``      the complete model turn: text, tool calls, usage, stop reason
 ``model.retry``         the provider failed in a retryable way; attempt, delay and error
+``model.fallback``      a fallback's model failed; the next one takes the turn (which, and why)
 ``output.partial``      the structured answer parsed so far, as it streams (live only)
 ``tool.call``           the model asks for a tool, with its arguments
 ``governance.decision`` allow / deny / ask for a tool call, the reason and the check that decided
@@ -52,10 +53,10 @@ events of a run are numbered 0, 1, 2, ... without gaps.
 # No ``from __future__ import annotations``: with it, TypedDict could not see ``NotRequired``
 # at run time, and ``__required_keys__`` (which tests and readers may introspect) would be wrong.
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Generic, Literal, NotRequired, Protocol, TypeAlias, TypedDict, TypeVar, cast
+from typing import Any, Literal, NotRequired, TypeAlias, TypedDict
 
 __all__ = ["LIVE_ONLY", "PAYLOADS", "SESSION_SUBSCRIBERS", "EventLike", "EventPayload", "EventType", "PartitionName",
            "RunEvent", "ToolCallTrace", "payload", "tool_calls", "utcnow"]
@@ -68,6 +69,7 @@ EventType: TypeAlias = Literal[
     "model.delta",
     "model.response",
     "model.retry",
+    "model.fallback",
     "output.partial",
     "tool.call",
     "tool.started",
@@ -124,6 +126,9 @@ class TaskData(TypedDict):
     inputs: dict[str, Any]
     criteria: list[str]
     metadata: dict[str, Any]
+    #: References (kind, media_type, sha256, size, url, name, label) of the prompt's images and
+    #: documents; never their bytes.
+    attachments: NotRequired[list[dict[str, Any]]]
 
 
 class RunContextData(TypedDict):
@@ -230,6 +235,8 @@ class ModelRequestData(TypedDict):
     tools: list[str]
     context: ContextData
     content: dict[PartitionName, str]  #: partition texts that changed since the run's previous request
+    #: With the system partition's content: each of its parts (``label``, ``tokens``).
+    system_parts: NotRequired[list[dict[str, Any]]]
 
 
 class ModelDeltaData(TypedDict, total=False):
@@ -248,6 +255,8 @@ class ModelResponseData(TypedDict):
     tool_calls: list[ResponseCallData]
     usage: UsageData
     model: str
+    #: With ``Model.fallback``: the identifier of the model that answered.
+    answered_by: NotRequired[str]
 
 
 class OutputPartialData(TypedDict):
@@ -262,6 +271,14 @@ class ModelRetryData(TypedDict):
     attempt: int
     delay: float
     error: str
+
+
+class ModelFallbackData(TypedDict):
+    failed: str  #: the model that failed (its identifier)
+    next: str  #: the model that takes the turn
+    error: str
+    error_type: str
+    discarded: bool  #: the failed model had streamed text, which is dropped
 
 
 class ToolCallData(TypedDict):
@@ -287,6 +304,8 @@ class ToolResultData(TypedDict):
     cancelled: NotRequired[bool]  #: the run was cancelled while the call ran
     timeout: NotRequired[float | None]  #: the bound a ``ToolTimeout`` hit (seconds)
     limit: NotRequired[str]  #: ``max_seconds`` when the run's time limit was that bound
+    #: References of the images and documents the tool returned (never their bytes).
+    media: NotRequired[list[dict[str, Any]]]
 
 
 class GovernanceDecisionData(TypedDict):
@@ -426,10 +445,11 @@ class McpLogData(TypedDict):
 #: payload the engine writes against one of the TypedDicts above (tests check the type matches).
 EventPayload: TypeAlias = (
     RunStartedData | RunFinishedData | RunResumedData | RunInterruptedData | ModelRequestData
-    | ModelDeltaData | ModelResponseData | ModelRetryData | OutputPartialData | ToolCallData
-    | ToolStartedData    | ToolResultData | GovernanceDecisionData | SignalDecisionData | CompactedData | RenewedData
-    | QualityVerdictData | QualityJudgeData | HarnessAttemptData | DelegationStartedData
-    | DelegationFinishedData | McpSamplingData | McpElicitationData | McpProgressData | McpLogData)
+    | ModelDeltaData | ModelResponseData | ModelRetryData | ModelFallbackData | OutputPartialData
+    | ToolCallData | ToolStartedData | ToolResultData | GovernanceDecisionData | SignalDecisionData
+    | CompactedData | RenewedData | QualityVerdictData | QualityJudgeData | HarnessAttemptData
+    | DelegationStartedData | DelegationFinishedData | McpSamplingData | McpElicitationData
+    | McpProgressData | McpLogData)
 
 
 #: The types given to live subscribers only, never stored (see the module docstring).
@@ -442,6 +462,7 @@ PAYLOADS: Mapping[EventType, type[Mapping[str, Any]]] = {
     "run.resumed": RunResumedData, "run.interrupted": RunInterruptedData,
     "model.request": ModelRequestData, "model.delta": ModelDeltaData,
     "model.response": ModelResponseData, "model.retry": ModelRetryData,
+    "model.fallback": ModelFallbackData,
     "output.partial": OutputPartialData,
     "tool.call": ToolCallData, "tool.started": ToolStartedData, "tool.result": ToolResultData,
     "governance.decision": GovernanceDecisionData, "signal.decision": SignalDecisionData,
@@ -534,98 +555,5 @@ def make_event(type: EventType, run_id: str, session_id: str, seq: int, data: di
 SESSION_SUBSCRIBERS: list[Callable[[RunEvent], None]] = []
 
 
-# -- reading events --------------------------------------------------------------------------------
-
-
-class EventLike(Protocol):
-    """What readers need of an event: a :class:`RunEvent`, or a row read from a store."""
-
-    @property
-    def type(self) -> str: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def seq(self) -> int: ...
-    @property
-    def data(self) -> dict[str, Any]: ...
-
-
-P = TypeVar("P", bound=Mapping[str, Any])
-E = TypeVar("E", bound=EventLike)
-
-
-def payload(event: EventLike, kind: type[P]) -> P:
-    """``event.data`` seen as its type's TypedDict (e.g. ``payload(event, ToolResultData)``).
-
-    No copy and no check: the caller has checked ``event.type``. Data read from a store may come
-    from an older version or be damaged, so readers of stored data still use ``.get``.
-    """
-    return cast(P, event.data)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ToolCallTrace(Generic[E]):
-    """One tool call of a run with its outcome: its ``tool.call`` event, the ``tool.result``
-    (None while the call runs or waits for approval) and the governance decisions on it.
-
-    ``ToolCallRecord`` (``result.tool_calls``) is this class.
-    """
-
-    call_id: str
-    name: str
-    args: dict[str, Any]
-    content: str | None = None
-    is_error: bool = False
-    error_type: str | None = None
-    duration_ms: float | None = None
-    run_id: str = ""
-    turn: int | None = None  #: the model turn that asked for the call
-    call_seq: int | None = None
-    result_seq: int | None = None
-    call: E | None = field(default=None, repr=False, compare=False)
-    result: E | None = field(default=None, repr=False, compare=False)
-    decisions: tuple[E, ...] = field(default=(), repr=False, compare=False)
-
-
-def tool_calls(events: Iterable[E]) -> list[ToolCallTrace[E]]:
-    """The tool calls among ``events`` (of one run or several), in the order they were made,
-    each paired with its result and decisions by run and call id.
-
-    A result or decision whose call is not among the events (a sub-agent's call, decided in the
-    calling run) is left out; a later result of the same call replaces an earlier one.
-    """
-    found: dict[tuple[str, str], tuple[E, int | None, list[E]]] = {}
-    results: dict[tuple[str, str], E] = {}
-    turns: dict[str, int | None] = {}
-    for event in events:
-        kind = event.type
-        if kind == "model.response":
-            turns[event.run_id] = event.data.get("turn")
-            continue
-        if kind not in _PAIRED:
-            continue
-        key = (event.run_id, str(event.data.get("call_id")))
-        if kind == "tool.call":  # a second call with one id (a damaged store) starts afresh
-            found[key] = (event, turns.get(event.run_id), [])
-            results.pop(key, None)
-        elif key in found:
-            if kind == "tool.result":
-                results[key] = event
-            else:
-                found[key][2].append(event)
-    return [_trace(call, turn, results.get(key), decisions)
-            for key, (call, turn, decisions) in found.items()]
-
-
-_PAIRED = frozenset({"tool.call", "tool.result", "governance.decision"})
-
-
-def _trace(call: E, turn: int | None, result: E | None, decisions: list[E]) -> ToolCallTrace[E]:
-    asked, got = call.data, (result.data if result is not None else {})
-    return ToolCallTrace(
-        call_id=asked.get("call_id", ""), name=asked.get("name", ""), args=asked.get("args", {}),
-        content=got.get("content"), is_error=got.get("is_error", False),
-        error_type=got.get("error_type"), duration_ms=got.get("duration_ms"),
-        run_id=call.run_id, turn=turn, call_seq=call.seq,
-        result_seq=result.seq if result is not None else None,
-        call=call, result=result, decisions=tuple(decisions))
+# Reading events (payload, tool_calls) lives in its own module; these names stay importable here.
+from ._event_reading import EventLike, ToolCallTrace, payload, tool_calls  # noqa: E402

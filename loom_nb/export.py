@@ -26,7 +26,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _export_read as _read
@@ -91,7 +91,7 @@ RUN_COLUMNS: dict[str, str] = {
     "cache_read_tokens": "Int64", "cache_write_tokens": "Int64", "total_tokens": "Int64",
     "model_requests": "Int64", "cost_usd": "float64", "tool_calls": "Int64",
     "tool_errors": "Int64", "event_count": "Int64", "quality_verdict": "str", "quality_critique": "str",
-    "task_inputs": "json", "task_criteria": "json",
+    "task_inputs": "json", "task_criteria": "json", "turn_models": "json",
 }
 MESSAGE_COLUMNS: dict[str, str] = {
     "session_id": "str", "run_id": "str", "parent_run_id": "str", "message_id": "str",
@@ -99,6 +99,7 @@ MESSAGE_COLUMNS: dict[str, str] = {
     "text": "str",
     "tool_name": "str", "tool_call_id": "str", "tool_args": "json", "tool_is_error": "boolean",
     "output": "json",
+    "media_type": "str", "media_ref": "str", "media_size": "Int64",
 }
 TOOL_CALL_COLUMNS: dict[str, str] = {
     **_IDS, **IDENTITY_COLUMNS, "ts": "datetime", "result_ts": "datetime", "model_turn": "Int64",
@@ -308,7 +309,8 @@ def runs_df(source: Source, *, strict: bool = True) -> Result:
     """One row per run: status, prompt, output, times, usage, tool call counts, quality verdict,
     and ``metadata_*`` from the task's and the RunContext's metadata."""
     problems = Problems(strict)
-    wanted = {"run.started", "run.finished", "tool.call", "tool.result", "quality.verdict"}
+    wanted = {"run.started", "run.finished", "tool.call", "tool.result", "quality.verdict",
+              "model.response"}
     summaries: dict[str, _RunSummary] = {}
     runs = list(_read.runs(source, problems))  # before the events: one read at a time per file
     for event in _read.events(source, problems, types=wanted):
@@ -339,9 +341,13 @@ class _RunSummary:
     quality: QualityVerdictData | None = None  #: the last verdict of the run is its verdict
     tool_calls: int = 0
     tool_errors: int = 0
+    #: The model that answered each turn (a fallback's chosen model, else the reported name).
+    turn_models: list[str] = field(default_factory=list)
 
     def add(self, event: EventRow) -> None:
-        if event.type == "run.started":
+        if event.type == "model.response":
+            self.turn_models.append(str(event.data.get("answered_by") or event.data.get("model", "")))
+        elif event.type == "run.started":
             self.started = payload(event, RunStartedData)
         elif event.type == "run.finished":
             self.finished = payload(event, RunFinishedData)
@@ -389,7 +395,8 @@ def _run_values(run: _read.RunRow, order: int, summary: _RunSummary,
         "tool_calls": summary.tool_calls, "tool_errors": summary.tool_errors,
         "event_count": count, "quality_verdict": _verdict(quality),
         "quality_critique": quality.get("critique") if quality else None,
-        "task_inputs": task.get("inputs"), "task_criteria": task.get("criteria"), **metadata,
+        "task_inputs": task.get("inputs"), "task_criteria": task.get("criteria"),
+        "turn_models": summary.turn_models, **metadata,
     }
 
 
@@ -441,9 +448,21 @@ def messages_df(source: Source, *, strict: bool = True) -> Result:
                        "tool_args": part.get("args") if kind == "tool_call" else None,
                        "tool_is_error": part.get("is_error") if kind == "tool_result" else None,
                        "output": outputs.get(message.run_id or "")
-                       if answers.get(message.run_id or "") == message.idx else None},
-                      report)
+                       if answers.get(message.run_id or "") == message.idx else None,
+                       **_media_columns(part)}, report)
     return problems.result(table.frame())
+
+
+def _media_columns(part: dict[str, Any]) -> dict[str, Any]:
+    """An image's or document's type, reference (``sha256:...`` or its URL) and size in bytes;
+    for a tool result, those of the media it returned. Never the bytes."""
+    media = [part] if part.get("kind") in ("image", "document") else part.get("media") or []
+    media = [m for m in media if isinstance(m, dict)]
+    if not media:
+        return {"media_type": None, "media_ref": None, "media_size": None}
+    refs = [m.get("url") or f"sha256:{m.get('sha256', '')}" for m in media]
+    return {"media_type": ", ".join(str(m.get("media_type") or "") for m in media),
+            "media_ref": ", ".join(refs), "media_size": sum(int(m.get("size") or 0) for m in media)}
 
 
 def tool_calls_df(source: Source, *, strict: bool = True) -> Result:

@@ -11,10 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
+from .media import Document, Image, Media, media_from_dict
+
 if TYPE_CHECKING:
     from .events import UsageData
 
 __all__ = [
+    "Document",
+    "Image",
     "Message",
     "Part",
     "Role",
@@ -55,12 +59,16 @@ class ToolCall:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ToolResult:
-    """What a tool returned (or why it failed), sent back to the model."""
+    """What a tool returned (or why it failed), sent back to the model.
+
+    ``media`` holds the images (and documents) the tool returned, next to ``content``.
+    """
 
     call_id: str
     name: str
     content: str
     is_error: bool = False
+    media: tuple[Media, ...] = ()
     kind: Literal["tool_result"] = "tool_result"
 
 
@@ -80,9 +88,11 @@ class ThinkingPart:
     kind: Literal["thinking"] = "thinking"
 
 
-Part: TypeAlias = TextPart | ToolCall | ToolResult | ThinkingPart
-_PART_TYPES: dict[str, type[Part]] = {"text": TextPart, "tool_call": ToolCall,
-                                      "tool_result": ToolResult, "thinking": ThinkingPart}
+Part: TypeAlias = TextPart | ToolCall | ToolResult | ThinkingPart | Image | Document
+_PART_TYPES: dict[str, type[TextPart | ToolCall | ThinkingPart]] = {
+    "text": TextPart, "tool_call": ToolCall, "thinking": ThinkingPart}
+#: Where a stored message's binary parts come from: a mapping or a callable of sha256.
+Blobs: TypeAlias = Any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,23 +123,50 @@ class Message:
     def tool_results(self) -> tuple[ToolResult, ...]:
         return tuple(p for p in self.parts if isinstance(p, ToolResult))
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"role": self.role, "parts": [_part_to_dict(p) for p in self.parts]}
+    @property
+    def media(self) -> tuple[Media, ...]:
+        """The images and documents of the message, its tool results' included."""
+        found: list[Media] = []
+        for part in self.parts:
+            kind = part.kind
+            if kind == "image" or kind == "document":
+                found.append(part)  # type: ignore[arg-type]
+            elif kind == "tool_result" and part.media:  # type: ignore[union-attr]
+                found.extend(part.media)  # type: ignore[union-attr]
+        return tuple(found) if found else ()
+
+    def to_dict(self, blobs: dict[str, bytes] | None = None) -> dict[str, Any]:
+        """JSON data; with ``blobs``, binary parts are references and their bytes go there."""
+        return {"role": self.role, "parts": [part_to_dict(p, blobs) for p in self.parts]}
 
 
-def _part_to_dict(part: Part) -> dict[str, Any]:
+def part_to_dict(part: Part, blobs: dict[str, bytes] | None = None) -> dict[str, Any]:
+    if isinstance(part, (Image, Document)):
+        return part.to_dict(blobs)
     data = {name: getattr(part, name) for name in part.__slots__}
+    if isinstance(part, ToolResult):
+        if part.media:
+            data["media"] = [m.to_dict(blobs) for m in part.media]
+        else:
+            del data["media"]  # the common case stays as it was stored before media existed
     return data
 
 
-def message_from_dict(data: dict[str, Any]) -> Message:
-    """Rebuild a :class:`Message` from :meth:`Message.to_dict` output."""
-    parts = []
-    for raw in data["parts"]:
-        fields = dict(raw)
-        part_type = _PART_TYPES[fields.pop("kind")]
-        parts.append(part_type(**fields))
-    return Message(role=data["role"], parts=tuple(parts))
+def part_from_dict(raw: dict[str, Any], blobs: Blobs = None) -> Part:
+    fields = dict(raw)
+    kind = fields.pop("kind")
+    if kind in ("image", "document"):
+        return media_from_dict(raw, blobs)
+    if kind == "tool_result":
+        media = tuple(media_from_dict(m, blobs) for m in fields.pop("media", None) or ())
+        return ToolResult(**fields, media=media)
+    return _PART_TYPES[kind](**fields)
+
+
+def message_from_dict(data: dict[str, Any], blobs: Blobs = None) -> Message:
+    """Rebuild a :class:`Message` from :meth:`Message.to_dict` output (binary parts stored as
+    references take their bytes from ``blobs``)."""
+    return Message(role=data["role"], parts=tuple(part_from_dict(p, blobs) for p in data["parts"]))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -271,6 +271,8 @@ class RunOptions(TypedDict, total=False):
     output_retries: int
     #: ``"auto"``, ``"required"``, ``"none"`` or a tool's name (see loom_nb.engine.structured).
     tool_choice: str
+    #: Your objects for the tools and instruction functions (``RunContext.deps``; never stored).
+    deps: Any
 
 
 def run_options(agent_spec: OutputSpec | None, options: Mapping[str, Any]) -> tuple[OutputSpec | None, Any]:

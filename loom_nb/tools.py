@@ -13,6 +13,7 @@ import json
 import re
 import threading
 import time
+import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, overload
 from ._tabular import json_fallback, tabular
 from ._workers import Escaped, Job, submit_to_worker
 from .errors import ConfigError, Suspended, ToolError
+from .media import MAX_RESULT_MEDIA, ONLY_MEDIA, Media, media_label, split_media
 from .models import ToolDefinition
 
 if TYPE_CHECKING:
@@ -41,6 +43,7 @@ class ToolOutcome:
     error_type: str | None = None
     traceback: str | None = None
     duration_ms: float = 0.0
+    media: tuple[Media, ...] = ()
 
 
 @dataclass(eq=False)
@@ -73,6 +76,8 @@ class Tool:
     requires_approval: bool = False
     thread: bool | None = None
     timeout: float | None = None
+    #: The parameter annotated RunContext, which gets the run's context (not in the schema).
+    context_param: str | None = None
     #: True for a tool whose calls ask the person a question (Capability.ask_user()): governance
     #: pauses the run for the answer, which becomes the call's result.
     asks_person: ClassVar[bool] = False
@@ -101,13 +106,14 @@ class Tool:
         return ToolDefinition(name=self.name, description=self.description, parameters=self.parameters)
 
     async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
-                     on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
+                     on_cancel: Callable[[ToolOutcome], None] | None = None,
+                     context: Any = None) -> ToolOutcome:
         """Validate ``args``, run the tool and serialize its result; never raises for tool faults.
 
         ``timeout`` (seconds; default: the tool's own) bounds the call: past it, the call is an
         error result of type ``ToolTimeout``. When the awaiting task is cancelled, ``on_cancel``
         gets what became of the call (see :data:`CANCEL_GRACE_SECONDS`) before the cancellation
-        goes on.
+        goes on. ``context`` (a bound RunContext) goes to the tool's RunContext parameter.
         """
         import asyncio
         started = time.perf_counter()
@@ -121,13 +127,18 @@ class Tool:
             return ToolOutcome(self._invalid_args_message(exc), is_error=True,
                                error_type="ValidationError")
         kwargs = validated.__dict__  # extra="forbid": exactly the parameters
+        if self.context_param is not None:
+            if context is None:
+                return ToolOutcome(f"Tool {self.name!r} takes a RunContext and runs only inside a "
+                                   f"run.", is_error=True, error_type="ConfigError")
+            kwargs = {**kwargs, self.context_param: context}
         limit = self.timeout if timeout is None else timeout
         try:
             if self._is_async:
                 value = await self._await_async(kwargs, limit, on_cancel, started)
             else:
                 value = await self._await_worker(kwargs, limit, on_cancel, started)
-            content = serialize_result(value, self.name)
+            content, media = result_content(value, self.name)
         except _TimedOut as exc:
             return ToolOutcome(str(exc), is_error=True, error_type="ToolTimeout", duration_ms=_ms(started))
         except ToolError as exc:
@@ -148,7 +159,7 @@ class Tool:
             # KeyboardInterrupt off the main thread, where no interrupt lands): let through, they
             # would stop the event loop every run and session shares.
             return self._fault(exc.original if isinstance(exc, Escaped) else exc, started)
-        return ToolOutcome(content, duration_ms=_ms(started))
+        return ToolOutcome(content, duration_ms=_ms(started), media=media)
 
     async def _await_async(self, kwargs: dict[str, Any], limit: float | None,
                            on_cancel: Callable[[ToolOutcome], None] | None, started: float) -> Any:
@@ -214,7 +225,7 @@ class Tool:
                                f"{follower.exception()}", is_error=True, error_type="ToolCancelled",
                                duration_ms=_ms(started))
         try:
-            content = serialize_result(follower.result(), self.name)
+            content = result_content(follower.result(), self.name)[0]
         except ToolError as exc:
             content = str(exc)
         return ToolOutcome(f"The run was cancelled while this call ran; the call completed "
@@ -285,6 +296,20 @@ def unrunnable(tools: Mapping[str, Tool], name: str, invalid_args: str | None) -
 
 def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 3)
+
+
+def result_content(value: Any, tool_name: str) -> tuple[str, tuple[Media, ...]]:
+    """The text and the images/documents a tool's return value goes back to the model as."""
+    if type(value) is str:  # the usual case, without a look for media
+        return value, ()
+    value, media = split_media(value)
+    if len(media) > MAX_RESULT_MEDIA:
+        raise ToolError(f"Tool {tool_name!r} returned {len(media)} images and documents; at most "
+                        f"{MAX_RESULT_MEDIA} go back in one result. Return fewer (a grid of "
+                        f"plots in one figure, or the most relevant ones).")
+    if value is ONLY_MEDIA:
+        return "Returned " + "; ".join(media_label(m) for m in media) + ".", media
+    return serialize_result(value, tool_name), media
 
 
 def serialize_result(value: Any, tool_name: str) -> str:
@@ -370,30 +395,60 @@ def _build_tool(func: Callable[..., Any], *, name: str | None = None,
             f"starting with a letter or '_' (at most 64 characters); pass @tool(name=...)."
         )
     summary, param_docs = parse_docstring(inspect.getdoc(func) or "")
-    args_model = _args_model(func, tool_name, param_docs)
+    context_param = _context_param(func, tool_name)
+    args_model = _args_model(func, tool_name, param_docs, skip=context_param)
     try:
         schema = args_model.model_json_schema()
     except Exception as exc:  # noqa: BLE001 - e.g. a Callable: it validates, JSON cannot say it
         raise _unschemable(func, tool_name, exc) from None
     _drop_titles(schema)
     return Tool(function=func, name=tool_name, description=description or summary,
-                parameters=schema, _args_model=args_model, **flags)
+                parameters=schema, _args_model=args_model, context_param=context_param, **flags)
 
 
-def _args_model(func: Callable[..., Any], tool_name: str,
-                param_docs: dict[str, str]) -> type[pydantic.BaseModel]:
-    import inspect
-
-    import pydantic
+def _hints(func: Callable[..., Any], tool_name: str) -> dict[str, Any]:
     try:
-        hints = typing.get_type_hints(func, include_extras=True)
+        return typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # noqa: BLE001 - unresolvable forward references
         raise ConfigError(
             f"Cannot read the type hints of tool {tool_name!r}: {exc}. Make sure every type it "
             f"names is importable where the function is defined."
         ) from None
+
+
+def _is_context(annotation: Any) -> bool:
+    """RunContext, RunContext[Deps], or either inside Optional / Annotated."""
+    from .task import RunContext
+    if annotation is RunContext or typing.get_origin(annotation) is RunContext:
+        return True
+    args = typing.get_args(annotation)
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _is_context(args[0])
+    return origin in (typing.Union, types.UnionType) and any(
+        _is_context(a) for a in args if a is not type(None))
+
+
+def _context_param(func: Callable[..., Any], tool_name: str) -> str | None:
+    import inspect
+    hints = _hints(func, tool_name)
+    found = [name for name in inspect.signature(func).parameters if _is_context(hints.get(name))]
+    if len(found) > 1:
+        raise ConfigError(f"Tool {tool_name!r} has {len(found)} RunContext parameters "
+                          f"({', '.join(found)}); keep one.")
+    return found[0] if found else None
+
+
+def _args_model(func: Callable[..., Any], tool_name: str, param_docs: dict[str, str],
+                skip: str | None = None) -> type[pydantic.BaseModel]:
+    import inspect
+
+    import pydantic
+    hints = _hints(func, tool_name)
     fields: dict[str, Any] = {}
     for param in inspect.signature(func).parameters.values():
+        if param.name == skip:  # the RunContext: given by the run, not by the model
+            continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             raise ConfigError(
                 f"Tool {tool_name!r} takes *{param.name}: tools need named parameters so that "
@@ -422,6 +477,8 @@ def _unschemable(func: Callable[..., Any], tool_name: str, exc: Exception) -> Co
     hints = typing.get_type_hints(func, include_extras=True)
     for name in inspect.signature(func).parameters:
         annotation = hints.get(name, Any)
+        if _is_context(annotation):
+            continue
         try:  # the same two steps as for the whole model, one parameter at a time
             pydantic.TypeAdapter(annotation).json_schema()
         except Exception:  # noqa: BLE001 - this is the parameter we are looking for

@@ -133,3 +133,28 @@ def test_a_scripted_run_has_no_cost_and_its_views_show_none() -> None:
     assert result.cost is None and result.usage.requests == 1
     assert "$" not in render_text(result)
     assert "cost" not in budget_text(context_requests(result.events))
+
+
+def test_evaluate_has_each_runs_cost_and_the_report_totals_it_only_when_all_are_known() -> None:
+    import re
+
+    import loom_nb
+    from loom_nb.scoring import exact
+
+    tasks = [{"id": f"t{n}", "input": "go", "target": "done"} for n in range(3)]
+    agent = Agent(PricedModel(["done"] * 3))  # one answer per task, in turn
+    frame = loom_nb.evaluate(agent, tasks, scorers=[exact()], progress=False, concurrency=1)
+    one = price(Usage(input_tokens=1000, output_tokens=100, cache_read_tokens=400, requests=1),
+                "anthropic", "claude-sonnet-5")
+    assert one is not None and frame["cost_usd"].tolist() == [pytest.approx(one)] * 3
+
+    def cost_row(page: str) -> list[str]:
+        row = re.search(r"<tr><td[^>]*>cost \(USD\)</td>(.*?)</tr>", page)
+        assert row is not None, page
+        return re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+
+    # metric | variant n mean p50 p90 max sum
+    assert cost_row(loom_nb.report(frame).html)[-1] == f"{3 * one:.3g}"
+    frame.loc[0, "cost_usd"] = float("nan")  # a run with no known price: no total, not a smaller one
+    cells = cost_row(loom_nb.report(frame).html)
+    assert cells[1] == "2" and cells[-1] == "–"

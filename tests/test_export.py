@@ -70,14 +70,14 @@ def sqlite_stored(tmp_path: Path):
 def test_runs_df_columns_dtypes_and_values(stored) -> None:
     path, session, first, second = stored
     df = runs_df(path)
-    assert list(df.columns[:37]) == [
+    assert list(df.columns[:38]) == [
         "session_id", "run_id", "parent_run_id", "order", "evaluation", "variant", "task_id",
         "epoch", "attempt", "superseded", "target", "agent", "model", "status", "prompt",
         "output", "error", "error_type", "limit", "started_at", "finished_at", "duration_ms",
         "turns", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens",
         "total_tokens", "model_requests", "cost_usd", "tool_calls", "tool_errors", "event_count",
-        "quality_verdict", "quality_critique", "task_inputs", "task_criteria"]
-    assert list(df.columns[37:]) == ["metadata_seed", "metadata_suite"]
+        "quality_verdict", "quality_critique", "task_inputs", "task_criteria", "turn_models"]
+    assert list(df.columns[38:]) == ["metadata_seed", "metadata_suite"]
     assert df["cost_usd"].dtype == "float64" and df["cost_usd"].isna().all()  # scripted: unknown
     assert df["status"].dtype == STR and df["order"].dtype == "int64"
     assert str(df["started_at"].dtype) == UTC and df["duration_ms"].dtype == "float64"
@@ -163,7 +163,7 @@ def test_messages_df_one_row_per_part(stored) -> None:
     assert list(df.columns) == ["session_id", "run_id", "parent_run_id", "message_id", "order",
                                 "task_id", "epoch", "variant", "part", "role", "kind", "text",
                                 "tool_name", "tool_call_id", "tool_args", "tool_is_error",
-                                "output"]
+                                "output", "media_type", "media_ref", "media_size"]
     assert df["order"].dtype == "int64" and df["tool_is_error"].dtype == "boolean"
     rows = [tuple(None if pd.isna(v) else v for v in r) for r in
             df[["order", "part", "role", "kind", "text", "tool_name", "tool_call_id",

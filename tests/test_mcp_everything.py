@@ -221,14 +221,14 @@ def test_content_structured_blob_references_links_and_reading_them(where: dict[s
     assert "demo://resource/static/document/architecture.md (text/markdown)" in listing
 
 
-@pytest.mark.xfail(reason="images from MCP tools reach the model as text placeholders until the "
-                          "provider-neutral Image part (loom_nb.media, helper B) lands; then "
-                          "_mcp_content.media_text turns them into image parts", strict=True)
 def test_an_image_from_a_tool_reaches_the_model_as_an_image_part(where: dict[str, Any]) -> None:
     result, model, _ = run([Capability.mcp("ev", **where)],
                            [[call("ev__get-tiny-image")], "ok"])
     parts = model.requests[1].messages[-1].parts[0]
     assert "not shown to the model" not in parts.content
+    assert "image (image/png, " in parts.content and ": attached]" in parts.content
+    (image,) = parts.media
+    assert image.media_type == "image/png" and image.data.startswith(b"\x89PNG")
 
 
 def test_resources_and_prompts_for_the_user(where: dict[str, Any]) -> None:

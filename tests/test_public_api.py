@@ -7,7 +7,7 @@ import sys
 
 import loom_nb
 
-CONTRACT = ["Agent", "Capability", "Model", "Runtime", "RuntimeSignal", "RuntimeTask",
+CONTRACT = ["Agent", "Capability", "Document", "Image", "Model", "Runtime", "RuntimeSignal", "RuntimeTask",
             "SessionConfig", "SignalAdapter", "RunContext", "tool"]
 
 
@@ -60,6 +60,6 @@ def test_structured_output_and_tool_choice_signatures() -> None:
 
     assert issubclass(OutputValidationError, loom_nb.ModelError)
     params = inspect.signature(Agent).parameters
-    assert {"output_type", "output_mode", "output_retries"} <= set(params)
+    assert {"output_type", "output_mode", "output_retries", "deps_type"} <= set(params)
     assert set(RunOptions.__annotations__) == {"output_type", "output_mode", "output_retries",
-                                               "tool_choice"}
+                                               "tool_choice", "deps"}

@@ -50,21 +50,26 @@ def test_numpy_arrays_and_scalars() -> None:
         '{"mean": 0.5, "n": 3, "v": [0, 1]}')
 
 
-def test_a_figure_is_an_error_result_saying_images_are_not_supported_yet() -> None:
+def test_a_figure_goes_back_to_the_model_as_a_png_image() -> None:
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
     @tool
     def plot() -> object:
-        return Figure()
+        figure = Figure(figsize=(2, 1))
+        figure.add_subplot().plot([1, 2, 3])
+        return figure
 
-    model = Model.scripted([{"tool": "plot", "args": {}}, "No image, then."])
+    model = Model.scripted([{"tool": "plot", "args": {}}, "A rising line."])
     result = Agent(model, tools=[plot]).run_sync("go")
     (call,) = result.tool_calls
-    assert result.status == "completed" and call.is_error
-    assert "returned a matplotlib Figure: images are not supported as tool results yet" in (
-        call.content or "")
+    assert result.status == "completed" and not call.is_error
+    assert (call.content or "").startswith("Returned image (image/png, ")
+    (tool_message,) = [m for m in result.messages if m.role == "tool"]
+    (image,) = tool_message.tool_results[0].media
+    assert image.media_type == "image/png" and image.data is not None
+    assert image.data.startswith(b"\x89PNG")
 
 
 def test_the_kernel_serializes_without_pandas_numpy_or_matplotlib() -> None:

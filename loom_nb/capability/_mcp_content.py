@@ -6,7 +6,9 @@
   the tool to read it with (``{name}__read_resource``); a read blob of a textual type is decoded;
 * ``structuredContent`` beside the text (as JSON), unless the text already is that JSON; the
   SDK checks it against the tool's ``outputSchema`` first (a mismatch is an error result);
-* images and audio: :func:`media_text`, the one place that decides how media reach the model.
+* images: :func:`result_media` makes them :class:`~loom_nb.Image` parts of the tool result (the
+  text names each one); an image loom_nb cannot send (a type it does not take, too large,
+  malformed) and audio are described by :func:`media_text` instead.
 """
 
 from __future__ import annotations
@@ -16,10 +18,14 @@ import binascii
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigError
+from ..media import MAX_RESULT_MEDIA, Image, media_label
+
 if TYPE_CHECKING:
     from mcp_types import CallToolResult
 
-__all__ = ["blob_text", "media_text", "result_text", "schema_problems", "validator"]
+__all__ = ["blob_text", "image_part", "media_text", "result_media", "result_text",
+           "schema_problems", "validator"]
 
 #: MIME types (besides text/*) whose blobs are decoded as UTF-8 text for the model.
 _TEXTUAL = ("application/json", "application/xml", "application/yaml", "application/javascript",
@@ -44,6 +50,8 @@ def _item_text(item: Any, read_tool: str | None) -> str:
     kind = getattr(item, "type", "")
     if kind == "text":
         return str(item.text)
+    if kind == "image" and (image := image_part(item)) is not None:
+        return f"[{media_label(image)}: attached]"
     if kind in ("image", "audio"):
         return media_text(item)
     if kind == "resource_link":
@@ -60,13 +68,28 @@ def _item_text(item: Any, read_tool: str | None) -> str:
     return f"[content of type {kind!r}: not shown to the model]"
 
 
-def media_text(item: Any) -> str:
-    """An image or audio part for the model.
+def image_part(item: Any) -> Image | None:
+    """An MCP image content item as an Image part; None when loom_nb cannot send it (a type it
+    does not take, over its size limit, or base64 that does not decode)."""
+    if getattr(item, "type", "") != "image":
+        return None
+    try:
+        return Image(base64.b64decode(getattr(item, "data", "") or "", validate=True),
+                     getattr(item, "mime_type", None) or None)
+    except (ConfigError, binascii.Error, ValueError):
+        return None
 
-    Today a placeholder: loom_nb's messages carry text only. When provider-neutral image parts
-    land (loom_nb.media), this is the one function to change so that images reach the model as
-    image parts (and audio where the provider takes it); see the xfail test in test_mcp_content.
-    """
+
+def result_media(result: CallToolResult) -> tuple[Image, ...]:
+    """The images of a tool result that go to the model as image parts (at most
+    :data:`~loom_nb.media.MAX_RESULT_MEDIA`)."""
+    found = [image for item in result.content if (image := image_part(item)) is not None]
+    return tuple(found[:MAX_RESULT_MEDIA])
+
+
+def media_text(item: Any) -> str:
+    """An image loom_nb cannot send, or audio (no provider-neutral audio part yet), described
+    for the model."""
     size = len(getattr(item, "data", "") or "") * 3 // 4
     return (f"[{getattr(item, 'type', 'media')} ({getattr(item, 'mime_type', '?')}, about {size} "
             f"bytes): not shown to the model]")

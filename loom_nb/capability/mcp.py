@@ -56,7 +56,7 @@ from . import Capability
 from . import _mcp_resources as res
 from ._mcp_config import server_requests as _server_requests
 from ._mcp_config import server_spec as _server_spec
-from ._mcp_content import result_text, schema_problems, validator
+from ._mcp_content import result_media, result_text, schema_problems, validator
 from ._mcp_connection import (
     CallTimeout,
     ConnectFailed,
@@ -303,7 +303,7 @@ class McpSource:
         if result.is_error:
             return _outcome(text or f"The MCP tool {shown_as!r} reported an error without a message.",
                             started, "McpError")
-        return ToolOutcome(text, duration_ms=_ms(started))
+        return ToolOutcome(text, duration_ms=_ms(started), media=result_media(result))
 
     # -- tools -------------------------------------------------------------------------------------
 
@@ -490,7 +490,8 @@ class McpTool(Tool):
         return schema_problems(self._validator, args)
 
     async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
-                     on_cancel: Callable[[ToolOutcome], None] | None = None) -> ToolOutcome:
+                     on_cancel: Callable[[ToolOutcome], None] | None = None,
+                     context: Any = None) -> ToolOutcome:  # an MCP tool takes no RunContext
         problems = schema_problems(self._validator, args)
         if problems:
             return ToolOutcome(

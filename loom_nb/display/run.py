@@ -13,8 +13,8 @@ import html
 import json
 import re
 from collections import deque
-from collections.abc import Iterable, Sequence, Sized
-from typing import Any, Protocol
+from collections.abc import Iterable, Mapping, Sequence, Sized
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..events import (ModelDeltaData, ModelResponseData, ModelRetryData, RunEvent, RunFinishedData,
                       RunStartedData, ToolCallData, ToolResultData, payload)
@@ -22,6 +22,7 @@ from ..messages import Usage
 from .common import (CARD, ERROR, FAINT, MUTED, PRE, RULE, STATUS_COLORS, WARN, call_text,
                      printable, short, theme, usd)
 from .markdown import markdown_html
+from .media import media_html, media_index, media_lines
 from .mcp_notes import MCP_NOTES, mcp_note
 
 _TAGS = re.compile(r"<[^>]+>")
@@ -30,6 +31,9 @@ __all__ = ["LiveText", "RunLike", "events_html", "events_text", "header_html", "
            "APPROVAL_HINT", "cut_text", "error_html", "note_card", "panel_header_html", "panel_html", "panel_text",
            "prompt_html", "result_html", "result_text", "run_status", "status_sentence",
            "structured_output"]
+
+if TYPE_CHECKING:
+    from ..media import Media
 
 MimeBundle = dict[str, str]
 
@@ -135,13 +139,16 @@ def events_text(events: Iterable[RunEvent], live_text: str = "") -> str:
     events = list(events)
     lines: list[str] = []
     for event in events:
-        if event.type == "tool.call":
+        if event.type == "run.started":
+            lines += media_lines(payload(event, RunStartedData)["task"].get("attachments", []))
+        elif event.type == "tool.call":
             call = payload(event, ToolCallData)
             lines.append(f"→ {call_text(call['name'], call['args'])}")
         elif event.type == "tool.result":
             result = payload(event, ToolResultData)
             mark = "✗" if result["is_error"] else "←"
             lines.append(f"  {mark} {short(result['content'], 200)}")
+            lines += media_lines(result.get("media", []))
         elif event.type == "model.response" and (text := _answer(event)):
             lines.append(text)
     if cut := cut_text(events):
@@ -208,23 +215,28 @@ FOLD_CALLS = 8
 _KEEP_CALLS = 3
 
 
-def events_html(events: Iterable[RunEvent], live_text: str = "", *, ending: bool = False) -> str:
+def events_html(events: Iterable[RunEvent], live_text: str = "", *, ending: bool = False,
+                media: Mapping[str, Media] | None = None) -> str:
     """The transcript of a run as HTML; long tool results and long runs are collapsed.
 
     ``ending``: also the run's end (its reason when it did not complete, the partial answer of
     a stopped run), for places that show no result card around it (the session panel).
+    ``media``: images by sha256, drawn as thumbnails where the events reference them.
     """
     events = list(events)
     steps: list[tuple[bool, str]] = []  # (part of a tool step, markup)
     for index, event in enumerate(events):
         if event.type == "run.started":
-            steps.append((False, prompt_html(payload(event, RunStartedData)["prompt"])))
+            started = payload(event, RunStartedData)
+            steps.append((False, prompt_html(started["prompt"])
+                          + media_html(started["task"].get("attachments", []), media)))
         elif event.type in MCP_NOTES and (note := mcp_note(events, index)):
             steps.append((True, note))
         elif event.type == "tool.call":
             steps.append((True, _tool_call_html(payload(event, ToolCallData))))
         elif event.type == "tool.result":
-            steps.append((True, _tool_result_html(payload(event, ToolResultData))))
+            result = payload(event, ToolResultData)
+            steps.append((True, _tool_result_html(result) + media_html(result.get("media", []), media)))
         elif event.type == "model.response" and (text := _answer(event)):
             steps.append((False, _answer_html(text)))
     if cut := cut_text(events):
@@ -322,7 +334,8 @@ def result_html(result: RunLike) -> str:
                          for line in question_lines(result))
         error += f"<div style='{MUTED};margin-top:4px'>{_hint_html()}</div>"
     return (f"<div class='loom-run' style=\"{CARD}\">{header_html(result.status, summary)}"
-            f"{events_html(result.events)}{_structured_html(result.events)}{error}"
+            f"{events_html(result.events, media=media_index(getattr(result, 'messages', ())))}"
+            f"{_structured_html(result.events)}{error}"
             f"<div style='color:{FAINT};font-size:11px;margin-top:6px'>{html.escape(result.run_id)}"
             f" · {html.escape(result.session_id)}</div></div>")
 

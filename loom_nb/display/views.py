@@ -14,16 +14,18 @@ import html
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, TypeAlias
 
 from ..events import (CompactedData, PartitionName, DelegationFinishedData, DelegationStartedData,
                       GovernanceDecisionData, HarnessAttemptData, ModelRequestData,
                       ModelResponseData, ModelRetryData, QualityVerdictData, RenewedData,
                       RunEvent, RunFinishedData, RunInterruptedData, RunResumedData,
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
-                      payload,
-                      tool_calls)
-from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html,
+                      payload)
+from .approvals import (WAITING_HTML, GovernanceRow, approvals_html, approvals_text,
+                        governance_rows, pending_call_html, pending_line, question_html,
+                        remembered_text)
+from .common import (BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html,
                      call_text, plural, printable, share, short, signal_label, table_html,
                      text_table, usd, view_card)
 
@@ -59,6 +61,8 @@ class RequestContext:
     cache_read_tokens: int = 0  #: the part of input_tokens read from the provider's prompt cache
     cache_write_tokens: int = 0  #: the part of input_tokens written to it
     cost: float | None = None  #: USD, when the model's price is known
+    #: The system partition's parts (label, tokens), as of this request.
+    system_parts: tuple[tuple[str, int], ...] = ()
 
 
 def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
@@ -66,6 +70,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
     requests: list[RequestContext] = []
     runs: dict[str, int] = {}
     content: dict[str, dict[PartitionName, str]] = {}
+    parts: dict[str, tuple[tuple[str, int], ...]] = {}
     marks: dict[str, list[str]] = {}
     for event in events:
         run = runs.setdefault(event.run_id, len(runs) + 1)
@@ -76,6 +81,9 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
             # Events carry only the partitions that changed since the run's previous request.
             seen = content.setdefault(event.run_id, {})
             seen.update(data.get("content") or {})
+            if "system_parts" in data:
+                parts[event.run_id] = tuple((str(p.get("label", "")), int(p.get("tokens", 0)))
+                                            for p in data["system_parts"])
             ctx = data["context"]
             requests.append(RequestContext(
                 number=len(requests) + 1, run=run, run_id=event.run_id, turn=int(data.get("turn", 0)),
@@ -83,7 +91,7 @@ def context_requests(events: Iterable[RunEvent]) -> list[RequestContext]:
                 budget=int(ctx["budget"]), window=int(ctx["window"]),
                 output_reserve=int(ctx["output_reserve"]), window_source=str(ctx["window_source"]),
                 messages=int(ctx.get("messages", 0)), content=dict(seen),
-                marks=tuple(marks.pop(event.run_id, []))))
+                marks=tuple(marks.pop(event.run_id, [])), system_parts=parts.get(event.run_id, ())))
         elif event.type == "model.response" and requests and requests[-1].run_id == event.run_id:
             usage = payload(event, ModelResponseData).get("usage") or {}
             requests[-1] = replace(requests[-1], input_tokens=usage.get("input_tokens"),
@@ -127,6 +135,9 @@ def context_text(requests: list[RequestContext], selected: int | None = None,
     rows = [[f"history ({plural(request.messages, 'message')})" if r[0] == "history" else r[0], *r[1:]]
             for r in rows]
     lines += text_table(rows, "    ")
+    if len(request.system_parts) > 1:  # one part is the partition itself
+        lines.append("  system parts:")
+        lines += text_table([[label, str(tokens)] for label, tokens in request.system_parts], "    ")
     lines += [f"  before this request: {mark}" for mark in request.marks]
     if compactions is not None:
         lines.append(f"  compactions in the session: {len(compactions) or 'none'}")
@@ -168,6 +179,10 @@ def context_html(requests: list[RequestContext], selected: int | None = None,
                 f"</span>")
         body = (f"<pre style=\"{PRE}\">{html.escape(text)}</pre>" if text.strip() else
                 f"<div style='{MUTED};margin:2px 0 4px 18px'>(empty)</div>")
+        if name == "system" and len(request.system_parts) > 1:  # each part with its tokens
+            body = (f"<ul style='{MUTED};margin:2px 0 4px 0'>" + "".join(
+                f"<li><code>{html.escape(label)}</code>: {tokens} tokens</li>"
+                for label, tokens in request.system_parts) + "</ul>" + body)
         parts.append(f"<details style='margin:2px 0'><summary style='cursor:pointer'>{head}</summary>"
                      f"{body}</details>")
     for mark in request.marks:
@@ -309,93 +324,6 @@ def signal_decision_card(signal: Mapping[str, Any], action: str, reason: str) ->
                           f" → {badge(action)} {html.escape(reason)}</div>")}
 
 
-# -- governance and approvals ----------------------------------------------------------------------
-
-
-class GovernanceRow(TypedDict):
-    call: str  #: the call as one line (call_text)
-    action: str
-    reason: str
-    check: str
-
-
-def governance_rows(events: Iterable[RunEvent]) -> list[GovernanceRow]:
-    """Governance decisions with the call they were about, in order."""
-    events = list(events)
-    args = {(t.run_id, t.call_id): t.args for t in tool_calls(events)}
-    rows: list[GovernanceRow] = []
-    for event in events:
-        if event.type == "governance.decision":
-            data = payload(event, GovernanceDecisionData)
-            # A sub-agent's call has its tool.call in the sub-run; the decision carries its args.
-            call_args = args.get((event.run_id, data.get("call_id", ""))) or data.get("args", {})
-            rows.append({"call": call_text(data.get("name", "?"), call_args),
-                         "action": data.get("action", "?"), "reason": data.get("reason", ""),
-                         "check": data.get("check") or ""})
-    return rows
-
-
-def pending_call_html(name: str, args: dict[str, Any], reason: str) -> str:
-    """A waiting call's label beside its Approve / Reject buttons."""
-    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='{MUTED}'>"
-            f"{html.escape(reason)}</span>")
-
-
-def question_html(question: str) -> str:
-    """A question of the model beside its Answer / Decline buttons."""
-    return f"<b>The model asks:</b> {html.escape(question)}"
-
-
-def pending_line(p: Any) -> str:
-    """A waiting call or question (a PendingApproval) as one line of text."""
-    if p.kind == "question":
-        return f"{p.call_id}: the model asks: {p.question}"
-    return f"{call_text(p.name, p.args)}: {p.reason}"
-
-
-def remembered_text(remembered: Iterable[str]) -> str:
-    tools = sorted(remembered)
-    return f"allowed for this session (remember=True): {', '.join(tools)}" if tools else ""
-
-
-WAITING_HTML = f"<b style='color:{ACCENT}'>Waiting for a decision</b>"
-
-
-def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "",
-                   remembered: Iterable[str] = ()) -> str:
-    lines = [f"Approvals · {len(rows)} decision{'s' if len(rows) != 1 else ''} · {len(pending)} waiting"]
-    lines += [f"  {r['call']} → {r['action']}: {r['reason']}" + (f" [{r['check']}]" if r["check"] else "")
-              for r in rows]
-    if pending:
-        lines.append("  waiting for a decision:")
-        lines += [f"    {pending_line(p)}" for p in pending]
-    if remembered_text(remembered):
-        lines.append(f"  {remembered_text(remembered)}")
-    if note:
-        lines.append(f"  {note}")
-    return "\n".join(lines)
-
-
-def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "", *,
-                   list_pending: bool = True, remembered: Iterable[str] = ()) -> str:
-    """``list_pending=False``: count the waiting calls but leave listing them to the caller
-    (the widget draws each with its buttons)."""
-    body = (table_html(["tool call", "decision", "reason", "check"], [
-        [f"<code>{html.escape(r['call'])}</code>", badge(r["action"]), html.escape(r["reason"]),
-         html.escape(r["check"])] for r in rows]) if rows else
-        f"<div style='{MUTED}'>No governance decision yet.</div>")
-    if pending and list_pending:
-        items = "".join(f"<li>{html.escape(pending_line(p))}</li>" if p.kind == "question" else
-                        f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
-                        f"{html.escape(p.reason)}</li>" for p in pending)
-        body += (f"<div style='margin-top:6px;color:{ACCENT}'><b>Waiting for a decision</b>"
-                 f"<ul style='margin:2px 0'>{items}</ul></div>")
-    for line in filter(None, (remembered_text(remembered), note)):
-        body += f"<div style='{MUTED};margin-top:4px'>{html.escape(line)}</div>"
-    return view_card("approvals", f"Governance · {plural(len(rows), 'decision')} · "
-                                  f"{len(pending)} waiting", body)
-
-
 # -- traces ----------------------------------------------------------------------------------------
 
 
@@ -462,13 +390,20 @@ def _model_request(event: RunEvent) -> Line:
 def _model_response(event: RunEvent) -> Line:
     data = payload(event, ModelResponseData)
     said = f": {short(data['text'], 80)}" if (data.get("text") or "").strip() else ""
-    return (f"response, turn {data.get('turn')} ({data.get('stop_reason')}, "
+    by = f" by {data['answered_by']}" if data.get("answered_by") else ""
+    return (f"response, turn {data.get('turn')}{by} ({data.get('stop_reason')}, "
             f"{_tokens(data.get('usage'))}){said}"), ""
 
 
 def _model_retry(event: RunEvent) -> Line:
     data = payload(event, ModelRetryData)
     return f"retry {data.get('attempt')}: {short(str(data.get('error', '')), 120)}", "bad"
+
+
+def _model_fallback(event: RunEvent) -> Line:
+    data = event.data
+    return (f"fallback: {data.get('failed')} failed ({data.get('error_type')}: "
+            f"{short(str(data.get('error', '')), 100)}); {data.get('next')} takes the turn"), "bad"
 
 
 def _tool_call(event: RunEvent) -> Line:
@@ -547,6 +482,7 @@ def _signal(event: RunEvent) -> Line:
 _LINES: dict[str, Callable[[RunEvent], Line]] = {
     "run.started": _run_started, "model.request": _model_request,
     "model.response": _model_response, "model.retry": _model_retry, "tool.call": _tool_call,
+    "model.fallback": _model_fallback,
     "tool.started": _tool_started, "tool.result": _tool_result, "governance.decision": _governance, "run.resumed": _resumed,
     "run.interrupted": _interrupted, "context.compacted": lambda e: (compaction_text(e), ""),
     "context.renewed": lambda e: (compaction_text(e), ""), "quality.verdict": _verdict,

@@ -15,6 +15,7 @@ rule, a veto or a full rate limit that came while the run was paused wins over t
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +66,8 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
     restored = RuntimeTask(task["goal"], task["inputs"], task["criteria"], task["metadata"])
     loop = RunLoop(session, restored,
                    RunContext(state["context"]["inputs"], state["context"]["metadata"],
-                              Limits(**state["limits"])),
+                              Limits(**state["limits"]),
+                              _PAUSED_DEPS.get(session, {}).pop(record.run_id, None)),
                    run_id=record.run_id, parent_run_id=record.parent_run_id)
     loop.record = record
     loop.steer = PAUSED.get(record.run_id, loop.steer)
@@ -75,6 +77,17 @@ def restore(session: Session, record: RunRecord) -> RunLoop:
     loop.events = session.store.events(run_id=record.run_id)
     loop.call_ids = {e.data["call_id"] for e in loop.events if e.type == "tool.call"}
     return loop
+
+
+#: The deps of runs paused in this process, by session and run id: deps are live objects (a
+#: database client), never stored, so a run resumed in another process has deps=None.
+_PAUSED_DEPS: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def remember_deps(loop: RunLoop) -> None:
+    """Keep a pausing run's deps for its resume in this process."""
+    if loop.context.deps is not None:
+        _PAUSED_DEPS.setdefault(loop.session, {})[loop.run_id] = loop.context.deps
 
 
 def claim(loop: RunLoop, decisions: Decisions) -> dict[str, Any]:

@@ -36,15 +36,18 @@ from ..governance import ToolRequest
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
 from ..messages import Message, ToolCall, ToolResult, Usage, message_from_dict
-from ..models import ModelRequest, ModelResponse, RetryNotice, TextDelta, ToolCallDelta
+from ..models import (FallbackNotice, ModelRequest, ModelResponse, RetryNotice, TextDelta,
+                      ToolCallDelta)
 from ..quality import Verdict
 from ..result import Decision, PendingApproval, RunResult, RunStatus, is_approved
 from ..signals import RuntimeSignal
 from ..store import RunRecord
-from ..task import RunContext, RuntimeTask
+from ..task import RunContext, RuntimeTask, user_message
 from ..tools import unrunnable
 from . import parallel, subruns
-from .approval import claim, recheck, restore
+from .approval import claim, recheck, remember_deps, restore
+from .parts import (fallback_data, in_order, prepare_system, request_data, response_data,
+                    result_dict, tool_result_from_dict)
 from .attempts import AttemptControl
 from .edits import (carry_out, check_edits, decide_remembering, decision_data, edited_message,
                     note_edits)
@@ -121,6 +124,9 @@ class RunLoop(RunRecorder):
         self.seen: Mapping[str, PendingApproval] = {}
         #: The context window: snapshots, compaction and renewal, fitting items to the budget.
         self.window = RunWindow(self)
+        #: The system partition's labelled parts for this run (instructions evaluated once).
+        self.system_parts: list[tuple[str, str]] | None = None
+        self.joined_system = ""
         #: The signal this run was started for, if any.
         self.started_by: RuntimeSignal | None = None
         #: Observed signals this run shows in its working partition.
@@ -193,7 +199,7 @@ class RunLoop(RunRecorder):
             "observed_signals": [s.to_dict() for s in self.observed],
         })
         if not self._continuing:
-            self.commit(Message.user(self.window.fit(self.task.goal)))
+            self.commit(user_message(self.task, self.window.fit))
 
     async def _harnessed(self, started: float) -> Stop:
         if self._continuing:  # a best-of candidate is one plain pass; its parent judges it
@@ -277,9 +283,15 @@ class RunLoop(RunRecorder):
 
     # -- turns -------------------------------------------------------------------------------------
 
+    @property
+    def system_text(self) -> str:
+        """The system partition's text (the agent's static instructions before the first turn)."""
+        return self.agent.system_prompt if self.system_parts is None else self.joined_system
+
     async def run_turns(self, started: float) -> Stop:
         """Model turns until an answer without tool calls, a limit, or a pause for approval."""
         await self.agent.resolve_tools()
+        await prepare_system(self)  # callable instructions: once per run, with its context
         model_id, steer = self.agent.model.identifier, self.steer
         defined = self.agent.tool_definitions
         tools = steer.tools(defined)  # the agent's tools, and the output tool where one is used
@@ -298,9 +310,7 @@ class RunLoop(RunRecorder):
             request = steer.prepare(build_request(rendered=window.rendered(),
                                                   history=context.history, tools=tools))
             total, factor = snapshot.total, context.factor
-            self.emit("model.request", {"turn": self.turns + 1, "model": model_id,
-                                        "tools": tool_names.copy(), "context": snapshot.to_dict(),
-                                        "content": window.unrecorded(snapshot)})
+            self.emit("model.request", request_data(self, model_id, tool_names, snapshot))
             response, text, calls = await self._model_turn(request)
             context.calibrate(response.usage.input_tokens, round(total / factor))
             message = response.message
@@ -378,6 +388,7 @@ class RunLoop(RunRecorder):
         """The model's response to ``request``, with its text and tool calls."""
         response: ModelResponse | None = None
         self._streamed = []
+        self.agent.model.check_request(request)
         async for item in self.agent.model.stream(request):
             if isinstance(item, TextDelta):
                 self._streamed.append(item.text)
@@ -392,6 +403,9 @@ class RunLoop(RunRecorder):
             elif isinstance(item, RetryNotice):
                 self.emit("model.retry", {"attempt": item.attempt, "delay": item.delay,
                                           "error": item.error})
+            elif isinstance(item, FallbackNotice):
+                self._streamed = []  # the next model answers the whole turn
+                self.emit("model.fallback", fallback_data(item))
         if response is None:
             raise ModelError(f"The model {self.agent.model.identifier} ended its stream without a response.")
         self._streamed = []
@@ -402,11 +416,7 @@ class RunLoop(RunRecorder):
         response, renamed = own_call_ids(response, self.turns, self.call_ids)
         message = response.message
         text, calls = message.text, message.tool_calls
-        self.emit("model.response", {
-            "turn": self.turns, "text": text, "stop_reason": response.stop_reason,
-            "tool_calls": call_data(calls, renamed),
-            "usage": usage.to_dict(), "model": response.model_name or self.agent.model.name,
-        })
+        self.emit("model.response", response_data(self, response, usage, call_data(calls, renamed)))
         return response, text, calls
 
     def _partial(self, text: str | None, name: str = "", args: str = "") -> None:
@@ -455,7 +465,7 @@ class RunLoop(RunRecorder):
                     allowed.append(call)
         nested = await self._run_allowed(allowed, results, pending)
         if pending:
-            self._pause_turn(message.to_dict(), _in_order(pending, calls), results, nested)
+            self._pause_turn(message.to_dict(), in_order(pending, calls), results, nested)
             return None
         return [results[c.id] for c in calls]
 
@@ -498,15 +508,16 @@ class RunLoop(RunRecorder):
 
     def _pause_turn(self, message: dict[str, Any], pending: list[PendingApproval],
                     results: dict[str, ToolResult], nested: dict[str, Any]) -> None:
+        remember_deps(self)
         self._pause = {"message": message, "pending": [p.to_dict() for p in pending],
-                       "results": {k: _result_dict(r) for k, r in results.items()}, "nested": nested}
+                       "results": {k: result_dict(r) for k, r in results.items()}, "nested": nested}
 
     async def _finish_paused_turn(self, state: dict[str, Any], decisions: Decisions) -> bool:
         """Carry out the decisions and commit the turn; True when it waits again instead."""
         await self.agent.resolve_tools()
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
-        results = {k: ToolResult(**v) for k, v in state["results"].items()}
+        results = {k: tool_result_from_dict(v) for k, v in state["results"].items()}
         ran: dict[str, ToolCall] = {}  # the calls as they run: a person may have edited them
         approved: list[ToolCall] = []
         for pending in state["pending"]:
@@ -534,7 +545,7 @@ class RunLoop(RunRecorder):
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
             self._pause_turn(edited_message(message, ran).to_dict(),
-                             _in_order(again, message.tool_calls), results, nested)
+                             in_order(again, message.tool_calls), results, nested)
             return True
         self.commit(edited_message(message, ran),
                     Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
@@ -585,13 +596,3 @@ class RunLoop(RunRecorder):
         """Rebuild a run paused for approval from its stored record (see loom_nb._approval)."""
         return restore(session, record)
 
-
-def _in_order(pending: list[PendingApproval], calls: tuple[ToolCall, ...]) -> list[PendingApproval]:
-    """The waiting calls in the model's order, a sub-agent's under its ``delegate`` call."""
-    order = {c.id: i for i, c in enumerate(calls)}
-    return sorted(pending, key=lambda p: order[p.via or p.call_id])
-
-
-def _result_dict(result: ToolResult) -> dict[str, Any]:
-    return {"call_id": result.call_id, "name": result.name, "content": result.content,
-            "is_error": result.is_error}

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypedDict
 from ..delegation import CURRENT_RUN
 from ..errors import ConfigError
 from ..events import ToolResultData
+from ..media import media_label
 from ..messages import ToolCall, ToolResult
 
 if TYPE_CHECKING:
@@ -37,7 +38,9 @@ async def run_tool_call(loop: RunLoop, call: ToolCall) -> ToolResult:
 
     token = CURRENT_RUN.set(loop)  # a delegate call finds its parent run here
     try:
-        outcome = await tool.invoke(call.args, timeout=seconds, on_cancel=record_cancelled)
+        context = loop.context.bind(loop, call.id) if tool.context_param is not None else None
+        outcome = await tool.invoke(call.args, timeout=seconds, on_cancel=record_cancelled,
+                                    context=context)
     finally:
         CURRENT_RUN.reset(token)
     extra: ToolResultExtra = {}
@@ -68,8 +71,11 @@ def _record(loop: RunLoop, call: ToolCall, outcome: ToolOutcome, extra: ToolResu
         data["error_type"] = outcome.error_type or "ToolError"
         if outcome.traceback:
             data["traceback"] = outcome.traceback
+    if outcome.media:
+        data["media"] = [{**m.to_dict({}), "label": media_label(m)} for m in outcome.media]
     loop.emit("tool.result", data)
-    return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error)
+    return ToolResult(call_id=call.id, name=call.name, content=content, is_error=outcome.is_error,
+                      media=outcome.media)
 
 
 #: How deep runs may start runs from inside their tools (a tool calling an agent that calls it...).

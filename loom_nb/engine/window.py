@@ -51,10 +51,11 @@ class RunWindow:
         loop = self.loop
         state, notes, agent = loop.session.context, loop.session.notes, loop.agent
         tools = agent.tool_definitions
-        key = (id(state.memory), len(state.memory), len(notes), agent.system_prompt, id(tools))
+        system = loop.system_text
+        key = (id(state.memory), len(state.memory), len(notes), system, id(tools))
         if self._rendered is None or self._rendered[0] != key:
             self._rendered = (key, render_context({
-                "system": agent.system_prompt, "skill": agent.skill_prompt,
+                "system": system, "skill": agent.skill_prompt,
                 "memory": render_memory(state.memory),
                 "working": render_working(loop.task, loop.context, observed=loop.observed,
                                           notes=notes)}, tools))

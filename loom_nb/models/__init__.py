@@ -20,11 +20,13 @@ from ._requests import DEFAULT_KEEP
 
 if TYPE_CHECKING:
     from ._requests import KeepRequests
+    from .fallback import FallbackModel
     from .function import FunctionModel
     from .replay import RecordingModel, ReplayModel
     from .scripted import ScriptedModel, Turn
 
 __all__ = [
+    "FallbackNotice",
     "Model",
     "ModelRequest",
     "ModelResponse",
@@ -102,6 +104,8 @@ class ModelResponse:
     usage: Usage = field(default_factory=Usage)
     stop_reason: StopReason = "end_turn"
     model_name: str = ""
+    #: The identifier of the model that answered, when a fallback chose it among several.
+    model_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +133,19 @@ class RetryNotice:
     error: str
 
 
-StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | ModelResponse
+@dataclass(frozen=True, slots=True)
+class FallbackNotice:
+    """A model of a fallback failed (or could not take the request); the next takes the turn."""
+
+    failed: str  #: the identifier of the model that failed
+    next: str  #: the identifier of the model that takes the turn
+    error: str
+    error_type: str
+    #: Text or tool-call deltas of the failed model were already streamed: they are dropped.
+    discarded: bool = False
+
+
+StreamItem: TypeAlias = TextDelta | ToolCallDelta | RetryNotice | FallbackNotice | ModelResponse
 
 
 class Model(ABC):
@@ -146,10 +162,25 @@ class Model(ABC):
     #: Whether ``output_mode="auto"`` uses the provider's native structured output (True) or
     #: the output tool (False); see :mod:`loom_nb.output`. Test models see the request as is.
     native_output: bool = True
+    #: Whether the model takes images and PDFs. A request holding one for a model that does not
+    #: fails with a ConfigError before anything is sent (``Model.openai(..., vision=False)``).
+    vision: bool = True
 
     @abstractmethod
     def stream(self, request: ModelRequest) -> AsyncIterator[StreamItem]:
         """Yield deltas, then one final :class:`ModelResponse`."""
+
+    def check_request(self, request: ModelRequest) -> None:
+        """Refuse, before sending, what this model cannot take (images and PDFs without vision)."""
+        if self.vision:
+            return
+        for message in request.messages:
+            for part in message.media:
+                if part.kind == "image" or getattr(part, "is_pdf", False) or part.data is None:
+                    raise ConfigError(
+                        f"The model {self.identifier} does not take images or PDFs (vision=False), "
+                        f"and the conversation holds {part!r}. Use a vision model, or send text: "
+                        f"Document.from_text(...) or a description.")
 
     async def request(self, request: ModelRequest) -> ModelResponse:
         """The complete response, without the deltas."""
@@ -236,6 +267,17 @@ class Model(ABC):
             context_window=context_window,
             **settings,
         )
+
+    @staticmethod
+    def fallback(primary: Model | str, *others: Model | str,
+                 on: tuple[type[BaseException], ...] | type[BaseException] | None = None,
+                 ) -> FallbackModel:
+        """``primary``, and the next model of ``others`` whenever one fails with an error of
+        ``on`` after its own retries (default: ModelUnavailableError, ModelRateLimitError,
+        ModelConnectionError)."""
+        from .fallback import DEFAULT_FALLBACK_ON, FallbackModel
+
+        return FallbackModel((primary, *others), DEFAULT_FALLBACK_ON if on is None else on)
 
     @staticmethod
     def from_string(spec: str, **kwargs: Any) -> Model:

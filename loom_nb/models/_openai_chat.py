@@ -12,13 +12,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._words import a_type
-from ..errors import ConfigError
+from ..errors import ConfigError, NotSupportedError
+from ..media import Document, Image
 from ..messages import Message, Part, TextPart, ToolResult, Usage
 from . import ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta, ToolDefinition
 from ._errors import IncompleteStreamError
 from ._sdk import tool_call
 
-__all__ = ["ChatStreamState", "chat_tools", "result_text", "to_chat_messages"]
+__all__ = ["ChatStreamState", "chat_tools", "result_text", "text_document", "to_chat_messages"]
 
 _FINISH: dict[str, StopReason] = {
     "stop": "end_turn",
@@ -35,15 +36,57 @@ def result_text(result: ToolResult) -> str:
 
 
 def to_chat_messages(system: str, messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Chat ``messages``: the system prompt first, one ``tool`` message per tool result."""
+    """Chat ``messages``: the system prompt first, one ``tool`` message per tool result.
+
+    A user message with images or documents is one message with a list of content parts. A
+    tool message cannot hold an image, so the media that tools returned follow their tool
+    messages in one user message that names the calls.
+    """
     out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     for message in messages:
         if message.role == "assistant":
             out.append(_assistant(message))
-            continue
-        for part in message.parts:
-            out.append(_user_or_tool(part))
+        elif message.role == "user" and message.media:
+            out.append({"role": "user", "content": [_content_part(p) for p in message.parts]})
+        else:
+            out.extend(_user_or_tool(part) for part in message.parts)
+            returned = [r for r in message.tool_results if r.media]
+            if returned:
+                out.append({"role": "user", "content": _returned_media(returned)})
     return out
+
+
+def _returned_media(results: Sequence[ToolResult]) -> list[dict[str, Any]]:
+    content: list[dict[str, Any]] = []
+    for result in results:
+        content.append({"type": "text", "text": f"Returned by the tool call {result.call_id} "
+                                                f"({result.name}):"})
+        content.extend(_content_part(m) for m in result.media)
+    return content
+
+
+def _content_part(part: Part) -> dict[str, Any]:
+    """A user content part: text, ``image_url`` (a data: URI or the URL), ``file`` for a PDF."""
+    if isinstance(part, TextPart):
+        return {"type": "text", "text": part.text}
+    if isinstance(part, Image):
+        return {"type": "image_url", "image_url": {"url": part.data_uri()}}
+    if isinstance(part, Document) and not part.is_pdf:
+        return {"type": "text", "text": text_document(part)}
+    if isinstance(part, Document):
+        if part.data is None:
+            raise NotSupportedError(
+                f"Chat Completions takes a PDF as data, not as a URL ({part.url}); use "
+                f"Model.openai(..., api='responses'), or pass the PDF's bytes to Document(...).")
+        return {"type": "file", "file": {"filename": part.name or "document.pdf",
+                                         "file_data": part.data_uri()}}
+    raise ConfigError(f"Cannot send {a_type(part)} in a user message to OpenAI.")
+
+
+def text_document(part: Document) -> str:
+    """A text document as the text OpenAI gets (its file inputs are for PDFs)."""
+    title = f" {part.name!r}" if part.name else ""
+    return f"Document{title} ({part.media_type}):\n\n{part.text}"
 
 
 def _assistant(message: Message) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..media import Document, Image
 from ..messages import Message, Part, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from . import ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta, ToolDefinition
 from ._errors import (
@@ -28,7 +29,7 @@ from ._errors import (
     classify_sdk_error,
     error_from_body,
 )
-from ._openai_chat import _Call, result_text, usage_from
+from ._openai_chat import _Call, result_text, text_document, usage_from
 from ._sdk import tool_call
 
 __all__ = [
@@ -40,9 +41,17 @@ __all__ = [
 
 
 def to_response_input(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    """Input items: messages, ``function_call`` and ``function_call_output`` items, in order."""
+    """Input items: messages, ``function_call`` and ``function_call_output`` items, in order.
+
+    A user message with images or documents is one message item with a list of input parts; a
+    tool's images and documents go in its ``function_call_output`` as input parts.
+    """
     items: list[dict[str, Any]] = []
     for message in messages:
+        if message.role == "user" and message.media:
+            items.append({"type": "message", "role": "user",
+                          "content": [_input_part(p) for p in message.parts]})
+            continue
         for part in message.parts:
             item = _item(message.role, part)
             if item is not None:
@@ -58,11 +67,30 @@ def _item(role: str, part: Part) -> dict[str, Any] | None:
         return {"type": "function_call", "call_id": part.id, "name": part.name,
                 "arguments": json.dumps(part.args, ensure_ascii=False)}
     if isinstance(part, ToolResult):
-        return {"type": "function_call_output", "call_id": part.call_id,
-                "output": result_text(part)}
+        output: str | list[dict[str, Any]] = result_text(part)
+        if part.media:
+            output = [{"type": "input_text", "text": output}, *map(_input_part, part.media)]
+        return {"type": "function_call_output", "call_id": part.call_id, "output": output}
     if isinstance(part, ThinkingPart):
         return _reasoning_item(part)
     raise ConfigError(f"Cannot send a message part of type {type(part).__name__} to OpenAI.")
+
+
+def _input_part(part: Part) -> dict[str, Any]:
+    """``input_text``, ``input_image`` (a data: URI or the URL) or ``input_file`` for a PDF."""
+    if isinstance(part, TextPart):
+        return {"type": "input_text", "text": part.text}
+    if isinstance(part, Image):
+        return {"type": "input_image", "image_url": part.data_uri(), "detail": "auto"}
+    if isinstance(part, Document) and not part.is_pdf:
+        return {"type": "input_text", "text": text_document(part)}
+    if isinstance(part, Document):
+        if part.data is None:
+            return {"type": "input_file", "file_url": part.url}
+        return {"type": "input_file", "filename": part.name or "document.pdf",
+                "file_data": part.data_uri()}
+    raise ConfigError(f"Cannot send a message part of type {type(part).__name__} in a user "
+                      f"message to OpenAI.")
 
 
 def _reasoning_item(part: ThinkingPart) -> dict[str, Any] | None:

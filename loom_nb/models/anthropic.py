@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..media import Document, Image
 from ..messages import Message, Part, TextPart, ThinkingPart, ToolCall, ToolResult, Usage
 from . import ModelRequest, ModelResponse, StopReason, StreamItem, TextDelta, ToolCallDelta
 from ._anthropic_cache import add_breakpoints, cache_places
@@ -82,6 +83,19 @@ _SETTINGS: dict[str, Validator] = {
     "tool_choice": string,
     "cache": cache_places,
 }
+
+
+def _claude_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The output schema as Claude's structured outputs take it: the SDK's own transform moves the
+    keywords they do not support (``minimum``, ``minLength``, ``pattern``...) into descriptions,
+    so that a constrained field is asked for, not refused with a 400; pydantic still checks the
+    constraint on the answer (and a failure goes back to the model as a retry)."""
+    from anthropic import transform_schema
+
+    try:
+        return transform_schema(schema)
+    except ValueError:  # a schema the transform cannot read: sent as it is (the API says why)
+        return schema
 
 
 class AnthropicModel(SDKModel):
@@ -149,7 +163,7 @@ class AnthropicModel(SDKModel):
         if request.output is not None and request.output.mode == "native":
             # Structured outputs: the same closed schema OpenAI gets (objects closed, $defs kept).
             kwargs["output_config"] = {"format": {"type": "json_schema",
-                                                  "schema": request.output.schema}}
+                                                  "schema": _claude_schema(request.output.schema)}}
         if "stop_sequences" in settings:
             kwargs["stop_sequences"] = settings["stop_sequences"]
         if "thinking" in settings:
@@ -208,11 +222,32 @@ def _block(part: Part) -> dict[str, Any] | None:
     if isinstance(part, ToolCall):
         return {"type": "tool_use", "id": part.id, "name": part.name, "input": part.args}
     if isinstance(part, ToolResult):
-        return {"type": "tool_result", "tool_use_id": part.call_id, "content": part.content,
+        content: str | list[dict[str, Any]] = part.content
+        if part.media:  # images and documents travel inside the tool_result block
+            content = [{"type": "text", "text": part.content}, *map(media_block, part.media)]
+        return {"type": "tool_result", "tool_use_id": part.call_id, "content": content,
                 "is_error": part.is_error}
     if isinstance(part, ThinkingPart):
         return _thinking_block(part)
+    if isinstance(part, (Image, Document)):
+        return media_block(part)
     raise ConfigError(f"Cannot send a message part of type {type(part).__name__} to Anthropic.")
+
+
+def media_block(part: Image | Document) -> dict[str, Any]:
+    """An image or document block: base64 bytes, a URL (Claude fetches it), or a text source."""
+    kind = "image" if isinstance(part, Image) else "document"
+    if part.data is None:
+        source: dict[str, Any] = {"type": "url", "url": part.url}
+    elif isinstance(part, Document) and not part.is_pdf:
+        # Anthropic's text source is text/plain only; Markdown and CSV are text to the model.
+        source = {"type": "text", "media_type": "text/plain", "data": part.text}
+    else:
+        source = {"type": "base64", "media_type": part.media_type, "data": part.base64()}
+    block: dict[str, Any] = {"type": kind, "source": source}
+    if isinstance(part, Document) and part.name:
+        block["title"] = part.name
+    return block
 
 
 def _thinking_block(part: ThinkingPart) -> dict[str, Any] | None:

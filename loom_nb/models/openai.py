@@ -21,6 +21,10 @@ such as llama-cpp-python understand only that one.
 
 Structured output (``output_type=``, see :mod:`loom_nb.output`) is ``response_format`` with a
 ``json_schema`` for chat and ``text.format`` for Responses, ``strict`` when the schema allows it.
+
+``vision=False`` declares a text-only model (many on compatible servers): a request with an
+image or a PDF then fails with a ConfigError before it is sent.
+
 Client options: ``max_retries``, ``timeout``, ``retry_base_delay``, ``retry_max_delay``,
 ``max_retry_after``, ``compatible``.
 """
@@ -91,8 +95,13 @@ class OpenAIModel(SDKModel):
         base_url: str | None = None,
         api: Literal["chat", "responses"] = "chat",
         context_window: int | None = None,
+        vision: bool = True,
         **settings: Any,
     ) -> None:
+        if not isinstance(vision, bool):
+            raise ConfigError(f"Model.openai(vision=...) is True or False, got {vision!r}.")
+        # A compatible server's model may be text-only: vision=False refuses images before sending.
+        self.vision = vision
         if api not in ("chat", "responses"):
             raise ConfigError(f"Model.openai(api=...) is 'chat' or 'responses', got {api!r}.")
         self.api = api

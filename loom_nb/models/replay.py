@@ -141,6 +141,7 @@ class RecordingModel(Model):
         self.path = Path(path).expanduser().resolve()
         self.provider = self.model.provider
         self.name = self.model.name
+        self.vision = self.model.vision
         self.exchanges = 0  #: how many exchanges this recorder wrote
         self.append = bool(append)
 

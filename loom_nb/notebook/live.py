@@ -113,8 +113,9 @@ class LiveDisplay:
             self._live.add(payload(event, ModelDeltaData))
         elif not event.live_only:  # output.partial: the answer's text streams as deltas too
             self._card.add(event)
-            if event.type in {"model.response", "tool.call"}:
-                # The stored event now holds what the deltas spelled out.
+            if event.type in {"model.response", "tool.call", "model.fallback"}:
+                # The stored event now holds what the deltas spelled out (or, after a
+                # fallback, the next model answers the turn from the start).
                 self._live = LiveText()
         # run.finished is not drawn: the final render replaces the display right after it.
         if not self.live or self._pending or event.type == "run.finished":

@@ -152,7 +152,7 @@ class SessionPanel(View):
             self._live_text.setdefault(run, LiveText()).add(payload(event, ModelDeltaData))
         elif event.live_only:
             return
-        elif event.type in ("model.response", "tool.call", "run.finished"):
+        elif event.type in ("model.response", "tool.call", "run.finished", "model.fallback"):
             self._live_text.pop(run, None)  # the stored event now holds what the deltas spelled
 
     def _wants(self, event: RunEvent) -> bool:

@@ -27,7 +27,7 @@ from ..events import RunEvent
 from ..output import RunOptions, restored_output, run_options
 from ..result import PendingApproval, RunResult
 from ..store import RunRecord, SessionStore
-from ..task import RunContext, RuntimeTask, as_task
+from ..task import Prompt, RunContext, RuntimeTask, as_task, check_deps
 
 if TYPE_CHECKING:
     import asyncio
@@ -115,17 +115,21 @@ class SessionRuns:
             model=record.model, turns=record.turns, started_at=record.started_at,
             finished_at=record.finished_at, pending=pending, session=self._session)
 
-    def _loop_for(self, prompt_or_task: str | RuntimeTask, context: RunContext | None,
+    def _loop_for(self, prompt_or_task: Prompt, context: RunContext | None,
                   options: RunOptions) -> RunLoop:
         if self.closed:
             raise ConfigError(f"Session {self.id} is closed; open it again with agent.session(...).")
         if context is not None and not isinstance(context, RunContext):
             raise ConfigError("context= takes a RunContext(inputs=..., metadata=..., budget=...).")
-        self._check_not_waiting()
         spec, tool_choice = run_options(self.agent.output, options)
+        context = context or RunContext()
+        if options.get("deps") is not None:
+            context = context.with_deps(options["deps"])
+        check_deps(context.deps, self.agent.deps_type, f"Agent {self.agent.name!r}")
+        self._check_not_waiting()
         # Known now unless a capability's tools (MCP) join at the first turn, which checks again.
         check_tool_choice(tool_choice, list(self.agent.tools) if self.agent._resolved else None)
-        return RunLoop(self._session, as_task(prompt_or_task), context or RunContext(),
+        return RunLoop(self._session, as_task(prompt_or_task), context,
                        output=spec, tool_choice=tool_choice)
 
     def _check_not_waiting(self) -> None:
@@ -198,25 +202,27 @@ class SessionRuns:
         loop.seen = dict(seen or {})
         return await self._execute(loop, decisions)
 
-    async def run(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    async def run(self, prompt_or_task: Prompt, context: RunContext | None = None,
                   **options: Unpack[RunOptions]) -> RunResult:
-        """Run the agent on a prompt or task in this session and return the result.
+        """Run the agent on a prompt (a str, or a list of str, Image and Document) or a task in
+        this session and return the result.
 
         Options (see :class:`~loom_nb.output.RunOptions`): ``output_type``, ``output_mode``,
-        ``output_retries``, ``tool_choice``; each overrides the agent's for this run."""
+        ``output_retries``, ``tool_choice`` (each overrides the agent's for this run), and
+        ``deps`` for the tools' RunContext."""
         return await self._execute(self._loop_for(prompt_or_task, context, options))
 
-    def run_sync(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    def run_sync(self, prompt_or_task: Prompt, context: RunContext | None = None,
                  **options: Unpack[RunOptions]) -> RunResult:
         """:meth:`run` from sync code, also inside a running event loop (a Jupyter cell)."""
         return _bridge.run_sync(self.run(prompt_or_task, context, **options))
 
-    def stream(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    def stream(self, prompt_or_task: Prompt, context: RunContext | None = None,
                **options: Unpack[RunOptions]) -> RunStream:
         """The run's events as they happen; ``.result`` holds the RunResult once it ends."""
         return RunStream(self._session, self._loop_for(prompt_or_task, context, options))
 
-    def start(self, prompt_or_task: str | RuntimeTask, context: RunContext | None = None,
+    def start(self, prompt_or_task: Prompt, context: RunContext | None = None,
               **options: Unpack[RunOptions]) -> Run:
         """Start a run in the background and return its handle at once."""
         return Run(self._session, self._loop_for(prompt_or_task, context, options))

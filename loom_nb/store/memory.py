@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..continuity import RestoreMode
 from ..events import RunEvent, utcnow
-from ..messages import Message
+from ..messages import Message, message_from_dict
 from .protocols import Checkpoint, RunRecord, SignalRecord, StoredMessage, StoredSession
 
 if TYPE_CHECKING:
@@ -42,6 +42,8 @@ class InMemoryStore:
         self._checkpoints: dict[str, Checkpoint] = {}
         self._signals: dict[str, list[SignalRecord]] = {}
         self._feedback: dict[str, list[FeedbackRecord]] = {}
+        #: Images and documents, each once: sha256 -> (bytes, the sessions that hold it).
+        self._blobs: dict[str, tuple[bytes, set[str]]] = {}
 
     def __repr__(self) -> str:
         return f"<InMemoryStore sessions={len(self._sessions)}>"
@@ -86,14 +88,32 @@ class InMemoryStore:
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:
-            self._messages[session_id].extend([(run_id, m) for m in messages])
+            self._messages[session_id].extend([(run_id, self._share(session_id, m)) for m in messages])
+
+    def _share(self, session_id: str, message: Message) -> Message:
+        """The message with each binary part's bytes the one copy the store keeps of them."""
+        if not message.media:
+            return message
+        blobs: dict[str, bytes] = {}
+        data = message.to_dict(blobs)
+        for sha, raw in blobs.items():
+            kept, holders = self._blobs.setdefault(sha, (raw, set()))
+            holders.add(session_id)
+            blobs[sha] = kept
+        return message_from_dict(data, blobs)
+
+    def blob_count(self) -> int:
+        """How many distinct images and documents the store holds."""
+        with self._lock:
+            return len(self._blobs)
 
     def append_turn(self, session_id: str, run_id: str, messages: list[Message],
                     events: list[RunEvent]) -> None:
         """A turn's messages and events under one lock: one call a turn instead of two."""
         with self._lock:
-            if messages:
-                self._messages[session_id].extend([(run_id, m) for m in messages])
+            if messages:  # images and documents: the one copy the store keeps of each
+                self._messages[session_id].extend([(run_id, self._share(session_id, m))
+                                                   for m in messages])
             self._keep_events(events)
 
     def sessions(self) -> list[str]:
@@ -155,6 +175,10 @@ class InMemoryStore:
         self._checkpoints.pop(session_id, None)
         self._signals.pop(session_id, None)
         self._feedback.pop(session_id, None)
+        for sha, (_, holders) in list(self._blobs.items()):
+            holders.discard(session_id)
+            if not holders:
+                del self._blobs[sha]
         for run_id in [r.run_id for r in self._runs.values() if r.session_id == session_id]:
             self._runs.pop(run_id, None)
             self._events.pop(run_id, None)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +57,14 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE TABLE IF NOT EXISTS feedback (
     session_id TEXT NOT NULL, ts TEXT NOT NULL, run_id TEXT, kind TEXT NOT NULL, data TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_by_session ON feedback (session_id);
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY, media_type TEXT NOT NULL, size INTEGER NOT NULL, data BLOB NOT NULL
+    ) WITHOUT ROWID;
 """
 #: 2: runs.owner (the process running a run, so that a run its dead process left "running" can
-#: be told from one still going).
-_SCHEMA_VERSION = 2
+#: be told from one still going). 3: blobs (images and documents, each once by sha256; messages
+#: hold references), which an earlier loom_nb could not read.
+_SCHEMA_VERSION = 3
 #: Columns added since version 1, with their type: a file from an earlier version gains them.
 _ADDED_COLUMNS = {"runs": {"owner": "TEXT"}}
 _RUN_COLUMNS = ("run_id, session_id, parent_run_id, agent, model, prompt, status, output, error, "
@@ -151,12 +157,13 @@ class SQLiteStore:
                 if metadata:
                     self._db.execute("UPDATE sessions SET metadata = ? WHERE id = ?",
                                      (_dumps(meta), session_id))
-            history, memory, through = self._latest_checkpoint(session_id, restore)
+            blobs = self._blob_reader()
+            history, memory, through = self._latest_checkpoint(session_id, restore, blobs)
             rows = self._db.execute(
                 "SELECT data FROM messages WHERE session_id = ? AND idx >= ? ORDER BY idx",
                 (session_id, through)).fetchall()
             # One JSON document for all of them: one decoder call instead of one per message.
-            history += [message_from_dict(m)
+            history += [message_from_dict(m, blobs)
                         for m in json.loads("[" + ",".join([r[0] for r in rows]) + "]")]
             (count,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?", (session_id,)
@@ -164,8 +171,8 @@ class SQLiteStore:
         return StoredSession(id=session_id, created_at=created, metadata=meta, messages=history,
                              restored=row is not None, memory=memory, message_count=count)
 
-    def _latest_checkpoint(self, session_id: str,
-                           restore: RestoreMode) -> tuple[list[Message], list[str], int]:
+    def _latest_checkpoint(self, session_id: str, restore: RestoreMode,
+                           blobs: Callable[[str], bytes | None]) -> tuple[list[Message], list[str], int]:
         if restore != "checkpoint":
             return [], [], 0
         row = self._db.execute(
@@ -173,7 +180,36 @@ class SQLiteStore:
             "ORDER BY rowid DESC LIMIT 1", (session_id,)).fetchone()
         if row is None:
             return [], [], 0
-        return [message_from_dict(m) for m in json.loads(row[1])], json.loads(row[2]), row[0]
+        return ([message_from_dict(m, blobs) for m in json.loads(row[1])], json.loads(row[2]),
+                row[0])
+
+    def _blob_reader(self) -> Callable[[str], bytes | None]:
+        """For one read (with the lock held): each blob loaded and checked against its sha256
+        once, and the same bytes object shared by every message that references it."""
+        loaded: dict[str, bytes | None] = {}
+
+        def blob(sha256: str) -> bytes | None:
+            if sha256 not in loaded:
+                row = self._db.execute("SELECT data FROM blobs WHERE sha256 = ?",
+                                       (sha256,)).fetchone()
+                data = bytes(row[0]) if row is not None else None
+                if data is not None and hashlib.sha256(data).hexdigest() != sha256:
+                    raise StoreError(f"The blob {sha256[:12]} in {str(self.path)!r} does not "
+                                     f"match its sha256; the store file is damaged.")
+                loaded[sha256] = data
+            return loaded[sha256]
+        return blob
+
+    def _put_blobs(self, messages: list[Message]) -> list[str]:
+        """The messages as JSON text; their binary parts go to the blobs table (each once)."""
+        blobs: dict[str, bytes] = {}
+        texts = [_dumps(m.to_dict(blobs)) for m in messages]
+        if blobs:
+            kinds = {p.sha256: p.media_type for m in messages for p in m.media}
+            self._db.executemany("INSERT OR IGNORE INTO blobs VALUES (?, ?, ?, ?)",
+                                 [(sha, kinds.get(sha, ""), len(data), data)
+                                  for sha, data in blobs.items()])
+        return texts
 
     def append_signal(self, record: SignalRecord) -> None:
         sig = record.signal
@@ -214,9 +250,10 @@ class SQLiteStore:
                                kind=r[2], data=json.loads(r[3])) for r in rows]
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
-               _dumps([m.to_dict() for m in checkpoint.history]), _dumps(checkpoint.memory))
         with self._lock, self._tx():
+            history = "[" + ", ".join(self._put_blobs(checkpoint.history)) + "]"
+            row = (checkpoint.session_id, checkpoint.through, checkpoint.created_at.isoformat(),
+                   history, _dumps(checkpoint.memory))
             self._db.execute("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", row)
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
@@ -263,10 +300,11 @@ class SQLiteStore:
             (start,) = self._db.execute(
                 "SELECT COALESCE(MAX(idx) + 1, 0) FROM messages WHERE session_id = ?",
                 (session_id,)).fetchone()
+            texts = self._put_blobs(messages)  # images and documents: each once, in the blobs
             self._db.executemany(
                 "INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                [(session_id, start + i, run_id, m.role, _dumps(m.to_dict()))
-                 for i, m in enumerate(messages)])
+                [(session_id, start + i, run_id, m.role, text)
+                 for i, (m, text) in enumerate(zip(messages, texts, strict=True))])
         if events:
             self._db.executemany(
                 "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -338,6 +376,11 @@ class SQLiteStore:
                 args).fetchall()
         return [_run_from_row(r) for r in rows]
 
+    def blob_count(self) -> int:
+        """How many distinct images and documents the store holds."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM blobs").fetchone()[0])
+
     def runs_with_status(self, session_id: str, statuses: tuple[str, ...]) -> list[RunRecord]:
         """The session's runs with one of ``statuses``, oldest first (on an index: opening a
         long session reads its open runs, not all of them)."""
@@ -356,7 +399,9 @@ class SQLiteStore:
         with self._lock:
             rows = self._db.execute("SELECT idx, run_id, data FROM messages WHERE session_id = ? "
                                     "ORDER BY idx", (session_id,)).fetchall()
-        return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]))) for r in rows]
+            blobs = self._blob_reader()
+            return [StoredMessage(session_id, r[0], r[1], message_from_dict(json.loads(r[2]), blobs))
+                    for r in rows]
 
     def events(self, *, session_id: str | None = None, run_id: str | None = None) -> list[RunEvent]:
         # rowid is insertion order, which is the order the events happened in.

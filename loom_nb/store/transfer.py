@@ -137,10 +137,16 @@ def _read(store: SessionStore, session_id: str) -> _Dump:
 
 def _checkpoints(store: SessionStore, session_id: str) -> list[Checkpoint]:
     rows: list[tuple[Any, ...]]
+    blobs: Any = None
     if isinstance(store, SQLiteStore):
         with store._lock:
             rows = store._db.execute("SELECT through, created_at, history, memory FROM checkpoints "
                                      "WHERE session_id = ? ORDER BY rowid", (session_id,)).fetchall()
+            # Images and documents in a checkpoint are references to the file's blobs.
+            loaded = store._blob_reader()
+            shas = {str(p.get("sha256")) for r in rows for m in json.loads(r[2])
+                    for p in _media_refs(m)}
+            blobs = {sha: loaded(sha) for sha in shas}
     elif isinstance(store, PostgresStore):
         with store._read() as conn:
             rows = conn.execute("SELECT through, created_at, history, memory FROM checkpoints "
@@ -153,8 +159,18 @@ def _checkpoints(store: SessionStore, session_id: str) -> list[Checkpoint]:
         raise StoreError(f"copy() reads checkpoints from SQLite, PostgreSQL and in-memory stores; "
                          f"{type(store).__name__} has no way to list them.")
     return [Checkpoint(session_id=session_id, through=r[0], created_at=_time(r[1]),
-                       history=[message_from_dict(m) for m in json.loads(r[2])],
+                       history=[message_from_dict(m, blobs) for m in json.loads(r[2])],
                        memory=json.loads(r[3])) for r in rows]
+
+
+def _media_refs(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """The image and document parts of stored message data, a tool result's included."""
+    found = []
+    for part in message.get("parts", []):
+        if part.get("kind") in ("image", "document"):
+            found.append(part)
+        found.extend(part.get("media") or [])
+    return found
 
 
 def _time(value: Any) -> datetime:
@@ -200,12 +216,15 @@ def _write_sqlite(store: SQLiteStore, dump: _Dump) -> None:
                             (dump.id, dump.created_at.isoformat(), _dumps(dump.metadata)))
         if cursor.rowcount != 1:
             raise _taken(dump.id, store)
+        # Images and documents go to the blobs table (each once), the rows hold references.
+        texts = store._put_blobs([m.message for m in dump.messages])
         db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)",
-                       [(dump.id, m.idx, m.run_id, m.message.role, _dumps(m.message.to_dict()))
-                        for m in dump.messages])
+                       [(dump.id, m.idx, m.run_id, m.message.role, text)
+                        for m, text in zip(dump.messages, texts, strict=True)])
         db.executemany("INSERT INTO checkpoints VALUES (?, ?, ?, ?, ?)", [
-            (dump.id, c.through, c.created_at.isoformat(), _dumps([m.to_dict() for m in c.history]),
-             _dumps(c.memory)) for c in dump.checkpoints])
+            (dump.id, c.through, c.created_at.isoformat(),
+             "[" + ", ".join(store._put_blobs(c.history)) + "]", _dumps(c.memory))
+            for c in dump.checkpoints])
         for record in dump.runs:
             row = sqlite._run_row(record)
             db.execute(f"INSERT INTO runs ({sqlite._RUN_COLUMNS}) VALUES ({', '.join('?' * len(row))})",
@@ -261,7 +280,8 @@ def _write_memory(store: InMemoryStore, dump: _Dump) -> None:
         if dump.id in store._sessions:
             raise _taken(dump.id, store)
         store._sessions[dump.id] = (dump.created_at, dict(dump.metadata))
-        store._messages[dump.id] = [(m.run_id, m.message) for m in dump.messages]
+        store._messages[dump.id] = [(m.run_id, store._share(dump.id, m.message))
+                                    for m in dump.messages]  # images: one copy, as appended
         if dump.checkpoints:
             store._checkpoints[dump.id] = dump.checkpoints[-1]
         for record in dump.runs:

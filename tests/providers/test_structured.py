@@ -79,6 +79,24 @@ async def test_anthropic_native_output_config(server: FakeServer) -> None:
     assert "tools" not in body
 
 
+async def test_claude_gets_constraints_as_descriptions_and_pydantic_still_checks_them(
+        server: FakeServer) -> None:
+    from pydantic import Field
+
+    class Rating(BaseModel):
+        stars: int = Field(ge=1, le=5, description="How good")
+        code: str = Field(pattern=r"^[A-Z]{3}$")
+
+    server.add(SSEReply(anthropic_stream(text=['{"stars": 9, "code": "PAR"}'])),
+               SSEReply(anthropic_stream(text=['{"stars": 4, "code": "PAR"}'])))
+    result = await Agent(anthropic(server, compatible=False), output_type=Rating).run("Rate it")
+    assert result.output == Rating(stars=4, code="PAR")  # the 9 went back as a retry
+    sent = server.requests[0].body["output_config"]["format"]["schema"]["properties"]
+    assert "minimum" not in sent["stars"] and "maximum" not in sent["stars"]
+    assert "How good" in sent["stars"]["description"] and "minimum: 1" in sent["stars"]["description"]
+    assert "pattern" not in sent["code"] and "^[A-Z]{3}$" in sent["code"]["description"]
+
+
 async def test_a_schema_with_defaults_is_not_strict(server: FakeServer) -> None:
     class Query(BaseModel):
         text: str

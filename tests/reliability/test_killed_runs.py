@@ -217,7 +217,8 @@ def test_a_version_1_store_file_gains_the_owner_column(tmp_path: Path) -> None:
         ("run_done", "completed", None), ("run_left", "running", None)]  # no owner: left alone
     assert session.run_sync("again").status == "completed"
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone() == (2,)
+    assert check.execute("PRAGMA user_version").fetchone() == (3,)  # 3: the blobs table
+    assert check.execute("SELECT COUNT(*) FROM blobs").fetchone() == (0,)
     assert "owner" in {row[1] for row in check.execute("PRAGMA table_info(runs)")}
     (owner,) = check.execute("SELECT owner FROM runs WHERE status = 'completed' AND run_id NOT IN "
                              "('run_done')").fetchone()

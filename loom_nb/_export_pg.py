@@ -31,7 +31,7 @@ class PostgresReader(_SQLReader):
                  run_id: str | None = None) -> None:
         from .store.postgres import _safe_dsn
 
-        self.dsn, self.where = dsn, _safe_dsn(dsn)
+        self.dsn, self.where, self.run_id = dsn, _safe_dsn(dsn), run_id
         self.key = ("postgres", dsn, session_id, run_id)
         self.filters = [(c, v) for c, v in (("session_id", session_id), ("run_id", run_id)) if v]
         self.run_id = run_id

@@ -20,7 +20,7 @@ from .events import RunEvent, make_event
 from .messages import Usage
 from .store import RunRecord, SessionStore
 
-__all__ = ["not_resumable", "open_runs", "settle", "settle_one", "signal_count"]
+__all__ = ["not_resumable", "open_runs", "settle", "settle_dead", "settle_one", "signal_count"]
 
 #: The statuses a session has to look at when it opens: a run left running, a run paused.
 OPEN_STATUSES = ("running", "needs_approval")
@@ -56,6 +56,14 @@ def settle(store: SessionStore, records: list[RunRecord]) -> list[RunRecord]:
 def settle_one(store: SessionStore, record: RunRecord) -> RunRecord:
     if record.status != "running" or record.owner is None or liveness(record.owner) != "dead":
         return record  # no owner: stored by a loom_nb that kept none, and it may still run
+    return settle_dead(store, record)
+
+
+def settle_dead(store: SessionStore, record: RunRecord) -> RunRecord:
+    """Settle ``record`` as ``interrupted`` when its owner is known to be dead by other means
+    than :func:`liveness` (a Ray worker the cluster reported crashed, on another host)."""
+    if record.status != "running" or record.owner is None:
+        return record
     with contextlib.suppress(StoreError):
         events = store.events(run_id=record.run_id)
         settled = _interrupted(record, events)

@@ -19,6 +19,10 @@ Resume (the rule, by outcome rather than by status alone):
 * ``running``: another live process runs it now; it is reported as such, not started twice.
 
 The rows join the other frames on ``run_id`` / ``session_id`` (``runs_df(store)`` etc.).
+
+What runs a sample is the executor (:mod:`loom_nb.executors`): this process by default, or Ray
+tasks writing to the shared store (``executor="ray"``). Resume, scoring, progress and the frame
+stay here, on the driver, whatever runs the samples.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from ._eval_tasks import EvalTask, normalize_tasks
 from ._recovery import settle
 from .errors import ConfigError
 from .events import QualityVerdictData, RunFinishedData, payload
+from .executors import AgentSpec, Executor, ExecutorName, agent_spec, resolve_executor
 from .export import Table, _verdict
 from .scoring import SCORER_TIMEOUT, Scorer, named_scorers, score_sample, stored_scores
 from .store import InMemoryStore, RunRecord, SessionStore, open_store
@@ -96,15 +101,18 @@ class _Sample:
 
 # -- the public entry points ---------------------------------------------------------------------
 
-def evaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: Any = None,
+def evaluate(agent: Agent | str | Mapping[str, Agent | str], tasks: Any, *, scorers: Any = None,
              epochs: int = 1, store: Any = None, concurrency: int = 4, progress: bool = True,
              resume: bool = True, rerun: Collection[Rerun] = DEFAULT_RERUN,
-             name: str | None = None, scorer_timeout: float = SCORER_TIMEOUT) -> pd.DataFrame:
+             name: str | None = None, scorer_timeout: float = SCORER_TIMEOUT,
+             executor: Executor | ExecutorName | None = None) -> pd.DataFrame:
     """Run ``agent`` (or each agent of a ``{"variant": agent}`` dict) on every task, ``epochs``
     times, score each answer, and return one row per sample (see docs/evaluation.md).
 
     Args:
-        agent: the agent to evaluate, or a dict of variants: ``{"A": agent_a, "B": agent_b}``.
+        agent: the agent to evaluate, or a dict of variants: ``{"A": agent_a, "B": agent_b}``;
+            an agent may be given by reference, ``"package.module:function"`` naming a factory
+            that returns it (needed by ``executor="ray"`` when the agent cannot be pickled).
         tasks: a DataFrame (or list of dict rows) with an ``input`` (or ``goal``) column and
             optional ``id``, ``target``, ``inputs``, ``criteria``, ``metadata``; every other
             column is metadata (``metadata_{column}``). Or a list of RuntimeTask / str.
@@ -122,18 +130,22 @@ def evaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: Any = N
         name: the session id prefix (default ``eval-{variant}``; with a dict of agents,
             ``{name}-{variant}``): use another name to evaluate again from scratch.
         scorer_timeout: seconds a scorer may take on one sample; then its score is missing.
+        executor: what runs the samples: ``"local"`` (default, this process), ``"ray"`` (Ray
+            tasks; a shared store), or an :class:`~loom_nb.executors.Executor` such as
+            ``RayExecutor(address=...)``. Scoring, resume and progress stay on the driver.
     """
     return _bridge.run_sync(aevaluate(agent, tasks, scorers=scorers, epochs=epochs, store=store,
                                       concurrency=concurrency, progress=progress, resume=resume,
-                                      rerun=rerun, name=name, scorer_timeout=scorer_timeout))
+                                      rerun=rerun, name=name, scorer_timeout=scorer_timeout,
+                                      executor=executor))
 
 
-async def aevaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: Any = None,
-                    epochs: int = 1, store: Any = None, concurrency: int = 4,
-                    progress: bool = True, resume: bool = True,
+async def aevaluate(agent: Agent | str | Mapping[str, Agent | str], tasks: Any, *,
+                    scorers: Any = None, epochs: int = 1, store: Any = None,
+                    concurrency: int = 4, progress: bool = True, resume: bool = True,
                     rerun: Collection[Rerun] = DEFAULT_RERUN,
-                    name: str | None = None,
-                    scorer_timeout: float = SCORER_TIMEOUT) -> pd.DataFrame:
+                    name: str | None = None, scorer_timeout: float = SCORER_TIMEOUT,
+                    executor: Executor | ExecutorName | None = None) -> pd.DataFrame:
     """:func:`evaluate` for async code (``await``)."""
     variants = _variants(agent, name)
     if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
@@ -150,40 +162,54 @@ async def aevaluate(agent: Agent | Mapping[str, Agent], tasks: Any, *, scorers: 
                for item in items for e in range(1, epochs + 1)]
     _check_unique(samples)
     the_store = InMemoryStore() if store is None else open_store(store)
+    runner = resolve_executor(executor)
+    runner.open({v: spec for v, (_, spec) in variants.items()}, the_store)
+    try:
+        rows = await _run_all(samples, runner, the_store, concurrency, progress, resume, again,
+                              the_scorers, scorer_timeout)
+    finally:
+        runner.close()
+    return frame_of(rows, the_store, list(the_scorers))
+
+
+async def _run_all(samples: list[_Sample], runner: Executor, store: SessionStore,
+                   concurrency: int, progress: bool, resume: bool, again: frozenset[str],
+                   scorers: dict[str, Scorer], timeout: float) -> list[dict[str, Any]]:
     bar = make_progress(len(samples)) if progress else None
     limit = asyncio.Semaphore(concurrency)
 
     async def one(sample: _Sample) -> dict[str, Any]:
-        row = await _evaluate_one(variants[sample.variant][1], sample, the_store, limit,
-                                  resume, again, the_scorers, scorer_timeout)
+        row = await _evaluate_one(runner, sample, store, limit, resume, again, scorers, timeout)
         if bar is not None:
             bar.advance(row)
         return row
 
     jobs = [asyncio.ensure_future(one(s)) for s in samples]
     try:
-        rows = await asyncio.gather(*jobs)
+        return list(await asyncio.gather(*jobs))
     finally:
         for job in jobs:  # an interrupt: cancel what still runs, and wait until it has recorded that
             job.cancel()
         await asyncio.gather(*jobs, return_exceptions=True)
         if bar is not None:
             bar.close()
-    return frame_of(rows, the_store, list(the_scorers))
 
 
-def _variants(agent: Any, name: str | None) -> dict[str, tuple[str, Agent]]:
+def _variants(agent: Any, name: str | None) -> dict[str, tuple[str, AgentSpec]]:
     from .agent import Agent
 
-    if isinstance(agent, Agent):
-        return {agent.name: (name or f"eval-{agent.name}", agent)}
+    if isinstance(agent, Agent | str) or callable(agent):
+        spec = agent_spec(agent, "evaluate(agent)")
+        return {spec.agent.name: (name or f"eval-{spec.agent.name}", spec)}
     if isinstance(agent, Mapping) and agent:
         out = {}
         for key, value in agent.items():
-            if not isinstance(key, str) or not key or not isinstance(value, Agent):
-                raise ConfigError(f"evaluate() takes a dict of {{'variant name': Agent}}; "
-                                  f"{key!r} maps to {type(value).__name__}.")
-            out[key] = (f"{name or 'eval'}-{key}", value)
+            if not isinstance(key, str) or not key or not (isinstance(value, Agent | str)
+                                                           or callable(value)):
+                raise ConfigError(f"evaluate() takes a dict of {{'variant name': Agent or "
+                                  f"'module:function'}}; {key!r} maps to "
+                                  f"{type(value).__name__}.")
+            out[key] = (f"{name or 'eval'}-{key}", agent_spec(value, f"variant {key!r}"))
         return out
     raise ConfigError(f"evaluate() takes an Agent or a non-empty dict of variant name -> Agent "
                       f"first, not {type(agent).__name__}.")
@@ -233,7 +259,7 @@ async def run_sample(agent: Agent, item: EvalTask, store: SessionStore, session_
         await session.aclose()
 
 
-async def _evaluate_one(agent: Agent, sample: _Sample, store: SessionStore,
+async def _evaluate_one(runner: Executor, sample: _Sample, store: SessionStore,
                         limit: asyncio.Semaphore, resume: bool, rerun: frozenset[str],
                         scorers: dict[str, Scorer], timeout: float) -> dict[str, Any]:
     attempt, latest = _previous(store, sample.base)  # without resume: a fresh session after any
@@ -251,7 +277,7 @@ async def _evaluate_one(agent: Agent, sample: _Sample, store: SessionStore,
                     "task_id": sample.item.task_id, "epoch": sample.epoch, "attempt": attempt,
                     "target": sample.item.target}
         try:
-            result = await run_sample(agent, sample.item, store, session_id, identity)
+            result = await runner.run(sample.variant, sample.item, session_id, identity)
         except Exception as exc:  # noqa: BLE001 - one task's failure must not stop the others
             return {**_ids(sample), "session_id": session_id, "attempt": attempt,
                     "resumed": False, "status": "failed", "outcome": "error",

@@ -34,7 +34,7 @@ def test_import_loads_no_notebook_or_dataframe_library() -> None:
             "Agent(Model.scripted(['hi'])).run_sync('x'); "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
             "('IPython', 'ipywidgets', 'pandas', 'anthropic', 'openai', 'mcp', 'ipykernel', "
-            "'psycopg', 'psycopg_pool', 'genai_prices')); "
+            "'psycopg', 'psycopg_pool', 'genai_prices', 'ray')); "
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

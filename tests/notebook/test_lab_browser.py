@@ -47,6 +47,13 @@ KERNEL_READY = """() => {
     return !!context && context.isReady && !context.hasNoKernel && !!kernel
         && kernel.connectionStatus === "connected" && kernel.status === "idle";
 }"""
+# How far a scroll box is from showing its end (column-reverse boxes count scrollTop from it).
+SCROLL = """(el) => {
+    const reverse = getComputedStyle(el).flexDirection === "column-reverse";
+    const fromBottom = reverse ? Math.abs(el.scrollTop)
+        : el.scrollHeight - el.clientHeight - el.scrollTop;
+    return {overflows: el.scrollHeight > el.clientHeight + 10, fromBottom, reverse};
+}"""
 # A browser's notice that layout outran its resize observers: harmless, and timing-dependent.
 BENIGN = re.compile(r"ResizeObserver loop")
 ANSWER = "Oslo is mild today, 21 C and a light wind."
@@ -71,7 +78,9 @@ def lookup(city: str) -> str:
     return f"{city}: 21 C, light wind.\\n" * 12
 
 agent = Agent(Model.scripted([{"tool": "lookup", "args": {"city": "Oslo"}},
-                              "## Forecast\\n\\n''' + ANSWER + '''"]),
+                              "## Forecast\\n\\n''' + ANSWER + '''",
+                              "Bergen: rain.\\n\\n" * 40 + "The end of Bergen.",
+                              "Tromsø: snow."]),
               "You answer briefly.", tools=[lookup])''',
     "%loom panel -a agent -o panel",
 ]
@@ -262,6 +271,27 @@ def test_session_panel_in_jupyterlab(lab: str) -> None:
             track = page.evaluate(CONTRAST, ".loom-context span[style*='inline-flex']")
             assert track["background"] < 0.3, track  # an empty bar is not a bright white strip
             output.screenshot(path=str(ARTIFACTS / "lab_context_dark.png"))
+
+            # The transcript follows the newest run, unless the reader scrolled up to read.
+            def ask(prompt: str, answer: str) -> None:
+                output.locator(".widget-textarea textarea").fill(prompt)
+                send.click()
+                expect(transcript.get_by_text(answer)).to_have_count(1, timeout=30_000)
+                expect(send).to_be_enabled(timeout=30_000)
+                page.wait_for_timeout(300)  # the last redraw
+
+            ask("Weather in Bergen?", "The end of Bergen.")
+            box = transcript.element_handle()
+            assert box is not None
+            metrics = page.evaluate(SCROLL, box)
+            assert metrics["overflows"] and metrics["fromBottom"] < 2, metrics  # the newest in view
+            page.evaluate("(el) => { el.scrollTop = el.scrollTop - 300; }", box)
+            page.wait_for_timeout(200)
+            before = page.evaluate(SCROLL, box)
+            assert before["fromBottom"] > 250, before
+            ask("Weather in Tromsø?", "Tromsø: snow.")
+            after = page.evaluate(SCROLL, box)
+            assert after["fromBottom"] > 250, (before, after)  # not pulled down to the end
             assert not errors, f"JavaScript errors in Lab: {errors}"
         except Exception:
             # What the browser showed when it went wrong, for whoever reads the failure.

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from .limits import Limits
-    from .result import PendingApproval
+    from .result import Decision, PendingApproval
 
 __all__ = ["CURRENT_RUN", "DelegationPolicy", "SubAgent", "SubAgentPaused", "SubRunner"]
 
@@ -55,7 +55,7 @@ class SubRunner(Protocol):
         """Run ``agent`` on ``task`` in a nested session; its answer (raises SubAgentPaused or
         ToolError when it does not complete)."""
     async def resume_sub_run(self, name: str, agent: SubAgent, paused: Mapping[str, Any],
-                             decisions: Mapping[str, str | None],
+                             decisions: Mapping[str, Decision],
                              seen: Mapping[str, PendingApproval]) -> str:
         """Resume the paused sub-run ``paused`` with a person's decisions; its answer."""
 
@@ -127,7 +127,7 @@ class DelegationPolicy:
                                         budget=self.budget)
 
     async def resume(self, parent: SubRunner, nested: Mapping[str, Any],
-                     decisions: Mapping[str, str | None],
+                     decisions: Mapping[str, Decision],
                      seen: Mapping[str, PendingApproval] | None = None) -> str:
         """Resume a sub-run paused for approval (``nested``: what the calling run kept of it)
         with a person's decisions on its calls (``seen``: those calls as the person saw them, by

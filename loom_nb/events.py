@@ -315,7 +315,11 @@ class GovernanceDecisionData(TypedDict):
     reason: str
     check: str  #: which rule decided (governance.GovernanceCheck), or ``approval``
     via: NotRequired[str]  #: a person's decision on a sub-agent's call: the ``delegate`` call
-    args: NotRequired[dict[str, Any]]  #: with ``via``: that call's arguments
+    #: with ``via``: that call's arguments; with ``original_args``: the arguments a person edited
+    args: NotRequired[dict[str, Any]]
+    original_args: NotRequired[dict[str, Any]]  #: an edited call: the model's arguments
+    remember: NotRequired[bool]  #: the person allowed the tool for the rest of the session
+    answered: NotRequired[bool]  #: the call was a question (``ask_user``) and this is its answer
 
 
 class SignalDecisionData(TypedDict):

@@ -28,8 +28,10 @@ __all__ = ["FeedbackKind", "FeedbackPolicy", "FeedbackRecord", "FeedbackSink", "
            "current_ratings", "summarize"]
 
 #: ``score``: a scorer's score of an evaluation run (loom_nb.scoring), never made by the policy.
+#: ``approval``: a person's standing decisions (``approve(..., remember=True)`` and
+#: ``session.forget_approval``), always kept, never made by the policy.
 FeedbackKind: TypeAlias = Literal["tool", "governance", "attention", "quality", "compaction", "run", "rating",
-                              "score"]
+                              "score", "approval"]
 #: The kinds a FeedbackPolicy can record.
 KINDS: frozenset[str] = frozenset(("tool", "governance", "attention", "quality", "compaction", "run", "rating"))
 

@@ -11,15 +11,19 @@ Checks run in a fixed order, and the first that decides wins:
 3. ``read_only`` mode, for a tool not marked read-only       -> deny
 4. custom ``vetoes`` (functions of the request)               -> their decision
 5. rate limits, per tool and global                         -> deny
-6. a tool marked ``requires_approval``                       -> ask
-7. a tool marked ``destructive``                             -> ``destructive`` (ask by default)
-8. otherwise                                                 -> allow
+6. a question of the model (``Capability.ask_user()``)       -> ask (``check="question"``)
+7. a tool a person allowed for the session (``remember=True``) -> allow (``check="remembered"``)
+8. a tool marked ``requires_approval``                       -> ask
+9. a tool marked ``destructive``                             -> ``destructive`` (ask by default)
+10. otherwise                                                -> allow
 
 A call a person approved is decided again when the paused run resumes, with
-``ToolRequest.approved`` set: the approval satisfies every ``ask`` (from checks 4, 6 and 7), and
-any ``deny`` still wins, so a deny rule or veto added while the run was paused, or a rate limit
+``ToolRequest.approved`` set: the approval satisfies every ``ask`` (from checks 4, 6, 8 and 9),
+and any ``deny`` still wins, so a deny rule or veto added while the run was paused, or a rate limit
 filled meanwhile, stops the call. An approved call that is allowed counts against the rate limits
-like any allowed call; an ``ask`` alone never counts, as the person may reject it.
+like any allowed call; an ``ask`` alone never counts, as the person may reject it. A tool the
+person allowed for the session (``ToolRequest.remembered``) is treated the same way: it satisfies
+the asks of checks 4, 8 and 9, never a question, and every ``deny`` still wins over it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ __all__ = ["GovernanceAction", "GovernanceDecision", "GovernancePolicy", "RateLi
 GovernanceAction: TypeAlias = Literal["allow", "deny", "ask"]
 GovernanceCheck: TypeAlias = Literal[
     "deny_list", "allow_list", "read_only", "veto", "rate_limit", "requires_approval",
-    "destructive", "default", "approval",
+    "destructive", "default", "approval", "remembered", "question",
 ]
 
 
@@ -60,6 +64,8 @@ class ToolRequest:
     agent: str
     #: True when a person approved this call and the paused run resumes: an ask is satisfied.
     approved: bool = False
+    #: True when a person allowed this tool for the session (``approve(..., remember=True)``).
+    remembered: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -97,6 +103,8 @@ Veto: TypeAlias = Callable[[ToolRequest], "GovernanceDecision | str | None"]
 #: The decision when no check objects; shared, as decisions are immutable.
 _ALLOWED = GovernanceDecision(action="allow", check="default", reason="allowed")
 _APPROVED = GovernanceDecision(action="allow", check="approval", reason="approved by a person")
+_REMEMBERED = GovernanceDecision(action="allow", check="remembered",
+                                 reason="allowed for this session by a person (remember=True)")
 
 
 @dataclass(eq=False)
@@ -174,19 +182,25 @@ class GovernancePolicy:
                                       reason=f"Read-only mode: tool {name!r} may change things.")
         for veto in self.vetoes:
             verdict = _veto_decision(veto, request)
+            # An ask is satisfied by the person's approval (or remembered allow); for a question
+            # it is the question's own ask (check 6), which a person answers, never remembers.
+            asks_person = request.tool is not None and request.tool.asks_person
             if verdict is not None and verdict.action != "allow" and not (
-                    verdict.action == "ask" and request.approved):
+                    verdict.action == "ask" and (request.approved or asks_person
+                                                 or request.remembered)):
                 return verdict
         return None
 
     def _decide_asks(self, request: ToolRequest) -> GovernanceDecision:
-        """Checks 6 to 8, after the rate limits."""
+        """Checks 6 to 10, after the rate limits."""
         name = request.name
-        if request.approved:  # what is left can only ask, and the person has answered
+        if request.tool is not None and request.tool.asks_person:
+            return _APPROVED if request.approved else _question(request)
+        if request.approved or request.remembered:  # what is left can only ask, and it is answered
             if request.destructive and self.destructive == "deny":
                 return GovernanceDecision(action="deny", check="destructive",
                                           reason=f"Tool {name!r} is destructive.")
-            return _APPROVED
+            return _APPROVED if request.approved else _REMEMBERED
         if request.tool is not None and request.tool.requires_approval:
             return GovernanceDecision(action="ask", check="requires_approval",
                                       reason=f"Tool {name!r} requires approval.")
@@ -200,6 +214,21 @@ class GovernancePolicy:
             return []
         windows = [w for pattern, w in self._tool_windows.items() if fnmatch.fnmatchcase(name, pattern)]
         return windows + ([self._global_window] if self._global_window else [])
+
+
+def _question(request: ToolRequest) -> GovernanceDecision:
+    """A question of the model waits for the person, unless it is malformed: then the model is
+    told how to ask (a paused run must show the person a question that makes sense)."""
+    assert request.tool is not None
+    problems = request.tool.argument_problems(request.args)
+    if problems:
+        return GovernanceDecision(
+            action="deny", check="question",
+            reason=(f"The question could not be asked: {'; '.join(problems)}. Call "
+                    f"{request.name} again with {{\"question\": \"...\"}}."))
+    question = str(request.args.get("question", ""))
+    shown = question if len(question) <= 200 else question[:197] + "..."
+    return GovernanceDecision(action="ask", check="question", reason=f"The model asks: {shown}")
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:

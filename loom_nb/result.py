@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from .quality import Verdict
     from .session import Session
 
-__all__ = ["PendingApproval", "RunError", "RunResult", "RunStatus", "ToolCallRecord"]
+__all__ = ["Approved", "Decision", "PendingApproval", "PendingKind", "RunError", "RunResult",
+           "RunStatus", "ToolCallRecord", "is_approved"]
 
 #: ``interrupted``: the process running it ended first (see Session.runs); never set by a live run.
 RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approval", "limit",
@@ -27,9 +28,14 @@ RunStatus: TypeAlias = Literal["completed", "failed", "cancelled", "needs_approv
 ToolCallRecord = ToolCallTrace
 
 
+#: ``approval``: a call waiting for yes or no; ``question``: the model asks the person
+#: (``Capability.ask_user()``), answered with ``answer(call_id, text)``.
+PendingKind: TypeAlias = Literal["approval", "question"]
+
+
 @dataclass(frozen=True, kw_only=True)
 class PendingApproval:
-    """A tool call waiting for a person's decision.
+    """A tool call waiting for a person's decision, or (``kind="question"``) for their answer.
 
     A call a sub-agent made has ``via`` set: the id of the calling run's ``delegate`` call. Its
     ``call_id`` is then ``"<via>/<the sub-agent's call id>"``, unique in the calling run.
@@ -40,9 +46,35 @@ class PendingApproval:
     args: dict[str, Any]
     reason: str
     via: str | None = None
+    kind: PendingKind = "approval"
+
+    @property
+    def question(self) -> str | None:
+        """For ``kind="question"``: what the model asks the person."""
+        return str(self.args.get("question", "")) if self.kind == "question" else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Approved:
+    """A person's yes to a waiting call, with what they added: ``args`` (the arguments to run
+    it with instead of the model's), ``remember`` (allow the tool for the rest of the session
+    without asking) or ``answer`` (the answer to a question, which becomes the call's result)."""
+
+    args: dict[str, Any] | None = None
+    remember: bool = False
+    answer: str | None = None
+
+
+#: A decision on one waiting call: None (approved as shown), an :class:`Approved` (approved with
+#: edits, remembered, or answered) or a str (rejected, with the reason the model is told).
+Decision: TypeAlias = "Approved | str | None"
+
+
+def is_approved(decision: Decision) -> bool:
+    return decision is None or isinstance(decision, Approved)
 
 
 @dataclass(kw_only=True, repr=False)
@@ -96,7 +128,7 @@ class RunResult:
     text: str = ""
     output_type: str | None = None
     session: Session | None = field(default=None, compare=False)
-    _decisions: dict[str, str | None] = field(default_factory=dict, compare=False)
+    _decisions: dict[str, Decision] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.text and isinstance(self.output, str):
@@ -124,17 +156,72 @@ class RunResult:
 
     # -- approvals ---------------------------------------------------------------------------------
 
-    def approve(self, *calls: str | PendingApproval) -> RunResult:
+    def approve(self, *calls: str | PendingApproval, args: dict[str, Any] | None = None,
+                remember: bool = False) -> RunResult:
         """Approve waiting calls, by id or as the :class:`PendingApproval` shown (all of them when
-        none is given); then :meth:`resume`. An approval binds to the call's id, tool and
-        arguments as shown here: if the run waits on anything else under that id when it
-        resumes, nothing runs and :class:`~loom_nb.errors.ApprovalMismatchError` says so."""
-        for call_id in self._waiting(calls):
-            self._decisions[call_id] = None
+        none is given; questions are answered with :meth:`answer` instead); then :meth:`resume`.
+
+        ``args`` (with exactly one call named) runs the call with these arguments instead of the
+        model's: they are checked against the tool's schema now when the tools are known, and
+        again before the run resumes (a bad edit is a ConfigError and the run still waits).
+        ``remember=True`` also allows each approved call's tool for the rest of the session
+        (``session.remembered``; undo with ``session.forget_approval(tool)``).
+
+        An approval binds to the call's id, tool and arguments as shown here: if the run waits
+        on anything else under that id when it resumes, nothing runs and
+        :class:`~loom_nb.errors.ApprovalMismatchError` says so."""
+        call_ids = self._waiting(calls)
+        if args is not None and (len(calls) != 1):
+            raise ConfigError(f"approve(args=...) edits one call: name it, e.g. "
+                              f"result.approve({call_ids[0]!r}, args={{...}}).")
+        waiting = {p.call_id: p for p in self.pending}
+        questions = [c for c in call_ids if waiting[c].kind == "question"]
+        if questions and calls:
+            raise ConfigError(f"{questions} {'is a question' if len(questions) == 1 else 'are questions'}"
+                              f" of the model: answer with result.answer({questions[0]!r}, text), "
+                              f"or reject it.")
+        call_ids = [c for c in call_ids if c not in questions]
+        if not call_ids:
+            raise ConfigError(f"Run {self.run_id} waits only on questions of the model "
+                              f"{questions}: answer each with result.answer(call_id, text), or "
+                              f"reject it.")
+        if args is not None:
+            from .decisions import edited_args
+
+            agent = self.session.agent if self.session is not None else None
+            args = edited_args(agent.tools if agent is not None and agent._resolved else None,
+                               waiting[call_ids[0]], args, self.run_id)
+        if remember:
+            from .decisions import check_rememberable
+
+            for call_id in call_ids:
+                check_rememberable(waiting[call_id], self.run_id)
+        for call_id in call_ids:
+            self._decisions[call_id] = (Approved(args=args, remember=remember)
+                                        if args is not None or remember else None)
+        return self
+
+    def answer(self, question: str | PendingApproval | None, text: str) -> RunResult:
+        """Answer the model's question (``Capability.ask_user()``; its call id, or None for the
+        only question waiting): ``text`` becomes the tool's result; then :meth:`resume`."""
+        asked = [p for p in self.pending if p.kind == "question"]
+        if question is None:
+            if self.status == "needs_approval" and len(asked) != 1:
+                raise ConfigError(f"Run {self.run_id} waits on {len(asked)} questions "
+                                  f"{[p.call_id for p in asked]}: name the one you answer.")
+            question = asked[0].call_id if asked else ""
+        call_id = self._waiting((question,))[0]
+        if not isinstance(text, str) or not text.strip():
+            raise ConfigError("answer(..., text) takes the answer as a non-empty str.")
+        if call_id not in {p.call_id for p in asked}:
+            raise ConfigError(f"{call_id!r} in run {self.run_id} is a tool call waiting for "
+                              f"approval, not a question: use approve() or reject().")
+        self._decisions[call_id] = Approved(answer=text)
         return self
 
     def reject(self, *calls: str | PendingApproval, reason: str = "") -> RunResult:
-        """Reject waiting calls (all when none is given); the model is told ``reason``."""
+        """Reject waiting calls (all when none is given); the model is told ``reason``. A
+        rejected question tells the model that the person declined to answer."""
         for call_id in self._waiting(calls):
             self._decisions[call_id] = reason or "no reason given"
         return self

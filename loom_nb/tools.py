@@ -17,7 +17,7 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any, ClassVar, overload
 
 from ._tabular import json_fallback, tabular
 from ._workers import Escaped, Job, submit_to_worker
@@ -78,6 +78,9 @@ class Tool:
     timeout: float | None = None
     #: The parameter annotated RunContext, which gets the run's context (not in the schema).
     context_param: str | None = None
+    #: True for a tool whose calls ask the person a question (Capability.ask_user()): governance
+    #: pauses the run for the answer, which becomes the call's result.
+    asks_person: ClassVar[bool] = False
     # Set by @tool; the type is only named here so that pydantic loads with the first tool.
     _args_model: type[pydantic.BaseModel] = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -239,15 +242,27 @@ class Tool:
             duration_ms=_ms(started),
         )
 
+    def argument_problems(self, args: dict[str, Any]) -> list[str]:
+        """What is wrong with ``args`` for this tool's schema (empty when they are valid), as
+        :meth:`invoke` would find before running it (a person's edited arguments are checked
+        with it before the paused run resumes)."""
+        import pydantic
+        try:
+            self._args_model.__pydantic_validator__.validate_python(args)
+        except pydantic.ValidationError as exc:
+            return _problems(exc)
+        return []
+
     def _invalid_args_message(self, exc: pydantic.ValidationError) -> str:
-        problems = []
-        for err in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "arguments"
-            problems.append(f"{where}: {err['msg']}")
         return (
-            f"Invalid arguments for tool {self.name!r}: " + "; ".join(problems)
+            f"Invalid arguments for tool {self.name!r}: " + "; ".join(_problems(exc))
             + ". Call the tool again with arguments that match its schema."
         )
+
+
+def _problems(exc: pydantic.ValidationError) -> list[str]:
+    return [f"{'.'.join(str(p) for p in err['loc']) or 'arguments'}: {err['msg']}"
+            for err in exc.errors(include_url=False)]
 
 
 #: How long a cancelled run waits for a sync tool's call in flight to end, so that its outcome

@@ -117,3 +117,26 @@ def test_the_paused_pair_resumes_in_another_process(backend: Backend) -> None:
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "completed 'The cleaner is done.' ['/x']"
+
+
+def test_a_sub_agents_call_runs_with_edited_arguments_and_a_bad_edit_waits() -> None:
+    import pytest
+
+    from loom_nb import ConfigError
+    from loom_nb.errors import NotSupportedError
+
+    RAN.clear()
+    lead = team([{"tool": "wipe", "args": {"path": "/x"}}, "Wiped."])
+    paused = lead.run_sync("Clean up.")
+    [pending] = paused.pending
+    with pytest.raises(NotSupportedError, match="sub-agent"):
+        paused.approve(pending.call_id, remember=True)
+    # the sub-agent's own tools check the edit when its run resumes: nothing runs, it waits
+    with pytest.raises(ConfigError, match="do not match its schema"):
+        paused.approve(pending.call_id, args={"path": 3}).resume_sync()
+    assert RAN == [] and paused.session is not None and paused.session.waiting
+    again = paused.session.waiting[0]
+    done = again.approve(pending.call_id, args={"path": "/tmp/x"}).resume_sync()
+    assert (done.status, RAN) == ("completed", ["/tmp/x"])
+    decision = [e.data for e in done.events if e.type == "governance.decision"][-1]
+    assert (decision["args"], decision["original_args"]) == ({"path": "/tmp/x"}, {"path": "/x"})

@@ -14,7 +14,7 @@ from ..tools import Tool, as_tool
 
 __all__ = ["Capability", "CapabilityKind", "ToolSource"]
 
-CapabilityKind: TypeAlias = Literal["tools", "files", "web", "shell", "mcp", "skills"]
+CapabilityKind: TypeAlias = Literal["tools", "files", "web", "shell", "mcp", "skills", "ask_user"]
 
 
 @runtime_checkable
@@ -110,6 +110,14 @@ class Capability:
             raise ConfigError(f"capability.{method}() is for MCP servers (Capability.mcp(...)); "
                               f"{self.name!r} is a {self.kind!r} capability.")
         return self.source
+
+    @staticmethod
+    def ask_user(name: str = "ask_user", **options: Any) -> Capability:
+        """A tool through which the model asks the person a question: the run pauses (like an
+        approval) until ``session.answer(call_id, text)``, whose text is the tool's result."""
+        from .ask_user import ask_user_capability
+
+        return ask_user_capability(name, **options)
 
     @staticmethod
     def skills(path: str, **options: Any) -> Capability:

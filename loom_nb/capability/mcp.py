@@ -486,6 +486,9 @@ class McpTool(Tool):
     def __post_init__(self) -> None:
         self._validator = validator(self.parameters)
 
+    def argument_problems(self, args: dict[str, Any]) -> list[str]:
+        return schema_problems(self._validator, args)
+
     async def invoke(self, args: dict[str, Any], *, timeout: float | None = None,
                      on_cancel: Callable[[ToolOutcome], None] | None = None,
                      context: Any = None) -> ToolOutcome:  # an MCP tool takes no RunContext

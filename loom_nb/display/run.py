@@ -14,7 +14,7 @@ import json
 import re
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence, Sized
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..events import (ModelDeltaData, ModelResponseData, ModelRetryData, RunEvent, RunFinishedData,
                       RunStartedData, ToolCallData, ToolResultData, payload)
@@ -168,7 +168,7 @@ def result_text(result: RunLike) -> str:
     if result.error and result.status != "completed":
         lines.append(f"{result.status}: {result.error}")
     if result.status == "needs_approval":
-        lines.append(APPROVAL_HINT)
+        lines += [*question_lines(result), APPROVAL_HINT]
     if (shown := structured_output(result.events)) is not None:
         lines.append(f"output ({shown[0]}): {short(json.dumps(shown[1], ensure_ascii=False), 500)}")
     return printable("\n".join(lines))
@@ -196,6 +196,13 @@ def _structured_html(events: Iterable[RunEvent]) -> str:
 APPROVAL_HINT = ("Decide with Approve / Reject (%loom approvals), with %loom approve / "
                  "%loom reject [--reason R] [CALL_ID ...], or in code: "
                  "result.approve().resume_sync().")
+
+
+def question_lines(result: Any) -> list[str]:
+    """A paused run's questions of the model (``ask_user``), with how to answer them."""
+    return [f"The model asks ({p.call_id}): {p.question} Answer with %loom answer TEXT, the "
+            f"answer box (%loom approvals), or result.answer({p.call_id!r}, text).resume_sync()."
+            for p in getattr(result, "pending", ()) if p.kind == "question"]
 
 
 def prompt_html(prompt: str) -> str:
@@ -323,6 +330,8 @@ def result_html(result: RunLike) -> str:
     if result.error and result.status != "completed":
         error = error_html(result.status, result.error)
     if result.status == "needs_approval":
+        error += "".join(f"<div style='margin-top:4px'><b>{html.escape(line)}</b></div>"
+                         for line in question_lines(result))
         error += f"<div style='{MUTED};margin-top:4px'>{_hint_html()}</div>"
     return (f"<div class='loom-run' style=\"{CARD}\">{header_html(result.status, summary)}"
             f"{events_html(result.events, media=media_index(getattr(result, 'messages', ())))}"

@@ -14,23 +14,26 @@ import html
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeAlias, TypedDict
+from typing import Any, TypeAlias
 
 from ..events import (CompactedData, PartitionName, DelegationFinishedData, DelegationStartedData,
                       GovernanceDecisionData, HarnessAttemptData, ModelRequestData,
                       ModelResponseData, ModelRetryData, QualityVerdictData, RenewedData,
                       RunEvent, RunFinishedData, RunInterruptedData, RunResumedData,
                       RunStartedData, SignalDecisionData, ToolCallData, ToolResultData, ToolStartedData,
-                      payload,
-                      tool_calls)
-from .common import (ACCENT, BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html,
+                      payload)
+from .approvals import (WAITING_HTML, GovernanceRow, approvals_html, approvals_text,
+                        governance_rows, pending_call_html, pending_line, question_html,
+                        remembered_text)
+from .common import (BORDER, ERROR, GOOD, MUTED, WARN, PARTITION_COLORS, PRE, badge, bar_html,
                      call_text, plural, printable, share, short, signal_label, table_html,
                      text_table, usd, view_card)
 
 __all__ = ["RATE_HTML", "WAITING_HTML", "GovernanceRow", "RequestContext", "SignalRow", "TraceRow",
            "approvals_html", "approvals_text",
            "budget_html", "budget_text", "compaction_text", "context_html", "context_requests",
-           "context_text", "governance_rows", "pending_call_html", "signal_decision_card",
+           "context_text", "governance_rows", "pending_call_html", "pending_line", "question_html",
+           "remembered_text", "signal_decision_card",
            "signals_html", "signals_text", "trace_html", "trace_rows", "trace_text"]
 
 # -- context partitions ----------------------------------------------------------------------------
@@ -319,72 +322,6 @@ def signal_decision_card(signal: Mapping[str, Any], action: str, reason: str) ->
     return {"text/plain": printable(f"Signal {label} → {action}: {reason}"),
             "text/html": (f"<div class='loom-signal'><b>{html.escape(label)}</b>"
                           f" → {badge(action)} {html.escape(reason)}</div>")}
-
-
-# -- governance and approvals ----------------------------------------------------------------------
-
-
-class GovernanceRow(TypedDict):
-    call: str  #: the call as one line (call_text)
-    action: str
-    reason: str
-    check: str
-
-
-def governance_rows(events: Iterable[RunEvent]) -> list[GovernanceRow]:
-    """Governance decisions with the call they were about, in order."""
-    events = list(events)
-    args = {(t.run_id, t.call_id): t.args for t in tool_calls(events)}
-    rows: list[GovernanceRow] = []
-    for event in events:
-        if event.type == "governance.decision":
-            data = payload(event, GovernanceDecisionData)
-            # A sub-agent's call has its tool.call in the sub-run; the decision carries its args.
-            call_args = args.get((event.run_id, data.get("call_id", ""))) or data.get("args", {})
-            rows.append({"call": call_text(data.get("name", "?"), call_args),
-                         "action": data.get("action", "?"), "reason": data.get("reason", ""),
-                         "check": data.get("check") or ""})
-    return rows
-
-
-def pending_call_html(name: str, args: dict[str, Any], reason: str) -> str:
-    """A waiting call's label beside its Approve / Reject buttons."""
-    return (f"<code>{html.escape(call_text(name, args))}</code> <span style='{MUTED}'>"
-            f"{html.escape(reason)}</span>")
-
-
-WAITING_HTML = f"<b style='color:{ACCENT}'>Waiting for a decision</b>"
-
-
-def approvals_text(rows: list[GovernanceRow], pending: list[Any], note: str = "") -> str:
-    lines = [f"Approvals · {len(rows)} decision{'s' if len(rows) != 1 else ''} · {len(pending)} waiting"]
-    lines += [f"  {r['call']} → {r['action']}: {r['reason']}" + (f" [{r['check']}]" if r["check"] else "")
-              for r in rows]
-    if pending:
-        lines.append("  waiting for a decision:")
-        lines += [f"    {call_text(p.name, p.args)}: {p.reason}" for p in pending]
-    if note:
-        lines.append(f"  {note}")
-    return "\n".join(lines)
-
-
-def approvals_html(rows: list[GovernanceRow], pending: list[Any], note: str = "", *,
-                   list_pending: bool = True) -> str:
-    """``list_pending=False``: count the waiting calls but leave listing them to the caller
-    (the widget draws each with its buttons)."""
-    body = (table_html(["tool call", "decision", "reason", "check"], [
-        [f"<code>{html.escape(r['call'])}</code>", badge(r["action"]), html.escape(r["reason"]),
-         html.escape(r["check"])] for r in rows]) if rows else
-        f"<div style='{MUTED}'>No governance decision yet.</div>")
-    if pending and list_pending:
-        items = "".join(f"<li><code>{html.escape(call_text(p.name, p.args))}</code>: "
-                        f"{html.escape(p.reason)}</li>" for p in pending)
-        body += (f"<div style='margin-top:6px;color:{ACCENT}'><b>Waiting for a decision</b>"
-                 f"<ul style='margin:2px 0'>{items}</ul></div>")
-    if note:
-        body += f"<div style='{MUTED};margin-top:4px'>{html.escape(note)}</div>"
-    return view_card("approvals", f"Governance · {plural(len(rows), 'decision')} · "
-                                  f"{len(pending)} waiting", body)
 
 
 # -- traces ----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from .._owner import current_owner
 from ..errors import ApprovalMismatchError, ConfigError
 from ..governance import ToolRequest
 from ..messages import ToolCall, ToolResult, Usage, message_from_dict
-from ..result import PendingApproval
+from ..result import Decision, PendingApproval, is_approved
 from ..limits import Limits
 from ..task import RunContext, RuntimeTask
 from .structured import PAUSED
@@ -103,9 +103,9 @@ def claim(loop: RunLoop, decisions: Decisions) -> dict[str, Any]:
     return state
 
 
-def check_decisions(run_id: str, state: dict[str, Any], decisions: Mapping[str, str | None],
+def check_decisions(run_id: str, state: dict[str, Any], decisions: Mapping[str, Decision],
                     seen: Mapping[str, PendingApproval] | None = None) -> None:
-    """Raise unless ``decisions`` (call id -> None or a rejection reason) decide exactly the
+    """Raise unless ``decisions`` (call id -> a decision, see Decisions) decide exactly the
     waiting calls of the stored ``state``, each of which is the call it says it is, and each
     approved call is the one the person saw (``seen``, by call id, when known)."""
     pending = [PendingApproval(**p) for p in state.get("pending", [])]
@@ -120,7 +120,7 @@ def check_decisions(run_id: str, state: dict[str, Any], decisions: Mapping[str, 
     _check_stored_turn(run_id, state, pending)
     for p in pending:
         shown = (seen or {}).get(p.call_id)
-        if decisions[p.call_id] is None and shown is not None and (
+        if is_approved(decisions[p.call_id]) and shown is not None and (
                 shown.name, shown.args) != (p.name, p.args):
             raise ApprovalMismatchError(
                 f"Run {run_id}: the call {p.call_id!r} you approved was {shown.name}"

@@ -31,7 +31,7 @@ from ..context import build_request
 from ..cost import priced
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import ContextWindowExceededError, LoomError, ModelError, ModelRefusalError
-from ..events import GovernanceDecisionData, ToolResultData
+from ..events import ToolResultData
 from ..governance import ToolRequest
 from ..harness import HarnessRequest
 from ..limits import LimitName, Limits, Stop
@@ -39,7 +39,7 @@ from ..messages import Message, ToolCall, ToolResult, Usage, message_from_dict
 from ..models import (FallbackNotice, ModelRequest, ModelResponse, RetryNotice, TextDelta,
                       ToolCallDelta)
 from ..quality import Verdict
-from ..result import PendingApproval, RunResult, RunStatus
+from ..result import Decision, PendingApproval, RunResult, RunStatus, is_approved
 from ..signals import RuntimeSignal
 from ..store import RunRecord
 from ..task import RunContext, RuntimeTask, user_message
@@ -49,6 +49,8 @@ from .approval import claim, recheck, remember_deps, restore
 from .parts import (fallback_data, in_order, prepare_system, request_data, response_data,
                     result_dict, tool_result_from_dict)
 from .attempts import AttemptControl
+from .edits import (carry_out, check_edits, decide_remembering, decision_data, edited_message,
+                    note_edits)
 from .record import RunRecorder
 from .structured import TurnSteer
 from .subruns import resume_nested, shown_under
@@ -64,8 +66,8 @@ if TYPE_CHECKING:
 __all__ = ["Decisions", "RunLoop", "Stop", "new_run_id"]
 
 Subscriber: TypeAlias = Callable[["RunEvent"], None]
-#: A person's decisions on paused calls: call id -> None (approved) or the rejection reason.
-Decisions: TypeAlias = dict[str, str | None]
+#: A person's decisions on paused calls, by call id (see loom_nb.result.Decision).
+Decisions: TypeAlias = dict[str, Decision]
 
 
 def new_run_id() -> str:
@@ -216,7 +218,7 @@ class RunLoop(RunRecorder):
         return await subruns.sub_run(self, name, agent, task, depth=depth, budget=budget)
 
     async def resume_sub_run(self, name: str, agent: SubAgent, paused: Mapping[str, Any],
-                             decisions: Mapping[str, str | None],
+                             decisions: Mapping[str, Decision],
                              seen: Mapping[str, PendingApproval]) -> str:
         return await subruns.resume_sub_run(self, name, agent, paused, decisions, seen)
 
@@ -225,11 +227,13 @@ class RunLoop(RunRecorder):
     async def resume(self, decisions: Decisions) -> RunResult:
         """Continue a run paused for approval, with a decision for every waiting call."""
         # The claim comes first: of two resumes at once (a double click, two processes), exactly
-        # one finds the run still paused; the other raises before it has done anything.
+        # one finds the run still paused; the other raises before it has done anything (as a
+        # bad edit does, checked first).
+        await check_edits(self, self.record.state or {}, decisions)
         state = claim(self, decisions)
         waiting = [p["call_id"] for p in state.get("pending", [])]
-        self.emit("run.resumed", {"approved": [c for c in waiting if decisions[c] is None],
-                                  "rejected": {c: r for c, r in decisions.items() if r is not None}})
+        self.emit("run.resumed", {"approved": [c for c in waiting if is_approved(decisions[c])],
+                                  "rejected": {c: r for c, r in decisions.items() if isinstance(r, str)}})
 
         async def finish_turn_then_continue(started: float) -> Stop:
             if await self._finish_paused_turn(state, decisions):
@@ -440,7 +444,7 @@ class RunLoop(RunRecorder):
             if refusal is not None:
                 results[call.id] = refusal
                 continue
-            decision = self.agent.runtime.governance.decide(ToolRequest(
+            decision = decide_remembering(self, ToolRequest(
                 name=call.name, args=call.args, call_id=call.id, tool=self.agent.tools[call.name],
                 run_id=self.run_id, session_id=self.session.id, agent=self.agent.name))
             self.emit("governance.decision", {"call_id": call.id, "name": call.name,
@@ -450,8 +454,9 @@ class RunLoop(RunRecorder):
                 results[call.id] = self._loop_result(call, "Denied",
                                                 f"Denied by the governance policy: {decision.reason}")
             elif decision.action == "ask":
-                pending.append(PendingApproval(call_id=call.id, name=call.name, args=call.args,
-                                               reason=decision.reason))
+                pending.append(PendingApproval(
+                    call_id=call.id, name=call.name, args=call.args, reason=decision.reason,
+                    kind="question" if decision.check == "question" else "approval"))
             else:
                 over = self._tool_limit(call)
                 if over is not None:
@@ -513,30 +518,25 @@ class RunLoop(RunRecorder):
         message = message_from_dict(state["message"])
         calls = {c.id: c for c in message.tool_calls}
         results = {k: tool_result_from_dict(v) for k, v in state["results"].items()}
+        ran: dict[str, ToolCall] = {}  # the calls as they run: a person may have edited them
         approved: list[ToolCall] = []
         for pending in state["pending"]:
-            call_id, reason = pending["call_id"], decisions[pending["call_id"]]
-            data: GovernanceDecisionData = {"call_id": call_id, "name": pending["name"],
-                    "action": "allow" if reason is None else "deny",
-                    "reason": "approved by a person" if reason is None else f"rejected by a person: {reason}",
-                    "check": "approval"}
+            call_id, decision = pending["call_id"], decisions[pending["call_id"]]
+            self.emit("governance.decision", decision_data(pending, decision))
             if pending.get("via") is not None:  # a sub-agent's call: its sub-run carries it out
-                data["via"], data["args"] = pending["via"], pending["args"]
-                self.emit("governance.decision", data)
                 continue
-            self.emit("governance.decision", data)
-            if reason is None:  # governance again: a deny since the pause wins over the approval
-                refusal = recheck(self, calls[call_id]) or self._tool_limit(calls[call_id])
-                if refusal is None:
-                    approved.append(calls[call_id])
-                else:
-                    results[call_id] = refusal
-            else:
-                results[call_id] = self._loop_result(calls[call_id], "Rejected",
-                                                f"A person rejected this call: {reason or 'no reason given'}")
+            # A result now when rejected, answered or denied on re-check (edited args too).
+            result, ran[call_id] = carry_out(self, calls[call_id], decision)
+            if result is None:  # approved: it counts against the limits like any allowed call
+                result = self._tool_limit(ran[call_id])
+                if result is None:
+                    approved.append(ran[call_id])
+            if result is not None:
+                results[call_id] = result
         # The approved calls run as the turn's allowed calls do (at once, up to parallel_tools).
         again: list[PendingApproval] = []
         nested = await self._run_allowed(approved, results, again, approved=True)
+        note_edits(results, {c.id: c for c in approved}, calls)  # the edited calls that ran
         answers, again_nested, nested_again = await resume_nested(self, state.get("nested", {}),
                                                                   decisions)
         again += again_nested
@@ -544,9 +544,11 @@ class RunLoop(RunRecorder):
         for via, (content, is_error) in answers.items():
             results[via] = self._loop_result(calls[via], "ToolError" if is_error else None, content)
         if again:
-            self._pause_turn(state["message"], in_order(again, message.tool_calls), results, nested)
+            self._pause_turn(edited_message(message, ran).to_dict(),
+                             in_order(again, message.tool_calls), results, nested)
             return True
-        self.commit(message, Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
+        self.commit(edited_message(message, ran),
+                    Message(role="tool", parts=tuple(results[c.id] for c in message.tool_calls)))
         return False
 
     def _tool_limit(self, call: ToolCall) -> ToolResult | None:

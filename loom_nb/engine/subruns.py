@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ..delegation import SubAgent, SubAgentPaused
 from ..errors import LoomError, ToolError
 from ..messages import Usage
-from ..result import PendingApproval
+from ..result import Decision, PendingApproval
 from ..task import RunContext, RuntimeTask
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ async def sub_run(parent: RunLoop, name: str, agent: SubAgent, task: str, *, dep
 
 
 async def resume_sub_run(parent: RunLoop, name: str, agent: SubAgent, paused: Mapping[str, Any],
-                         decisions: Mapping[str, str | None],
+                         decisions: Mapping[str, Decision],
                          seen: Mapping[str, PendingApproval]) -> str:
     """Resume a sub-run that paused the calling run, with the decisions on its own calls."""
     from ..session import SessionConfig
@@ -61,14 +61,15 @@ def shown_under(paused: SubAgentPaused, via: str) -> tuple[list[PendingApproval]
     """A paused sub-run's waiting calls as the calling run shows them, under its ``delegate``
     call ``via``, and what :func:`resume_nested` needs later (JSON-ready)."""
     shown = [PendingApproval(call_id=f"{via}/{p.call_id}", name=p.name, args=p.args,
-                             reason=f"sub-agent {paused.agent!r}: {p.reason}", via=via)
+                             reason=f"sub-agent {paused.agent!r}: {p.reason}", via=via,
+                             kind=p.kind)
              for p in paused.pending]
     return shown, {"agent": paused.agent, "session_id": paused.session_id,
                    "run_id": paused.run_id, "call_ids": [p.call_id for p in paused.pending],
                    "usage": paused.usage}
 
 
-async def resume_nested(parent: RunLoop, nested: dict[str, Any], decisions: Mapping[str, str | None],
+async def resume_nested(parent: RunLoop, nested: dict[str, Any], decisions: Mapping[str, Decision],
                         ) -> tuple[dict[str, tuple[str, bool]], list[PendingApproval], dict[str, Any]]:
     """Resume the sub-runs a paused turn waits for (``nested``: delegate call id -> sub-run),
     each with the decisions on its calls. Returns each delegate call's (content, is_error), the

@@ -1,14 +1,18 @@
 """The approvals view: governance decisions with their reasons, and Approve / Reject buttons.
 
 A view like the others in :mod:`loom_nb.notebook.views`; apart because it also acts: a click
-decides a call and resumes the run on loom_nb's background loop.
+decides a call and resumes the run on loom_nb's background loop. Under each waiting call: a
+"remember" checkbox (allow the tool for the rest of the session) and "Edit arguments", a JSON
+text area prefilled with the call's arguments that Approve then runs with; a question of the
+model (``Capability.ask_user()``) shows its text with an answer box instead. The tools the
+session remembers are listed with a Forget button each.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import threading
-import weakref
 from typing import Any
 
 import ipywidgets as widgets
@@ -25,9 +29,6 @@ from .views import View
 
 __all__ = ["ApprovalsView", "bind_when_resumed", "waiting_result"]
 
-# A session's paused run, kept as one RunResult object, so that decisions made in one place
-# (a button, %loom approve) are seen by the next; RunResult keeps decisions until resume().
-_WAITING: weakref.WeakKeyDictionary[Session, RunResult] = weakref.WeakKeyDictionary()
 _WAITING_LOCK = threading.Lock()
 
 
@@ -58,17 +59,10 @@ def _rebind(resumed: RunResult) -> list[str]:
 
 
 def waiting_result(session: Session) -> RunResult | None:
-    """The session's run that waits for approval, as one shared RunResult (None if none)."""
-    with _WAITING_LOCK:
-        waiting = session.waiting
-        if not waiting:
-            _WAITING.pop(session, None)
-            return None
-        fresh, cached = waiting[0], _WAITING.get(session)
-        if cached is not None and cached.run_id == fresh.run_id and cached.pending == fresh.pending:
-            return cached
-        _WAITING[session] = fresh
-        return fresh
+    """The session's run that waits for approval, as one shared RunResult (None if none): the
+    session's own (see ``Session.waiting_result``), so that code, buttons and magics add to the
+    same decisions."""
+    return session.waiting_result()
 
 
 class ApprovalsView(View):
@@ -87,6 +81,7 @@ class ApprovalsView(View):
         self.note = ""
         #: The result of the resumption started here, drawn under the buttons once it has ended.
         self.resumed: RunResult | None = None
+        self._controls: dict[str, _CallControls] = {}
         super().__init__(source, **options)
 
     def _build(self) -> widgets.Widget:
@@ -114,20 +109,43 @@ class ApprovalsView(View):
         return result.undecided if result is not None else []
 
     def decide(self, call_ids: list[str] | tuple[str, ...] = (), *, approve: bool,
-               reason: str = "") -> concurrent.futures.Future[RunResult] | None:
-        """Approve or reject waiting calls (all when none are named); resume when all are decided.
+               reason: str = "", args: dict[str, Any] | None = None,
+               remember: bool = False) -> concurrent.futures.Future[RunResult] | None:
+        """Approve or reject waiting calls (all when none are named; ``args``: one call's edited
+        arguments; ``remember``: allow the tools for the session); resume when all are decided.
 
         Returns the resumption's future, or None when some calls still wait for a decision.
         """
+        result = self._deciding()
+        if approve:
+            result.approve(*call_ids, args=args, remember=remember)
+        else:
+            result.reject(*call_ids, reason=reason or "rejected in the notebook")
+        return self._resume_if_decided(result)
+
+    def answer(self, question: str | None, text: str) -> concurrent.futures.Future[RunResult] | None:
+        """Answer the model's question (None: the only one); resume when all are decided."""
+        result = self._deciding()
+        result.answer(question, text)
+        return self._resume_if_decided(result)
+
+    def forget(self, tool: str) -> None:
+        """Undo the session's remembered approval of ``tool``."""
+        if self.session is None:
+            raise ConfigError("This view shows a RunResult, not a session: nothing is remembered.")
+        self.session.forget_approval(tool)
+        self.note = f"{tool} asks again before it runs."
+        self.refresh()
+
+    def _deciding(self) -> RunResult:
         result = self.waiting()
         if result is None:
             raise ConfigError("No run is waiting for approval here; there is nothing to decide.")
         if result.session is None:
             raise ConfigError("This RunResult has no session to resume in; use session.resume().")
-        if approve:
-            result.approve(*call_ids)
-        else:
-            result.reject(*call_ids, reason=reason or "rejected in the notebook")
+        return result
+
+    def _resume_if_decided(self, result: RunResult) -> concurrent.futures.Future[RunResult] | None:
         left = result.undecided
         if left:
             self.note = f"{len(left)} more call{'s' if len(left) != 1 else ''} to decide."
@@ -160,38 +178,115 @@ class ApprovalsView(View):
                 f"{'holds' if len(names) == 1 else 'hold'} the resumed run." if names else "")
         self.refresh()
 
-    def _click(self, call_id: str, approve: bool) -> None:
+    def _click(self, call_id: str, approve: bool, controls: _CallControls | None = None) -> None:
         try:
-            self.decide([call_id], approve=approve, reason=self._reason.value.strip())
+            if controls is not None and controls.question is not None and approve:
+                self.answer(call_id, controls.question.value)
+                return
+            args = controls.edited_args() if controls is not None and approve else None
+            self.decide([call_id], approve=approve, reason=self._reason.value.strip(), args=args,
+                        remember=bool(controls and controls.remember and controls.remember.value))
         except LoomError as exc:  # a widget callback's errors would otherwise vanish
             self.note = str(exc)
             self.refresh()
 
+    def _forget_click(self, tool: str) -> None:
+        try:
+            self.forget(tool)
+        except LoomError as exc:
+            self.note = str(exc)
+            self.refresh()
+
+    def remembered(self) -> frozenset[str]:
+        return self.session.remembered if self.session is not None else frozenset()
+
     def _draw(self) -> None:
         # The waiting calls are counted in the header; their buttons below stand for the list.
+        remembered = self.remembered()
         self._html.value = display.approvals_html(display.governance_rows(self.events()),
-                                                  self.pending(), list_pending=False)
+                                                  self.pending(), list_pending=False,
+                                                  remembered=remembered)
         rows: list[widgets.Widget] = []
+        kept, self._controls = self._controls, {}
         for call in self.pending():
-            approve = widgets.Button(description="Approve", button_style="success", icon="check",
+            # Kept across redraws: a refused edit (bad JSON) stays in its box to be fixed.
+            controls = kept.get(call.call_id)
+            if controls is None or controls.call != call:
+                controls = _CallControls(call)
+            self._controls[call.call_id] = controls
+            question = call.kind == "question"
+            approve = widgets.Button(description="Answer" if question else "Approve",
+                                     button_style="success", icon="check",
                                      layout=widgets.Layout(width="110px"))
-            reject = widgets.Button(description="Reject", button_style="danger", icon="times",
+            reject = widgets.Button(description="Decline" if question else "Reject",
+                                    button_style="danger", icon="times",
                                     layout=widgets.Layout(width="110px"))
-            approve.on_click(lambda _, c=call.call_id: self._click(c, True))
+            approve.on_click(lambda _, c=call.call_id, k=controls: self._click(c, True, k))
             reject.on_click(lambda _, c=call.call_id: self._click(c, False))
-            label = widgets.HTML(display.pending_call_html(call.name, call.args, call.reason))
-            rows.append(widgets.HBox([approve, reject, label]))
-        self._pending_box.children = ([widgets.HTML(display.WAITING_HTML), *rows, self._reason]
-                                      if rows else [])
+            label = widgets.HTML(display.pending_call_html(call.name, call.args, call.reason)
+                                 if not question else display.question_html(call.question or ""))
+            # The buttons' row stays first (and an HBox), its controls right under it.
+            rows += [widgets.HBox([approve, reject, label]), controls.box]
+        forget = [widgets.Button(description=f"Forget {tool}", icon="undo",
+                                 tooltip=f"{tool} asks again before it runs",
+                                 layout=widgets.Layout(width="auto")) for tool in sorted(remembered)]
+        for button, tool in zip(forget, sorted(remembered)):
+            button.on_click(lambda _, t=tool: self._forget_click(t))
+        self._pending_box.children = (([widgets.HTML(display.WAITING_HTML), *rows, self._reason]
+                                       if rows else []) + ([widgets.HBox(forget)] if forget else []))
         self._status.value = note_html(self.note, "div")
         self._answer.value = result_html(self.resumed) if self.resumed is not None else ""
 
     def to_text(self) -> str:
         text = display.approvals_text(display.governance_rows(self.events()), self.pending(),
-                                      self.note)
+                                      self.note, self.remembered())
         return text + (f"\n{self.resumed.to_text()}" if self.resumed is not None else "")
 
     def to_html(self) -> str:
         markup = display.approvals_html(display.governance_rows(self.events()), self.pending(),
-                                        self.note)
+                                        self.note, remembered=self.remembered())
         return markup + (result_html(self.resumed) if self.resumed is not None else "")
+
+
+class _CallControls:
+    """The controls under one waiting call: for a call, the "remember" checkbox and the edit
+    area (hidden until "Edit arguments" is pressed); for a question, the answer box."""
+
+    def __init__(self, call: PendingApproval) -> None:
+        self.call = call
+        self.remember: widgets.Checkbox | None = None
+        self.edit: widgets.Textarea | None = None
+        self.question: widgets.Textarea | None = None
+        if call.kind == "question":
+            self.question = widgets.Textarea(placeholder="your answer (the model receives it)",
+                                             layout=widgets.Layout(width="520px", height="60px"))
+            self.box = widgets.HBox([self.question])
+            return
+        self.remember = widgets.Checkbox(value=False, indent=False,
+                                         description=f"remember: allow {call.name} for this session")
+        self.shown = json.dumps(call.args, indent=2, ensure_ascii=False)
+        self.edit = widgets.Textarea(value=self.shown, layout=widgets.Layout(
+            width="520px", height="90px", display="none"))
+        toggle = widgets.ToggleButton(value=False, description="Edit arguments", icon="pencil",
+                                      layout=widgets.Layout(width="150px"))
+        toggle.observe(self._toggled, names="value")
+        self.box = widgets.VBox([widgets.HBox([toggle, self.remember]), self.edit])
+
+    def _toggled(self, change: dict[str, Any]) -> None:
+        assert self.edit is not None
+        self.edit.layout.display = "" if change["new"] else "none"
+
+    def edited_args(self) -> dict[str, Any] | None:
+        """The arguments in the edit area when they differ from the call's; ConfigError when
+        they are not a JSON object."""
+        if self.edit is None or self.edit.value.strip() == self.shown.strip():
+            return None
+        try:
+            args = json.loads(self.edit.value)
+        except ValueError as exc:
+            raise ConfigError(f"The edited arguments of {self.call.name} are not JSON ({exc}); "
+                              f"fix them and approve again.") from None
+        if not isinstance(args, dict):
+            raise ConfigError(f"The edited arguments of {self.call.name} must be a JSON object, "
+                              f"such as {self.shown}.")
+        return None if args == self.call.args else args

@@ -72,6 +72,8 @@ session of the default agent; -a NAME and -s NAME pick another, -o NAME binds th
                                   the background
 %loom reject [--reason R] [CALL_ID ...]
                                   reject waiting calls (all by default); the model is told R
+%loom answer [QUESTION_ID] TEXT   answer the model's question (ask_user); the run resumes
+                                  (%%loom answer takes the text as the cell body)
 
 %loom mcp NAME prompts|resources  what the agent's MCP server NAME offers besides tools
 
@@ -86,8 +88,8 @@ _VALUE_OPTIONS = {"-a": "agent", "--agent": "agent", "-s": "session", "--session
                   "-o": "out", "--out": "out"}
 _FLAG_OPTIONS = {"--no-stream": "stream", "--no-interpolate": "interpolate"}
 VIEWS = ("panel", "context", "budget", "signals", "approvals", "trace")
-ACTIONS = ("run", *VIEWS, "report", "signal", "approve", "reject", "mcp", "agent", "session",
-           "help")
+ACTIONS = ("run", *VIEWS, "report", "signal", "approve", "reject", "answer", "mcp", "agent",
+           "session", "help")
 # Options of each command beyond -a/-s/-o: (value options, flags).
 _OPTIONS: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     "run": ({}, _FLAG_OPTIONS),
@@ -143,7 +145,7 @@ def parse_command(line: str, cell: str | None = None) -> LoomCommand:
         )
     if action in {"agent", "session"}:
         return _parse_setter(action, [t.group() for t in tokens[1:]], cell)
-    if action in {"run", "signal"}:
+    if action in {"run", "signal", "answer"}:
         return _parse_run(action, line, tokens[1:], cell)
     return _parse_view(action, line[tokens[0].end():], cell)
 
@@ -198,7 +200,7 @@ def _parse_run(action: str, line: str, tokens: list[re.Match[str]], cell: str | 
     values, index = _parse_options(action, [t.group() for t in tokens])
     rest = line[tokens[index].start():].strip() if index < len(tokens) else ""
     if cell is not None and rest and cell.strip():
-        what = "prompt" if action == "run" else "summary"
+        what = {"run": "prompt", "signal": "summary"}.get(action, "answer")
         raise CommandError(
             f"Give the {what} either on the %%loom line or in the cell body, not both; "
             f"the line has {rest!r} after the options."
@@ -314,6 +316,8 @@ class LoomMagics(Magics):
             self._signal(command)
         elif command.action in ("approve", "reject"):
             self._decide(command)
+        elif command.action == "answer":
+            self._answer(command)
         elif command.action == "mcp":
             from .mcp_view import mcp_listing
 
@@ -402,6 +406,25 @@ class LoomMagics(Magics):
         view = ApprovalsView(session)
         view.decide(command.args, approve=command.action == "approve",
                     reason=command.reason or "")
+        self._bind(command, view)
+        display(view)
+
+    def _answer(self, command: LoomCommand) -> None:
+        from .approvals import ApprovalsView, waiting_result
+
+        session = self._current_session(command)
+        waiting = waiting_result(session)
+        asked = [p.call_id for p in (waiting.pending if waiting is not None else ()) if p.kind == "question"]
+        if not asked:
+            raise CommandError(f"No question of the model waits in session {session.id}; "
+                               f"`%loom approvals` shows what waits.")
+        first, _, rest = command.prompt.strip().partition(" ")
+        question, text = (first, rest.strip()) if first in asked else (None, command.prompt.strip())
+        if not text:
+            raise CommandError("Write the answer after the command: `%loom answer TEXT` (or "
+                               "`%loom answer QUESTION_ID TEXT`).")
+        view = ApprovalsView(session)
+        view.answer(question, text)
         self._bind(command, view)
         display(view)
 

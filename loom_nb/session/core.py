@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections.abc
 import os
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from ..messages import Message
 from ..sources import SourceHandle
 from ..store import (Checkpoint, InMemoryStore, ProcessStore, SessionStore, SQLiteStore,
                      open_store)
+from .approvals import SessionApprovals
 from .feedback import SessionFeedback
 from .runs import SessionRuns
 from .signals import Inbox, SessionSignals
@@ -33,6 +35,7 @@ from .signals import Inbox, SessionSignals
 if TYPE_CHECKING:
     from ..agent import Agent
     from ..engine import RunLoop
+    from ..result import RunResult
 
 __all__ = ["Session", "SessionConfig", "new_session_id"]
 
@@ -98,7 +101,7 @@ def new_session_id() -> str:
     return f"ses_{os.urandom(8).hex()}"
 
 
-class Session(SessionRuns, SessionSignals, SessionFeedback):
+class Session(SessionRuns, SessionSignals, SessionFeedback, SessionApprovals):
     """Many runs of one agent, with a shared history. Get one with ``agent.session(...)``."""
 
     def __init__(self, agent: Agent, config: SessionConfig | None = None) -> None:
@@ -142,6 +145,11 @@ class Session(SessionRuns, SessionSignals, SessionFeedback):
         self.notes: list[str] = []
         # Writes that failed at a run's end (disk full): retried, in order, before the next run.
         self._unsaved: list[Callable[[], None]] = []
+        # The waiting run as one RunResult that collects decisions (see session/approvals.py).
+        self._shared: RunResult | None = None
+        self._shared_lock = threading.Lock()
+        # (run id, the tools remembered as that run first saw them): one store read per run.
+        self._remembered_cache: tuple[str, frozenset[str]] | None = None
         if agent.runtime.feedback.kinds - {"rating"}:
             self._subscribers.append(self._record_feedback)
 

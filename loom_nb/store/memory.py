@@ -81,9 +81,10 @@ class InMemoryStore:
         with self._lock:
             self._feedback.setdefault(record.session_id, []).append(record)
 
-    def feedback(self, session_id: str) -> list[FeedbackRecord]:
+    def feedback(self, session_id: str, kind: str | None = None) -> list[FeedbackRecord]:
         with self._lock:
-            return list(self._feedback.get(session_id, []))
+            records = self._feedback.get(session_id, [])
+            return list(records) if kind is None else [r for r in records if r.kind == kind]
 
     def append_messages(self, session_id: str, run_id: str, messages: list[Message]) -> None:
         with self._lock:

@@ -335,10 +335,13 @@ class PostgresStore:
             conn.execute("INSERT INTO feedback (session_id, ts, run_id, kind, data) "
                          "VALUES (%s, %s, %s, %s, %s)", row)
 
-    def feedback(self, session_id: str) -> list[FeedbackRecord]:
+    def feedback(self, session_id: str, kind: str | None = None) -> list[FeedbackRecord]:
+        """The session's feedback records, oldest first (only those of ``kind`` when given)."""
+        where, params = ("session_id = %s", (session_id,)) if kind is None else (
+            "session_id = %s AND kind = %s", (session_id, kind))
         with self._read() as conn:
-            rows = conn.execute("SELECT ts, run_id, kind, data FROM feedback WHERE session_id = %s "
-                                "ORDER BY pos", (session_id,)).fetchall()
+            rows = conn.execute(f"SELECT ts, run_id, kind, data FROM feedback WHERE {where} "
+                                f"ORDER BY pos", params).fetchall()
         return [FeedbackRecord(session_id=session_id, ts=_utc(r[0]), run_id=r[1], kind=r[2],
                                data=json.loads(r[3])) for r in rows]
 

@@ -20,7 +20,9 @@ Optional methods a store may add, found with ``getattr`` (``SQLiteStore`` has th
 ``append_turn(session_id, run_id, messages, events)`` writes a turn's messages and events in one
 transaction; ``submit_turn(...)`` the same off the event loop (returns a
 ``concurrent.futures.Future``, or None when written already); ``runs_with_status(session_id,
-statuses)`` and ``signal_count(session_id)`` let a session open without reading every record.
+statuses)`` and ``signal_count(session_id)`` let a session open without reading every record;
+``feedback(session_id, kind=...)`` (a parameter, found by signature) reads one kind of record
+(the session's remembered approvals).
 
 :class:`SessionStore` is their union: what ``SessionConfig(store=...)`` takes. Every method must
 be safe to call from several threads (runs go on in loom_nb's background loop while a cell

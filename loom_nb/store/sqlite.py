@@ -239,10 +239,13 @@ class SQLiteStore:
         with self._lock, self._tx():
             self._db.execute("INSERT INTO feedback VALUES (?, ?, ?, ?, ?)", row)
 
-    def feedback(self, session_id: str) -> list[FeedbackRecord]:
+    def feedback(self, session_id: str, kind: str | None = None) -> list[FeedbackRecord]:
+        """The session's feedback records, oldest first (only those of ``kind`` when given)."""
+        where, params = ("session_id = ?", (session_id,)) if kind is None else (
+            "session_id = ? AND kind = ?", (session_id, kind))
         with self._lock:
-            rows = self._db.execute("SELECT ts, run_id, kind, data FROM feedback WHERE session_id = ? "
-                                    "ORDER BY rowid", (session_id,)).fetchall()
+            rows = self._db.execute(f"SELECT ts, run_id, kind, data FROM feedback WHERE {where} "
+                                    f"ORDER BY rowid", params).fetchall()
         return [FeedbackRecord(session_id=session_id, ts=datetime.fromisoformat(r[0]), run_id=r[1],
                                kind=r[2], data=json.loads(r[3])) for r in rows]
 

@@ -45,6 +45,26 @@ CELLS = [
     "[b for b in approvals.widget.children[1].children[1].children if b.description == 'Approve'][0].click()\n"
     "print(approvals.future.result(10).status)",
     "%loom trace",
+    # Richer approvals (cells 11-15): an edit with "remember", then a question and its answer box.
+    "from loom_nb import Capability\n"
+    "helper = Agent(Model.scripted([{'tool': 'wipe', 'args': {'path': '/a'}}, 'Wiped /b.',\n"
+    "    {'tool': 'ask_user', 'args': {'question': 'Which city?'}}, 'Lisbon it is.']),\n"
+    "    capabilities=[Capability.ask_user()], tools=[wipe])\n"
+    "%loom run -a helper -o edited wipe a",
+    "%loom approvals -a helper -o edits",
+    # As the frontend sends them: the toggle's and text area's new values, the checkbox, a click.
+    "controls = next(iter(edits._controls.values()))\n"
+    "[w for w in controls.box.children[0].children if w.description == 'Edit arguments'][0].value = True\n"
+    "controls.edit.value = '{\"path\": \"/b\"}'\n"
+    "controls.remember.value = True\n"
+    "[b for b in edits.widget.children[1].children[1].children if b.description == 'Approve'][0].click()\n"
+    "done = edits.future.result(10)\n"
+    "print(done.status, done.output, sorted(edits.session.remembered))",
+    "%loom run -a helper -o asked plan a trip\n%loom approvals -a helper -o questions",
+    "next(iter(questions._controls.values())).question.value = 'Lisbon'\n"
+    "[b for b in questions.widget.children[1].children[1].children if b.description == 'Answer'][0].click()\n"
+    "answered = questions.future.result(10)\n"
+    "print(answered.status, answered.output)",
 ]
 
 
@@ -132,3 +152,17 @@ def test_outputs_carry_text_and_html_fallbacks(executed: Any) -> None:
     assert "".join(o.get("text", "") for o in executed.cells[9].outputs) == "completed\n"
     signal = _display(executed, 5)
     assert signal["data"]["text/plain"].startswith('Signal pager/message [low] "disk at 91%" →')
+
+
+def test_richer_approvals_in_a_kernel(executed: Any) -> None:
+    printed = ["".join(o.get("text", "") for o in executed.cells[i].outputs) for i in (13, 15)]
+    assert printed == ["completed Wiped /b. ['wipe']\n", "completed Lisbon it is.\n"]
+    state = executed.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    names = {m["model_name"] for m in state.values()}
+    assert {"CheckboxModel", "ToggleButtonModel", "TextareaModel"} <= names
+    edits = _display(executed, 12)["data"]
+    assert "allowed for this session" not in edits["text/plain"]  # drawn before the click
+    assert 'wipe(path="/a")' in edits["text/plain"]
+    questions = [o for o in executed.cells[14].outputs if o["output_type"] == "display_data"][-1]["data"]
+    assert "the model asks: Which city?" in questions["text/plain"]
+    assert "Which city?" in questions["text/html"]

@@ -222,7 +222,9 @@ def test_turns_queued_together_are_one_transaction_and_fail_alone(tmp_path: Path
     store._db.set_trace_callback(
         lambda s: begins.append(s) if s.startswith("BEGIN") else None)
     first = RunEvent(type="run.started", run_id="r", session_id="s", seq=0)
-    with store._lock:  # the writer waits: all three queue up into one batch
+    # The writer can take the queue only once all three are in (holding its condition), and
+    # then waits on the store's lock: the three are one batch however the threads are scheduled.
+    with store._lock, store._writer._wake:
         futures = [store.submit_turn("s", "r", [Message.user("a")], [first]),
                    store.submit_turn("s", "r", [Message.user("b")], [first]),  # seq 0 again
                    store.submit_turn("s", "r", [Message.user("c")], [])]

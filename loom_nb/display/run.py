@@ -450,9 +450,17 @@ def panel_header_html(session_id: str, agent: str, model: str) -> str:
 
 def panel_html(runs: list[tuple[list[RunEvent], str]]) -> str:
     """The panel's transcript: each run's events, with the text of a turn still streaming."""
-    parts = [f"<div style='border-top:1px solid {RULE};padding:4px 0'>"
-             f"{header_html(run_status(events), '')}{events_html(events, live, ending=True)}</div>"
-             for events, live in runs]
+    return panel_transcript([panel_run_html(events, live) for events, live in runs])
+
+
+def panel_run_html(events: list[RunEvent], live: str = "") -> str:
+    """One run of the panel's transcript (the panel keeps a finished run's, drawn once)."""
+    return (f"<div style='border-top:1px solid {RULE};padding:4px 0'>"
+            f"{header_html(run_status(events), '')}{events_html(events, live, ending=True)}</div>")
+
+
+def panel_transcript(parts: list[str]) -> str:
+    """The transcript around its runs' markup."""
     # line-height: ipywidgets' HTML widget sets its own (the height of a button) otherwise.
     body = "".join(parts) or (f"<div style='{MUTED}'>No runs yet: write a prompt and press "
                               f"Send.</div>")

@@ -16,8 +16,8 @@ import ipywidgets as widgets
 from .. import _bridge
 from ..agent import Agent
 from ..display.common import note_html, view_card
-from ..display.run import (LiveText, panel_header_html, panel_html, panel_text,
-                           status_sentence)
+from ..display.run import (LiveText, panel_header_html, panel_run_html, panel_text,
+                           panel_transcript, status_sentence)
 from ..errors import ConfigError, LoomError
 from ..events import ModelDeltaData, RunEvent, payload
 from ..result import RunResult
@@ -55,6 +55,7 @@ class SessionPanel(View):
         self.future: concurrent.futures.Future[RunResult] | None = None
         self.note = ""
         self._live_text: dict[str, LiveText] = {}  # by run id
+        self._drawn: dict[str, tuple[tuple[int, int], str]] = {}  # finished runs' markup
         self.views: dict[str, View] = {
             "context": ContextView(source, **options), "budget": BudgetView(source, **options),
             "signals": SignalsView(source, **options),
@@ -169,8 +170,19 @@ class SessionPanel(View):
         self._status.value = note_html(self.note)
 
     def _transcript_html(self) -> str:
-        return panel_html([(events, live.text if (live := self._live_text.get(run_id)) else "")
-                           for run_id, events in self._runs()])
+        parts = []
+        for run_id, events in self._runs():
+            live = self._live_text.get(run_id)
+            if live is not None or events[-1].type != "run.finished":
+                parts.append(panel_run_html(events, live.text if live else ""))
+                continue
+            # A finished run is drawn once: a redraw costs the run going on, not the session.
+            key = (len(events), events[-1].seq)
+            cached = self._drawn.get(run_id)
+            if cached is None or cached[0] != key:
+                cached = self._drawn[run_id] = (key, panel_run_html(events))
+            parts.append(cached[1])
+        return panel_transcript(parts)
 
     def to_text(self) -> str:
         return panel_text([events for _, events in self._runs()])

@@ -42,7 +42,8 @@ __all__ = ["BudgetView", "ContextView", "SignalsView", "TraceView", "View"]
 #: Seconds between two redraws caused by a stream of events.
 VIEW_INTERVAL = 0.2
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-# Steps a reader watches for: drawn at once, not held back by the throttle.
+# Steps a reader watches for: drawn at once, or at the end of the throttle interval when one
+# was drawn less than an interval ago (never left for the next event).
 _DISCRETE = frozenset({"tool.call", "tool.result", "governance.decision", "run.resumed",
                        "run.interrupted", "context.compacted", "context.renewed",
                        "quality.verdict", "delegation.started", "delegation.finished",
@@ -91,6 +92,7 @@ class View:
         elif self.session is not None:
             self._add_all(self.session.events())
         self._last_draw = 0.0
+        self._pending = False  # a redraw is scheduled at the end of the current interval
         self.widget = self._build()
         self._draw()
         self._unsubscribe = (self.session.subscribe(self._on_event)
@@ -136,8 +138,30 @@ class View:
             self._after_step(self.refresh)
         elif event.type in _SETTLING:
             self.refresh()
-        elif self.live and (event.type in _DISCRETE or now - self._last_draw >= self.interval):
+        elif not self.live:
+            return
+        elif now - self._last_draw >= self.interval:
             self.refresh()
+        elif event.type in _DISCRETE:
+            self._redraw_at_interval_end(self._last_draw + self.interval - now)
+
+    def _redraw_at_interval_end(self, wait: float) -> None:
+        """A step (a tool call, a decision) inside the throttle interval is drawn once at its
+        end, with every step that came meanwhile: 200 quick tool calls are a few redraws, not
+        400, and each one a whole transcript (issue 25)."""
+        if self._pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the run's loop: draw now
+            self.refresh()
+            return
+        self._pending = True
+        loop.call_later(max(wait, 0.0), self._trailing)
+
+    def _trailing(self) -> None:
+        self._pending = False
+        self.refresh()
 
     @staticmethod
     def _after_step(callback: Any) -> None:

@@ -4,6 +4,7 @@ whose size does not grow with the run, and a final render that is exact and list
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -93,3 +94,34 @@ def test_the_live_card_shows_an_mcp_calls_latest_progress_in_place() -> None:
     text = card.bundle("")["text/plain"]
     assert "⏳ research: 3 of 5" in text and "1 of 5" not in text and "2 of 5" not in text
     assert "3 of 5" in card.bundle("")["text/html"]
+
+
+def test_the_session_panel_redraws_a_few_times_and_draws_a_finished_run_once(
+        monkeypatch: Any) -> None:
+    from loom_nb.display import run as display_run
+    from loom_nb.notebook import SessionPanel
+    from loom_nb.notebook import panel as panel_module
+
+    turns: list[object] = [[{"tool": "bump", "args": {"n": i + j}} for j in range(10)]
+                           for i in range(0, CALLS, 10)] + ["All done.", "Second."]
+    session = Agent(Model.scripted(turns), tools=[bump]).session()
+    panel = SessionPanel(session, live=True, interval=0.05)
+    drawn: list[int] = []
+
+    def counting(events: list[RunEvent], live: str = "") -> str:
+        drawn.append(len(events))
+        return display_run.panel_run_html(events, live)
+
+    monkeypatch.setattr(panel_module, "panel_run_html", counting)
+    start = time.monotonic()
+    first = session.run_sync("bump it")
+    elapsed = time.monotonic() - start
+    assert first.status == "completed" and len(first.tool_calls) == CALLS
+    # Before: a redraw at once for each of the 400 tool steps, each the whole transcript.
+    assert panel.updates <= elapsed / 0.05 + 3 and panel.updates < CALLS // 4, panel.updates
+    assert "All done." in panel._transcript.value
+    drawn.clear()
+    session.run_sync("again")
+    # The first run, finished, is not drawn again while the second goes on and ends.
+    assert all(n < 10 for n in drawn), drawn
+    assert "Second." in panel._transcript.value and "All done." in panel._transcript.value

@@ -98,7 +98,7 @@ class SQLiteStore:
             # self._lock serializes its use.
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 10000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            _wal(self._db)
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
         except sqlite3.Error as exc:
@@ -418,6 +418,26 @@ class SQLiteStore:
                 f"WHERE {where} ORDER BY {order}", args).fetchall()
         return [RunEvent(run_id=r[0], seq=r[1], session_id=r[2], parent_run_id=r[3], type=r[4],
                          ts=datetime.fromisoformat(r[5]), data=json.loads(r[6])) for r in rows]
+
+
+def _wal(db: sqlite3.Connection, seconds: float = 10.0) -> None:
+    """Switch ``db`` to WAL, waiting like busy_timeout does: SQLite answers "database is locked"
+    at once, without its busy handler, to a connection that asks while another one switches the
+    same new file (processes opening one new store at once)."""
+    import random
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            busy = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF == 5  # SQLITE_BUSY
+            if not busy or time.monotonic() > deadline:
+                raise
+            time.sleep(random.uniform(0.005, 0.05))
 
 
 class _Transaction:
